@@ -1,0 +1,154 @@
+"""The ``idempotify`` command: options, messages and exit codes.
+
+Diffs go to stdout; every message and the summary go to stderr.
+Exit codes: 0 ok, 1 changes needed (``--check`` / ``--diff``), 2 errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from codemod import __version__
+from codemod.formatting import Style, style_for
+from codemod.runner import ChangedOnDiskError, FileResult, Status, find_files, process_file, write_result
+from codemod.specs import SPECS
+from codemod.transformer import Outcome
+
+EXIT_OK = 0
+EXIT_CHANGES = 1
+EXIT_ERROR = 2
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"idempotify {__version__}")
+        raise typer.Exit()
+
+
+def _list_ops(value: bool) -> None:
+    if value:
+        for spec in SPECS.values():
+            forms = "op, batch_op" if spec.batch_params is not None else "op"
+            typer.echo(f"{spec.name:<14} ({forms}): runs when {spec.description}")
+        raise typer.Exit()
+
+
+@app.command()
+def rewrite(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Revision files, or directories searched for them (e.g. migrations/versions/)."),
+    ],
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if any file would change (for CI).")
+    ] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff; write nothing; exit 1 if any.")] = False,
+    line_length: Annotated[
+        int | None,
+        typer.Option(help="Line length for the code idempotify writes [default: the project's [tool.black], else 88]."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    list_ops: Annotated[
+        bool,
+        typer.Option("--list-ops", callback=_list_ops, is_eager=True, help="Print the op kinds guarded and exit."),
+    ] = False,
+) -> None:
+    """Guard every Alembic schema op so a migration can run again on a database that already has its changes.
+
+    Each op.X / batch_op.X statement in upgrade() and downgrade() is wrapped in an
+    `if` that asks the live database whether it is needed. Without --check or
+    --diff, files are rewritten in place.
+    """
+    results = []
+    for path in find_files(paths):
+        style = Style(line_length=line_length) if line_length is not None else style_for(path)
+        result = process_file(path, style)
+        if result.status is Status.CHANGED and not (check or diff):
+            result = _write(result)
+        _print_file(result, check=check, diff=diff, quiet=quiet)
+        results.append(result)
+    if not quiet:
+        _print_summary(results, written=not (check or diff))
+    raise typer.Exit(_exit_code(results, check or diff))
+
+
+def _write(result: FileResult) -> FileResult:
+    try:
+        write_result(result)
+    except ChangedOnDiskError:
+        return FileResult(result.path, Status.FAILED, result.original, message="changed on disk while idempotify ran; not written")
+    except OSError as error:
+        return FileResult(result.path, Status.FAILED, result.original, message=f"cannot write: {error.strerror or error}")
+    return result
+
+
+def _print_file(result: FileResult, *, check: bool, diff: bool, quiet: bool) -> None:
+    if result.status is Status.FAILED:
+        _err(f"error: {result.path}: {result.message}")
+        return
+    if diff and result.status is Status.CHANGED:
+        assert result.rewritten is not None
+        sys.stdout.write(_unified_diff(result))
+    if quiet:
+        return
+    if result.status is Status.CHANGED:
+        _err(f"{'Would rewrite' if check or diff else 'Rewrote'} {result.path}")
+    for report in result.reports:
+        if report.outcome is Outcome.UNGUARDED:
+            _err(f"{result.path}:{report.line}: left unguarded: {report.call}: {report.reason}")
+
+
+def _unified_diff(result: FileResult) -> str:
+    assert result.rewritten is not None
+    before = result.original.decode("utf-8", errors="replace").splitlines(keepends=True)
+    after = result.rewritten.decode("utf-8", errors="replace").splitlines(keepends=True)
+    name = str(result.path)
+    return "".join(difflib.unified_diff(before, after, fromfile=name, tofile=name))
+
+
+def _print_summary(results: list[FileResult], *, written: bool) -> None:
+    statuses = Counter(result.status for result in results)
+    outcomes = Counter(report.outcome for result in results for report in result.reports)
+    reasons = Counter(
+        report.reason for result in results for report in result.reports if report.outcome is not Outcome.GUARDED
+    )
+    files = [
+        f"{statuses[Status.CHANGED]} {'rewritten' if written else 'would be rewritten'}",
+        f"{statuses[Status.UNCHANGED]} unchanged",
+    ]
+    if statuses[Status.SKIPPED]:
+        files.append(f"{statuses[Status.SKIPPED]} skipped (not revision files)")
+    if statuses[Status.FAILED]:
+        files.append(f"{statuses[Status.FAILED]} failed")
+    ops = [f"{outcomes[outcome]} {outcome.value}" for outcome in Outcome]
+    _err(f"idempotify: files: {', '.join(files)}; ops: {', '.join(ops)}")
+    for reason, count in reasons.most_common():
+        _err(f"  {count} x {reason}")
+
+
+def _exit_code(results: list[FileResult], report_changes: bool) -> int:
+    if any(result.status is Status.FAILED for result in results):
+        return EXIT_ERROR
+    if report_changes and any(result.status is Status.CHANGED for result in results):
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

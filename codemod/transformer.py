@@ -1,0 +1,472 @@
+"""The libcst transformer that wraps each schema op statement in its guard.
+
+It finds Alembic op calls (``op.X(...)`` and ``NAME.X(...)`` for ``NAME`` bound
+by ``with op.batch_alter_table(...) as NAME``), wraps each statement holding one
+in ``if <guard>:``, leaves alone what an enclosing ``if`` already tests, and
+keeps one generated helper block per module holding exactly the helpers the
+module calls. Everything it does not guard it reports, with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import libcst as cst
+import libcst.matchers as m
+from libcst.metadata import PositionProvider
+
+from codemod.formatting import Style
+from codemod.guards import guard_test, helper_block_source, is_helper_name, reindent
+from codemod.specs import SPECS, OpSpec
+
+# Attributes of ``op`` that are not schema operations: never reported.
+NOT_OPS = frozenset(
+    {
+        "f",
+        "get_bind",
+        "get_context",
+        "batch_alter_table",
+        "inline_literal",
+        "implementation_for",
+        "register_operation",
+        "invoke",
+        "run_async",
+        "migration_context",
+        "impl",
+        "schema_obj",
+    }
+)
+
+# Ops with no guard, and why; anything else Alembic offers is "no guard yet".
+UNGUARDED_REASONS = {
+    "execute": "raw SQL or a statement object is not guarded",
+    "bulk_insert": "data change; only guarded with the op.create_table whose result it fills",
+}
+
+
+class Outcome(Enum):
+    """What became of one op call."""
+
+    GUARDED = "guarded"
+    ALREADY_SAFE = "already safe"
+    UNGUARDED = "left unguarded"
+
+
+@dataclass(frozen=True)
+class OpReport:
+    """What became of one op call, where, and why."""
+
+    line: int
+    call: str
+    outcome: Outcome
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _BatchTable:
+    table_name: cst.BaseExpression
+    schema: cst.BaseExpression | None
+
+
+@dataclass(frozen=True)
+class _OpCall:
+    """An op call found in a statement, with its arguments bound to parameter names."""
+
+    spec: OpSpec | None
+    name: str
+    display: str
+    call: cst.Call
+    args: dict[str, cst.BaseExpression] = field(default_factory=dict)
+    complete: bool = True
+    reason: str | None = None
+
+
+class GuardTransformer(cst.CSTTransformer):
+    """Wraps op statements in guards; see the module docstring."""
+
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, style: Style) -> None:
+        super().__init__()
+        self.style = style
+        self.reports: list[OpReport] = []
+        self._module: cst.Module = cst.Module(body=())
+        self._op_names: set[str] = {"op"}
+        self._batch_scopes: list[dict[str, _BatchTable]] = []
+        self._if_tests: list[cst.BaseExpression] = []
+        self._indents: list[str] = []
+        self._seen_calls: dict[int, tuple[int, str]] = {}
+        self._handled_calls: set[int] = set()
+
+    # Context: the module, aliases of alembic.op, batch blocks, enclosing ifs, depth.
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self._module = node
+        self._op_names = {"op"} | set(_op_aliases(node))
+
+    def visit_With(self, node: cst.With) -> None:
+        scope = {}
+        for item in node.items:
+            table = self._batch_table(item)
+            if table is not None and item.asname is not None:
+                target = item.asname.name
+                if isinstance(target, cst.Name):
+                    scope[target.value] = table
+        self._batch_scopes.append(scope)
+
+    def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
+        self._batch_scopes.pop()
+        return updated_node
+
+    def visit_If(self, node: cst.If) -> None:
+        self._if_tests.append(node.test)
+
+    def leave_If(
+        self, original_node: cst.If, updated_node: cst.If
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        self._if_tests.pop()
+        return updated_node
+
+    def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
+        self._indents.append(node.indent if node.indent is not None else self._module.default_indent)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        found = self._match_op(node)
+        if found is not None:
+            self._seen_calls[id(node)] = (self._line(node), found.display)
+
+    # Rewriting: statements are guarded block by block, so a create_table and
+    # the bulk_insert that fills it can share one guard.
+
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        body = self._guard_statements(original_node.body, updated_node.body)
+        self._indents.pop()
+        if body is None:
+            return updated_node
+        return updated_node.with_changes(body=body)
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        for call_id, (line, display) in self._seen_calls.items():
+            if call_id not in self._handled_calls:
+                self._report(line, display, "not a statement of its own (inside an expression or a one-line block)")
+        self.reports.sort(key=lambda report: report.line)
+        return self._with_helper_block(updated_node)
+
+    def _guard_statements(
+        self, originals: Sequence[cst.BaseStatement], updated: Sequence[cst.BaseStatement]
+    ) -> list[cst.BaseStatement] | None:
+        result: list[cst.BaseStatement] = []
+        changed = False
+        index = 0
+        while index < len(originals):
+            original, current = originals[index], updated[index]
+            found = self._op_in_statement(original)
+            guard = self._guard_for(found, original) if found is not None else None
+            if guard is None:
+                result.append(current)
+                index += 1
+                continue
+            assert found is not None
+            end = index + 1
+            target = _assigned_name(original)
+            if target is not None:
+                end = self._bulk_insert_group_end(originals, end, target)
+                if _uses_name(originals[end:], target):
+                    self._report(
+                        self._line(original),
+                        found.display,
+                        f"its result {target!r} is used later in the block; guard it by hand",
+                    )
+                    result.append(current)
+                    index += 1
+                    continue
+            for follower in originals[index + 1 : end]:
+                follower_op = self._op_in_statement(follower)
+                assert follower_op is not None
+                self._handled_calls.add(id(follower_op.call))
+                self.reports.append(OpReport(self._line(follower), follower_op.display, Outcome.GUARDED))
+            self._handled_calls.add(id(found.call))
+            self.reports.append(OpReport(self._line(original), found.display, Outcome.GUARDED))
+            result.append(self._wrap(guard, updated[index:end]))
+            changed = True
+            index = end
+        return result if changed else None
+
+    def _guard_for(self, found: _OpCall, statement: cst.BaseStatement) -> str | None:
+        """The guard test for the op, or None (with a report) when it is left alone."""
+        line = self._line(statement)
+        spec = found.spec
+        self._handled_calls.add(id(found.call))
+        if spec is None or found.reason is not None:
+            reason = found.reason or UNGUARDED_REASONS.get(found.name, f"no guard for {found.name} yet")
+            self._report(line, found.display, reason)
+            return None
+        for flag in spec.native_flags:
+            value = found.args.get(flag)
+            if value is not None and m.matches(value, m.Name("True")):
+                self._report(line, found.display, f"already idempotent ({flag}=True)", Outcome.ALREADY_SAFE)
+                return None
+        if not found.complete:
+            self._report(line, found.display, "arguments passed with * or ** cannot be read")
+            return None
+        args: dict[str, str] = {}
+        for check in spec.checks:
+            for name in check.args:
+                expression = found.args.get(name)
+                if expression is None and name in spec.optional:
+                    args[name] = "None"
+                elif expression is None:
+                    self._report(line, found.display, f"cannot find its {name} argument")
+                    return None
+                else:
+                    args[name] = self._module.code_for_node(expression).strip()
+        if any(self._tested_by_enclosing_if(found.args[check.subject]) for check in spec.checks if check.subject in found.args):
+            self._report(line, found.display, "already guarded by an enclosing if", Outcome.ALREADY_SAFE)
+            return None
+        schema = found.args.get("schema")
+        if schema is None or m.matches(schema, m.Name("None")):
+            return guard_test(spec.checks, args, None)
+        return guard_test(spec.checks, args, self._module.code_for_node(schema).strip())
+
+    def _tested_by_enclosing_if(self, subject: cst.BaseExpression) -> bool:
+        return any(_mentions(test, subject) for test in self._if_tests)
+
+    def _wrap(self, test: str, statements: Sequence[cst.BaseStatement]) -> cst.If:
+        indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
+        header = self.style.format(f"if {test}:\n    pass\n", indent_width)
+        newline = self._module.default_newline
+        parsed = cst.parse_statement(header.replace("\n", newline), config=self._module.config_for_parsing)
+        assert isinstance(parsed, cst.If)
+        first, *rest = statements
+        body = [first.with_changes(leading_lines=()), *rest]
+        return parsed.with_changes(body=cst.IndentedBlock(body=body), leading_lines=first.leading_lines)
+
+    # Finding op calls.
+
+    def _op_in_statement(self, statement: cst.BaseStatement) -> _OpCall | None:
+        """The op call a statement consists of: ``op.X(...)``, ``op.X(...),`` or ``t = op.X(...)``."""
+        if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+            return None
+        small = statement.body[0]
+        value: cst.BaseExpression | None = None
+        if isinstance(small, cst.Expr):
+            value = small.value
+            if isinstance(value, cst.Tuple) and len(value.elements) == 1:
+                value = value.elements[0].value
+        elif isinstance(small, cst.Assign) and len(small.targets) == 1:
+            value = small.value
+        if not isinstance(value, cst.Call):
+            return None
+        return self._match_op(value)
+
+    def _match_op(self, call: cst.Call) -> _OpCall | None:
+        func = call.func
+        if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)):
+            return None
+        receiver, name = func.value.value, func.attr.value
+        if name in NOT_OPS:
+            return None
+        display = f"{receiver}.{name}"
+        batch = self._batch_lookup(receiver)
+        spec = SPECS.get(name)
+        if batch is not None:
+            if spec is not None and spec.batch_params is not None:
+                args, complete = _bind(call, spec.batch_params)
+                args.setdefault("table_name", batch.table_name)
+                if batch.schema is not None:
+                    args.setdefault("schema", batch.schema)
+                return _OpCall(spec, name, display, call, args, complete)
+            return _OpCall(None, name, display, call)
+        if receiver in self._op_names:
+            if spec is None:
+                return _OpCall(None, name, display, call)
+            args, complete = _bind(call, spec.op_params)
+            return _OpCall(spec, name, display, call, args, complete)
+        if spec is not None and receiver.endswith("op"):
+            reason = "batch op outside a `with op.batch_alter_table(...)` block: its table is unknown"
+            return _OpCall(None, name, display, call, reason=reason)
+        return None
+
+    def _batch_lookup(self, name: str) -> _BatchTable | None:
+        for scope in reversed(self._batch_scopes):
+            if name in scope:
+                return scope[name]
+        return None
+
+    def _batch_table(self, item: cst.WithItem) -> _BatchTable | None:
+        call = item.item
+        if not isinstance(call, cst.Call):
+            return None
+        func = call.func
+        if not (
+            isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Name)
+            and func.value.value in self._op_names
+            and func.attr.value == "batch_alter_table"
+        ):
+            return None
+        args, _ = _bind(call, ("table_name", "schema"))
+        table_name = args.get("table_name")
+        if table_name is None:
+            return None
+        return _BatchTable(table_name, args.get("schema"))
+
+    def _bulk_insert_group_end(self, originals: Sequence[cst.BaseStatement], start: int, target: str) -> int:
+        end = start
+        while end < len(originals):
+            found = self._op_in_statement(originals[end])
+            if found is None or found.name != "bulk_insert" or _assigned_name(originals[end]) is not None:
+                break
+            first = found.call.args[0].value if found.call.args else None
+            if not (isinstance(first, cst.Name) and first.value == target):
+                break
+            end += 1
+        return end
+
+    # Reports and the helper block.
+
+    def _line(self, node: cst.CSTNode) -> int:
+        return self.get_metadata(PositionProvider, node).start.line
+
+    def _report(self, line: int, display: str, reason: str, outcome: Outcome = Outcome.UNGUARDED) -> None:
+        self.reports.append(OpReport(line, display, outcome, reason))
+
+    def _with_helper_block(self, module: cst.Module) -> cst.Module:
+        kept: list[cst.BaseStatement] = []
+        position: int | None = None
+        for statement in module.body:
+            if isinstance(statement, cst.FunctionDef) and is_helper_name(statement.name.value):
+                position = len(kept) if position is None else position
+                continue
+            kept.append(statement)
+        used = sorted(_helper_calls(kept))
+        if not used:
+            return module if position is None else module.with_changes(body=kept)
+        source = self.style.format(helper_block_source(used))
+        if self._module.default_indent != "    ":
+            source = reindent(source, self._module.default_indent)
+        newline = self._module.default_newline
+        parsed = cst.parse_module(source.replace("\n", newline), config=self._module.config_for_parsing)
+        block = parsed.body
+        first = block[0].with_changes(
+            leading_lines=[cst.EmptyLine(), cst.EmptyLine(), *parsed.header, *block[0].leading_lines]
+        )
+        if position is None:
+            position = next(
+                (i for i, statement in enumerate(kept) if isinstance(statement, (cst.FunctionDef, cst.ClassDef))),
+                len(kept),
+            )
+        return module.with_changes(body=[*kept[:position], first, *block[1:], *kept[position:]])
+
+
+def _op_aliases(module: cst.Module) -> Iterator[str]:
+    """Names bound to ``alembic.op`` by the module's imports."""
+    for statement in module.body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if isinstance(small, cst.ImportFrom) and m.matches(small.module, m.Name("alembic")):
+                if isinstance(small.names, cst.ImportStar):
+                    continue
+                for alias in small.names:
+                    if m.matches(alias.name, m.Name("op")):
+                        yield _alias_name(alias) or "op"
+            elif isinstance(small, cst.Import):
+                for alias in small.names:
+                    if m.matches(alias.name, m.Attribute(value=m.Name("alembic"), attr=m.Name("op"))):
+                        name = _alias_name(alias)
+                        if name is not None:
+                            yield name
+
+
+def _alias_name(alias: cst.ImportAlias) -> str | None:
+    if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+        return alias.asname.name.value
+    return None
+
+
+def _bind(call: cst.Call, params: Sequence[str]) -> tuple[dict[str, cst.BaseExpression], bool]:
+    """Map the call's arguments to parameter names; False when some cannot be known."""
+    bound: dict[str, cst.BaseExpression] = {}
+    position = 0
+    complete = True
+    for arg in call.args:
+        if arg.star == "*":
+            complete = False
+            position = len(params)
+        elif arg.star == "**":
+            complete = False
+        elif arg.keyword is None:
+            if position < len(params):
+                bound[params[position]] = arg.value
+            position += 1
+        else:
+            bound[arg.keyword.value] = arg.value
+    column = bound.get("column")
+    if column is not None:
+        bound["column"] = _column_name(column)
+    return bound, complete
+
+
+def _column_name(column: cst.BaseExpression) -> cst.BaseExpression:
+    """The expression naming a column: the ``sa.Column(name, ...)`` literal's name, else ``<expr>.name``."""
+    if isinstance(column, cst.Call) and m.matches(column.func, m.Name("Column") | m.Attribute(attr=m.Name("Column"))):
+        for arg in column.args:
+            if arg.keyword is not None and arg.keyword.value == "name":
+                return arg.value
+        if column.args and column.args[0].keyword is None and not column.args[0].star:
+            return column.args[0].value
+    return cst.Attribute(value=column, attr=cst.Name("name"))
+
+
+def _assigned_name(statement: cst.BaseStatement) -> str | None:
+    if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+        small = statement.body[0]
+        if isinstance(small, cst.Assign) and len(small.targets) == 1:
+            target = small.targets[0].target
+            if isinstance(target, cst.Name):
+                return target.value
+    return None
+
+
+def _uses_name(statements: Sequence[cst.BaseStatement], name: str) -> bool:
+    return any(m.findall(statement, m.Name(name)) for statement in statements)
+
+
+def _string_value(node: cst.BaseExpression) -> str | None:
+    """The value of a string literal, or of ``op.f("...")`` around one; else None."""
+    if isinstance(node, cst.Call) and m.matches(node.func, m.Attribute(attr=m.Name("f"))) and len(node.args) == 1:
+        node = node.args[0].value
+    if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+        value = node.evaluated_value
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _mentions(test: cst.BaseExpression, subject: cst.BaseExpression) -> bool:
+    """True when ``test`` refers to the object ``subject`` names (same string, or same expression)."""
+    wanted = _string_value(subject)
+    if wanted is not None:
+        strings = m.findall(test, m.SimpleString() | m.ConcatenatedString())
+        return any(_string_value(node) == wanted for node in strings if isinstance(node, cst.BaseExpression))
+    return any(node.deep_equals(subject) for node in _walk(test))
+
+
+def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+def _helper_calls(statements: Sequence[cst.BaseStatement]) -> set[str]:
+    names: set[str] = set()
+    for statement in statements:
+        for node in m.findall(statement, m.Call(func=m.Name())):
+            assert isinstance(node, cst.Call) and isinstance(node.func, cst.Name)
+            if is_helper_name(node.func.value):
+                names.add(node.func.value)
+    return names
