@@ -45,7 +45,9 @@ def _list_ops(value: bool) -> None:
 def rewrite(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Revision files, or directories searched for them (e.g. migrations/versions/)."),
+        typer.Argument(
+            metavar="PATH...", help="Revision files, or directories searched for them (e.g. migrations/versions/)."
+        ),
     ],
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if any file would change (for CI).")
@@ -87,10 +89,12 @@ def _write(result: FileResult) -> FileResult:
     try:
         write_result(result)
     except ChangedOnDiskError:
-        return FileResult(result.path, Status.FAILED, result.original, message="changed on disk while idempotify ran; not written")
+        message = "changed on disk while idempotify ran; not written"
     except OSError as error:
-        return FileResult(result.path, Status.FAILED, result.original, message=f"cannot write: {error.strerror or error}")
-    return result
+        message = f"cannot write: {error.strerror or error}"
+    else:
+        return result
+    return FileResult(result.path, Status.FAILED, result.original, message=message)
 
 
 def _print_file(result: FileResult, *, check: bool, diff: bool, quiet: bool) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import black
@@ -43,7 +43,7 @@ def style_for(path: Path) -> Style:
     return _style_for_directory(path.resolve().parent)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _style_for_directory(directory: Path) -> Style:
     for folder in (directory, *directory.parents):
         pyproject = folder / "pyproject.toml"

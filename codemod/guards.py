@@ -32,17 +32,17 @@ def _idempotify_inspector():
         return None
     return sqlalchemy.inspect(op.get_bind())
 ''',
-    "_idempotify_table_exists": '''
+    "_idempotify_table_exists": """
 def _idempotify_table_exists(table_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or inspector.has_table(table_name, schema=schema)
-''',
-    "_idempotify_table_missing": '''
+""",
+    "_idempotify_table_missing": """
 def _idempotify_table_missing(table_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or not inspector.has_table(table_name, schema=schema)
-''',
-    "_idempotify_has_column": '''
+""",
+    "_idempotify_has_column": """
 def _idempotify_has_column(inspector, table_name, column_name, schema):
     import sqlalchemy
 
@@ -51,22 +51,22 @@ def _idempotify_has_column(inspector, table_name, column_name, schema):
     except sqlalchemy.exc.NoSuchTableError:
         return False
     return any(column["name"] == column_name for column in columns)
-''',
-    "_idempotify_column_exists": '''
+""",
+    "_idempotify_column_exists": """
 def _idempotify_column_exists(table_name, column_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or _idempotify_has_column(
         inspector, table_name, column_name, schema
     )
-''',
-    "_idempotify_column_missing": '''
+""",
+    "_idempotify_column_missing": """
 def _idempotify_column_missing(table_name, column_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or not _idempotify_has_column(
         inspector, table_name, column_name, schema
     )
-''',
-    "_idempotify_has_index": '''
+""",
+    "_idempotify_has_index": """
 def _idempotify_has_index(inspector, table_name, index_name, schema):
     import sqlalchemy
 
@@ -92,21 +92,21 @@ def _idempotify_has_index(inspector, table_name, index_name, schema):
     except sqlalchemy.exc.NoSuchTableError:
         return False
     return any(index["name"] == index_name for index in indexes)
-''',
-    "_idempotify_index_exists": '''
+""",
+    "_idempotify_index_exists": """
 def _idempotify_index_exists(table_name, index_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or _idempotify_has_index(
         inspector, table_name, index_name, schema
     )
-''',
-    "_idempotify_index_missing": '''
+""",
+    "_idempotify_index_missing": """
 def _idempotify_index_missing(table_name, index_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or not _idempotify_has_index(
         inspector, table_name, index_name, schema
     )
-''',
+""",
 }
 
 _DEPENDENCIES: dict[str, tuple[str, ...]] = {

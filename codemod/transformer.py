@@ -79,7 +79,6 @@ class _OpCall:
     display: str
     call: cst.Call
     args: dict[str, cst.BaseExpression] = field(default_factory=dict)
-    complete: bool = True
     reason: str | None = None
 
 
@@ -152,7 +151,8 @@ class GuardTransformer(cst.CSTTransformer):
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         for call_id, (line, display) in self._seen_calls.items():
             if call_id not in self._handled_calls:
-                self._report(line, display, "not a statement of its own (inside an expression or a one-line block)")
+                reason = "not a statement of its own (inside an expression or a one-line block)"
+                self.reports.append(OpReport(line, display, Outcome.UNGUARDED, reason))
         self.reports.sort(key=lambda report: report.line)
         return self._with_helper_block(updated_node)
 
@@ -163,77 +163,83 @@ class GuardTransformer(cst.CSTTransformer):
         changed = False
         index = 0
         while index < len(originals):
-            original, current = originals[index], updated[index]
-            found = self._op_in_statement(original)
-            guard = self._guard_for(found, original) if found is not None else None
-            if guard is None:
-                result.append(current)
+            found = self._op_in_statement(originals[index])
+            if found is None:
+                result.append(updated[index])
                 index += 1
                 continue
-            assert found is not None
-            end = index + 1
-            target = _assigned_name(original)
-            if target is not None:
-                end = self._bulk_insert_group_end(originals, end, target)
-                if _uses_name(originals[end:], target):
-                    self._report(
-                        self._line(original),
-                        found.display,
-                        f"its result {target!r} is used later in the block; guard it by hand",
-                    )
-                    result.append(current)
-                    index += 1
-                    continue
+            end = self._group_end(originals, index)
+            test, report = self._decide(found, originals[index], originals[end:])
+            self.reports.append(report)
             for follower in originals[index + 1 : end]:
                 follower_op = self._op_in_statement(follower)
                 assert follower_op is not None
                 self._handled_calls.add(id(follower_op.call))
-                self.reports.append(OpReport(self._line(follower), follower_op.display, Outcome.GUARDED))
-            self._handled_calls.add(id(found.call))
-            self.reports.append(OpReport(self._line(original), found.display, Outcome.GUARDED))
-            result.append(self._wrap(guard, updated[index:end]))
-            changed = True
+                reason = "" if test is not None else f"fills the table created on line {report.line}"
+                self.reports.append(OpReport(self._line(follower), follower_op.display, report.outcome, reason))
+            if test is None:
+                result.extend(updated[index:end])
+            else:
+                result.append(self._wrap(test, updated[index:end]))
+                changed = True
             index = end
         return result if changed else None
 
-    def _guard_for(self, found: _OpCall, statement: cst.BaseStatement) -> str | None:
-        """The guard test for the op, or None (with a report) when it is left alone."""
-        line = self._line(statement)
-        spec = found.spec
+    def _group_end(self, originals: Sequence[cst.BaseStatement], index: int) -> int:
+        """End of the statements guarded together with ``originals[index]``.
+
+        ``t = op.create_table(...)`` takes the ``op.bulk_insert(t, ...)`` lines
+        right after it, so rows are inserted exactly when the table is created.
+        """
+        end = index + 1
+        target = _assigned_name(originals[index])
+        if target is None:
+            return end
+        while end < len(originals):
+            follower = self._op_in_statement(originals[end])
+            if follower is None or follower.name != "bulk_insert" or _assigned_name(originals[end]) is not None:
+                break
+            if not (follower.call.args and m.matches(follower.call.args[0].value, m.Name(target))):
+                break
+            end += 1
+        return end
+
+    def _decide(
+        self, found: _OpCall, statement: cst.BaseStatement, later: Sequence[cst.BaseStatement]
+    ) -> tuple[str | None, OpReport]:
+        """The guard test for the op (None when it is left alone) and the report saying why."""
         self._handled_calls.add(id(found.call))
+        line = self._line(statement)
+
+        def left(reason: str, outcome: Outcome = Outcome.UNGUARDED) -> tuple[None, OpReport]:
+            return None, OpReport(line, found.display, outcome, reason)
+
+        spec = found.spec
         if spec is None or found.reason is not None:
-            reason = found.reason or UNGUARDED_REASONS.get(found.name, f"no guard for {found.name} yet")
-            self._report(line, found.display, reason)
-            return None
+            return left(found.reason or UNGUARDED_REASONS.get(found.name, f"no guard for {found.name} yet"))
         for flag in spec.native_flags:
             value = found.args.get(flag)
             if value is not None and m.matches(value, m.Name("True")):
-                self._report(line, found.display, f"already idempotent ({flag}=True)", Outcome.ALREADY_SAFE)
-                return None
-        if not found.complete:
-            self._report(line, found.display, "arguments passed with * or ** cannot be read")
-            return None
+                return left(f"already idempotent ({flag}=True)", Outcome.ALREADY_SAFE)
         args: dict[str, str] = {}
         for check in spec.checks:
             for name in check.args:
                 expression = found.args.get(name)
-                if expression is None and name in spec.optional:
-                    args[name] = "None"
-                elif expression is None:
-                    self._report(line, found.display, f"cannot find its {name} argument")
-                    return None
-                else:
-                    args[name] = self._module.code_for_node(expression).strip()
-        if any(self._tested_by_enclosing_if(found.args[check.subject]) for check in spec.checks if check.subject in found.args):
-            self._report(line, found.display, "already guarded by an enclosing if", Outcome.ALREADY_SAFE)
-            return None
+                if expression is None and name not in spec.optional:
+                    return left(f"cannot find its {name} argument (passed with * or **?)")
+                args[name] = "None" if expression is None else self._module.code_for_node(expression).strip()
+        subjects = [found.args[check.subject] for check in spec.checks if check.subject in found.args]
+        if any(_mentions(test, subject) for test in self._if_tests for subject in subjects):
+            return left("already guarded by an enclosing if", Outcome.ALREADY_SAFE)
+        target = _assigned_name(statement)
+        if target is not None and _uses_name(later, target):
+            return left(f"its result {target!r} is used further down; guard it by hand")
         schema = found.args.get("schema")
-        if schema is None or m.matches(schema, m.Name("None")):
-            return guard_test(spec.checks, args, None)
-        return guard_test(spec.checks, args, self._module.code_for_node(schema).strip())
-
-    def _tested_by_enclosing_if(self, subject: cst.BaseExpression) -> bool:
-        return any(_mentions(test, subject) for test in self._if_tests)
+        if schema is not None and not m.matches(schema, m.Name("None")):
+            test = guard_test(spec.checks, args, self._module.code_for_node(schema).strip())
+        else:
+            test = guard_test(spec.checks, args, None)
+        return test, OpReport(line, found.display, Outcome.GUARDED)
 
     def _wrap(self, test: str, statements: Sequence[cst.BaseStatement]) -> cst.If:
         indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
@@ -242,6 +248,7 @@ class GuardTransformer(cst.CSTTransformer):
         parsed = cst.parse_statement(header.replace("\n", newline), config=self._module.config_for_parsing)
         assert isinstance(parsed, cst.If)
         first, *rest = statements
+        assert isinstance(first, cst.SimpleStatementLine)
         body = [first.with_changes(leading_lines=()), *rest]
         return parsed.with_changes(body=cst.IndentedBlock(body=body), leading_lines=first.leading_lines)
 
@@ -275,17 +282,16 @@ class GuardTransformer(cst.CSTTransformer):
         spec = SPECS.get(name)
         if batch is not None:
             if spec is not None and spec.batch_params is not None:
-                args, complete = _bind(call, spec.batch_params)
+                args = _bind(call, spec.batch_params)
                 args.setdefault("table_name", batch.table_name)
                 if batch.schema is not None:
                     args.setdefault("schema", batch.schema)
-                return _OpCall(spec, name, display, call, args, complete)
+                return _OpCall(spec, name, display, call, args)
             return _OpCall(None, name, display, call)
         if receiver in self._op_names:
             if spec is None:
                 return _OpCall(None, name, display, call)
-            args, complete = _bind(call, spec.op_params)
-            return _OpCall(spec, name, display, call, args, complete)
+            return _OpCall(spec, name, display, call, _bind(call, spec.op_params))
         if spec is not None and receiver.endswith("op"):
             reason = "batch op outside a `with op.batch_alter_table(...)` block: its table is unknown"
             return _OpCall(None, name, display, call, reason=reason)
@@ -309,31 +315,16 @@ class GuardTransformer(cst.CSTTransformer):
             and func.attr.value == "batch_alter_table"
         ):
             return None
-        args, _ = _bind(call, ("table_name", "schema"))
+        args = _bind(call, ("table_name", "schema"))
         table_name = args.get("table_name")
         if table_name is None:
             return None
         return _BatchTable(table_name, args.get("schema"))
 
-    def _bulk_insert_group_end(self, originals: Sequence[cst.BaseStatement], start: int, target: str) -> int:
-        end = start
-        while end < len(originals):
-            found = self._op_in_statement(originals[end])
-            if found is None or found.name != "bulk_insert" or _assigned_name(originals[end]) is not None:
-                break
-            first = found.call.args[0].value if found.call.args else None
-            if not (isinstance(first, cst.Name) and first.value == target):
-                break
-            end += 1
-        return end
-
     # Reports and the helper block.
 
     def _line(self, node: cst.CSTNode) -> int:
         return self.get_metadata(PositionProvider, node).start.line
-
-    def _report(self, line: int, display: str, reason: str, outcome: Outcome = Outcome.UNGUARDED) -> None:
-        self.reports.append(OpReport(line, display, outcome, reason))
 
     def _with_helper_block(self, module: cst.Module) -> cst.Module:
         kept: list[cst.BaseStatement] = []
@@ -369,7 +360,11 @@ def _op_aliases(module: cst.Module) -> Iterator[str]:
         if not isinstance(statement, cst.SimpleStatementLine):
             continue
         for small in statement.body:
-            if isinstance(small, cst.ImportFrom) and m.matches(small.module, m.Name("alembic")):
+            if (
+                isinstance(small, cst.ImportFrom)
+                and small.module is not None
+                and m.matches(small.module, m.Name("alembic"))
+            ):
                 if isinstance(small.names, cst.ImportStar):
                     continue
                 for alias in small.names:
@@ -389,27 +384,23 @@ def _alias_name(alias: cst.ImportAlias) -> str | None:
     return None
 
 
-def _bind(call: cst.Call, params: Sequence[str]) -> tuple[dict[str, cst.BaseExpression], bool]:
-    """Map the call's arguments to parameter names; False when some cannot be known."""
+def _bind(call: cst.Call, params: Sequence[str]) -> dict[str, cst.BaseExpression]:
+    """Map the call's arguments to parameter names; positions after a ``*`` spread are unknown."""
     bound: dict[str, cst.BaseExpression] = {}
     position = 0
-    complete = True
     for arg in call.args:
         if arg.star == "*":
-            complete = False
             position = len(params)
-        elif arg.star == "**":
-            complete = False
-        elif arg.keyword is None:
+        elif arg.keyword is not None:
+            bound[arg.keyword.value] = arg.value
+        elif not arg.star:
             if position < len(params):
                 bound[params[position]] = arg.value
             position += 1
-        else:
-            bound[arg.keyword.value] = arg.value
     column = bound.get("column")
     if column is not None:
         bound["column"] = _column_name(column)
-    return bound, complete
+    return bound
 
 
 def _column_name(column: cst.BaseExpression) -> cst.BaseExpression:

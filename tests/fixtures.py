@@ -1,0 +1,54 @@
+"""Golden fixtures: discovery and the ``# output`` file format.
+
+``fixtures/<op kind>/<case>.py`` holds an input migration, a line ``# output``,
+then the expected output. A case without ``# output`` must come out unchanged.
+A line ``# dialects: a, b`` in the input limits where it is executed;
+``# dialects: none`` marks a case that is only rewritten, never executed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.databases import DIALECTS
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+OUTPUT_MARKER = "# output\n"
+
+_DIALECTS_LINE = re.compile(r"^# dialects: (.*)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Golden:
+    path: Path
+    input: str
+    output: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.parent.name}/{self.path.stem}"
+
+    @property
+    def dialects(self) -> tuple[str, ...]:
+        found = _DIALECTS_LINE.search(self.input)
+        if found is None:
+            return DIALECTS
+        names = tuple(name.strip() for name in found.group(1).split(","))
+        return () if names == ("none",) else names
+
+
+def golden_paths() -> list[Path]:
+    """Every golden case: one level below ``fixtures/``, the demo project excepted."""
+    return sorted(path for path in FIXTURES.glob("*/*.py") if path.parent.name != "demo")
+
+
+def read_golden(path: Path) -> Golden:
+    text = path.read_text(encoding="utf-8")
+    source, marker, expected = text.partition(OUTPUT_MARKER)
+    return Golden(path, source, expected if marker else source)
+
+
+def write_golden(path: Path, source: str, output: str) -> None:
+    path.write_text(source if output == source else source + OUTPUT_MARKER + output, encoding="utf-8")

@@ -1,0 +1,44 @@
+"""Every golden fixture: the rewrite is the expected output, a second pass changes nothing, the output compiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from codemod.formatting import Style
+from codemod.runner import rewrite_source
+from codemod.specs import SPECS
+from tests.fixtures import Golden, golden_paths, read_golden
+
+GOLDENS = [read_golden(path) for path in golden_paths()]
+
+
+def _rewrite(source: str) -> str:
+    output, _ = rewrite_source(source.encode("utf-8"), Style())
+    return output.decode("utf-8")
+
+
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda golden: golden.id)
+def test_rewrite_matches_golden(golden: Golden) -> None:
+    assert _rewrite(golden.input) == golden.output, "run `make goldens` and review the diff"
+
+
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda golden: golden.id)
+def test_second_pass_changes_nothing(golden: Golden) -> None:
+    assert _rewrite(golden.output) == golden.output
+
+
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda golden: golden.id)
+def test_output_compiles(golden: Golden) -> None:
+    compile(golden.output, str(golden.path), "exec")
+
+
+def test_every_op_kind_has_three_cases_that_change() -> None:
+    changing = {name: 0 for name in SPECS}
+    for golden in GOLDENS:
+        if golden.path.parent.name in changing and golden.output != golden.input:
+            changing[golden.path.parent.name] += 1
+    assert {name: count for name, count in changing.items() if count < 3} == {}
+
+
+def test_there_are_no_change_cases() -> None:
+    assert any(golden.output == golden.input for golden in GOLDENS)
