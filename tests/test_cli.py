@@ -1,0 +1,203 @@
+"""The command line contract: one test per flag and per exit code."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from codemod import __version__
+from codemod.cli import app
+from codemod.runner import ChangedOnDiskError, process_file, write_result
+from codemod.specs import SPECS
+from tests.fixtures import FIXTURES, read_golden
+
+INCIDENT = read_golden(FIXTURES / "add_column" / "incident.py")
+UNCHANGED = read_golden(FIXTURES / "no_change" / "unsupported_ops.py")
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+@pytest.fixture
+def versions(tmp_path: Path) -> Path:
+    """A versions directory with the incident migration, a revision that needs nothing, and env.py."""
+    directory = tmp_path / "versions"
+    directory.mkdir()
+    (directory / "4f2a9c1d7e3b_add_updated_at.py").write_text(INCIDENT.input, encoding="utf-8")
+    (directory / "4c5d6e7f8a9b_alter.py").write_text(UNCHANGED.input, encoding="utf-8")
+    (tmp_path / "env.py").write_text("from alembic import context\n", encoding="utf-8")
+    return directory
+
+
+def test_rewrites_in_place(versions: Path) -> None:
+    result = run(versions)
+    assert result.exit_code == 0, result.stderr
+    assert (versions / "4f2a9c1d7e3b_add_updated_at.py").read_text(encoding="utf-8") == INCIDENT.output
+    assert (versions / "4c5d6e7f8a9b_alter.py").read_text(encoding="utf-8") == UNCHANGED.input
+    assert f"Rewrote {versions / '4f2a9c1d7e3b_add_updated_at.py'}" in result.stderr
+    assert "files: 1 rewritten, 1 unchanged; ops: 2 guarded, 0 already safe, 3 left unguarded" in result.stderr
+    assert result.stdout == ""
+
+
+def test_check_writes_nothing_and_exits_1(versions: Path) -> None:
+    before = {path: path.read_bytes() for path in versions.iterdir()}
+    result = run("--check", versions)
+    assert result.exit_code == 1
+    assert f"Would rewrite {versions / '4f2a9c1d7e3b_add_updated_at.py'}" in result.stderr
+    assert {path: path.read_bytes() for path in versions.iterdir()} == before
+
+
+def test_check_passes_once_rewritten(versions: Path) -> None:
+    assert run(versions).exit_code == 0
+    result = run("--check", versions)
+    assert result.exit_code == 0, result.stderr
+    assert "Would rewrite" not in result.stderr
+
+
+def test_diff_prints_a_unified_diff_and_writes_nothing(versions: Path) -> None:
+    path = versions / "4f2a9c1d7e3b_add_updated_at.py"
+    result = run("--diff", versions)
+    assert result.exit_code == 1
+    assert result.stdout.startswith(f"--- {path}\n+++ {path}\n@@ ")
+    assert '+    if _idempotify_column_missing("player_wellness_state", "updated_at"):\n' in result.stdout
+    assert path.read_text(encoding="utf-8") == INCIDENT.input
+
+
+def test_diff_is_empty_when_nothing_changes(versions: Path) -> None:
+    run(versions)
+    result = run("--diff", versions)
+    assert (result.exit_code, result.stdout) == (0, "")
+
+
+def test_unparsable_file_is_reported_left_alone_and_others_still_processed(versions: Path) -> None:
+    broken = versions / "0000_broken.py"
+    broken_bytes = b"revision = 'x'\n\ndef upgrade():\n    op.drop_table('t'\n\ndef downgrade():\n    pass\n"
+    broken.write_bytes(broken_bytes)
+    result = run(versions)
+    assert result.exit_code == 2
+    assert f"error: {broken}: line " in result.stderr
+    assert "cannot parse" in result.stderr
+    assert broken.read_bytes() == broken_bytes
+    assert (versions / "4f2a9c1d7e3b_add_updated_at.py").read_text(encoding="utf-8") == INCIDENT.output
+
+
+def test_directory_skips_files_that_are_not_revisions(tmp_path: Path, versions: Path) -> None:
+    (versions / "__init__.py").write_text("", encoding="utf-8")
+    (versions / "helpers.py").write_text("from alembic import op\n\ndef drop(): op.drop_table('t')\n", encoding="utf-8")
+    result = run(tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert "3 skipped (not revision files)" in result.stderr
+    assert (versions / "helpers.py").read_text(encoding="utf-8").endswith("op.drop_table('t')\n")
+
+
+def test_missing_path_is_an_error(tmp_path: Path) -> None:
+    result = run(tmp_path / "nope")
+    assert result.exit_code == 2
+    assert f"error: {tmp_path / 'nope'}: no such file or directory" in result.stderr
+
+
+def test_left_unguarded_ops_are_listed_with_file_and_line(versions: Path) -> None:
+    result = run("--check", versions)
+    path = versions / "4c5d6e7f8a9b_alter.py"
+    assert f"{path}:20: left unguarded: op.alter_column: no guard for alter_column yet" in result.stderr
+    assert f"{path}:21: left unguarded: op.execute: raw SQL" in result.stderr
+
+
+def test_quiet_prints_errors_only(versions: Path) -> None:
+    result = run("--quiet", "--check", versions)
+    assert (result.exit_code, result.stderr) == (1, "")
+
+
+def test_write_keeps_the_mode_and_leaves_no_temporary_file(versions: Path) -> None:
+    path = versions / "4f2a9c1d7e3b_add_updated_at.py"
+    path.chmod(0o640)
+    assert run(versions).exit_code == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in versions.iterdir()) == ["4c5d6e7f8a9b_alter.py", "4f2a9c1d7e3b_add_updated_at.py"]
+
+
+def test_a_file_changed_on_disk_after_reading_is_not_overwritten(versions: Path) -> None:
+    path = versions / "4f2a9c1d7e3b_add_updated_at.py"
+    result = process_file(path)
+    path.write_text(INCIDENT.input + "# edited meanwhile\n", encoding="utf-8")
+    with pytest.raises(ChangedOnDiskError):
+        write_result(result)
+    assert path.read_text(encoding="utf-8").endswith("# edited meanwhile\n")
+
+
+def test_line_length_comes_from_the_projects_tool_black(tmp_path: Path, versions: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.black]\nline-length = 60\n", encoding="utf-8")
+    assert run(versions).exit_code == 0
+    text = (versions / "4f2a9c1d7e3b_add_updated_at.py").read_text(encoding="utf-8")
+    assert '    if _idempotify_column_missing(\n        "player_wellness_state", "updated_at"\n    ):\n' in text
+
+
+def test_line_length_option_overrides_the_project(tmp_path: Path, versions: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.black]\nline-length = 60\n", encoding="utf-8")
+    assert run("--line-length", "120", versions).exit_code == 0
+    text = (versions / "4f2a9c1d7e3b_add_updated_at.py").read_text(encoding="utf-8")
+    assert '    if _idempotify_column_missing("player_wellness_state", "updated_at"):\n' in text
+
+
+def test_crlf_line_endings_and_other_bytes_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "0001_crlf.py"
+    source = INCIDENT.input.replace("\n", "\r\n").replace("# revision identifiers", "# révision identifiers")
+    path.write_bytes(source.encode("utf-8"))
+    assert run(path).exit_code == 0
+    data = path.read_bytes()
+    assert data.count(b"\n") == data.count(b"\r\n")
+    assert (
+        data
+        == INCIDENT.output.replace("\n", "\r\n").replace("# revision identifiers", "# révision identifiers").encode()
+    )
+
+
+def test_a_declared_encoding_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "0001_latin1.py"
+    source = "# -*- coding: latin-1 -*-\n# caf\xe9\n" + INCIDENT.input
+    path.write_bytes(source.encode("latin-1"))
+    assert run(path).exit_code == 0
+    assert path.read_bytes() == ("# -*- coding: latin-1 -*-\n# caf\xe9\n" + INCIDENT.output).encode("latin-1")
+
+
+def test_tabs_indent_the_new_lines_with_tabs(tmp_path: Path) -> None:
+    path = tmp_path / "0001_tabs.py"
+    path.write_text(INCIDENT.input.replace("    op.", "\top."), encoding="utf-8")
+    assert run(path).exit_code == 0
+    text = path.read_text(encoding="utf-8")
+    assert '\tif _idempotify_column_missing("player_wellness_state", "updated_at"):\n\t\top.add_column(' in text
+    assert "\n    " not in text.split("def upgrade")[0].split("_idempotify_inspector")[1]
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert (result.exit_code, result.stdout) == (0, f"idempotify {__version__}\n")
+
+
+def test_list_ops_names_every_op_kind() -> None:
+    result = run("--list-ops")
+    assert result.exit_code == 0
+    assert [line.split()[0] for line in result.stdout.splitlines()] == list(SPECS)
+
+
+def test_symlinked_directory_entries_are_followed(tmp_path: Path, versions: Path) -> None:
+    link = tmp_path / "linked.py"
+    os.symlink(versions / "4f2a9c1d7e3b_add_updated_at.py", link)
+    assert run(link).exit_code == 0
+    assert link.is_symlink()
+    assert (versions / "4f2a9c1d7e3b_add_updated_at.py").read_text(encoding="utf-8") == INCIDENT.output
+
+
+def test_python_dash_m_runs_the_command(versions: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "codemod", "--check", str(versions)], capture_output=True, text=True, check=False
+    )
+    assert completed.returncode == 1
+    assert "Would rewrite" in completed.stderr
