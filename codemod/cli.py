@@ -36,8 +36,7 @@ def _version(value: bool) -> None:
 def _list_ops(value: bool) -> None:
     if value:
         for spec in SPECS.values():
-            forms = "op, batch_op" if spec.batch_params is not None else "op"
-            typer.echo(f"{spec.name:<14} ({forms}): runs when {spec.description}")
+            typer.echo(f"{spec.name:<14} ({spec.forms}): runs when {spec.description}")
         raise typer.Exit()
 
 

@@ -64,6 +64,11 @@ class OpSpec:
     optional: frozenset[str] = frozenset()
     description: str = ""
 
+    @property
+    def forms(self) -> str:
+        """The forms the op is guarded in, as the README's table writes them."""
+        return "op, batch_op" if self.batch_params is not None else "op"
+
 
 _TABLE = ObjectKind.TABLE
 _COLUMN = ObjectKind.COLUMN
