@@ -1,0 +1,89 @@
+"""What the rewrite reports for each op it leaves alone, and why."""
+
+from __future__ import annotations
+
+import pytest
+
+from codemod.formatting import Style
+from codemod.runner import rewrite_source
+from codemod.transformer import OpReport, Outcome
+
+HEADER = "from alembic import op\nimport sqlalchemy as sa\n\nrevision = 'x'\n\n\ndef upgrade():\n"
+
+
+def reports(body: str, header: str = HEADER) -> list[OpReport]:
+    _, found = rewrite_source((header + body).encode(), Style())
+    return found
+
+
+def only(body: str, header: str = HEADER) -> tuple[Outcome, str]:
+    (report,) = reports(body, header)
+    return report.outcome, report.reason
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("    op.execute('UPDATE users SET name = 1')\n", "raw SQL or a statement object is not guarded"),
+        ("    op.alter_column('users', 'name', nullable=True)\n", "no guard for alter_column yet"),
+        ("    op.drop_table(**{'table_name': 'users'})\n", "cannot find its table_name argument (passed with * or **?)"),
+        ("    if True: op.drop_table('users')\n", "not a statement of its own (inside an expression or a one-line block)"),
+        ("    print(op.drop_table('users'))\n", "not a statement of its own (inside an expression or a one-line block)"),
+        ("    op.drop_table('a'); op.drop_table('b')\n", None),
+        (
+            "    batch_op.drop_column('name')\n",
+            "batch op outside a `with op.batch_alter_table(...)` block: its table is unknown",
+        ),
+    ],
+)
+def test_left_unguarded_with_reason(body: str, reason: str | None) -> None:
+    found = reports(body)
+    assert found, "the op was not reported at all"
+    assert all(report.outcome is Outcome.UNGUARDED for report in found)
+    if reason is not None:
+        assert {report.reason for report in found} == {reason}
+
+
+def test_native_if_not_exists_is_already_safe() -> None:
+    body = "    op.create_table('t', sa.Column('id', sa.Integer), if_not_exists=True)\n"
+    assert only(body) == (Outcome.ALREADY_SAFE, "already idempotent (if_not_exists=True)")
+
+
+def test_enclosing_if_on_the_same_object_is_already_safe() -> None:
+    body = "    if not has_table('runs'):\n        op.create_table('runs', sa.Column('id', sa.Integer))\n"
+    assert only(body) == (Outcome.ALREADY_SAFE, "already guarded by an enclosing if")
+
+
+def test_enclosing_if_on_another_object_does_not_count() -> None:
+    body = "    if has_table('runs'):\n        op.add_column('runs', sa.Column('name', sa.String))\n"
+    assert only(body) == (Outcome.GUARDED, "")
+
+
+def test_result_used_further_down_is_left_with_reason() -> None:
+    body = (
+        "    t = op.create_table('t', sa.Column('id', sa.Integer))\n"
+        "    op.create_index('ix', 't', ['id'])\n"
+        "    op.bulk_insert(t, [])\n"
+    )
+    found = reports(body)
+    assert [(report.call, report.outcome) for report in found] == [
+        ("op.create_table", Outcome.UNGUARDED),
+        ("op.create_index", Outcome.GUARDED),
+        ("op.bulk_insert", Outcome.UNGUARDED),
+    ]
+    assert found[0].reason == "its result 't' is used further down; guard it by hand"
+
+
+def test_op_alias_is_followed() -> None:
+    header = HEADER.replace("from alembic import op\n", "from alembic import op as alembic_op\n")
+    assert only("    alembic_op.drop_table('users')\n", header) == (Outcome.GUARDED, "")
+
+
+def test_import_alembic_op_as_name_is_followed() -> None:
+    header = HEADER.replace("from alembic import op\n", "import alembic.op as migrate\n")
+    assert only("    migrate.drop_table('users')\n", header) == (Outcome.GUARDED, "")
+
+
+def test_lines_are_those_of_the_input() -> None:
+    body = "    op.drop_table('a')\n\n    op.execute('SELECT 1')\n"
+    assert [report.line for report in reports(body)] == [8, 10]
