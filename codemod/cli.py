@@ -45,16 +45,22 @@ def rewrite(
     paths: Annotated[
         list[Path],
         typer.Argument(
-            metavar="PATH...", help="Revision files, or directories searched for them (e.g. migrations/versions/)."
+            metavar="PATH", show_default=False, help="Revision files, or directories searched for them (versions/)."
         ),
     ],
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if any file would change (for CI).")
     ] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff; write nothing; exit 1 if any.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Also exit 1 while any op is left unguarded (see the list printed).")
+    ] = False,
     line_length: Annotated[
         int | None,
-        typer.Option(help="Line length for the code idempotify writes [default: the project's [tool.black], else 88]."),
+        typer.Option(
+            min=40,
+            help="Line length for the code idempotify writes [default: the project's [tool.black], else 88].",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
     version: Annotated[
@@ -67,21 +73,31 @@ def rewrite(
 ) -> None:
     """Guard every Alembic schema op so a migration can run again on a database that already has its changes.
 
-    Each op.X / batch_op.X statement in upgrade() and downgrade() is wrapped in an
-    `if` that asks the live database whether it is needed. Without --check or
+    Each op.X / batch_op.X statement in the migration's functions is wrapped in
+    an `if` that asks the live database whether it is needed. Without --check or
     --diff, files are rewritten in place.
+
+    Exit codes: 0 ok, 1 changes needed (--check, --diff; with --strict also ops
+    left unguarded), 2 errors.
     """
-    results = []
-    for path in find_files(paths):
-        style = Style(line_length=line_length) if line_length is not None else style_for(path)
-        result = process_file(path, style)
-        if result.status is Status.CHANGED and not (check or diff):
-            result = _write(result)
-        _print_file(result, check=check, diff=diff, quiet=quiet)
-        results.append(result)
+    results: list[FileResult] = []
+    for given in paths:
+        revisions = 0
+        for path in find_files([given]):
+            style = Style(line_length=line_length) if line_length is not None else style_for(path)
+            result = process_file(path, style)
+            if result.status is Status.CHANGED and not (check or diff):
+                result = _write(result)
+            _print_file(result, check=check, diff=diff, quiet=quiet, named=path == given)
+            results.append(result)
+            revisions += result.status is not Status.SKIPPED
+        if given.is_dir() and not revisions:
+            message = "no Alembic revision files below it (files that assign `revision` and define upgrade())"
+            results.append(FileResult(given, Status.FAILED, message=message))
+            _print_file(results[-1], check=check, diff=diff, quiet=quiet, named=True)
     if not quiet:
         _print_summary(results, written=not (check or diff))
-    raise typer.Exit(_exit_code(results, check or diff))
+    raise typer.Exit(_exit_code(results, report_changes=check or diff, strict=strict))
 
 
 def _write(result: FileResult) -> FileResult:
@@ -96,10 +112,12 @@ def _write(result: FileResult) -> FileResult:
     return FileResult(result.path, Status.FAILED, result.original, message=message)
 
 
-def _print_file(result: FileResult, *, check: bool, diff: bool, quiet: bool) -> None:
+def _print_file(result: FileResult, *, check: bool, diff: bool, quiet: bool, named: bool) -> None:
     if result.status is Status.FAILED:
         _err(f"error: {result.path}: {result.message}")
         return
+    if result.status is Status.SKIPPED and named and not quiet:
+        _err(f"skipped {result.path}: {result.message} (it must assign `revision` and define upgrade())")
     if diff and result.status is Status.CHANGED:
         assert result.rewritten is not None
         sys.stdout.write(_unified_diff(result))
@@ -140,10 +158,12 @@ def _print_summary(results: list[FileResult], *, written: bool) -> None:
         _err(f"  {count} x {reason}")
 
 
-def _exit_code(results: list[FileResult], report_changes: bool) -> int:
+def _exit_code(results: list[FileResult], *, report_changes: bool, strict: bool) -> int:
     if any(result.status is Status.FAILED for result in results):
         return EXIT_ERROR
     if report_changes and any(result.status is Status.CHANGED for result in results):
+        return EXIT_CHANGES
+    if strict and any(report.outcome is Outcome.UNGUARDED for result in results for report in result.reports):
         return EXIT_CHANGES
     return EXIT_OK
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from codemod.specs import Check
-
-HELPER_PREFIX = "_idempotify_"
+from codemod.specs import HELPER_PREFIX, Check
 
 BLOCK_HEADER = (
     "# idempotify: generated guards. Each answers whether an op must run: it inspects\n"
@@ -107,8 +105,159 @@ def _idempotify_index_missing(table_name, index_name, schema=None):
         inspector, table_name, index_name, schema
     )
 """,
+    "_idempotify_has_constraint": '''
+def _idempotify_has_constraint(inspector, constraint, type_):
+    """Whether ``constraint``, built as Alembic builds it for the op, is in the database.
+
+    Named constraints are found by the name Alembic gives them (naming
+    convention included); unnamed ones by their columns.
+    """
+    import sqlalchemy
+
+    table, schema = constraint.table.name, constraint.table.schema
+    if type_ == "primary":  # A table has one primary key, whatever its name.
+        try:
+            key = inspector.get_pk_constraint(table, schema=schema)
+        except sqlalchemy.exc.NoSuchTableError:
+            return False
+        return bool(key.get("constrained_columns"))
+    dialect = inspector.bind.dialect
+    name = constraint.name
+    if name is not None:
+        name = dialect.identifier_preparer.format_constraint(constraint, _alembic_quote=False)
+    if name is not None and dialect.name == "postgresql":
+        query = (
+            "SELECT 1 FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid"
+            " JOIN pg_namespace n ON n.oid = t.relnamespace WHERE c.conname = :name"
+            " AND t.relname = :table AND n.nspname = coalesce(:schema, current_schema())"
+        )
+        params = {"name": str(name), "table": table, "schema": schema}
+        kinds = {"unique": "u", "foreignkey": "f", "check": "c", "exclude": "x"}
+        if type_ in kinds:
+            query += " AND c.contype = :kind"
+            params["kind"] = kinds[type_]
+        return inspector.bind.execute(sqlalchemy.text(query), params).first() is not None
+    found = []  # (name, columns, (referred table, referred columns))
+    try:
+        if type_ is None:
+            key = inspector.get_pk_constraint(table, schema=schema)
+            found.append((key.get("name"), key.get("constrained_columns"), None))
+        if type_ in ("unique", None):
+            for unique in inspector.get_unique_constraints(table, schema=schema):
+                found.append((unique["name"], unique["column_names"], None))
+            for index in inspector.get_indexes(table, schema=schema):
+                if index["unique"]:  # MySQL and MariaDB report unique constraints as indexes
+                    found.append((index["name"], index["column_names"], None))
+        if type_ in ("foreignkey", None):
+            for key in inspector.get_foreign_keys(table, schema=schema):
+                referred = (key["referred_table"], sorted(key["referred_columns"]))
+                found.append((key["name"], key["constrained_columns"], referred))
+        if type_ in ("check", None):
+            for check in inspector.get_check_constraints(table, schema=schema):
+                found.append((check["name"], None, None))
+    except sqlalchemy.exc.NoSuchTableError:
+        return False
+    if name is not None:
+        return any(found_name == name for found_name, _, _ in found)
+    columns = sorted(column.name for column in constraint.columns)
+    referred = None
+    if isinstance(constraint, sqlalchemy.ForeignKeyConstraint):
+        referred = (constraint.referred_table.name, sorted(e.column.name for e in constraint.elements))
+    return any(
+        sorted(found_columns or ()) == columns and found_referred == referred
+        for _, found_columns, found_referred in found
+    )
+''',
+    "_idempotify_schema_objects": '''
+def _idempotify_schema_objects():
+    """Alembic's own factory for the constraints ops create, naming convention included."""
+    from alembic import op
+    from alembic.operations.schemaobj import SchemaObjects
+
+    return SchemaObjects(op.get_context())
+''',
+    "_idempotify_unique_missing": """
+def _idempotify_unique_missing(constraint_name, table_name, columns, schema=None):
+    inspector = _idempotify_inspector()
+    constraint = _idempotify_schema_objects().unique_constraint(
+        constraint_name, table_name, columns, schema=schema
+    )
+    return inspector is None or not _idempotify_has_constraint(inspector, constraint, "unique")
+""",
+    "_idempotify_primary_key_missing": """
+def _idempotify_primary_key_missing(constraint_name, table_name, columns, schema=None):
+    inspector = _idempotify_inspector()
+    constraint = _idempotify_schema_objects().primary_key_constraint(
+        constraint_name, table_name, columns, schema=schema
+    )
+    return inspector is None or not _idempotify_has_constraint(inspector, constraint, "primary")
+""",
+    "_idempotify_foreign_key_missing": """
+def _idempotify_foreign_key_missing(
+    constraint_name,
+    source_table,
+    referent_table,
+    local_cols,
+    remote_cols,
+    source_schema=None,
+    referent_schema=None,
+):
+    inspector = _idempotify_inspector()
+    constraint = _idempotify_schema_objects().foreign_key_constraint(
+        constraint_name,
+        source_table,
+        referent_table,
+        local_cols,
+        remote_cols,
+        source_schema=source_schema,
+        referent_schema=referent_schema,
+    )
+    return inspector is None or not _idempotify_has_constraint(inspector, constraint, "foreignkey")
+""",
+    "_idempotify_check_missing": """
+def _idempotify_check_missing(constraint_name, table_name, condition, schema=None):
+    inspector = _idempotify_inspector()
+    constraint = _idempotify_schema_objects().check_constraint(
+        constraint_name, table_name, condition, schema=schema
+    )
+    return inspector is None or not _idempotify_has_constraint(inspector, constraint, "check")
+""",
+    "_idempotify_exclude_missing": """
+def _idempotify_exclude_missing(constraint_name, table_name, schema=None):
+    inspector = _idempotify_inspector()
+    constraint = _idempotify_schema_objects().generic_constraint(
+        constraint_name, table_name, None, schema=schema
+    )
+    return inspector is None or not _idempotify_has_constraint(inspector, constraint, "exclude")
+""",
+    "_idempotify_constraint_exists": """
+def _idempotify_constraint_exists(constraint_name, table_name, type_=None, schema=None):
+    inspector = _idempotify_inspector()
+    constraint = _idempotify_schema_objects().generic_constraint(
+        constraint_name, table_name, type_, schema=schema
+    )
+    return inspector is None or _idempotify_has_constraint(inspector, constraint, type_)
+""",
+    "_idempotify_has_sequence": """
+def _idempotify_has_sequence(inspector, sequence_name, schema):
+    try:
+        return inspector.has_sequence(sequence_name, schema=schema)
+    except NotImplementedError:  # No sequences on this dialect: the op fails as written.
+        return None
+""",
+    "_idempotify_sequence_exists": """
+def _idempotify_sequence_exists(sequence_name, schema=None):
+    inspector = _idempotify_inspector()
+    return inspector is None or _idempotify_has_sequence(inspector, sequence_name, schema) is not False
+""",
+    "_idempotify_sequence_missing": """
+def _idempotify_sequence_missing(sequence_name, schema=None):
+    inspector = _idempotify_inspector()
+    return inspector is None or not _idempotify_has_sequence(inspector, sequence_name, schema)
+""",
 }
 
+_CONSTRAINT_HELPERS = ("_idempotify_inspector", "_idempotify_schema_objects", "_idempotify_has_constraint")
 _DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "_idempotify_table_exists": ("_idempotify_inspector",),
     "_idempotify_table_missing": ("_idempotify_inspector",),
@@ -116,6 +265,14 @@ _DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "_idempotify_column_missing": ("_idempotify_inspector", "_idempotify_has_column"),
     "_idempotify_index_exists": ("_idempotify_inspector", "_idempotify_has_index"),
     "_idempotify_index_missing": ("_idempotify_inspector", "_idempotify_has_index"),
+    "_idempotify_unique_missing": _CONSTRAINT_HELPERS,
+    "_idempotify_primary_key_missing": _CONSTRAINT_HELPERS,
+    "_idempotify_foreign_key_missing": _CONSTRAINT_HELPERS,
+    "_idempotify_check_missing": _CONSTRAINT_HELPERS,
+    "_idempotify_exclude_missing": _CONSTRAINT_HELPERS,
+    "_idempotify_constraint_exists": _CONSTRAINT_HELPERS,
+    "_idempotify_sequence_exists": ("_idempotify_inspector", "_idempotify_has_sequence"),
+    "_idempotify_sequence_missing": ("_idempotify_inspector", "_idempotify_has_sequence"),
 }
 
 
@@ -151,16 +308,17 @@ def reindent(source: str, indent: str) -> str:
     return "\n".join(lines)
 
 
-def guard_test(checks: Iterable[Check], args: Mapping[str, str], schema: str | None) -> str:
+def guard_test(checks: Iterable[Check], args: Mapping[str, str]) -> str:
     """The ``if`` test for an op: its checks joined with ``and``, as source.
 
-    ``args`` maps each parameter name a check uses to the source of the
-    expression the op was called with.
+    ``args`` maps parameter names to the source of the expressions the op was
+    called with; checks whose ``only_with`` parameter is absent are dropped.
     """
     calls = []
     for check in checks:
+        if check.only_with is not None and check.only_with not in args:
+            continue
         arguments = [args[name] for name in check.args]
-        if schema is not None:
-            arguments.append(f"schema={schema}")
+        arguments += [f"{name}={args[name]}" for name in check.keywords if name in args]
         calls.append(f"{check.helper}({', '.join(arguments)})")
     return " and ".join(calls)

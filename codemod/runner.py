@@ -82,18 +82,22 @@ def process_file(path: Path, style: Style | None = None) -> FileResult:
     try:
         rewritten, reports = rewrite_source(source, style or style_for(path))
     except cst.ParserSyntaxError as error:
-        return FileResult(
-            path,
-            Status.FAILED,
-            source,
-            message=f"line {error.raw_line}, column {error.raw_column + 1}: cannot parse: {error.message}",
-        )
+        return FileResult(path, Status.FAILED, source, message=_syntax_error_message(source, error))
     except UnicodeDecodeError as error:
         return FileResult(path, Status.FAILED, source, message=f"cannot decode: {error.reason} at byte {error.start}")
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
         return FileResult(path, Status.FAILED, source, message=f"internal error: {type(error).__name__}: {error}")
     status = Status.CHANGED if rewritten != source else Status.UNCHANGED
     return FileResult(path, status, source, rewritten if status is Status.CHANGED else None, tuple(reports))
+
+
+def _syntax_error_message(source: bytes, error: cst.ParserSyntaxError) -> str:
+    """Python's own account of a syntax error (it names the line at fault), else LibCST's."""
+    try:
+        compile(source, "<migration>", "exec", dont_inherit=True)
+    except SyntaxError as python_error:
+        return f"line {python_error.lineno}: invalid Python: {python_error.msg}"
+    return f"line {error.raw_line}, column {error.raw_column + 1}: cannot parse: {error.message.splitlines()[0]}"
 
 
 class ChangedOnDiskError(Exception):

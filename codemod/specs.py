@@ -2,45 +2,51 @@
 
 One row per Alembic operation: the parameters it takes in ``op.X(...)`` form
 and in ``batch_op.X(...)`` form, and the checks that decide whether it must
-run. Adding an op kind is adding a row here and a folder under ``fixtures/``.
+run. Adding an op kind is adding a row here (and its helper in ``guards.py``,
+if it needs a new one) and a folder under ``fixtures/``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
-
-class ObjectKind(Enum):
-    """A kind of schema object a guard can look up in the live database."""
-
-    TABLE = "table"
-    COLUMN = "column"
-    INDEX = "index"
+HELPER_PREFIX = "_idempotify_"
 
 
 @dataclass(frozen=True)
 class Check:
-    """One condition of a guard: the object named by ``args`` must be present or absent.
+    """One condition of a guard, answered by a generated helper.
 
-    ``args`` are parameter names of the op, passed positionally to the helper in
-    this order; ``schema`` is passed by keyword when the op has one.
+    ``args`` are parameter names of the op, passed positionally to the helper
+    in this order; ``keywords`` are passed by keyword when the op has them.
+    ``subject`` is the parameter naming the object: an enclosing ``if`` that
+    mentions it already guards the op. ``only_with`` makes the check apply only
+    when that parameter is passed; ``unnamed`` allows a ``None`` subject (the
+    helper then matches the object by its columns).
     """
 
-    kind: ObjectKind
-    present: bool
+    helper_suffix: str
     args: tuple[str, ...]
+    subject: str
+    keywords: tuple[str, ...] = ("schema",)
+    only_with: str | None = None
+    unnamed: bool = False
 
     @property
     def helper(self) -> str:
         """Name of the generated helper that answers this check."""
-        state = "exists" if self.present else "missing"
-        return f"_idempotify_{self.kind.value}_{state}"
+        return HELPER_PREFIX + self.helper_suffix
 
     @property
-    def subject(self) -> str:
-        """The parameter naming the object itself (the last of ``args``)."""
-        return self.args[-1]
+    def creates(self) -> bool:
+        """True when the op runs only while the object is absent (it creates it)."""
+        return self.helper_suffix.endswith("_missing")
+
+    @property
+    def kind(self) -> str:
+        """The kind of object checked: table, column, index, sequence, or constraint."""
+        kind = self.helper_suffix.rsplit("_", 1)[0]
+        return kind if kind in {"table", "column", "index", "sequence"} else "constraint"
 
 
 @dataclass(frozen=True)
@@ -49,37 +55,41 @@ class OpSpec:
 
     ``op_params`` and ``batch_params`` list the op's positional parameters in
     order (``batch_params`` is ``None`` when there is no batch form). In batch
-    form ``table_name`` and ``schema`` come from ``op.batch_alter_table(...)``.
-    ``native_flags`` are keyword arguments with which Alembic itself makes the
-    op idempotent; a call that passes one as ``True`` is left alone.
-    ``optional`` parameters are passed to the guard as ``None`` when omitted;
-    ``description`` is the guard in words, for ``--list-ops`` and the README.
+    form ``batch_table`` names the parameters that ``op.batch_alter_table(...)``
+    supplies (its table name and schema). ``native_flags`` are keyword
+    arguments with which Alembic itself makes the op idempotent; a call that
+    passes one as ``True`` is left alone. ``optional`` parameters are passed to
+    the guard as ``None`` when omitted. ``via_execute`` names the DDL construct
+    for ops written as ``op.execute(Construct(...))``. ``description`` is the
+    guard in words, for ``--list-ops`` and the README.
     """
 
     name: str
     checks: tuple[Check, ...]
     op_params: tuple[str, ...]
     batch_params: tuple[str, ...] | None
+    batch_table: tuple[str, str] = ("table_name", "schema")
     native_flags: tuple[str, ...] = ()
     optional: frozenset[str] = frozenset()
+    via_execute: str | None = None
     description: str = ""
 
     @property
     def forms(self) -> str:
         """The forms the op is guarded in, as the README's table writes them."""
+        if self.via_execute is not None:
+            return f"op.execute({self.via_execute}(...))"
         return "op, batch_op" if self.batch_params is not None else "op"
 
 
-_TABLE = ObjectKind.TABLE
-_COLUMN = ObjectKind.COLUMN
-_INDEX = ObjectKind.INDEX
+_CONSTRAINT = ("constraint_name", "table_name", "columns")
 
 SPECS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
         OpSpec(
             name="create_table",
-            checks=(Check(_TABLE, present=False, args=("table_name",)),),
+            checks=(Check("table_missing", ("table_name",), subject="table_name"),),
             op_params=("table_name",),
             batch_params=None,
             native_flags=("if_not_exists",),
@@ -87,15 +97,25 @@ SPECS: dict[str, OpSpec] = {
         ),
         OpSpec(
             name="drop_table",
-            checks=(Check(_TABLE, present=True, args=("table_name",)),),
+            checks=(Check("table_exists", ("table_name",), subject="table_name"),),
             op_params=("table_name",),
             batch_params=None,
             native_flags=("if_exists",),
             description="table present",
         ),
         OpSpec(
+            name="rename_table",
+            checks=(
+                Check("table_exists", ("old_table_name",), subject="old_table_name"),
+                Check("table_missing", ("new_table_name",), subject="new_table_name"),
+            ),
+            op_params=("old_table_name", "new_table_name"),
+            batch_params=None,
+            description="old table present and new table absent",
+        ),
+        OpSpec(
             name="add_column",
-            checks=(Check(_COLUMN, present=False, args=("table_name", "column")),),
+            checks=(Check("column_missing", ("table_name", "column"), subject="column"),),
             op_params=("table_name", "column"),
             batch_params=("column",),
             native_flags=("if_not_exists",),
@@ -103,15 +123,33 @@ SPECS: dict[str, OpSpec] = {
         ),
         OpSpec(
             name="drop_column",
-            checks=(Check(_COLUMN, present=True, args=("table_name", "column_name")),),
+            checks=(Check("column_exists", ("table_name", "column_name"), subject="column_name"),),
             op_params=("table_name", "column_name"),
             batch_params=("column_name",),
             native_flags=("if_exists",),
             description="column present",
         ),
         OpSpec(
+            name="alter_column",
+            checks=(
+                Check("column_exists", ("table_name", "column_name"), subject="column_name"),
+                Check(
+                    "column_missing",
+                    ("table_name", "new_column_name"),
+                    subject="new_column_name",
+                    only_with="new_column_name",
+                ),
+            ),
+            op_params=("table_name", "column_name"),
+            batch_params=("column_name",),
+            description=(
+                "column present (and, with new_column_name=N, N absent); "
+                "re-applying a type, nullable, default or comment is harmless"
+            ),
+        ),
+        OpSpec(
             name="create_index",
-            checks=(Check(_INDEX, present=False, args=("table_name", "index_name")),),
+            checks=(Check("index_missing", ("table_name", "index_name"), subject="index_name"),),
             op_params=("index_name", "table_name", "columns"),
             batch_params=("index_name", "columns"),
             native_flags=("if_not_exists",),
@@ -119,12 +157,86 @@ SPECS: dict[str, OpSpec] = {
         ),
         OpSpec(
             name="drop_index",
-            checks=(Check(_INDEX, present=True, args=("table_name", "index_name")),),
+            checks=(Check("index_exists", ("table_name", "index_name"), subject="index_name"),),
             op_params=("index_name", "table_name"),
             batch_params=("index_name",),
             native_flags=("if_exists",),
             optional=frozenset({"table_name"}),
             description="index present (without a table name: looked up in the dialect's catalog)",
         ),
+        OpSpec(
+            name="create_unique_constraint",
+            checks=(Check("unique_missing", _CONSTRAINT, subject="constraint_name", unnamed=True),),
+            op_params=_CONSTRAINT,
+            batch_params=("constraint_name", "columns"),
+            description="no unique constraint of that name (as Alembic names it); unnamed: none on the same columns",
+        ),
+        OpSpec(
+            name="create_primary_key",
+            checks=(Check("primary_key_missing", _CONSTRAINT, subject="constraint_name", unnamed=True),),
+            op_params=_CONSTRAINT,
+            batch_params=("constraint_name", "columns"),
+            description="the table has no primary key",
+        ),
+        OpSpec(
+            name="create_foreign_key",
+            checks=(
+                Check(
+                    "foreign_key_missing",
+                    ("constraint_name", "source_table", "referent_table", "local_cols", "remote_cols"),
+                    subject="constraint_name",
+                    keywords=("source_schema", "referent_schema"),
+                    unnamed=True,
+                ),
+            ),
+            op_params=("constraint_name", "source_table", "referent_table", "local_cols", "remote_cols"),
+            batch_params=("constraint_name", "referent_table", "local_cols", "remote_cols"),
+            batch_table=("source_table", "source_schema"),
+            description=(
+                "no foreign key of that name (as Alembic names it); "
+                "unnamed: none with the same local and referred columns"
+            ),
+        ),
+        OpSpec(
+            name="create_check_constraint",
+            checks=(Check("check_missing", ("constraint_name", "table_name", "condition"), subject="constraint_name"),),
+            op_params=("constraint_name", "table_name", "condition"),
+            batch_params=("constraint_name", "condition"),
+            description="no check constraint of that name (as Alembic names it, naming convention included)",
+        ),
+        OpSpec(
+            name="create_exclude_constraint",
+            checks=(Check("exclude_missing", ("constraint_name", "table_name"), subject="constraint_name"),),
+            op_params=("constraint_name", "table_name"),
+            batch_params=("constraint_name",),
+            description="no exclusion constraint of that name (PostgreSQL)",
+        ),
+        OpSpec(
+            name="drop_constraint",
+            checks=(Check("constraint_exists", ("constraint_name", "table_name", "type_"), subject="constraint_name"),),
+            op_params=("constraint_name", "table_name", "type_"),
+            batch_params=("constraint_name", "type_"),
+            native_flags=("if_exists",),
+            optional=frozenset({"type_"}),
+            description="a constraint of that name (as Alembic names it, of type_ where given) is present",
+        ),
+        OpSpec(
+            name="create_sequence",
+            checks=(Check("sequence_missing", ("sequence_name",), subject="sequence_name"),),
+            op_params=("sequence_name",),
+            batch_params=None,
+            via_execute="CreateSequence",
+            description="sequence absent",
+        ),
+        OpSpec(
+            name="drop_sequence",
+            checks=(Check("sequence_exists", ("sequence_name",), subject="sequence_name"),),
+            op_params=("sequence_name",),
+            batch_params=None,
+            via_execute="DropSequence",
+            description="sequence present",
+        ),
     )
 }
+
+EXECUTE_SPECS: dict[str, OpSpec] = {spec.via_execute: spec for spec in SPECS.values() if spec.via_execute}

@@ -1,14 +1,18 @@
 """The libcst transformer that wraps each schema op statement in its guard.
 
-It finds Alembic op calls (``op.X(...)`` and ``NAME.X(...)`` for ``NAME`` bound
-by ``with op.batch_alter_table(...) as NAME``), wraps each statement holding one
-in ``if <guard>:``, leaves alone what an enclosing ``if`` already tests, and
-keeps one generated helper block per module holding exactly the helpers the
-module calls. Everything it does not guard it reports, with a reason.
+It finds Alembic op calls (``op.X(...)``, and ``NAME.X(...)`` for a batch
+``NAME``: bound by ``with op.batch_alter_table(...) as NAME``, by another
+``with ... as NAME``, or received as a parameter), wraps each statement holding
+one in ``if <guard>:``, leaves alone what an enclosing ``if`` or an earlier early
+return already tests, and keeps one generated helper block per module holding
+exactly the helpers the module calls. Everything it does not guard it reports,
+with a reason.
 """
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -19,7 +23,10 @@ from libcst.metadata import PositionProvider
 
 from codemod.formatting import Style
 from codemod.guards import guard_test, helper_block_source, is_helper_name, reindent
-from codemod.specs import SPECS, OpSpec
+from codemod.specs import EXECUTE_SPECS, SPECS, Check, OpSpec
+
+SKIP_MARKER = "idempotify: skip"
+_SAFE_SQL = re.compile(r"\bIF\s+(NOT\s+)?EXISTS\b", re.IGNORECASE)
 
 # Attributes of ``op`` that are not schema operations: never reported.
 NOT_OPS = frozenset(
@@ -51,6 +58,7 @@ class Outcome(Enum):
 
     GUARDED = "guarded"
     ALREADY_SAFE = "already safe"
+    SKIPPED = "skipped by marker"
     UNGUARDED = "left unguarded"
 
 
@@ -66,8 +74,15 @@ class OpReport:
 
 @dataclass(frozen=True)
 class _BatchTable:
+    """Where a batch op's table comes from: the ``batch_alter_table`` call, or ``NAME.impl`` at run time."""
+
     table_name: cst.BaseExpression
     schema: cst.BaseExpression | None
+    static: bool = False
+
+
+def _runtime_batch_table(name: str) -> _BatchTable:
+    return _BatchTable(cst.parse_expression(f"{name}.impl.table_name"), cst.parse_expression(f"{name}.impl.schema"))
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,7 @@ class _OpCall:
     call: cst.Call
     args: dict[str, cst.BaseExpression] = field(default_factory=dict)
     reason: str | None = None
+    safe: bool = False
 
 
 class GuardTransformer(cst.CSTTransformer):
@@ -95,6 +111,10 @@ class GuardTransformer(cst.CSTTransformer):
         self._op_names: set[str] = {"op"}
         self._batch_scopes: list[dict[str, _BatchTable]] = []
         self._if_tests: list[cst.BaseExpression] = []
+        self._early_exits: list[list[tuple[int, cst.BaseExpression]]] = [[]]
+        self._parameters: list[set[str]] = [set()]
+        self._bind_names: set[str] = set()
+        self._batch_blocks: set[int] = set()
         self._indents: list[str] = []
         self._seen_calls: dict[int, tuple[int, str]] = {}
         self._handled_calls: set[int] = set()
@@ -105,15 +125,34 @@ class GuardTransformer(cst.CSTTransformer):
         self._module = node
         self._op_names = {"op"} | set(_op_aliases(node))
 
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        params = node.params
+        names = {param.name.value for param in (*params.posonly_params, *params.params, *params.kwonly_params)}
+        self._parameters.append(names)
+        self._early_exits.append([])
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
+        self._parameters.pop()
+        self._early_exits.pop()
+        return updated_node
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if _is_op_method(node.value, self._op_names, "get_bind"):
+            for target in node.targets:
+                if isinstance(target.target, cst.Name):
+                    self._bind_names.add(target.target.value)
+
     def visit_With(self, node: cst.With) -> None:
         scope = {}
         for item in node.items:
-            table = self._batch_table(item)
-            if table is not None and item.asname is not None:
-                target = item.asname.name
-                if isinstance(target, cst.Name):
-                    scope[target.value] = table
+            if item.asname is not None and isinstance(item.asname.name, cst.Name):
+                name = item.asname.name.value
+                scope[name] = self._batch_table(item) or _runtime_batch_table(name)
         self._batch_scopes.append(scope)
+        if isinstance(node.body, cst.IndentedBlock):
+            self._batch_blocks.add(id(node.body))
 
     def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
         self._batch_scopes.pop()
@@ -121,6 +160,8 @@ class GuardTransformer(cst.CSTTransformer):
 
     def visit_If(self, node: cst.If) -> None:
         self._if_tests.append(node.test)
+        if node.orelse is None and _exits(node.body):
+            self._early_exits[-1].append((self._line(node), node.test))
 
     def leave_If(
         self, original_node: cst.If, updated_node: cst.If
@@ -142,7 +183,7 @@ class GuardTransformer(cst.CSTTransformer):
     def leave_IndentedBlock(
         self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
     ) -> cst.IndentedBlock:
-        body = self._guard_statements(original_node.body, updated_node.body)
+        body = self._guard_statements(original_node.body, updated_node.body, id(original_node) in self._batch_blocks)
         self._indents.pop()
         if body is None:
             return updated_node
@@ -157,33 +198,84 @@ class GuardTransformer(cst.CSTTransformer):
         return self._with_helper_block(updated_node)
 
     def _guard_statements(
-        self, originals: Sequence[cst.BaseStatement], updated: Sequence[cst.BaseStatement]
+        self, originals: Sequence[cst.BaseStatement], updated: Sequence[cst.BaseStatement], batch: bool
     ) -> list[cst.BaseStatement] | None:
+        """The block's statements with guards, or None when none is needed.
+
+        In a ``with ... as batch_op`` block Alembic runs the ops together when
+        the block ends, so every guard sees the schema as it was before the
+        block: an op on an object an earlier op of the block touches (add a
+        column, then alter it) takes that earlier op's guard. A block that
+        drops an object and creates it again cannot be guarded op by op at
+        all: it is left alone and reported.
+        """
+        if batch and self._leave_recreating_block_alone(originals):
+            return None
         result: list[cst.BaseStatement] = []
+        shared: dict[tuple[str, str], tuple[str, int]] = {}
+        merge_into: tuple[int, str] | None = None  # the guard just written, which a follower may join
         changed = False
         index = 0
         while index < len(originals):
             found = self._op_in_statement(originals[index])
             if found is None:
                 result.append(updated[index])
+                merge_into = None
                 index += 1
                 continue
             end = self._group_end(originals, index)
             test, report = self._decide(found, originals[index], originals[end:])
+            objects = [key for key, _, _ in _objects(found)] if batch else []
+            earlier = next((shared[key] for key in objects if key in shared), None)
+            if test is not None and earlier is not None:
+                test = earlier[0]
+                reason = f"shares the guard of line {earlier[1]}: the ops of a batch block run together when it ends"
+                report = OpReport(report.line, report.call, report.outcome, reason)
+            elif test is not None:
+                shared.update((key, (test, report.line)) for key in objects)
             self.reports.append(report)
             for follower in originals[index + 1 : end]:
                 follower_op = self._op_in_statement(follower)
                 assert follower_op is not None
                 self._handled_calls.add(id(follower_op.call))
-                reason = "" if test is not None else f"fills the table created on line {report.line}"
+                reason = "" if test is not None else "fills the table its create_table creates"
                 self.reports.append(OpReport(self._line(follower), follower_op.display, report.outcome, reason))
             if test is None:
                 result.extend(updated[index:end])
+                merge_into = None
+            elif earlier is not None and merge_into == (len(result) - 1, test):
+                previous = result[-1]
+                assert isinstance(previous, cst.If) and isinstance(previous.body, cst.IndentedBlock)
+                body = previous.body.with_changes(body=[*previous.body.body, *updated[index:end]])
+                result[-1] = previous.with_changes(body=body)
             else:
                 result.append(self._wrap(test, updated[index:end]))
+                merge_into = (len(result) - 1, test)
                 changed = True
             index = end
         return result if changed else None
+
+    def _leave_recreating_block_alone(self, statements: Sequence[cst.BaseStatement]) -> bool:
+        """Report every op of a batch block that drops an object and creates it again; True if it does."""
+        ops = [(statement, found) for statement in statements if (found := self._op_in_statement(statement))]
+        removed: set[tuple[str, str]] = set()
+        recreated: list[str] = []
+        for _, found in ops:
+            for key, name, creates in _objects(found):
+                if not creates:
+                    removed.add(key)
+                elif key in removed:
+                    recreated.append(f"{key[0]} {name}")
+        if not recreated:
+            return False
+        reason = (
+            f"this batch block drops and re-creates {', '.join(recreated)}: its ops run together when it ends, "
+            "so no check made before it can tell whether it already ran; guard the block by hand"
+        )
+        for statement, found in ops:
+            self._handled_calls.add(id(found.call))
+            self.reports.append(OpReport(self._line(statement), found.display, Outcome.UNGUARDED, reason))
+        return True
 
     def _group_end(self, originals: Sequence[cst.BaseStatement], index: int) -> int:
         """End of the statements guarded together with ``originals[index]``.
@@ -214,32 +306,37 @@ class GuardTransformer(cst.CSTTransformer):
         def left(reason: str, outcome: Outcome = Outcome.UNGUARDED) -> tuple[None, OpReport]:
             return None, OpReport(line, found.display, outcome, reason)
 
+        if _has_skip_marker(statement):
+            return left(f"skipped by `# {SKIP_MARKER}`", Outcome.SKIPPED)
         spec = found.spec
         if spec is None or found.reason is not None:
-            return left(found.reason or UNGUARDED_REASONS.get(found.name, f"no guard for {found.name} yet"))
+            reason = found.reason or UNGUARDED_REASONS.get(found.name, f"no guard for {found.name} yet")
+            return left(reason, Outcome.ALREADY_SAFE if found.safe else Outcome.UNGUARDED)
         for flag in spec.native_flags:
             value = found.args.get(flag)
             if value is not None and m.matches(value, m.Name("True")):
                 return left(f"already idempotent ({flag}=True)", Outcome.ALREADY_SAFE)
+        checks = [check for check in spec.checks if check.only_with is None or _passed(found.args, check.only_with)]
         args: dict[str, str] = {}
-        for check in spec.checks:
+        for check in checks:
             for name in check.args:
                 expression = found.args.get(name)
                 if expression is None and name not in spec.optional:
                     return left(f"cannot find its {name} argument (passed with * or **?)")
-                args[name] = "None" if expression is None else self._module.code_for_node(expression).strip()
-        subjects = [found.args[check.subject] for check in spec.checks if check.subject in found.args]
-        if any(_mentions(test, subject) for test in self._if_tests for subject in subjects):
-            return left("already guarded by an enclosing if", Outcome.ALREADY_SAFE)
+                args[name] = "None" if expression is None else self._source(expression)
+            if _is_none(found.args.get(check.subject)) and not check.unnamed:
+                return left(f"its {check.subject} is None: there is no name to look up")
+            args.update((name, self._source(found.args[name])) for name in check.keywords if _passed(found.args, name))
+        tests = [*self._if_tests, *(test for exit_line, test in self._early_exits[-1] if exit_line < line)]
+        if any(_already_tests(test, check, found.args) for test in tests for check in checks):
+            return left("already guarded by an enclosing if or an early return", Outcome.ALREADY_SAFE)
         target = _assigned_name(statement)
         if target is not None and _uses_name(later, target):
             return left(f"its result {target!r} is used further down; guard it by hand")
-        schema = found.args.get("schema")
-        if schema is not None and not m.matches(schema, m.Name("None")):
-            test = guard_test(spec.checks, args, self._module.code_for_node(schema).strip())
-        else:
-            test = guard_test(spec.checks, args, None)
-        return test, OpReport(line, found.display, Outcome.GUARDED)
+        return guard_test(checks, args), OpReport(line, found.display, Outcome.GUARDED)
+
+    def _source(self, expression: cst.BaseExpression) -> str:
+        return self._module.code_for_node(expression).strip()
 
     def _wrap(self, test: str, statements: Sequence[cst.BaseStatement]) -> cst.If:
         indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
@@ -272,30 +369,64 @@ class GuardTransformer(cst.CSTTransformer):
 
     def _match_op(self, call: cst.Call) -> _OpCall | None:
         func = call.func
-        if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)):
+        if not isinstance(func, cst.Attribute):
             return None
-        receiver, name = func.value.value, func.attr.value
-        if name in NOT_OPS:
+        name = func.attr.value
+        if name == "execute" and (
+            _is_op_method(func.value, self._op_names, "get_bind")
+            or (isinstance(func.value, cst.Name) and func.value.value in self._bind_names)
+        ):
+            display = f"{self._module.code_for_node(func.value)}.execute"
+            return _OpCall(None, name, display, call, reason="SQL run on the connection is not guarded")
+        if not isinstance(func.value, cst.Name) or name in NOT_OPS:
             return None
+        receiver = func.value.value
         display = f"{receiver}.{name}"
-        batch = self._batch_lookup(receiver)
         spec = SPECS.get(name)
-        if batch is not None:
-            if spec is not None and spec.batch_params is not None:
-                args = _bind(call, spec.batch_params)
-                args.setdefault("table_name", batch.table_name)
-                if batch.schema is not None:
-                    args.setdefault("schema", batch.schema)
-                return _OpCall(spec, name, display, call, args)
-            return _OpCall(None, name, display, call)
+        if spec is not None and spec.via_execute is not None:
+            spec = None
         if receiver in self._op_names:
+            if name == "execute":
+                return self._match_execute(call, display)
             if spec is None:
                 return _OpCall(None, name, display, call)
             return _OpCall(spec, name, display, call, _bind(call, spec.op_params))
-        if spec is not None and receiver.endswith("op"):
-            reason = "batch op outside a `with op.batch_alter_table(...)` block: its table is unknown"
-            return _OpCall(None, name, display, call, reason=reason)
+        batch = self._batch_lookup(receiver)
+        if batch is None and receiver in self._parameters[-1] and ("batch" in receiver or receiver.endswith("op")):
+            batch = _runtime_batch_table(receiver)
+        if batch is None:
+            if spec is not None and receiver.endswith("op"):
+                reason = "batch op outside a `with op.batch_alter_table(...)` block: its table is unknown"
+                return _OpCall(None, name, display, call, reason=reason)
+            return None
+        if spec is not None and spec.batch_params is not None:
+            args = _bind(call, spec.batch_params)
+            table_param, schema_param = spec.batch_table
+            args.setdefault(table_param, batch.table_name)
+            if batch.schema is not None:
+                args.setdefault(schema_param, batch.schema)
+            return _OpCall(spec, name, display, call, args)
+        if batch.static:
+            return _OpCall(None, name, display, call)
         return None
+
+    def _match_execute(self, call: cst.Call, display: str) -> _OpCall:
+        """``op.execute``: a sequence DDL construct is guarded; SQL that says IF [NOT] EXISTS is safe."""
+        statement = call.args[0].value if call.args and not call.args[0].star else None
+        if isinstance(statement, cst.Call):
+            construct = statement.func
+            construct_name = construct.attr.value if isinstance(construct, cst.Attribute) else None
+            if isinstance(construct, cst.Name):
+                construct_name = construct.value
+            spec = EXECUTE_SPECS.get(construct_name or "")
+            if spec is not None and statement.args and not statement.args[0].star:
+                return _OpCall(spec, "execute", display, call, _sequence_args(statement.args[0].value))
+            if m.matches(construct, m.Name("text") | m.Attribute(attr=m.Name("text"))) and statement.args:
+                statement = statement.args[0].value
+        sql = _string_value(statement) if statement is not None else None
+        if sql is not None and _SAFE_SQL.search(sql):
+            return _OpCall(None, "execute", display, call, reason="its SQL says IF [NOT] EXISTS", safe=True)
+        return _OpCall(None, "execute", display, call)
 
     def _batch_lookup(self, name: str) -> _BatchTable | None:
         for scope in reversed(self._batch_scopes):
@@ -319,7 +450,7 @@ class GuardTransformer(cst.CSTTransformer):
         table_name = args.get("table_name")
         if table_name is None:
             return None
-        return _BatchTable(table_name, args.get("schema"))
+        return _BatchTable(table_name, args.get("schema"), static=True)
 
     # Reports and the helper block.
 
@@ -438,13 +569,103 @@ def _string_value(node: cst.BaseExpression) -> str | None:
     return None
 
 
+def _objects(found: _OpCall) -> list[tuple[tuple[str, str], str, bool]]:
+    """The schema objects an op checks: (kind and normalised name, name as written, whether it creates it)."""
+    if found.spec is None:
+        return []
+    empty = cst.Module(body=())
+    objects = []
+    for check in found.spec.checks:
+        subject = found.args.get(check.subject)
+        if subject is not None and not _is_none(subject):
+            name = empty.code_for_node(subject).strip()
+            objects.append(((check.kind, _normalized(name)), name, check.creates))
+    return objects
+
+
+def _normalized(source: str) -> str:
+    """An expression's source with formatting and quoting normalised away."""
+    try:
+        return ast.dump(ast.parse(source.strip(), mode="eval"))
+    except SyntaxError:
+        return source
+
+
 def _mentions(test: cst.BaseExpression, subject: cst.BaseExpression) -> bool:
     """True when ``test`` refers to the object ``subject`` names (same string, or same expression)."""
     wanted = _string_value(subject)
     if wanted is not None:
         strings = m.findall(test, m.SimpleString() | m.ConcatenatedString())
         return any(_string_value(node) == wanted for node in strings if isinstance(node, cst.BaseExpression))
-    return any(node.deep_equals(subject) for node in _walk(test))
+    empty = cst.Module(body=())
+    expected = _normalized(empty.code_for_node(subject))
+    return any(
+        isinstance(node, type(subject)) and _normalized(empty.code_for_node(node)) == expected for node in _walk(test)
+    )
+
+
+def _already_tests(test: cst.BaseExpression, check: Check, args: dict[str, cst.BaseExpression]) -> bool:
+    """True when ``test`` already checks what ``check`` would: it mentions the subject.
+
+    An unnamed subject (``None``) is only recognised in a call to the same helper.
+    """
+    subject = args.get(check.subject)
+    if subject is None:
+        return False
+    if _is_none(subject):
+        return bool(m.findall(test, m.Call(func=m.Name(check.helper))))
+    return _mentions(test, subject)
+
+
+def _is_none(node: cst.BaseExpression | None) -> bool:
+    return node is not None and m.matches(node, m.Name("None"))
+
+
+def _passed(args: dict[str, cst.BaseExpression], name: str) -> bool:
+    return name in args and not _is_none(args[name])
+
+
+def _is_op_method(node: cst.BaseExpression, op_names: set[str], method: str) -> bool:
+    """True for ``op.<method>(...)`` with ``op`` any name bound to alembic.op."""
+    return m.matches(
+        node,
+        m.Call(func=m.Attribute(value=m.OneOf(*map(m.Name, op_names)), attr=m.Name(method))),
+    )
+
+
+def _exits(body: cst.BaseSuite) -> bool:
+    """True for a block that only returns or raises (an early exit)."""
+    statements = body.body if isinstance(body, cst.SimpleStatementSuite) else None
+    if isinstance(body, cst.IndentedBlock):
+        if len(body.body) != 1 or not isinstance(body.body[0], cst.SimpleStatementLine):
+            return False
+        statements = body.body[0].body
+    return bool(statements) and all(isinstance(small, (cst.Return, cst.Raise)) for small in statements or ())
+
+
+def _has_skip_marker(statement: cst.BaseStatement) -> bool:
+    """True when the statement's own line or the comment line above it says ``# idempotify: skip``."""
+    if not isinstance(statement, cst.SimpleStatementLine):
+        return False
+    comments = [statement.trailing_whitespace.comment]
+    if statement.leading_lines:
+        comments.append(statement.leading_lines[-1].comment)
+    return any(comment is not None and SKIP_MARKER in comment.value for comment in comments)
+
+
+def _sequence_args(sequence: cst.BaseExpression) -> dict[str, cst.BaseExpression]:
+    """The name and schema of ``sa.Sequence("name", schema=...)``, else ``<expr>.name`` and ``<expr>.schema``."""
+    if isinstance(sequence, cst.Call) and m.matches(
+        sequence.func, m.Name("Sequence") | m.Attribute(attr=m.Name("Sequence"))
+    ):
+        args = _bind(sequence, ("sequence_name",))
+        if "name" in args:
+            args["sequence_name"] = args.pop("name")
+        return args
+    return {
+        "sequence_name": cst.Attribute(value=sequence, attr=cst.Name("name")),
+        "schema": cst.Attribute(value=sequence, attr=cst.Name("schema")),
+    }
 
 
 def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:

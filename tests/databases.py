@@ -44,6 +44,23 @@ sa.Table(
     sa.Index("ix_accounts_legacy_code", "legacy_code"),
 )
 sa.Table("audit_log", BASE, sa.Column("id", sa.Integer, primary_key=True), sa.Column("message", sa.String(200)))
+sa.Table(
+    "orders",
+    BASE,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", name="fk_orders_user_id_users")),
+    sa.Column("code", sa.String(20)),
+    sa.Column("amount", sa.Integer),
+    sa.UniqueConstraint("code", name="uq_orders_code"),
+    sa.CheckConstraint("amount > 0", name="ck_orders_amount_positive"),
+)
+sa.Table(
+    "links",
+    BASE,
+    sa.Column("source_id", sa.Integer, nullable=False),
+    sa.Column("target_id", sa.Integer, nullable=False),
+)
+sa.Sequence("legacy_seq", metadata=BASE)
 
 
 def server_unreachable(dialect: str) -> str | None:
@@ -92,22 +109,87 @@ def load_migration(source: str, name: str = "migration") -> types.ModuleType:
     return module
 
 
-def run_migration(engine: sa.Engine, source: str, function: str = "upgrade") -> None:
-    """Run ``upgrade()`` or ``downgrade()`` of ``source`` in one transaction, as Alembic does."""
+class Crash(Exception):
+    """Raised by ``OpCounter`` after the k-th op, as a deploy dies half-way."""
+
+
+class OpCounter:
+    """Counts the ops an ``Operations`` runs and dies after ``crash_after``; a batch block counts as one.
+
+    It wraps the instance's ``invoke`` and ``batch_alter_table``, which the
+    ``alembic.op`` proxy calls, so the migration runs exactly as under Alembic.
+    """
+
+    def __init__(self, operations: Operations, crash_after: int | None) -> None:
+        self.crash_after = crash_after
+        self.done = 0
+        self._batch_depth = 0
+        invoke, batch_alter_table = operations.invoke, operations.batch_alter_table
+
+        def counted_invoke(operation: Any) -> Any:
+            result = invoke(operation)
+            if self._batch_depth == 0:
+                self._count()
+            return result
+
+        @contextmanager
+        def counted_batch(*args: Any, **kw: Any) -> Iterator[Any]:
+            self._batch_depth += 1
+            try:
+                with batch_alter_table(*args, **kw) as batch_op:
+                    yield batch_op
+            finally:
+                self._batch_depth -= 1
+            self._count()
+
+        operations.invoke = counted_invoke  # type: ignore[method-assign]
+        operations.batch_alter_table = counted_batch  # type: ignore[method-assign]
+
+    def _count(self) -> None:
+        self.done += 1
+        if self.crash_after is not None and self.done >= self.crash_after:
+            raise Crash(f"stopped after op {self.done}")
+
+
+def _context_options(naming_convention: dict[str, str] | None) -> dict[str, Any]:
+    if naming_convention is None:
+        return {}
+    return {"target_metadata": sa.MetaData(naming_convention=naming_convention)}
+
+
+def run_migration(
+    engine: sa.Engine,
+    source: str,
+    function: str = "upgrade",
+    *,
+    naming_convention: dict[str, str] | None = None,
+    crash_after: int | None = None,
+) -> int:
+    """Run ``upgrade()`` or ``downgrade()`` of ``source`` as Alembic does; return the number of ops run.
+
+    Normally in one transaction. With ``crash_after=k`` every op commits at once
+    (as on MySQL) and the run dies with ``Crash`` after the k-th op.
+    """
     module = load_migration(source)
-    with engine.begin() as connection:
-        context = MigrationContext.configure(connection)
-        with Operations.context(context):
+    options = {"isolation_level": "AUTOCOMMIT"} if crash_after is not None else {}
+    with engine.connect().execution_options(**options) as connection:
+        context = MigrationContext.configure(connection, opts=_context_options(naming_convention))
+        with Operations.context(context) as operations:
+            counter = OpCounter(operations, crash_after)
             getattr(module, function)()
+        connection.commit()
+    return counter.done
 
 
-def offline_sql(source: str, dialect: str, function: str = "upgrade") -> str:
+def offline_sql(
+    source: str, dialect: str, function: str = "upgrade", *, naming_convention: dict[str, str] | None = None
+) -> str:
     """The SQL Alembic writes for ``source`` in offline mode (``alembic upgrade --sql``)."""
     buffer = io.StringIO()
     module = load_migration(source)
     context = MigrationContext.configure(
         dialect_name="mysql" if dialect == "mariadb" else dialect,
-        opts={"as_sql": True, "output_buffer": buffer},
+        opts={"as_sql": True, "output_buffer": buffer, **_context_options(naming_convention)},
     )
     with Operations.context(context):
         getattr(module, function)()
@@ -135,5 +217,8 @@ def snapshot(engine: sa.Engine) -> dict[str, Any]:
                 (tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]))
                 for fk in inspector.get_foreign_keys(table)
             ),
+            "checks": sorted(check["name"] or "" for check in inspector.get_check_constraints(table)),
         }
+    if inspector.bind.dialect.supports_sequences:
+        tables["sequences"] = sorted(inspector.get_sequence_names())
     return tables

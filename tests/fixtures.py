@@ -4,10 +4,13 @@
 then the expected output. A case without ``# output`` must come out unchanged.
 A line ``# dialects: a, b`` in the input limits where it is executed;
 ``# dialects: none`` marks a case that is only rewritten, never executed.
+A line ``# naming convention: {json}`` runs it with a ``target_metadata``
+carrying that naming convention, as an ``env.py`` would.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 OUTPUT_MARKER = "# output\n"
 
 _DIALECTS_LINE = re.compile(r"^# dialects: (.*)$", re.MULTILINE)
+_CONVENTION_LINE = re.compile(r"^# naming convention: (.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,11 @@ class Golden:
             return DIALECTS
         names = tuple(name.strip() for name in found.group(1).split(","))
         return () if names == ("none",) else names
+
+    @property
+    def naming_convention(self) -> dict[str, str] | None:
+        found = _CONVENTION_LINE.search(self.input)
+        return None if found is None else dict(json.loads(found.group(1)))
 
 
 def golden_paths() -> list[Path]:

@@ -1,20 +1,22 @@
-"""Every golden fixture, executed: the output builds what the input builds, and survives re-runs.
+"""Every golden fixture, executed: the output builds what the input builds, and survives re-runs and crashes.
 
-On each database: a fresh database with the base schema runs the input's
-upgrade and downgrade; another runs the output's, each twice, and must reach
-the same schemas. A third runs the input's upgrade and then the output's, as a
-deploy does when the schema is ahead of ``alembic_version``.
+On each database, starting from the base schema: the input's upgrade and
+downgrade give the expected schemas; the output's, each run twice, reach the
+same ones; the output completes a database the input already upgraded (the
+schema is ahead of ``alembic_version``) and one where the input died after any
+of its ops, each committed at once as on MySQL; and offline SQL is unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from tests.databases import BASE, offline_sql, run_migration, snapshot
+from tests.databases import BASE, Crash, offline_sql, run_migration, snapshot
 from tests.fixtures import Golden, golden_paths, read_golden
 
 Scratch = Callable[[str], AbstractContextManager[sa.Engine]]
@@ -32,24 +34,33 @@ def _fresh(engine: sa.Engine) -> sa.Engine:
     return engine
 
 
+def _run(engine: sa.Engine, golden: Golden, source: str, function: str, **options: Any) -> int:
+    return run_migration(engine, source, function, naming_convention=golden.naming_convention, **options)
+
+
+def _expected(golden: Golden, dialect: str, scratch: Scratch) -> tuple[dict[str, Any], dict[str, Any], int, int]:
+    """The schemas after the input's upgrade and downgrade, and how many ops each ran."""
+    with scratch(dialect) as engine:
+        _fresh(engine)
+        upgrade_ops = _run(engine, golden, golden.input, "upgrade")
+        upgraded = snapshot(engine)
+        downgrade_ops = _run(engine, golden, golden.input, "downgrade")
+        return upgraded, snapshot(engine), upgrade_ops, downgrade_ops
+
+
 @pytest.mark.parametrize(("golden", "dialect"), CASES)
 def test_output_builds_the_same_schema_and_reruns(golden: Golden, dialect: str, scratch: Scratch) -> None:
-    with scratch(dialect) as original:
-        _fresh(original)
-        run_migration(original, golden.input, "upgrade")
-        upgraded = snapshot(original)
-        run_migration(original, golden.input, "downgrade")
-        downgraded = snapshot(original)
-    with scratch(dialect) as rewritten:
-        _fresh(rewritten)
-        run_migration(rewritten, golden.output, "upgrade")
-        assert snapshot(rewritten) == upgraded
-        run_migration(rewritten, golden.output, "upgrade")
-        assert snapshot(rewritten) == upgraded, "a second upgrade changed the schema"
-        run_migration(rewritten, golden.output, "downgrade")
-        assert snapshot(rewritten) == downgraded
-        run_migration(rewritten, golden.output, "downgrade")
-        assert snapshot(rewritten) == downgraded, "a second downgrade changed the schema"
+    upgraded, downgraded, _, _ = _expected(golden, dialect, scratch)
+    with scratch(dialect) as engine:
+        _fresh(engine)
+        _run(engine, golden, golden.output, "upgrade")
+        assert snapshot(engine) == upgraded
+        _run(engine, golden, golden.output, "upgrade")
+        assert snapshot(engine) == upgraded, "a second upgrade changed the schema"
+        _run(engine, golden, golden.output, "downgrade")
+        assert snapshot(engine) == downgraded
+        _run(engine, golden, golden.output, "downgrade")
+        assert snapshot(engine) == downgraded, "a second downgrade changed the schema"
 
 
 @pytest.mark.parametrize(("golden", "dialect"), CASES)
@@ -58,18 +69,34 @@ def test_output_completes_a_schema_already_upgraded_by_the_input(
 ) -> None:
     with scratch(dialect) as engine:
         _fresh(engine)
-        run_migration(engine, golden.input, "upgrade")
+        _run(engine, golden, golden.input, "upgrade")
         upgraded = snapshot(engine)
-        with pytest.raises(Exception):  # noqa: B017 - each dialect fails its own way
-            run_migration(engine, golden.input, "upgrade")
-        run_migration(engine, golden.output, "upgrade")
+        _run(engine, golden, golden.output, "upgrade")
         assert snapshot(engine) == upgraded
 
 
-def _offline(source: str, dialect: str, function: str) -> str:
+@pytest.mark.parametrize(("golden", "dialect"), CASES)
+@pytest.mark.parametrize("function", ["upgrade", "downgrade"])
+def test_output_completes_the_input_after_a_crash_after_any_op(
+    golden: Golden, dialect: str, function: str, scratch: Scratch
+) -> None:
+    upgraded, downgraded, upgrade_ops, downgrade_ops = _expected(golden, dialect, scratch)
+    expected, ops = (upgraded, upgrade_ops) if function == "upgrade" else (downgraded, downgrade_ops)
+    for crash_after in range(1, ops):
+        with scratch(dialect) as engine:
+            _fresh(engine)
+            if function == "downgrade":
+                _run(engine, golden, golden.input, "upgrade")
+            with pytest.raises(Crash):
+                _run(engine, golden, golden.input, function, crash_after=crash_after)
+            _run(engine, golden, golden.output, function)
+            assert snapshot(engine) == expected, f"{function} stopped after op {crash_after} of {ops}"
+
+
+def _offline(golden: Golden, source: str, dialect: str, function: str) -> str:
     """Offline SQL, or the error Alembic raises (batch mode on SQLite cannot run offline)."""
     try:
-        return offline_sql(source, dialect, function)
+        return offline_sql(source, dialect, function, naming_convention=golden.naming_convention)
     except Exception as error:  # noqa: BLE001 - the original's own error is the expectation
         return f"{type(error).__name__}: {error}"
 
@@ -77,4 +104,4 @@ def _offline(source: str, dialect: str, function: str) -> str:
 @pytest.mark.parametrize(("golden", "dialect"), CASES)
 @pytest.mark.parametrize("function", ["upgrade", "downgrade"])
 def test_offline_sql_is_unchanged(golden: Golden, dialect: str, function: str) -> None:
-    assert _offline(golden.output, dialect, function) == _offline(golden.input, dialect, function)
+    assert _offline(golden, golden.output, dialect, function) == _offline(golden, golden.input, dialect, function)

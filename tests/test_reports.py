@@ -25,10 +25,29 @@ def only(body: str, header: str = HEADER) -> tuple[Outcome, str]:
     ("body", "reason"),
     [
         ("    op.execute('UPDATE users SET name = 1')\n", "raw SQL or a statement object is not guarded"),
-        ("    op.alter_column('users', 'name', nullable=True)\n", "no guard for alter_column yet"),
-        ("    op.drop_table(**{'table_name': 'users'})\n", "cannot find its table_name argument (passed with * or **?)"),
-        ("    if True: op.drop_table('users')\n", "not a statement of its own (inside an expression or a one-line block)"),
-        ("    print(op.drop_table('users'))\n", "not a statement of its own (inside an expression or a one-line block)"),
+        ("    op.create_table_comment('users', 'people')\n", "no guard for create_table_comment yet"),
+        (
+            "    op.bulk_insert(sa.table('users'), [])\n",
+            "data change; only guarded with the op.create_table whose result it fills",
+        ),
+        ("    op.get_bind().execute(sa.text('DELETE FROM users'))\n", "SQL run on the connection is not guarded"),
+        (
+            "    conn = op.get_bind()\n    conn.execute(sa.text('DELETE FROM users'))\n",
+            "SQL run on the connection is not guarded",
+        ),
+        ("    op.create_index(None, 'users', ['name'])\n", "its index_name is None: there is no name to look up"),
+        (
+            "    op.drop_table(**{'table_name': 'users'})\n",
+            "cannot find its table_name argument (passed with * or **?)",
+        ),
+        (
+            "    if True: op.drop_table('users')\n",
+            "not a statement of its own (inside an expression or a one-line block)",
+        ),
+        (
+            "    print(op.drop_table('users'))\n",
+            "not a statement of its own (inside an expression or a one-line block)",
+        ),
         ("    op.drop_table('a'); op.drop_table('b')\n", None),
         (
             "    batch_op.drop_column('name')\n",
@@ -51,7 +70,52 @@ def test_native_if_not_exists_is_already_safe() -> None:
 
 def test_enclosing_if_on_the_same_object_is_already_safe() -> None:
     body = "    if not has_table('runs'):\n        op.create_table('runs', sa.Column('id', sa.Integer))\n"
-    assert only(body) == (Outcome.ALREADY_SAFE, "already guarded by an enclosing if")
+    assert only(body) == (Outcome.ALREADY_SAFE, "already guarded by an enclosing if or an early return")
+
+
+def test_an_earlier_early_return_on_the_same_object_is_already_safe() -> None:
+    body = "    if has_table('runs'):\n        return\n    op.create_table('runs', sa.Column('id', sa.Integer))\n"
+    assert only(body) == (Outcome.ALREADY_SAFE, "already guarded by an enclosing if or an early return")
+
+
+def test_a_later_early_return_does_not_count() -> None:
+    body = "    op.create_table('runs', sa.Column('id', sa.Integer))\n    if has_table('runs'):\n        return\n"
+    assert only(body) == (Outcome.GUARDED, "")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    op.drop_table('users')  # idempotify: skip\n",
+        "    # idempotify: skip (dropped by the ops team first)\n    op.drop_table('users')\n",
+    ],
+)
+def test_skip_marker_leaves_the_statement_alone(body: str) -> None:
+    assert only(body) == (Outcome.SKIPPED, "skipped by `# idempotify: skip`")
+    output, _ = rewrite_source((HEADER + body).encode(), Style())
+    assert output == (HEADER + body).encode()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "'CREATE INDEX IF NOT EXISTS ix ON users (name)'",
+        "sa.text('DROP TABLE IF EXISTS legacy')",
+        '"""\n    create table if not exists t (id int)\n    """',
+    ],
+)
+def test_sql_that_says_if_exists_is_already_safe(sql: str) -> None:
+    assert only(f"    op.execute({sql})\n") == (Outcome.ALREADY_SAFE, "its SQL says IF [NOT] EXISTS")
+
+
+def test_batch_op_received_as_a_parameter_uses_its_table_at_run_time() -> None:
+    body = "    pass\n\n\ndef _drop(batch_op):\n    batch_op.drop_column('name')\n"
+    output, found = rewrite_source((HEADER + body).encode(), Style())
+    assert [report.outcome for report in found] == [Outcome.GUARDED]
+    assert (
+        b'if _idempotify_column_exists(\n        batch_op.impl.table_name, "name", schema=batch_op.impl.schema\n    ):'
+        in output
+    )
 
 
 def test_enclosing_if_on_another_object_does_not_count() -> None:
