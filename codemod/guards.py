@@ -255,6 +255,22 @@ def _idempotify_sequence_missing(sequence_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or not _idempotify_has_sequence(inspector, sequence_name, schema)
 """,
+    "_idempotify_has_enum": """
+def _idempotify_has_enum(inspector, enum_name, schema):
+    if inspector.bind.dialect.name != "postgresql":
+        return None  # No enum types to look up here: the call runs as written.
+    return any(enum["name"] == enum_name for enum in inspector.get_enums(schema=schema))
+""",
+    "_idempotify_enum_exists": """
+def _idempotify_enum_exists(enum_name, schema=None):
+    inspector = _idempotify_inspector()
+    return inspector is None or _idempotify_has_enum(inspector, enum_name, schema) is not False
+""",
+    "_idempotify_enum_missing": """
+def _idempotify_enum_missing(enum_name, schema=None):
+    inspector = _idempotify_inspector()
+    return inspector is None or not _idempotify_has_enum(inspector, enum_name, schema)
+""",
 }
 
 _CONSTRAINT_HELPERS = ("_idempotify_inspector", "_idempotify_schema_objects", "_idempotify_has_constraint")
@@ -273,6 +289,8 @@ _DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "_idempotify_constraint_exists": _CONSTRAINT_HELPERS,
     "_idempotify_sequence_exists": ("_idempotify_inspector", "_idempotify_has_sequence"),
     "_idempotify_sequence_missing": ("_idempotify_inspector", "_idempotify_has_sequence"),
+    "_idempotify_enum_exists": ("_idempotify_inspector", "_idempotify_has_enum"),
+    "_idempotify_enum_missing": ("_idempotify_inspector", "_idempotify_has_enum"),
 }
 
 

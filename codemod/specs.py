@@ -46,7 +46,7 @@ class Check:
     def kind(self) -> str:
         """The kind of object checked: table, column, index, sequence, or constraint."""
         kind = self.helper_suffix.rsplit("_", 1)[0]
-        return kind if kind in {"table", "column", "index", "sequence"} else "constraint"
+        return kind if kind in {"table", "column", "index", "sequence", "enum"} else "constraint"
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class OpSpec:
     arguments with which Alembic itself makes the op idempotent; a call that
     passes one as ``True`` is left alone. ``optional`` parameters are passed to
     the guard as ``None`` when omitted. ``via_execute`` names the DDL construct
-    for ops written as ``op.execute(Construct(...))``. ``description`` is the
+    for ops written as ``op.execute(Construct(...))``; ``via_method`` the method
+    for ops written as ``enum.create(bind)``. ``description`` is the
     guard in words, for ``--list-ops`` and the README.
     """
 
@@ -72,6 +73,7 @@ class OpSpec:
     native_flags: tuple[str, ...] = ()
     optional: frozenset[str] = frozenset()
     via_execute: str | None = None
+    via_method: str | None = None
     description: str = ""
 
     @property
@@ -79,6 +81,8 @@ class OpSpec:
         """The forms the op is guarded in, as the README's table writes them."""
         if self.via_execute is not None:
             return f"op.execute({self.via_execute}(...))"
+        if self.via_method is not None:
+            return f"<enum>.{self.via_method}(bind)"
         return "op, batch_op" if self.batch_params is not None else "op"
 
 
@@ -236,7 +240,26 @@ SPECS: dict[str, OpSpec] = {
             via_execute="DropSequence",
             description="sequence present",
         ),
+        OpSpec(
+            name="create_enum",
+            checks=(Check("enum_missing", ("enum_name",), subject="enum_name"),),
+            op_params=("bind",),
+            batch_params=None,
+            native_flags=("checkfirst",),
+            via_method="create",
+            description="enum type absent (PostgreSQL; elsewhere there is no type and the call runs as written)",
+        ),
+        OpSpec(
+            name="drop_enum",
+            checks=(Check("enum_exists", ("enum_name",), subject="enum_name"),),
+            op_params=("bind",),
+            batch_params=None,
+            native_flags=("checkfirst",),
+            via_method="drop",
+            description="enum type present (PostgreSQL; elsewhere the call runs as written)",
+        ),
     )
 }
 
 EXECUTE_SPECS: dict[str, OpSpec] = {spec.via_execute: spec for spec in SPECS.values() if spec.via_execute}
+METHOD_SPECS: dict[str, OpSpec] = {spec.via_method: spec for spec in SPECS.values() if spec.via_method}

@@ -23,9 +23,10 @@ from libcst.metadata import PositionProvider
 
 from codemod.formatting import Style
 from codemod.guards import guard_test, helper_block_source, is_helper_name, reindent
-from codemod.specs import EXECUTE_SPECS, SPECS, Check, OpSpec
+from codemod.specs import EXECUTE_SPECS, METHOD_SPECS, SPECS, Check, OpSpec
 
 SKIP_MARKER = "idempotify: skip"
+_ENUM_TYPE = m.Name("ENUM") | m.Name("Enum") | m.Attribute(attr=m.Name("ENUM") | m.Name("Enum"))
 _SAFE_SQL = re.compile(r"\bIF\s+(NOT\s+)?EXISTS\b", re.IGNORECASE)
 
 # Attributes of ``op`` that are not schema operations: never reported.
@@ -114,6 +115,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._early_exits: list[list[tuple[int, cst.BaseExpression]]] = [[]]
         self._parameters: list[set[str]] = [set()]
         self._bind_names: set[str] = set()
+        self._enum_names: set[str] = set()
         self._batch_blocks: set[int] = set()
         self._indents: list[str] = []
         self._seen_calls: dict[int, tuple[int, str]] = {}
@@ -139,10 +141,11 @@ class GuardTransformer(cst.CSTTransformer):
         return updated_node
 
     def visit_Assign(self, node: cst.Assign) -> None:
+        names = {target.target.value for target in node.targets if isinstance(target.target, cst.Name)}
         if _is_op_method(node.value, self._op_names, "get_bind"):
-            for target in node.targets:
-                if isinstance(target.target, cst.Name):
-                    self._bind_names.add(target.target.value)
+            self._bind_names |= names
+        if isinstance(node.value, cst.Call) and m.matches(node.value.func, _ENUM_TYPE):
+            self._enum_names |= names
 
     def visit_With(self, node: cst.With) -> None:
         scope = {}
@@ -372,12 +375,11 @@ class GuardTransformer(cst.CSTTransformer):
         if not isinstance(func, cst.Attribute):
             return None
         name = func.attr.value
-        if name == "execute" and (
-            _is_op_method(func.value, self._op_names, "get_bind")
-            or (isinstance(func.value, cst.Name) and func.value.value in self._bind_names)
-        ):
+        if name == "execute" and self._is_bind(func.value):
             display = f"{self._module.code_for_node(func.value)}.execute"
             return _OpCall(None, name, display, call, reason="SQL run on the connection is not guarded")
+        if name in METHOD_SPECS and call.args and self._is_bind(call.args[0].value):
+            return self._match_enum(call, func.value, METHOD_SPECS[name])
         if not isinstance(func.value, cst.Name) or name in NOT_OPS:
             return None
         receiver = func.value.value
@@ -409,6 +411,35 @@ class GuardTransformer(cst.CSTTransformer):
         if batch.static:
             return _OpCall(None, name, display, call)
         return None
+
+    def _is_bind(self, node: cst.BaseExpression) -> bool:
+        """``op.get_bind()``, or a name assigned from it."""
+        if isinstance(node, cst.Name):
+            return node.value in self._bind_names
+        return _is_op_method(node, self._op_names, "get_bind")
+
+    def _match_enum(self, call: cst.Call, enum: cst.BaseExpression, spec: OpSpec) -> _OpCall | None:
+        """``ENUM(..., name=...).create(bind)`` or ``mood.drop(bind)``: an enum type made or dropped."""
+        display = f"{self._module.code_for_node(enum).strip()}.{spec.via_method}".replace("\n", " ")
+        args = _bind(call, spec.op_params)
+        if isinstance(enum, cst.Call):
+            if not m.matches(
+                enum.func, m.Name("ENUM") | m.Name("Enum") | m.Attribute(attr=m.Name("ENUM") | m.Name("Enum"))
+            ):
+                return None
+            display = f"{self._module.code_for_node(enum.func)}(...).{spec.via_method}"
+            keywords = {arg.keyword.value: arg.value for arg in enum.args if arg.keyword is not None}
+            if "name" not in keywords:
+                return _OpCall(None, "enum", display, call, reason="an enum without name= has no type to look up")
+            args["enum_name"] = keywords["name"]
+            if "schema" in keywords:
+                args["schema"] = keywords["schema"]
+        elif isinstance(enum, cst.Name) and enum.value in self._enum_names:
+            args["enum_name"] = cst.Attribute(value=enum, attr=cst.Name("name"))
+            args["schema"] = cst.Attribute(value=enum, attr=cst.Name("schema"))
+        else:
+            return None
+        return _OpCall(spec, spec.name, display, call, args)
 
     def _match_execute(self, call: cst.Call, display: str) -> _OpCall:
         """``op.execute``: a sequence DDL construct is guarded; SQL that says IF [NOT] EXISTS is safe."""

@@ -61,6 +61,8 @@ sa.Table(
     sa.Column("target_id", sa.Integer, nullable=False),
 )
 sa.Sequence("legacy_seq", metadata=BASE)
+sa.Enum("new", "old", name="legacy_status", metadata=BASE)
+sa.Enum("a", name="other_status", metadata=BASE)
 
 
 def server_unreachable(dialect: str) -> str | None:
@@ -221,4 +223,6 @@ def snapshot(engine: sa.Engine) -> dict[str, Any]:
         }
     if inspector.bind.dialect.supports_sequences:
         tables["sequences"] = sorted(inspector.get_sequence_names())
+    if inspector.bind.dialect.name == "postgresql":
+        tables["enums"] = sorted((enum["name"], tuple(enum["labels"])) for enum in inspector.get_enums())
     return tables
