@@ -8,17 +8,14 @@ skipped database tests.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from functools import cache
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from tests.databases import scratch_database, server_unreachable
-
-ScratchFactory = Callable[[], AbstractContextManager[sa.Engine]]
 
 
 @cache
@@ -37,11 +34,11 @@ def require_dialect(dialect: str) -> None:
 
 
 @pytest.fixture
-def scratch(tmp_path: Path) -> Iterator[Callable[[str], AbstractContextManager[sa.Engine]]]:
+def scratch() -> Callable[[str], AbstractContextManager[sa.Engine]]:
     """Make scratch databases: ``with scratch("postgresql") as engine: ...``."""
 
     def make(dialect: str) -> AbstractContextManager[sa.Engine]:
         require_dialect(dialect)
-        return scratch_database(dialect, tmp_path)
+        return scratch_database(dialect)
 
-    yield make
+    return make

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.databases import BASE, Crash, offline_sql, run_migration, snapshot
+from codemod.verify.execution import Crash, offline_sql, run_migration
+from codemod.verify.schema import snapshot
+from tests.databases import BASE
 from tests.fixtures import Golden, golden_paths, read_golden
 
 Scratch = Callable[[str], AbstractContextManager[sa.Engine]]

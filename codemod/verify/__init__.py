@@ -1,0 +1,1 @@
+"""``idempotify verify``: run a revision chain on scratch databases and prove it re-runnable."""

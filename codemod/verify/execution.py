@@ -1,0 +1,129 @@
+"""Running one revision's ``upgrade()`` or ``downgrade()`` as Alembic does, with no ``env.py``.
+
+Each run executes the revision's source afresh (a Column object can belong to
+one table only), through Alembic's ``MigrationContext`` and ``Operations``.
+A run can be made to die after its k-th op with every op committed at once,
+as on MySQL, to reproduce a deploy that stopped half-way.
+"""
+
+from __future__ import annotations
+
+import io
+import traceback
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+
+
+class Crash(Exception):
+    """Raised by ``OpCounter`` after the k-th op, as a deploy dies half-way."""
+
+
+class OpCounter:
+    """Counts the ops an ``Operations`` runs and dies after ``crash_after``; a batch block counts as one.
+
+    It wraps the instance's ``invoke`` and ``batch_alter_table``, which the
+    ``alembic.op`` proxy calls, so the migration runs exactly as under Alembic.
+    """
+
+    def __init__(self, operations: Operations, crash_after: int | None) -> None:
+        self.crash_after = crash_after
+        self.done = 0
+        self._batch_depth = 0
+        invoke, batch_alter_table = operations.invoke, operations.batch_alter_table
+
+        def counted_invoke(operation: Any) -> Any:
+            result = invoke(operation)
+            if self._batch_depth == 0:
+                self._count()
+            return result
+
+        @contextmanager
+        def counted_batch(*args: Any, **kw: Any) -> Iterator[Any]:
+            self._batch_depth += 1
+            try:
+                with batch_alter_table(*args, **kw) as batch_op:
+                    yield batch_op
+            finally:
+                self._batch_depth -= 1
+            self._count()
+
+        operations.invoke = counted_invoke  # type: ignore[method-assign]
+        operations.batch_alter_table = counted_batch  # type: ignore[method-assign]
+
+    def _count(self) -> None:
+        self.done += 1
+        if self.crash_after is not None and self.done >= self.crash_after:
+            raise Crash(f"stopped after op {self.done}")
+
+
+def load_migration(source: str, path: Path | str = "migration") -> types.ModuleType:
+    """A fresh module object for ``source``, with ``path`` in its tracebacks."""
+    module = types.ModuleType(Path(path).stem)
+    module.__file__ = str(path)
+    exec(compile(source, str(path), "exec"), module.__dict__)
+    return module
+
+
+def context_options(naming_convention: dict[str, str] | None) -> dict[str, Any]:
+    """What ``env.py`` usually gives the context: a ``target_metadata`` carrying the naming convention."""
+    if naming_convention is None:
+        return {}
+    return {"target_metadata": sa.MetaData(naming_convention=naming_convention)}
+
+
+def run_migration(
+    engine: sa.Engine,
+    source: str,
+    function: str = "upgrade",
+    *,
+    path: Path | str = "migration",
+    naming_convention: dict[str, str] | None = None,
+    crash_after: int | None = None,
+) -> int:
+    """Run ``upgrade()`` or ``downgrade()`` of ``source``; return the number of ops it ran.
+
+    Normally in one transaction. With ``crash_after=k`` every op commits at once
+    (as on MySQL) and the run dies with ``Crash`` after the k-th op.
+    """
+    module = load_migration(source, path)
+    options = {"isolation_level": "AUTOCOMMIT"} if crash_after is not None else {}
+    with engine.connect().execution_options(**options) as connection:
+        context = MigrationContext.configure(connection, opts=context_options(naming_convention))
+        with Operations.context(context) as operations:
+            counter = OpCounter(operations, crash_after)
+            getattr(module, function)()
+        connection.commit()
+    return counter.done
+
+
+def offline_sql(
+    source: str,
+    dialect: str,
+    function: str = "upgrade",
+    *,
+    path: Path | str = "migration",
+    naming_convention: dict[str, str] | None = None,
+) -> str:
+    """The SQL Alembic writes for ``source`` in offline mode (``alembic upgrade --sql``), or its error."""
+    buffer = io.StringIO()
+    module = load_migration(source, path)
+    context = MigrationContext.configure(
+        dialect_name="mysql" if dialect == "mariadb" else dialect,
+        opts={"as_sql": True, "output_buffer": buffer, **context_options(naming_convention)},
+    )
+    with Operations.context(context):
+        getattr(module, function)()
+    return buffer.getvalue()
+
+
+def where(error: BaseException, path: Path | str) -> str:
+    """``path:line`` of the innermost frame of ``error`` in the revision file, else ``path``."""
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]
+    return f"{path}:{lines[-1]}" if lines else str(path)
