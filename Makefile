@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest goldens clean
+.PHONY: install demo test lint typecheck pytest goldens bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ pytest: install
 
 goldens: install
 	$(BIN)/python -m tests.goldens
+
+bench: install
+	$(BIN)/python -m tests.bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

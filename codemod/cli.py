@@ -1,30 +1,52 @@
 """The ``idempotify`` command: options, messages and exit codes.
 
-Diffs go to stdout; every message and the summary go to stderr.
-Exit codes: 0 ok, 1 changes needed (``--check`` / ``--diff``), 2 errors.
+``idempotify PATH...`` rewrites (the ``rewrite`` command, the default);
+``idempotify verify PATH`` proves a chain on scratch databases. Diffs and
+reports go to stdout; every message and the summary go to stderr.
+Exit codes: 0 ok, 1 changes needed (``--check`` / ``--diff``) or a verify
+scenario failed, 2 errors.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import sqlalchemy as sa
 import typer
+from rich.console import Console
+from typer.core import TyperGroup
 
 from codemod import __version__
 from codemod.formatting import Style, style_for
 from codemod.runner import ChangedOnDiskError, FileResult, Status, find_files, process_file, write_result
 from codemod.specs import SPECS
 from codemod.transformer import Outcome
+from codemod.verify.chain import ChainError, Revision, load_chain
+from codemod.verify.database import ScratchError, scratch_server
+from codemod.verify.report import print_text, render_json
+from codemod.verify.scenarios import ChainVerifier
 
 EXIT_OK = 0
 EXIT_CHANGES = 1
 EXIT_ERROR = 2
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+class _RewriteByDefault(TyperGroup):
+    """``idempotify PATH...`` is ``idempotify rewrite PATH...``; other commands are named."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # ctx: typer's click Context
+        if not args or args[0] not in self.commands:
+            args = ["rewrite", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_RewriteByDefault, add_completion=False, rich_markup_mode=None)
 
 
 def _version(value: bool) -> None:
@@ -78,7 +100,8 @@ def rewrite(
     --diff, files are rewritten in place.
 
     Exit codes: 0 ok, 1 changes needed (--check, --diff; with --strict also ops
-    left unguarded), 2 errors.
+    left unguarded), 2 errors. To prove the result on a database, see
+    `idempotify verify --help`.
     """
     results: list[FileResult] = []
     for given in paths:
@@ -98,6 +121,97 @@ def rewrite(
     if not quiet:
         _print_summary(results, written=not (check or diff))
     raise typer.Exit(_exit_code(results, report_changes=check or diff, strict=strict))
+
+
+@app.command()
+def verify(
+    versions: Annotated[Path, typer.Argument(metavar="VERSIONS", help="The directory holding the revision files.")],
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="A PostgreSQL or MariaDB server (SQLAlchemy URL) to make scratch databases on "
+            "[default: temporary SQLite files]. Only databases idempotify creates are touched."
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="The versions directory before idempotify, to compare with "
+            "[default: the committed version of each modified git-tracked file]."
+        ),
+    ] = None,
+    naming_convention: Annotated[
+        str | None,
+        typer.Option(
+            help="The naming convention env.py gives target_metadata: a JSON object, "
+            "or module:attribute naming a MetaData or a dict."
+        ),
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+) -> None:
+    """Prove a revision chain on scratch databases: same schema as the baseline, re-runnable, crash-safe.
+
+    For each revision: equivalence with the baseline, a re-run of its upgrade,
+    a crash after each of its ops (each committed, as on MySQL) then a full
+    run, a downgrade run twice, and offline (--sql) output. The scratch
+    databases are dropped afterwards, also on failure or Ctrl-C.
+
+    Exit codes: 0 every scenario holds, 1 some scenario fails, 2 verify could
+    not run.
+    """
+    if output_format not in ("text", "json"):
+        raise typer.BadParameter("must be text or json", param_hint="--format")
+    try:
+        convention = _naming_convention(naming_convention)
+        chain = load_chain(versions, baseline)
+    except (ChainError, ValueError) as error:
+        _err(f"error: {error}")
+        raise typer.Exit(EXIT_ERROR) from error
+    progress = Console(stderr=True)
+
+    def show(revision: Revision) -> None:
+        if progress.is_terminal:
+            progress.print(f"verifying {revision.id} ({revision.path.name})", style="dim", highlight=False)
+
+    try:
+        with scratch_server(url) as server:
+            reports = ChainVerifier(server, convention).verify(chain, show)
+    except ScratchError as error:
+        _err(f"error: {error}")
+        raise typer.Exit(EXIT_ERROR) from error
+    except sa.exc.DBAPIError as error:
+        _err(f"error: the database failed outside any revision: {error.orig}")
+        raise typer.Exit(EXIT_ERROR) from error
+    except KeyboardInterrupt:
+        _err("interrupted; the scratch databases were dropped")
+        raise typer.Exit(130) from None
+    if output_format == "json":
+        typer.echo(render_json(reports))
+    else:
+        print_text(reports, Console())
+    raise typer.Exit(EXIT_CHANGES if any(report.failed for report in reports) else EXIT_OK)
+
+
+def _naming_convention(value: str | None) -> dict[str, str] | None:
+    """``--naming-convention``: a JSON object, or ``module:attribute`` naming a MetaData or a dict."""
+    if value is None:
+        return None
+    found: Any
+    if value.lstrip().startswith("{"):
+        try:
+            found = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--naming-convention is not valid JSON: {error}") from error
+    else:
+        module_name, _, attribute = value.partition(":")
+        try:
+            found = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ValueError(f"--naming-convention {value!r}: {error}") from error
+    found = getattr(found, "naming_convention", found)
+    if not isinstance(found, dict):
+        raise ValueError(f"--naming-convention {value!r} is not a naming convention (a dict)")
+    return {str(key): str(template) for key, template in found.items() if isinstance(template, str)}
 
 
 def _write(result: FileResult) -> FileResult:

@@ -43,4 +43,6 @@ say "5. Downgrade them, lose the version bump, downgrade again"
 alembic downgrade 2b7d4c8e0a22
 alembic stamp head
 alembic downgrade 2b7d4c8e0a22
-say "Done: every re-run of the rewritten chain went through."
+say "6. idempotify verify: every revision on a scratch SQLite database, against the original files"
+"$bin/idempotify" verify "$work/versions" --baseline fixtures/demo/versions
+say "Done: every re-run of the rewritten chain went through, and verify proves each revision."

@@ -126,4 +126,8 @@ def offline_sql(
 def where(error: BaseException, path: Path | str) -> str:
     """``path:line`` of the innermost frame of ``error`` in the revision file, else ``path``."""
     lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]
-    return f"{path}:{lines[-1]}" if lines else str(path)
+    try:
+        shown = Path(path).relative_to(Path.cwd())
+    except ValueError:
+        shown = Path(path)
+    return f"{shown}:{lines[-1]}" if lines else str(shown)

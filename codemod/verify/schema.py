@@ -19,9 +19,9 @@ def _snapshot(inspector: sa.Inspector) -> Snapshot:
     tables: Snapshot = {}
     for table in sorted(inspector.get_table_names()):
         tables[table] = {
-            "columns": [
+            "columns": sorted(  # by name: batch mode on SQLite may re-add a column at the end
                 (column["name"], str(column["type"]), column["nullable"]) for column in inspector.get_columns(table)
-            ],
+            ),
             "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
             "indexes": sorted(
                 (index["name"] or "", tuple(str(c) for c in index["column_names"]), bool(index["unique"]))

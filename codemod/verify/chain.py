@@ -1,0 +1,83 @@
+"""The revision chain to verify, loaded with Alembic's own ``ScriptDirectory``, and its baseline.
+
+The baseline of a revision is the version to compare it with: the file of the
+same revision id in ``--baseline DIR``, or else, when the file is tracked by git
+and modified, its committed version. Without one, equivalence is not checked.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+
+
+class ChainError(Exception):
+    """The chain cannot be loaded (no revisions, a revision that does not import, a broken graph)."""
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One revision: its file on disk and, where there is one, its baseline source."""
+
+    id: str
+    path: Path
+    source: str
+    baseline: str | None
+
+    @property
+    def original(self) -> str:
+        """The version a deploy ran before idempotify: the baseline, else the file on disk."""
+        return self.baseline if self.baseline is not None else self.source
+
+
+def load_chain(versions: Path, baseline: Path | None = None) -> list[Revision]:
+    """The revisions below ``versions`` in upgrade order (dependencies first)."""
+    scripts = _scripts(versions)
+    baselines = (
+        {script.revision: Path(script.path).read_text(encoding="utf-8") for script in _scripts(baseline)}
+        if (baseline is not None)
+        else {}
+    )
+    chain = []
+    for script in scripts:
+        path = Path(script.path)
+        source = path.read_text(encoding="utf-8")
+        original = baselines.get(script.revision) if baseline is not None else _committed_if_modified(path)
+        chain.append(Revision(script.revision, path, source, original))
+    return chain
+
+
+def _scripts(versions: Path) -> list:  # type: ignore[type-arg]
+    if not versions.is_dir():
+        raise ChainError(f"{versions}: not a directory")
+    try:
+        directory = ScriptDirectory(str(versions.parent), version_locations=[str(versions)])
+        scripts = list(reversed(list(directory.walk_revisions("base", "heads"))))
+    except CommandError as error:
+        raise ChainError(f"{versions}: {error}") from error
+    except Exception as error:  # a revision file that fails to import
+        raise ChainError(f"{versions}: cannot load the revisions: {type(error).__name__}: {error}") from error
+    if not scripts:
+        raise ChainError(f"{versions}: no Alembic revisions found")
+    return scripts
+
+
+def _committed_if_modified(path: Path) -> str | None:
+    """The file's committed version when git tracks it and it differs on disk; else None."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=path.parent, capture_output=True, text=True, check=False)
+
+    try:
+        if git("ls-files", "--error-unmatch", path.name).returncode != 0:
+            return None
+        if git("diff", "--quiet", "HEAD", "--", path.name).returncode == 0:
+            return None
+        shown = git("show", f"HEAD:./{path.name}")
+    except FileNotFoundError:  # no git
+        return None
+    return shown.stdout if shown.returncode == 0 else None

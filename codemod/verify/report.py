@@ -1,0 +1,63 @@
+"""The verify report: a table of revisions by scenario, then every finding in words; or JSON."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from codemod.verify.scenarios import SCENARIOS, RevisionReport
+
+_STYLE = {"ok": "green", "fail": "bold red", "warn": "yellow", "not checked": "dim", "not run": "dim"}
+
+
+def render_json(reports: list[RevisionReport]) -> str:
+    return json.dumps(
+        {
+            "ok": not any(report.failed for report in reports),
+            "revisions": [
+                {
+                    "revision": report.revision.id,
+                    "path": str(report.revision.path),
+                    "scenarios": {
+                        name: {"status": result.status, "detail": result.detail}
+                        for name, result in report.results.items()
+                    },
+                }
+                for report in reports
+            ],
+        },
+        indent=2,
+    )
+
+
+def print_text(reports: list[RevisionReport], console: Console) -> None:
+    """The table (coloured on a terminal), then one line per finding that is not ``ok``."""
+    table = Table(title="idempotify verify", title_justify="left")
+    table.add_column("revision", no_wrap=True)
+    for name in SCENARIOS:
+        table.add_column(name, no_wrap=True)
+    for report in reports:
+        cells = []
+        for name in SCENARIOS:
+            result = report.results.get(name)
+            status = result.status if result is not None else ("fail" if "upgrade" in report.results else "not run")
+            cells.append(f"[{_STYLE[status]}]{'-' if status == 'not checked' else status}[/]")
+        table.add_row(report.revision.id, *cells)
+    console.print(table)
+    for report in reports:
+        for name, result in report.results.items():
+            if result.status not in ("ok", "not checked", "not run"):
+                console.print(
+                    f"{report.revision.id} {name}: [{_STYLE[result.status]}]{result.status}[/]: {result.detail}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    if any(result.status == "not checked" for report in reports for result in report.results.values()):
+        console.print("[dim]-: not checked (no baseline to compare with: see --baseline)[/]", highlight=False)
+    failed = sum(report.failed for report in reports)
+    if failed:
+        console.print(f"[bold red]{failed} of {len(reports)} revisions fail[/]", highlight=False)
+    else:
+        console.print(f"[green]all {len(reports)} revisions hold[/]", highlight=False)

@@ -1,0 +1,211 @@
+"""The scenarios ``verify`` runs for each revision, walking the chain once.
+
+Two databases follow the chain: one runs the files on disk, the other their
+baselines. At each revision:
+
+- equivalence: both reach the same schema;
+- re-run: the revision's upgrade, run again on its own result, changes nothing;
+- crash recovery: the original revision stopped after each of its first k ops
+  (every op committed at once, as on MySQL), then the revision on disk run in
+  full, reaches the same schema;
+- downgrade: run twice, it ends where the baseline's downgrade ends, and it
+  restores the schema from before the revision (or says what it leaves);
+- offline: ``--sql`` output of the baseline and of the file on disk are equal.
+
+Copies of a state are cheap on SQLite (file copy) and PostgreSQL (template);
+on MariaDB they are rebuilt by replaying the chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+
+from codemod.verify.chain import Revision
+from codemod.verify.database import Scratch, ScratchServer
+from codemod.verify.execution import Crash, offline_sql, run_migration, where
+from codemod.verify.schema import Snapshot, differences, snapshot
+
+SCENARIOS = ("equivalence", "re-run", "crash", "downgrade", "offline")
+
+
+@dataclass
+class Result:
+    """One scenario for one revision: ``ok``, ``fail``, ``warn``, ``not checked`` or ``not run``."""
+
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class RevisionReport:
+    revision: Revision
+    results: dict[str, Result] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return any(result.status == "fail" for result in self.results.values())
+
+
+class _Failed(Exception):
+    """A run failed; ``detail`` says where and why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ChainVerifier:
+    """Walks a chain on scratch databases and reports every scenario of every revision."""
+
+    def __init__(self, server: ScratchServer, naming_convention: dict[str, str] | None = None) -> None:
+        self.server = server
+        self.naming_convention = naming_convention
+        self.original_broken = ""
+
+    def verify(self, chain: list[Revision], progress: Callable[[Revision], None] | None = None) -> list[RevisionReport]:
+        reports = [RevisionReport(revision) for revision in chain]
+        disk = self.server.create()
+        original = self.server.create()
+        broken = False
+        for index, report in enumerate(reports):
+            if progress is not None:
+                progress(report.revision)
+            if broken:
+                report.results = {
+                    name: Result("not run", "an earlier revision failed to upgrade") for name in SCENARIOS
+                }
+                continue
+            try:
+                self._verify_revision(chain, index, report, disk, original)
+            except _Failed as failure:
+                report.results["upgrade"] = Result("fail", failure.detail)
+                broken = True
+        return reports
+
+    def _verify_revision(
+        self, chain: list[Revision], index: int, report: RevisionReport, disk: Scratch, original: Scratch
+    ) -> None:
+        revision = report.revision
+        before = snapshot(disk.engine)
+        with self._copy(disk, chain[:index]) as pre:
+            self._run(disk, revision, revision.source, "upgrade")
+            expected = snapshot(disk.engine)
+            try:
+                ops = self._run(original, revision, revision.original, "upgrade")
+            except _Failed as failure:
+                self.original_broken = f"the baseline of {revision.id} fails to upgrade: {failure.detail}"
+                ops = 0
+            if self.original_broken:
+                report.results["equivalence"] = Result("not checked", self.original_broken)
+            else:
+                report.results["equivalence"] = self._equivalence(revision, snapshot(original.engine), expected)
+            report.results["re-run"] = self._rerun(disk, revision, expected)
+            report.results["crash"] = self._crash(pre, chain[:index], revision, ops, expected)
+        report.results["downgrade"] = self._downgrade(chain[: index + 1], revision, disk, original, before)
+        report.results["offline"] = self._offline(revision)
+
+    def _equivalence(self, revision: Revision, original: Snapshot, actual: Snapshot) -> Result:
+        if revision.baseline is None:
+            return Result("not checked", "no baseline (no --baseline, and the file is not a modified git file)")
+        diff = differences(original, actual)
+        return Result("fail", "schema differs from the baseline's: " + "; ".join(diff)) if diff else Result("ok")
+
+    def _rerun(self, disk: Scratch, revision: Revision, expected: Snapshot) -> Result:
+        try:
+            self._run(disk, revision, revision.source, "upgrade")
+        except _Failed as failure:
+            return Result("fail", f"upgrade run again: {failure.detail}")
+        diff = differences(expected, snapshot(disk.engine))
+        return Result("fail", "upgrade run again changed the schema: " + "; ".join(diff)) if diff else Result("ok")
+
+    def _crash(self, pre: Scratch, replay: list[Revision], revision: Revision, ops: int, expected: Snapshot) -> Result:
+        if ops < 2:
+            return Result("ok", "fewer than two ops: nothing to stop half-way")
+        for crash_after in range(1, ops):
+            with self._copy(pre, replay) as scratch:
+                with suppress(Crash, _Failed):  # stopped either way
+                    self._run(scratch, revision, revision.original, "upgrade", crash_after=crash_after)
+                try:
+                    self._run(scratch, revision, revision.source, "upgrade")
+                except _Failed as failure:
+                    return Result("fail", f"after a crash after op {crash_after} of {ops}: {failure.detail}")
+                diff = differences(expected, snapshot(scratch.engine))
+                if diff:
+                    return Result("fail", f"after a crash after op {crash_after} of {ops}: " + "; ".join(diff))
+        return Result("ok", f"stopped after each of ops 1..{ops - 1}, then completed")
+
+    def _downgrade(
+        self, replay: list[Revision], revision: Revision, disk: Scratch, original: Scratch, before: Snapshot
+    ) -> Result:
+        with self._copy(disk, replay) as scratch, self._copy(original, replay, baseline=True) as reference:
+            try:
+                self._run(scratch, revision, revision.source, "downgrade")
+                first = snapshot(scratch.engine)
+                self._run(scratch, revision, revision.source, "downgrade")
+            except _Failed as failure:
+                return Result("fail", f"downgrade: {failure.detail}")
+            diff = differences(first, snapshot(scratch.engine))
+            if diff:
+                return Result("fail", "downgrade run again changed the schema: " + "; ".join(diff))
+            try:
+                self._run(reference, revision, revision.original, "downgrade")
+                baseline = snapshot(reference.engine)
+            except _Failed as failure:
+                baseline = None
+                baseline_error = failure.detail
+        if baseline is None:
+            return Result("warn", f"the original's downgrade fails, so there is nothing to compare: {baseline_error}")
+        diff = differences(baseline, first)
+        if diff:
+            return Result("fail", "downgrade ends elsewhere than the original's: " + "; ".join(diff))
+        left = differences(before, first)
+        if left:
+            return Result("warn", "downgrade does not restore the schema before the revision: " + "; ".join(left))
+        return Result("ok")
+
+    def _offline(self, revision: Revision) -> Result:
+        if revision.baseline is None:
+            return Result("not checked", "no baseline")
+        for function in ("upgrade", "downgrade"):
+            if self._sql(revision, revision.original, function) != self._sql(revision, revision.source, function):
+                return Result("fail", f"{function} --sql output differs from the baseline's")
+        return Result("ok")
+
+    def _sql(self, revision: Revision, source: str, function: str) -> str:
+        try:
+            return offline_sql(
+                source, self.server.dialect, function, path=revision.path, naming_convention=self.naming_convention
+            )
+        except Exception as error:  # noqa: BLE001 - the same error on both sides counts as the same output
+            return f"{type(error).__name__}: {error}"
+
+    def _run(self, scratch: Scratch, revision: Revision, source: str, function: str, **options: int) -> int:
+        try:
+            return run_migration(
+                scratch.engine,
+                source,
+                function,
+                path=revision.path,
+                naming_convention=self.naming_convention,
+                **options,
+            )
+        except Crash:
+            raise
+        except Exception as error:  # any failure of the migration is a finding
+            raise _Failed(f"{where(error, revision.path)}: {type(error).__name__}: {error}".splitlines()[0]) from error
+
+    @contextmanager
+    def _copy(self, state: Scratch, replay: list[Revision], *, baseline: bool = False) -> Iterator[Scratch]:
+        """A scratch copy of ``state``: copied where cheap, else rebuilt by replaying ``replay``."""
+        if self.server.can_copy:
+            scratch = self.server.create(template=state)
+        else:
+            scratch = self.server.create()
+            for revision in replay:
+                self._run(scratch, revision, revision.original if baseline else revision.source, "upgrade")
+        try:
+            yield scratch
+        finally:
+            self.server.drop(scratch)

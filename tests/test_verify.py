@@ -1,0 +1,196 @@
+"""``idempotify verify`` on SQLite, PostgreSQL and MariaDB: it names the revisions that fail, passes
+idempotify's output, catches a wrong guard, and leaves no scratch database behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner, Result
+
+from codemod.cli import app
+from codemod.verify.chain import load_chain
+from codemod.verify.database import PREFIX, scratch_server
+from codemod.verify.scenarios import ChainVerifier
+from tests.conftest import require_dialect
+from tests.databases import DIALECTS, SERVERS
+from tests.fixtures import FIXTURES
+
+DEMO = FIXTURES / "demo" / "versions"
+REVISIONS = ["1a0c5e2f9b11", "2b7d4c8e0a22", "3c9e6a0b1d33", "4d1f7b2c3e44"]
+
+
+def _leftovers(dialect: str) -> list[str]:
+    if dialect == "sqlite":
+        return []
+    engine = sa.create_engine(SERVERS[dialect])
+    query = {
+        "postgresql": "SELECT datname FROM pg_database WHERE datname LIKE :pattern",
+        "mariadb": "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :pattern",
+    }[dialect]
+    with engine.connect() as connection:
+        names = [row[0] for row in connection.execute(sa.text(query), {"pattern": PREFIX + "%"})]
+    engine.dispose()
+    return names
+
+
+@pytest.fixture(params=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> Iterator[str]:
+    name: str = request.param
+    require_dialect(name)
+    before = _leftovers(name)
+    yield name
+    assert _leftovers(name) == before, "verify left scratch databases behind"
+
+
+@pytest.fixture
+def chains(tmp_path: Path) -> tuple[Path, Path]:
+    """The demo chain as written (``original``) and rewritten by idempotify (``rewritten``)."""
+    original, rewritten = tmp_path / "original" / "versions", tmp_path / "rewritten" / "versions"
+    shutil.copytree(DEMO, original)
+    shutil.copytree(DEMO, rewritten)
+    assert CliRunner().invoke(app, ["-q", str(rewritten)]).exit_code == 0
+    return original, rewritten
+
+
+def verify(dialect: str, versions: Path, *args: str) -> tuple[Result, dict[str, Any]]:
+    url = [] if dialect == "sqlite" else ["--url", SERVERS[dialect]]
+    result = CliRunner().invoke(app, ["verify", str(versions), *url, "--format", "json", *args])
+    return result, json.loads(result.stdout) if result.stdout.startswith("{") else {}
+
+
+def statuses(report: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {
+        revision["revision"]: {name: scenario["status"] for name, scenario in revision["scenarios"].items()}
+        for revision in report["revisions"]
+    }
+
+
+def test_an_unguarded_chain_fails_naming_each_revision(dialect: str, chains: tuple[Path, Path]) -> None:
+    original, _ = chains
+    result, report = verify(dialect, original)
+    assert result.exit_code == 1
+    found = statuses(report)
+    assert list(found) == REVISIONS
+    assert {revision: found[revision]["re-run"] for revision in REVISIONS} == dict.fromkeys(REVISIONS, "fail")
+    detail = report["revisions"][2]["scenarios"]["re-run"]["detail"]
+    assert "3c9e6a0b1d33_add_updated_at.py:20:" in detail
+
+
+def test_idempotify_output_passes_against_its_baseline(dialect: str, chains: tuple[Path, Path]) -> None:
+    original, rewritten = chains
+    result, report = verify(dialect, rewritten, "--baseline", str(original))
+    assert result.exit_code == 0, result.stdout
+    assert statuses(report) == {revision: dict.fromkeys(statuses(report)[revision], "ok") for revision in REVISIONS}
+
+
+def test_a_guard_that_tests_the_wrong_column_fails(dialect: str, chains: tuple[Path, Path]) -> None:
+    original, rewritten = chains
+    path = rewritten / "3c9e6a0b1d33_add_updated_at.py"
+    text = path.read_text(encoding="utf-8")
+    wrong = text.replace(
+        '_idempotify_column_missing("player_wellness_state", "updated_at")',
+        '_idempotify_column_missing("player_wellness_state", "created_at")',
+    )
+    assert wrong != text
+    path.write_text(wrong, encoding="utf-8")
+    result, report = verify(dialect, rewritten, "--baseline", str(original))
+    assert result.exit_code == 1
+    failing = {revision for revision, found in statuses(report).items() if "fail" in found.values()}
+    assert failing == {"3c9e6a0b1d33"}
+    assert statuses(report)["3c9e6a0b1d33"]["re-run"] == "fail"
+
+
+def test_ctrl_c_still_drops_the_scratch_databases(dialect: str, chains: tuple[Path, Path]) -> None:
+    _, rewritten = chains
+    chain = load_chain(rewritten)
+
+    def interrupt(revision: object) -> None:
+        if revision is chain[2]:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), scratch_server(None if dialect == "sqlite" else SERVERS[dialect]) as server:
+        ChainVerifier(server).verify(chain, interrupt)
+
+
+def test_the_committed_version_is_the_default_baseline(chains: tuple[Path, Path]) -> None:
+    original, _ = chains
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=original, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "chain")
+    assert CliRunner().invoke(app, ["-q", str(original)]).exit_code == 0
+    result, report = verify("sqlite", original)
+    assert result.exit_code == 0
+    assert {found["equivalence"] for found in statuses(report).values()} == {"ok"}
+
+
+def test_without_a_baseline_equivalence_is_not_checked(chains: tuple[Path, Path]) -> None:
+    _, rewritten = chains
+    result, report = verify("sqlite", rewritten)
+    assert result.exit_code == 0
+    assert {found["equivalence"] for found in statuses(report).values()} == {"not checked"}
+
+
+def test_the_text_report_names_failures_with_file_and_line(chains: tuple[Path, Path]) -> None:
+    original, _ = chains
+    result = CliRunner().invoke(app, ["verify", str(original)])
+    assert result.exit_code == 1
+    assert "3c9e6a0b1d33 re-run: fail: upgrade run again:" in result.stdout
+    assert "4 of 4 revisions fail" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "postgresql+psycopg2://postgres@127.0.0.1:1/test"], "cannot connect to postgresql"),
+        (["--url", "nosuchdb://x"], "bad database URL"),
+        (["--naming-convention", "{not json"], "--naming-convention is not valid JSON"),
+        (["--naming-convention", "no_such_module:metadata"], "No module named 'no_such_module'"),
+    ],
+)
+def test_verify_that_cannot_run_exits_2(chains: tuple[Path, Path], args: list[str], message: str) -> None:
+    _, rewritten = chains
+    result = CliRunner().invoke(app, ["verify", str(rewritten), *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_a_revision_that_does_not_import_exits_2(chains: tuple[Path, Path]) -> None:
+    _, rewritten = chains
+    (rewritten / "5e0a_broken.py").write_text("revision = '5e0a'\ndown_revision = '4d1f7b2c3e44'\nimport nope\n")
+    result = CliRunner().invoke(app, ["verify", str(rewritten)])
+    assert result.exit_code == 2
+    assert "cannot load the revisions: ModuleNotFoundError" in result.stderr
+
+
+def test_a_naming_convention_reaches_the_migrations(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    shutil.copytree(FIXTURES / "demo" / "versions", versions)
+    (versions / "5e1b_check.py").write_text(
+        "from alembic import op\n\nrevision = '5e1b'\ndown_revision = '4d1f7b2c3e44'\n\n\n"
+        "def upgrade():\n"
+        "    assert op.get_context().opts['target_metadata'].naming_convention['ck'] == 'ck_%(constraint_name)s'\n"
+        "    op.create_check_constraint('known', 'players', 'length(name) > 0')\n\n\n"
+        "def downgrade():\n    op.drop_constraint('known', 'players', type_='check')\n",
+        encoding="utf-8",
+    )
+    assert CliRunner().invoke(app, ["-q", str(versions)]).exit_code == 0
+    require_dialect("postgresql")
+    convention = json.dumps({"ck": "ck_%(constraint_name)s"})
+    result, report = verify("postgresql", versions, "--naming-convention", convention)
+    assert result.exit_code == 0, result.stdout
+    assert statuses(report)["5e1b"]["re-run"] == "ok"
+    result, report = verify("postgresql", versions)
+    assert result.exit_code == 1
+    assert "KeyError: 'target_metadata'" in report["revisions"][4]["scenarios"]["upgrade"]["detail"]
