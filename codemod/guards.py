@@ -65,9 +65,16 @@ def _idempotify_column_missing(table_name, column_name, schema=None):
     )
 """,
     "_idempotify_has_index": """
-def _idempotify_has_index(inspector, table_name, index_name, schema):
+def _idempotify_has_index(inspector, table_name, index_name, schema, columns=None):
     import sqlalchemy
 
+    if index_name is None:  # Named by the naming convention, as Alembic names it.
+        index = _idempotify_schema_objects().index(None, table_name, columns, schema=schema)
+    else:
+        index = sqlalchemy.Index(index_name)
+    # The name as the database stores it: a long op.f() name is truncated.
+    preparer = inspector.bind.dialect.identifier_preparer
+    index_name = preparer.format_constraint(index, _alembic_quote=False)
     if table_name is None:
         # No table given (op.drop_index("ix")): look the name up in the catalog.
         catalog = {
@@ -99,10 +106,10 @@ def _idempotify_index_exists(table_name, index_name, schema=None):
     )
 """,
     "_idempotify_index_missing": """
-def _idempotify_index_missing(table_name, index_name, schema=None):
+def _idempotify_index_missing(table_name, index_name, schema=None, columns=None):
     inspector = _idempotify_inspector()
     return inspector is None or not _idempotify_has_index(
-        inspector, table_name, index_name, schema
+        inspector, table_name, index_name, schema, columns
     )
 """,
     "_idempotify_has_constraint": '''
@@ -145,8 +152,9 @@ def _idempotify_has_constraint(inspector, constraint, type_):
         if type_ in ("unique", None):
             for unique in inspector.get_unique_constraints(table, schema=schema):
                 found.append((unique["name"], unique["column_names"], None))
+            # MySQL and MariaDB report unique constraints as indexes.
             for index in inspector.get_indexes(table, schema=schema):
-                if index["unique"]:  # MySQL and MariaDB report unique constraints as indexes
+                if index["unique"]:
                     found.append((index["name"], index["column_names"], None))
         if type_ in ("foreignkey", None):
             for key in inspector.get_foreign_keys(table, schema=schema):
@@ -273,14 +281,15 @@ def _idempotify_enum_missing(enum_name, schema=None):
 """,
 }
 
+_INDEX_HELPERS = ("_idempotify_inspector", "_idempotify_schema_objects", "_idempotify_has_index")
 _CONSTRAINT_HELPERS = ("_idempotify_inspector", "_idempotify_schema_objects", "_idempotify_has_constraint")
 _DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "_idempotify_table_exists": ("_idempotify_inspector",),
     "_idempotify_table_missing": ("_idempotify_inspector",),
     "_idempotify_column_exists": ("_idempotify_inspector", "_idempotify_has_column"),
     "_idempotify_column_missing": ("_idempotify_inspector", "_idempotify_has_column"),
-    "_idempotify_index_exists": ("_idempotify_inspector", "_idempotify_has_index"),
-    "_idempotify_index_missing": ("_idempotify_inspector", "_idempotify_has_index"),
+    "_idempotify_index_exists": _INDEX_HELPERS,
+    "_idempotify_index_missing": _INDEX_HELPERS,
     "_idempotify_unique_missing": _CONSTRAINT_HELPERS,
     "_idempotify_primary_key_missing": _CONSTRAINT_HELPERS,
     "_idempotify_foreign_key_missing": _CONSTRAINT_HELPERS,
@@ -337,6 +346,7 @@ def guard_test(checks: Iterable[Check], args: Mapping[str, str]) -> str:
         if check.only_with is not None and check.only_with not in args:
             continue
         arguments = [args[name] for name in check.args]
-        arguments += [f"{name}={args[name]}" for name in check.keywords if name in args]
+        keywords = check.keywords + (check.unnamed_keywords if args[check.subject] == "None" else ())
+        arguments += [f"{name}={args[name]}" for name in keywords if name in args]
         calls.append(f"{check.helper}({', '.join(arguments)})")
     return " and ".join(calls)

@@ -22,7 +22,11 @@ class Check:
     ``subject`` is the parameter naming the object: an enclosing ``if`` that
     mentions it already guards the op. ``only_with`` makes the check apply only
     when that parameter is passed; ``unnamed`` allows a ``None`` subject (the
-    helper then matches the object by its columns).
+    helper then names it by the naming convention, or matches it by its
+    columns), and ``unnamed_keywords`` are passed only then. An ``_exists``
+    check is taken to remove its object (a drop), except that with
+    ``removes_with`` it does only when that parameter is passed (an
+    ``alter_column`` renames its column only with ``new_column_name``).
     """
 
     helper_suffix: str
@@ -31,6 +35,8 @@ class Check:
     keywords: tuple[str, ...] = ("schema",)
     only_with: str | None = None
     unnamed: bool = False
+    unnamed_keywords: tuple[str, ...] = ()
+    removes_with: str | None = None
 
     @property
     def helper(self) -> str:
@@ -136,7 +142,12 @@ SPECS: dict[str, OpSpec] = {
         OpSpec(
             name="alter_column",
             checks=(
-                Check("column_exists", ("table_name", "column_name"), subject="column_name"),
+                Check(
+                    "column_exists",
+                    ("table_name", "column_name"),
+                    subject="column_name",
+                    removes_with="new_column_name",
+                ),
                 Check(
                     "column_missing",
                     ("table_name", "new_column_name"),
@@ -153,11 +164,19 @@ SPECS: dict[str, OpSpec] = {
         ),
         OpSpec(
             name="create_index",
-            checks=(Check("index_missing", ("table_name", "index_name"), subject="index_name"),),
+            checks=(
+                Check(
+                    "index_missing",
+                    ("table_name", "index_name"),
+                    subject="index_name",
+                    unnamed=True,
+                    unnamed_keywords=("columns",),
+                ),
+            ),
             op_params=("index_name", "table_name", "columns"),
             batch_params=("index_name", "columns"),
             native_flags=("if_not_exists",),
-            description="index absent",
+            description="index absent (unnamed: named by the naming convention)",
         ),
         OpSpec(
             name="drop_index",

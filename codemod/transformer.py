@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -205,37 +205,47 @@ class GuardTransformer(cst.CSTTransformer):
     ) -> list[cst.BaseStatement] | None:
         """The block's statements with guards, or None when none is needed.
 
-        In a ``with ... as batch_op`` block Alembic runs the ops together when
-        the block ends, so every guard sees the schema as it was before the
-        block: an op on an object an earlier op of the block touches (add a
-        column, then alter it) takes that earlier op's guard. A block that
-        drops an object and creates it again cannot be guarded op by op at
-        all: it is left alone and reported.
+        An object the block both creates and removes (drop a column and add it
+        back, create a table and rename it away) cannot be guarded: whether the
+        block already ran cannot be told from the schema. Its ops are left
+        alone and reported; in a batch block, all of the block's ops, since
+        Alembic runs them together when the block ends.
         """
-        if batch and self._leave_recreating_block_alone(originals):
+        ops = [(statement, found) for statement in originals if (found := self._op_in_statement(statement))]
+        churned = _churned_objects(found for _, found in ops)
+        if batch and churned:
+            self._leave_alone(ops, f"in a batch block that drops and re-creates {_names(churned)}: {_CHURN}")
             return None
+        created: set[tuple[str, str]] = set()
         result: list[cst.BaseStatement] = []
-        shared: dict[tuple[str, str], tuple[str, int]] = {}
-        merge_into: tuple[int, str] | None = None  # the guard just written, which a follower may join
         changed = False
         index = 0
         while index < len(originals):
             found = self._op_in_statement(originals[index])
             if found is None:
+                if batch:
+                    created.update(
+                        key for key, _, effect in self._objects_within(originals[index]) if effect == "creates"
+                    )
                 result.append(updated[index])
-                merge_into = None
                 index += 1
                 continue
             end = self._group_end(originals, index)
             test, report = self._decide(found, originals[index], originals[end:])
-            objects = [key for key, _, _ in _objects(found)] if batch else []
-            earlier = next((shared[key] for key in objects if key in shared), None)
-            if test is not None and earlier is not None:
-                test = earlier[0]
-                reason = f"shares the guard of line {earlier[1]}: the ops of a batch block run together when it ends"
-                report = OpReport(report.line, report.call, report.outcome, reason)
-            elif test is not None:
-                shared.update((key, (test, report.line)) for key in objects)
+            objects = _objects(found)
+            mine = {key: name for key, name, _ in objects if key in churned}
+            if test is not None and mine:
+                test = None
+                reason = f"this block both creates and removes {_names(churned)}: {_CHURN}"
+                report = OpReport(report.line, report.call, Outcome.UNGUARDED, reason)
+            elif test is not None and batch and objects and all(e == "uses" and k in created for k, _, e in objects):
+                test = None
+                reason = (
+                    "runs every time: the object it alters is created earlier in this batch block, "
+                    "and Alembic runs the block's ops together when it ends (re-applying is harmless)"
+                )
+                report = OpReport(report.line, report.call, Outcome.ALREADY_SAFE, reason)
+            created.update(key for key, _, effect in self._objects_within(originals[index]) if effect == "creates")
             self.reports.append(report)
             for follower in originals[index + 1 : end]:
                 follower_op = self._op_in_statement(follower)
@@ -245,40 +255,25 @@ class GuardTransformer(cst.CSTTransformer):
                 self.reports.append(OpReport(self._line(follower), follower_op.display, report.outcome, reason))
             if test is None:
                 result.extend(updated[index:end])
-                merge_into = None
-            elif earlier is not None and merge_into == (len(result) - 1, test):
-                previous = result[-1]
-                assert isinstance(previous, cst.If) and isinstance(previous.body, cst.IndentedBlock)
-                body = previous.body.with_changes(body=[*previous.body.body, *updated[index:end]])
-                result[-1] = previous.with_changes(body=body)
             else:
                 result.append(self._wrap(test, updated[index:end]))
-                merge_into = (len(result) - 1, test)
                 changed = True
             index = end
         return result if changed else None
 
-    def _leave_recreating_block_alone(self, statements: Sequence[cst.BaseStatement]) -> bool:
-        """Report every op of a batch block that drops an object and creates it again; True if it does."""
-        ops = [(statement, found) for statement in statements if (found := self._op_in_statement(statement))]
-        removed: set[tuple[str, str]] = set()
-        recreated: list[str] = []
-        for _, found in ops:
-            for key, name, creates in _objects(found):
-                if not creates:
-                    removed.add(key)
-                elif key in removed:
-                    recreated.append(f"{key[0]} {name}")
-        if not recreated:
-            return False
-        reason = (
-            f"this batch block drops and re-creates {', '.join(recreated)}: its ops run together when it ends, "
-            "so no check made before it can tell whether it already ran; guard the block by hand"
-        )
+    def _objects_within(self, statement: cst.BaseStatement) -> list[tuple[tuple[str, str], str, str]]:
+        """The objects of every op call in ``statement``, nested ones (under a guard) included."""
+        objects = []
+        for call in m.findall(statement, m.Call()):
+            found = self._match_op(call) if isinstance(call, cst.Call) else None
+            if found is not None:
+                objects.extend(_objects(found))
+        return objects
+
+    def _leave_alone(self, ops: list[tuple[cst.BaseStatement, _OpCall]], reason: str) -> None:
         for statement, found in ops:
             self._handled_calls.add(id(found.call))
             self.reports.append(OpReport(self._line(statement), found.display, Outcome.UNGUARDED, reason))
-        return True
 
     def _group_end(self, originals: Sequence[cst.BaseStatement], index: int) -> int:
         """End of the statements guarded together with ``originals[index]``.
@@ -329,7 +324,8 @@ class GuardTransformer(cst.CSTTransformer):
                 args[name] = "None" if expression is None else self._source(expression)
             if _is_none(found.args.get(check.subject)) and not check.unnamed:
                 return left(f"its {check.subject} is None: there is no name to look up")
-            args.update((name, self._source(found.args[name])) for name in check.keywords if _passed(found.args, name))
+            keywords = check.keywords + (check.unnamed_keywords if _is_none(found.args.get(check.subject)) else ())
+            args.update((name, self._source(found.args[name])) for name in keywords if _passed(found.args, name))
         tests = [*self._if_tests, *(test for exit_line, test in self._early_exits[-1] if exit_line < line)]
         if any(_already_tests(test, check, found.args) for test in tests for check in checks):
             return left("already guarded by an enclosing if or an early return", Outcome.ALREADY_SAFE)
@@ -600,18 +596,46 @@ def _string_value(node: cst.BaseExpression) -> str | None:
     return None
 
 
-def _objects(found: _OpCall) -> list[tuple[tuple[str, str], str, bool]]:
-    """The schema objects an op checks: (kind and normalised name, name as written, whether it creates it)."""
+def _objects(found: _OpCall) -> list[tuple[tuple[str, str], str, str]]:
+    """The schema objects an op checks: (kind and normalised name, name as written, effect).
+
+    The effect is ``creates``, ``removes`` or ``uses`` (changes it in place).
+    """
     if found.spec is None:
         return []
     empty = cst.Module(body=())
     objects = []
     for check in found.spec.checks:
         subject = found.args.get(check.subject)
-        if subject is not None and not _is_none(subject):
-            name = empty.code_for_node(subject).strip()
-            objects.append(((check.kind, _normalized(name)), name, check.creates))
+        if subject is None or _is_none(subject):
+            continue
+        if check.creates:
+            effect = "creates"
+        elif check.removes_with is None or _passed(found.args, check.removes_with):
+            effect = "removes"
+        else:
+            effect = "uses"
+        name = empty.code_for_node(subject).strip()
+        objects.append(((check.kind, _normalized(name)), name, effect))
     return objects
+
+
+_CHURN = "whether it already ran cannot be told from the schema; guard it by hand"
+
+
+def _churned_objects(ops: Iterable[_OpCall]) -> dict[tuple[str, str], str]:
+    """Objects that ops of one block both create and remove, in either order, with their names."""
+    effects: dict[tuple[str, str], set[str]] = {}
+    names: dict[tuple[str, str], str] = {}
+    for found in ops:
+        for key, name, effect in _objects(found):
+            effects.setdefault(key, set()).add(effect)
+            names[key] = f"{key[0]} {name}"
+    return {key: names[key] for key, seen in effects.items() if {"creates", "removes"} <= seen}
+
+
+def _names(objects: dict[tuple[str, str], str]) -> str:
+    return ", ".join(sorted(set(objects.values())))
 
 
 def _normalized(source: str) -> str:

@@ -35,7 +35,10 @@ def only(body: str, header: str = HEADER) -> tuple[Outcome, str]:
             "    conn = op.get_bind()\n    conn.execute(sa.text('DELETE FROM users'))\n",
             "SQL run on the connection is not guarded",
         ),
-        ("    op.create_index(None, 'users', ['name'])\n", "its index_name is None: there is no name to look up"),
+        (
+            "    op.create_check_constraint(None, 'users', 'id > 0')\n",
+            "its constraint_name is None: there is no name to look up",
+        ),
         (
             "    op.drop_table(**{'table_name': 'users'})\n",
             "cannot find its table_name argument (passed with * or **?)",
