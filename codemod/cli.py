@@ -147,6 +147,10 @@ def verify(
             "or module:attribute naming a MetaData or a dict."
         ),
     ] = None,
+    x_arguments: Annotated[
+        list[str] | None,
+        typer.Option("-x", help="key=value for context.get_x_argument() in the revisions, as `alembic -x`."),
+    ] = None,
     output_format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
     """Prove a revision chain on scratch databases: same schema as the baseline, re-runnable, crash-safe.
@@ -175,7 +179,7 @@ def verify(
 
     try:
         with scratch_server(url) as server:
-            reports = ChainVerifier(server, convention).verify(chain, show)
+            reports = ChainVerifier(server, convention, x_arguments or ()).verify(chain, show)
     except ScratchError as error:
         _err(f"error: {error}")
         raise typer.Exit(EXIT_ERROR) from error

@@ -194,3 +194,31 @@ def test_a_naming_convention_reaches_the_migrations(tmp_path: Path) -> None:
     result, report = verify("postgresql", versions)
     assert result.exit_code == 1
     assert "KeyError: 'target_metadata'" in report["revisions"][4]["scenarios"]["upgrade"]["detail"]
+
+
+def test_x_arguments_and_offline_mode_reach_the_revisions(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "a1_tenant.py").write_text(
+        "from alembic import context, op\nimport sqlalchemy as sa\n\nrevision = 'a1'\ndown_revision = None\n\n\n"
+        "def upgrade():\n"
+        "    if not context.is_offline_mode():\n"
+        "        tenant = context.get_x_argument(as_dictionary=True)['tenant']\n"
+        "        op.create_table(tenant + '_events', sa.Column('id', sa.Integer, primary_key=True))\n\n\n"
+        "def downgrade():\n    op.drop_table(context.get_x_argument(as_dictionary=True)['tenant'] + '_events')\n",
+        encoding="utf-8",
+    )
+    assert CliRunner().invoke(app, ["-q", str(versions)]).exit_code == 0
+    result, report = verify("sqlite", versions, "-x", "tenant=acme")
+    assert result.exit_code == 0, result.stdout
+    result, report = verify("sqlite", versions)
+    assert result.exit_code == 1
+    assert "KeyError: 'tenant'" in report["revisions"][0]["scenarios"]["upgrade"]["detail"]
+
+
+def test_the_table_is_plain_text_when_not_on_a_terminal(chains: tuple[Path, Path]) -> None:
+    _, rewritten = chains
+    result = CliRunner().invoke(app, ["verify", str(rewritten)])
+    assert result.exit_code == 0
+    assert "| 1a0c5e2f9b11 |" in result.stdout
+    assert "\x1b[" not in result.stdout

@@ -8,17 +8,20 @@ as on MySQL, to reproduce a deploy that stopped half-way.
 
 from __future__ import annotations
 
+import argparse
 import io
 import traceback
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from alembic.runtime.environment import EnvironmentContext
 
 
 class Crash(Exception):
@@ -78,6 +81,15 @@ def context_options(naming_convention: dict[str, str] | None) -> dict[str, Any]:
     return {"target_metadata": sa.MetaData(naming_convention=naming_convention)}
 
 
+@contextmanager
+def environment(x_arguments: Sequence[str] = (), *, as_sql: bool = False) -> Iterator[None]:
+    """``from alembic import context`` as ``env.py`` sees it: ``get_x_argument()``, ``is_offline_mode()``."""
+    config = Config()
+    config.cmd_opts = argparse.Namespace(x=list(x_arguments))
+    with EnvironmentContext(config, None, as_sql=as_sql):  # type: ignore[arg-type]  # no ScriptDirectory needed
+        yield
+
+
 def run_migration(
     engine: sa.Engine,
     source: str,
@@ -86,6 +98,7 @@ def run_migration(
     path: Path | str = "migration",
     naming_convention: dict[str, str] | None = None,
     crash_after: int | None = None,
+    x_arguments: Sequence[str] = (),
 ) -> int:
     """Run ``upgrade()`` or ``downgrade()`` of ``source``; return the number of ops it ran.
 
@@ -94,7 +107,7 @@ def run_migration(
     """
     module = load_migration(source, path)
     options = {"isolation_level": "AUTOCOMMIT"} if crash_after is not None else {}
-    with engine.connect().execution_options(**options) as connection:
+    with engine.connect().execution_options(**options) as connection, environment(x_arguments):
         context = MigrationContext.configure(connection, opts=context_options(naming_convention))
         with Operations.context(context) as operations:
             counter = OpCounter(operations, crash_after)
@@ -110,15 +123,16 @@ def offline_sql(
     *,
     path: Path | str = "migration",
     naming_convention: dict[str, str] | None = None,
+    x_arguments: Sequence[str] = (),
 ) -> str:
-    """The SQL Alembic writes for ``source`` in offline mode (``alembic upgrade --sql``), or its error."""
+    """The SQL Alembic writes for ``source`` in offline mode (``alembic upgrade --sql``)."""
     buffer = io.StringIO()
     module = load_migration(source, path)
     context = MigrationContext.configure(
         dialect_name="mysql" if dialect == "mariadb" else dialect,
         opts={"as_sql": True, "output_buffer": buffer, **context_options(naming_convention)},
     )
-    with Operations.context(context):
+    with environment(x_arguments, as_sql=True), Operations.context(context):
         getattr(module, function)()
     return buffer.getvalue()
 

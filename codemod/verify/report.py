@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -34,7 +35,9 @@ def render_json(reports: list[RevisionReport]) -> str:
 
 def print_text(reports: list[RevisionReport], console: Console) -> None:
     """The table (coloured on a terminal), then one line per finding that is not ``ok``."""
-    table = Table(title="idempotify verify", title_justify="left")
+    table = Table(
+        title="idempotify verify", title_justify="left", box=box.HEAVY_HEAD if console.is_terminal else box.ASCII
+    )
     table.add_column("revision", no_wrap=True)
     for name in SCENARIOS:
         table.add_column(name, no_wrap=True)

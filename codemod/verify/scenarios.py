@@ -18,7 +18,7 @@ on MariaDB they are rebuilt by replaying the chain.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
@@ -59,9 +59,15 @@ class _Failed(Exception):
 class ChainVerifier:
     """Walks a chain on scratch databases and reports every scenario of every revision."""
 
-    def __init__(self, server: ScratchServer, naming_convention: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        server: ScratchServer,
+        naming_convention: dict[str, str] | None = None,
+        x_arguments: Sequence[str] = (),
+    ) -> None:
         self.server = server
         self.naming_convention = naming_convention
+        self.x_arguments = tuple(x_arguments)
         self.original_broken = ""
 
     def verify(self, chain: list[Revision], progress: Callable[[Revision], None] | None = None) -> list[RevisionReport]:
@@ -176,7 +182,12 @@ class ChainVerifier:
     def _sql(self, revision: Revision, source: str, function: str) -> str:
         try:
             return offline_sql(
-                source, self.server.dialect, function, path=revision.path, naming_convention=self.naming_convention
+                source,
+                self.server.dialect,
+                function,
+                path=revision.path,
+                naming_convention=self.naming_convention,
+                x_arguments=self.x_arguments,
             )
         except Exception as error:  # noqa: BLE001 - the same error on both sides counts as the same output
             return f"{type(error).__name__}: {error}"
@@ -189,6 +200,7 @@ class ChainVerifier:
                 function,
                 path=revision.path,
                 naming_convention=self.naming_convention,
+                x_arguments=self.x_arguments,
                 **options,
             )
         except Crash:
