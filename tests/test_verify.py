@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
 from codemod.cli import app
+from codemod.verify import database
 from codemod.verify.chain import load_chain
-from codemod.verify.database import PREFIX, scratch_server
+from codemod.verify.database import scratch_server
 from codemod.verify.scenarios import ChainVerifier
 from tests.conftest import require_dialect
 from tests.databases import DIALECTS, SERVERS
@@ -26,7 +28,7 @@ DEMO = FIXTURES / "demo" / "versions"
 REVISIONS = ["1a0c5e2f9b11", "2b7d4c8e0a22", "3c9e6a0b1d33", "4d1f7b2c3e44"]
 
 
-def _leftovers(dialect: str) -> list[str]:
+def _leftovers(dialect: str, prefix: str) -> list[str]:
     if dialect == "sqlite":
         return []
     engine = sa.create_engine(SERVERS[dialect])
@@ -35,18 +37,20 @@ def _leftovers(dialect: str) -> list[str]:
         "mariadb": "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :pattern",
     }[dialect]
     with engine.connect() as connection:
-        names = [row[0] for row in connection.execute(sa.text(query), {"pattern": PREFIX + "%"})]
+        names = [row[0] for row in connection.execute(sa.text(query), {"pattern": prefix + "%"})]
     engine.dispose()
     return names
 
 
 @pytest.fixture(params=DIALECTS)
-def dialect(request: pytest.FixtureRequest) -> Iterator[str]:
+def dialect(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A database to verify on; afterwards none of the scratch databases this test made may be left."""
     name: str = request.param
     require_dialect(name)
-    before = _leftovers(name)
+    prefix = f"{database.PREFIX}t{uuid.uuid4().hex[:6]}_"
+    monkeypatch.setattr(database, "PREFIX", prefix)
     yield name
-    assert _leftovers(name) == before, "verify left scratch databases behind"
+    assert _leftovers(name, prefix) == [], "verify left scratch databases behind"
 
 
 @pytest.fixture
@@ -222,3 +226,33 @@ def test_the_table_is_plain_text_when_not_on_a_terminal(chains: tuple[Path, Path
     assert result.exit_code == 0
     assert "| 1a0c5e2f9b11 |" in result.stdout
     assert "\x1b[" not in result.stdout
+
+
+def test_branches_and_a_merge_are_walked_in_dependency_order(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    revisions = {
+        "a0": (
+            "None",
+            "op.create_table('base', sa.Column('id', sa.Integer, primary_key=True))",
+            "op.drop_table('base')",
+        ),
+        "b1": ("'a0'", "op.add_column('base', sa.Column('left', sa.Integer))", "op.drop_column('base', 'left')"),
+        "b2": ("'a0'", "op.add_column('base', sa.Column('right', sa.Integer))", "op.drop_column('base', 'right')"),
+        "m3": (
+            "('b1', 'b2')",
+            "op.create_index('ix_base_left_right', 'base', ['left', 'right'])",
+            "op.drop_index('ix_base_left_right', table_name='base')",
+        ),
+    }
+    for revision, (down, upgrade, downgrade) in revisions.items():
+        (versions / f"{revision}.py").write_text(
+            f"from alembic import op\nimport sqlalchemy as sa\n\nrevision = '{revision}'\ndown_revision = {down}\n\n\n"
+            f"def upgrade():\n    {upgrade}\n\n\ndef downgrade():\n    {downgrade}\n",
+            encoding="utf-8",
+        )
+    assert CliRunner().invoke(app, ["-q", str(versions)]).exit_code == 0
+    result, report = verify("sqlite", versions)
+    assert result.exit_code == 0, result.stdout
+    order = [revision["revision"] for revision in report["revisions"]]
+    assert order[0] == "a0" and order[-1] == "m3" and set(order[1:3]) == {"b1", "b2"}
