@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest goldens bench clean
+.PHONY: install demo test lint typecheck pytest goldens bench corpus clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ goldens: install
 
 bench: install
 	$(BIN)/python -m tests.bench
+
+# Downloads pinned public wheels into ~/.cache/idempotify-corpus (never into the repository).
+corpus: install
+	$(BIN)/python -m tests.corpus
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -26,6 +26,7 @@ from codemod.guards import guard_test, helper_block_source, is_helper_name, rein
 from codemod.specs import EXECUTE_SPECS, METHOD_SPECS, SPECS, Check, OpSpec
 
 SKIP_MARKER = "idempotify: skip"
+_CONNECTION_SQL = "SQL run on the connection is not guarded"
 _ENUM_TYPE = m.Name("ENUM") | m.Name("Enum") | m.Attribute(attr=m.Name("ENUM") | m.Name("Enum"))
 _SAFE_SQL = re.compile(r"\bIF\s+(NOT\s+)?EXISTS\b", re.IGNORECASE)
 
@@ -177,7 +178,8 @@ class GuardTransformer(cst.CSTTransformer):
 
     def visit_Call(self, node: cst.Call) -> None:
         found = self._match_op(node)
-        if found is not None:
+        if found is not None and found.reason != _CONNECTION_SQL:
+            # SQL on the connection inside an expression reads (its result is used); a statement may write.
             self._seen_calls[id(node)] = (self._line(node), found.display)
 
     # Rewriting: statements are guarded block by block, so a create_table and
@@ -373,7 +375,7 @@ class GuardTransformer(cst.CSTTransformer):
         name = func.attr.value
         if name == "execute" and self._is_bind(func.value):
             display = f"{self._module.code_for_node(func.value)}.execute"
-            return _OpCall(None, name, display, call, reason="SQL run on the connection is not guarded")
+            return _OpCall(None, name, display, call, reason=_CONNECTION_SQL)
         if name in METHOD_SPECS and call.args and self._is_bind(call.args[0].value):
             return self._match_enum(call, func.value, METHOD_SPECS[name])
         if not isinstance(func.value, cst.Name) or name in NOT_OPS:

@@ -1,0 +1,148 @@
+"""``make corpus``: idempotify over the Alembic revisions that public packages ship.
+
+Downloads pinned wheels into a cache outside the repository (``$XDG_CACHE_HOME``
+or ``~/.cache``, ``idempotify-corpus/``), takes only their revision files, and
+rewrites each in memory. Reports per package and in total: files, ops guarded,
+ops left by reason, files that failed, outputs that do not compile, files a
+second run would change, and lines outside the guarded statements that changed.
+The target for the last four is zero. Nothing from the packages is committed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codemod.formatting import Style
+from codemod.runner import is_revision_file, rewrite_source
+from codemod.transformer import Outcome
+
+PACKAGES = [
+    "apache-superset==6.1.0",
+    "apache-airflow-core==3.3.2",
+    "mlflow-skinny==3.17.2",
+    "optuna==5.0.0",
+    "zenml==0.98.0",
+    "indico==3.2.9",
+]
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "idempotify-corpus"
+
+
+@dataclass
+class Tally:
+    files: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    failed: list[str] = field(default_factory=list)
+    not_compiling: list[str] = field(default_factory=list)
+    unstable: list[str] = field(default_factory=list)
+    touched: list[str] = field(default_factory=list)
+
+    def add(self, other: Tally) -> None:
+        self.files += other.files
+        self.outcomes += other.outcomes
+        self.reasons += other.reasons
+        for name in ("failed", "not_compiling", "unstable", "touched"):
+            getattr(self, name).extend(getattr(other, name))
+
+
+def wheel(requirement: str) -> Path:
+    name, version = requirement.split("==")
+    prefix = f"{name.replace('-', '_')}-{version}-"
+    found = [path for path in CACHE.glob("*.whl") if path.name.lower().startswith(prefix.lower())]
+    if not found:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(CACHE), requirement]
+        subprocess.run(pip, check=True)
+        found = [path for path in CACHE.glob("*.whl") if path.name.lower().startswith(prefix.lower())]
+    return found[0]
+
+
+def revisions(path: Path) -> list[tuple[str, bytes]]:
+    with zipfile.ZipFile(path) as archive:
+        return [
+            (member, data)
+            for member in archive.namelist()
+            if member.endswith(".py") and is_revision_file(data := archive.read(member))
+        ]
+
+
+def untouched_lines_changed(before: bytes, after: bytes) -> bool:
+    """True when a line of ``before`` is missing from ``after`` other than re-indented under a guard."""
+    old = before.decode("utf-8", "replace").splitlines()
+    new = after.decode("utf-8", "replace").splitlines()
+    added = {line.strip() for line in new}
+    for tag, i1, i2, _, _ in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if tag in ("replace", "delete") and any(line.strip() not in added for line in old[i1:i2]):
+            return True
+    return False
+
+
+def check(name: str, source: bytes) -> Tally:
+    tally = Tally(files=1)
+    try:
+        output, reports = rewrite_source(source, Style())
+    except Exception as error:  # noqa: BLE001 - every failure is counted and shown
+        tally.failed.append(f"{name}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        return tally
+    for report in reports:
+        tally.outcomes[report.outcome.value] += 1
+        if report.outcome is not Outcome.GUARDED:
+            tally.reasons[report.reason.split(":")[0][:90]] += 1
+    try:
+        compile(output, name, "exec")
+    except SyntaxError as error:
+        tally.not_compiling.append(f"{name}: {error}")
+    if rewrite_source(output, Style())[0] != output:
+        tally.unstable.append(name)
+    if untouched_lines_changed(source, output):
+        tally.touched.append(name)
+    return tally
+
+
+def main() -> int:
+    total = Tally()
+    print(
+        f"{'package':<28} {'files':>6} {'guarded':>8} {'safe':>6} {'skipped':>8} {'unguarded':>10} "
+        f"{'failed':>7} {'!compile':>9} {'unstable':>9} {'touched':>8}"
+    )
+    for requirement in PACKAGES:
+        tally = Tally()
+        for member, source in revisions(wheel(requirement)):
+            tally.add(check(f"{requirement}:{member}", source))
+        total.add(tally)
+        row(requirement, tally)
+    row("total", total)
+    print("\nleft alone, by reason:")
+    for reason, count in total.reasons.most_common():
+        print(f"{count:>6}  {reason}")
+    for title, items in (
+        ("failed", total.failed),
+        ("outputs that do not compile", total.not_compiling),
+        ("files a second run would change", total.unstable),
+        ("files with untouched lines changed", total.touched),
+    ):
+        if items:
+            print(f"\n{title}:")
+            for item in items[:30]:
+                print(f"  {item}")
+    return 1 if total.failed or total.not_compiling or total.unstable or total.touched else 0
+
+
+def row(name: str, tally: Tally) -> None:
+    outcomes = tally.outcomes
+    print(
+        f"{name:<28} {tally.files:>6} {outcomes['guarded']:>8} {outcomes['already safe']:>6} "
+        f"{outcomes['skipped by marker']:>8} {outcomes['left unguarded']:>10} {len(tally.failed):>7} "
+        f"{len(tally.not_compiling):>9} {len(tally.unstable):>9} {len(tally.touched):>8}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
