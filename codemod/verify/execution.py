@@ -13,7 +13,7 @@ import io
 import traceback
 import types
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +140,8 @@ def offline_sql(
 def where(error: BaseException, path: Path | str) -> str:
     """``path:line`` of the innermost frame of ``error`` in the revision file, else ``path``."""
     lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]
-    try:
-        shown = Path(path).relative_to(Path.cwd())
-    except ValueError:
-        shown = Path(path)
-    return f"{shown}:{lines[-1]}" if lines else str(shown)
+    shown, _, label = str(path).partition(" (")
+    with suppress(ValueError):
+        shown = str(Path(shown).relative_to(Path.cwd()))
+    suffix = f" ({label}" if label else ""
+    return f"{shown}:{lines[-1]}{suffix}" if lines else f"{shown}{suffix}"

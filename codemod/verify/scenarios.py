@@ -147,20 +147,25 @@ class ChainVerifier:
     ) -> Result:
         with self._copy(disk, replay) as scratch, self._copy(original, replay, baseline=True) as reference:
             try:
+                self._run(reference, revision, revision.original, "downgrade")
+                baseline: Snapshot | None = snapshot(reference.engine)
+                baseline_error = ""
+            except _Failed as failure:
+                baseline, baseline_error = None, failure.detail
+            try:
                 self._run(scratch, revision, revision.source, "downgrade")
                 first = snapshot(scratch.engine)
+            except _Failed as failure:
+                if baseline is None:
+                    return Result("warn", f"the original's downgrade fails too: {baseline_error}")
+                return Result("fail", f"downgrade: {failure.detail}")
+            try:
                 self._run(scratch, revision, revision.source, "downgrade")
             except _Failed as failure:
-                return Result("fail", f"downgrade: {failure.detail}")
+                return Result("fail", f"downgrade run again: {failure.detail}")
             diff = differences(first, snapshot(scratch.engine))
             if diff:
                 return Result("fail", "downgrade run again changed the schema: " + "; ".join(diff))
-            try:
-                self._run(reference, revision, revision.original, "downgrade")
-                baseline = snapshot(reference.engine)
-            except _Failed as failure:
-                baseline = None
-                baseline_error = failure.detail
         if baseline is None:
             return Result("warn", f"the original's downgrade fails, so there is nothing to compare: {baseline_error}")
         diff = differences(baseline, first)
@@ -193,12 +198,14 @@ class ChainVerifier:
             return f"{type(error).__name__}: {error}"
 
     def _run(self, scratch: Scratch, revision: Revision, source: str, function: str, **options: int) -> int:
+        # Errors in the baseline name it, since its line numbers are not those of the file on disk.
+        path = revision.path if source == revision.source else f"{revision.path} (baseline)"
         try:
             return run_migration(
                 scratch.engine,
                 source,
                 function,
-                path=revision.path,
+                path=path,
                 naming_convention=self.naming_convention,
                 x_arguments=self.x_arguments,
                 **options,
@@ -206,7 +213,7 @@ class ChainVerifier:
         except Crash:
             raise
         except Exception as error:  # any failure of the migration is a finding
-            raise _Failed(f"{where(error, revision.path)}: {type(error).__name__}: {error}".splitlines()[0]) from error
+            raise _Failed(f"{where(error, path)}: {type(error).__name__}: {error}".splitlines()[0]) from error
 
     @contextmanager
     def _copy(self, state: Scratch, replay: list[Revision], *, baseline: bool = False) -> Iterator[Scratch]:
