@@ -7,8 +7,10 @@ exception), and writing a result back atomically.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -84,7 +86,11 @@ def process_file(path: Path, style: Style | None = None) -> FileResult:
     except cst.ParserSyntaxError as error:
         return FileResult(path, Status.FAILED, source, message=_syntax_error_message(source, error))
     except UnicodeDecodeError as error:
-        return FileResult(path, Status.FAILED, source, message=f"cannot decode: {error.reason} at byte {error.start}")
+        line = source[: error.start].count(b"\n") + 1
+        message = f"line {line}: not valid text in its encoding ({error.encoding}): {error.reason}"
+        return FileResult(path, Status.FAILED, source, message=message)
+    except SyntaxError as error:  # tokenize's verdict on the encoding of the first lines
+        return FileResult(path, Status.FAILED, source, message=f"line {error.lineno or 1}: {error.msg}")
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
         return FileResult(path, Status.FAILED, source, message=f"internal error: {type(error).__name__}: {error}")
     status = Status.CHANGED if rewritten != source else Status.UNCHANGED
@@ -117,6 +123,8 @@ def write_result(result: FileResult) -> None:
         raise ChangedOnDiskError(f"{path} changed on disk while idempotify ran; not overwritten")
     target = path.resolve()
     mode = target.stat().st_mode & 0o7777
+    if not mode & stat.S_IWUSR:
+        raise PermissionError(errno.EACCES, "the file is read-only", str(path))
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".idempotify")
     try:
         with os.fdopen(descriptor, "wb") as stream:

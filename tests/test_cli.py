@@ -231,3 +231,93 @@ def test_python_dash_m_runs_the_command(versions: Path) -> None:
     )
     assert completed.returncode == 1
     assert "Would rewrite" in completed.stderr
+
+
+# The bad-input matrix: each gets a clear message, its file is left as it was, and the exit code says so.
+
+
+def test_a_byte_order_mark_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "0001_bom.py"
+    path.write_bytes(b"\xef\xbb\xbf" + INCIDENT.input.encode())
+    assert run(path).exit_code == 0
+    assert path.read_bytes() == b"\xef\xbb\xbf" + INCIDENT.output.encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (INCIDENT.input.encode().replace(b"add updated_at", b"add \xff updated_at"), "line 1: "),
+        (
+            INCIDENT.input.encode().replace(b"def downgrade", b"# caf\xe9\ndef downgrade"),
+            f"line {INCIDENT.input.splitlines().index('def downgrade():') + 1}: not valid text",
+        ),
+    ],
+    ids=["first-line", "later-line"],
+)
+def test_invalid_utf8_is_reported_with_its_line_and_left_alone(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "0001_latin.py"
+    path.write_bytes(data)
+    result = run(path)
+    assert result.exit_code == 2
+    assert f"error: {path}: {message}" in result.stderr
+    assert path.read_bytes() == data
+
+
+def test_an_empty_file_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "empty.py"
+    path.write_bytes(b"")
+    result = run(path)
+    assert result.exit_code == 0
+    assert f"skipped {path}: not an Alembic revision file" in result.stderr
+
+
+def test_a_very_large_file_is_rewritten(tmp_path: Path) -> None:
+    ops = "".join(f"    op.add_column('users', sa.Column('c{i}', sa.Integer()))\n" for i in range(3000))
+    path = tmp_path / "0001_large.py"
+    path.write_text(f"from alembic import op\nimport sqlalchemy as sa\n\nrevision = 'x'\n\n\ndef upgrade():\n{ops}")
+    result = run(path)
+    assert result.exit_code == 0, result.stderr
+    assert "ops: 3000 guarded" in result.stderr
+
+
+def test_a_read_only_file_is_not_written(versions: Path) -> None:
+    path = versions / "4f2a9c1d7e3b_add_updated_at.py"
+    path.chmod(0o444)
+    result = run(versions)
+    assert result.exit_code == 2
+    assert f"error: {path}: cannot write: the file is read-only" in result.stderr
+    assert path.read_text(encoding="utf-8") == INCIDENT.input
+
+
+def test_an_unreadable_file_is_reported_and_the_others_processed(
+    versions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unreadable = versions / "4c5d6e7f8a9b_alter.py"
+    real_read_bytes = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self == unreadable:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    result = run(versions)
+    assert result.exit_code == 2
+    assert f"error: {unreadable}: cannot read: Permission denied" in result.stderr
+    assert (versions / "4f2a9c1d7e3b_add_updated_at.py").read_text(encoding="utf-8") == INCIDENT.output
+
+
+def test_a_failure_between_reading_and_writing_leaves_the_original(
+    versions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = versions / "4f2a9c1d7e3b_add_updated_at.py"
+
+    def broken_replace(source: str, target: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("codemod.runner.os.replace", broken_replace)
+    result = run(versions)
+    assert result.exit_code == 2
+    assert "cannot write: No space left on device" in result.stderr
+    assert path.read_text(encoding="utf-8") == INCIDENT.input
+    assert sorted(p.name for p in versions.iterdir()) == ["4c5d6e7f8a9b_alter.py", "4f2a9c1d7e3b_add_updated_at.py"]
