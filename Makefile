@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest goldens bench corpus clean
+.PHONY: install demo test lint typecheck pytest goldens bench corpus fuzz clean
 
 install: $(STAMP)
 
@@ -35,6 +35,9 @@ goldens: install
 
 bench: install
 	$(BIN)/python -m tests.bench
+
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/test_fuzz.py
 
 # Downloads pinned public wheels into ~/.cache/idempotify-corpus (never into the repository).
 corpus: install

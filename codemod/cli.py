@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -177,6 +178,7 @@ def verify(
         if progress.is_terminal:
             progress.print(f"verifying {revision.id} ({revision.path.name})", style="dim", highlight=False)
 
+    signal.signal(signal.SIGTERM, _terminate)  # a CI cancellation still drops the scratch databases
     try:
         with scratch_server(url) as server:
             reports = ChainVerifier(server, convention, x_arguments or ()).verify(chain, show)
@@ -194,6 +196,10 @@ def verify(
     else:
         print_text(reports, Console())
     raise typer.Exit(EXIT_CHANGES if any(report.failed for report in reports) else EXIT_OK)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _naming_convention(value: str | None) -> dict[str, str] | None:

@@ -47,7 +47,7 @@ def _idempotify_has_column(inspector, table_name, column_name, schema):
     try:
         columns = inspector.get_columns(table_name, schema=schema)
     except sqlalchemy.exc.NoSuchTableError:
-        return False
+        return None  # No table: the op is skipped either way.
     return any(column["name"] == column_name for column in columns)
 """,
     "_idempotify_column_exists": """
@@ -60,9 +60,9 @@ def _idempotify_column_exists(table_name, column_name, schema=None):
     "_idempotify_column_missing": """
 def _idempotify_column_missing(table_name, column_name, schema=None):
     inspector = _idempotify_inspector()
-    return inspector is None or not _idempotify_has_column(
+    return inspector is None or _idempotify_has_column(
         inspector, table_name, column_name, schema
-    )
+    ) is False
 """,
     "_idempotify_has_index": """
 def _idempotify_has_index(inspector, table_name, index_name, schema, columns=None):
@@ -95,7 +95,7 @@ def _idempotify_has_index(inspector, table_name, index_name, schema, columns=Non
     try:
         indexes = inspector.get_indexes(table_name, schema=schema)
     except sqlalchemy.exc.NoSuchTableError:
-        return False
+        return None  # No table: the op is skipped either way.
     return any(index["name"] == index_name for index in indexes)
 """,
     "_idempotify_index_exists": """
@@ -108,9 +108,9 @@ def _idempotify_index_exists(table_name, index_name, schema=None):
     "_idempotify_index_missing": """
 def _idempotify_index_missing(table_name, index_name, schema=None, columns=None):
     inspector = _idempotify_inspector()
-    return inspector is None or not _idempotify_has_index(
+    return inspector is None or _idempotify_has_index(
         inspector, table_name, index_name, schema, columns
-    )
+    ) is False
 """,
     "_idempotify_has_constraint": '''
 def _idempotify_has_constraint(inspector, constraint, type_):
@@ -122,11 +122,10 @@ def _idempotify_has_constraint(inspector, constraint, type_):
     import sqlalchemy
 
     table, schema = constraint.table.name, constraint.table.schema
+    if not inspector.has_table(table, schema=schema):
+        return None  # No table: the op is skipped either way.
     if type_ == "primary":  # A table has one primary key, whatever its name.
-        try:
-            key = inspector.get_pk_constraint(table, schema=schema)
-        except sqlalchemy.exc.NoSuchTableError:
-            return False
+        key = inspector.get_pk_constraint(table, schema=schema)
         return bool(key.get("constrained_columns"))
     dialect = inspector.bind.dialect
     name = constraint.name
@@ -164,7 +163,7 @@ def _idempotify_has_constraint(inspector, constraint, type_):
             for check in inspector.get_check_constraints(table, schema=schema):
                 found.append((check["name"], None, None))
     except sqlalchemy.exc.NoSuchTableError:
-        return False
+        return None
     if name is not None:
         return any(found_name == name for found_name, _, _ in found)
     columns = sorted(column.name for column in constraint.columns)
@@ -190,7 +189,7 @@ def _idempotify_unique_missing(constraint_name, table_name, columns, schema=None
     constraint = _idempotify_schema_objects().unique_constraint(
         constraint_name, table_name, columns, schema=schema
     )
-    return inspector is None or not _idempotify_has_constraint(inspector, constraint, "unique")
+    return inspector is None or _idempotify_has_constraint(inspector, constraint, "unique") is False
 """,
     "_idempotify_primary_key_missing": """
 def _idempotify_primary_key_missing(constraint_name, table_name, columns, schema=None):
@@ -198,7 +197,7 @@ def _idempotify_primary_key_missing(constraint_name, table_name, columns, schema
     constraint = _idempotify_schema_objects().primary_key_constraint(
         constraint_name, table_name, columns, schema=schema
     )
-    return inspector is None or not _idempotify_has_constraint(inspector, constraint, "primary")
+    return inspector is None or _idempotify_has_constraint(inspector, constraint, "primary") is False
 """,
     "_idempotify_foreign_key_missing": """
 def _idempotify_foreign_key_missing(
@@ -220,7 +219,7 @@ def _idempotify_foreign_key_missing(
         source_schema=source_schema,
         referent_schema=referent_schema,
     )
-    return inspector is None or not _idempotify_has_constraint(inspector, constraint, "foreignkey")
+    return inspector is None or _idempotify_has_constraint(inspector, constraint, "foreignkey") is False
 """,
     "_idempotify_check_missing": """
 def _idempotify_check_missing(constraint_name, table_name, condition, schema=None):
@@ -228,7 +227,7 @@ def _idempotify_check_missing(constraint_name, table_name, condition, schema=Non
     constraint = _idempotify_schema_objects().check_constraint(
         constraint_name, table_name, condition, schema=schema
     )
-    return inspector is None or not _idempotify_has_constraint(inspector, constraint, "check")
+    return inspector is None or _idempotify_has_constraint(inspector, constraint, "check") is False
 """,
     "_idempotify_exclude_missing": """
 def _idempotify_exclude_missing(constraint_name, table_name, schema=None):
@@ -236,7 +235,7 @@ def _idempotify_exclude_missing(constraint_name, table_name, schema=None):
     constraint = _idempotify_schema_objects().generic_constraint(
         constraint_name, table_name, None, schema=schema
     )
-    return inspector is None or not _idempotify_has_constraint(inspector, constraint, "exclude")
+    return inspector is None or _idempotify_has_constraint(inspector, constraint, "exclude") is False
 """,
     "_idempotify_constraint_exists": """
 def _idempotify_constraint_exists(constraint_name, table_name, type_=None, schema=None):

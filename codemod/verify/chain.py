@@ -8,6 +8,7 @@ and modified, its committed version. Without one, equivalence is not checked.
 from __future__ import annotations
 
 import subprocess
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class Revision:
     path: Path
     source: str
     baseline: str | None
+    baseline_path: str = ""
 
     @property
     def original(self) -> str:
@@ -37,17 +39,18 @@ class Revision:
 def load_chain(versions: Path, baseline: Path | None = None) -> list[Revision]:
     """The revisions below ``versions`` in upgrade order (dependencies first)."""
     scripts = _scripts(versions)
-    baselines = (
-        {script.revision: Path(script.path).read_text(encoding="utf-8") for script in _scripts(baseline)}
-        if (baseline is not None)
-        else {}
-    )
+    baselines = {script.revision: Path(script.path) for script in _scripts(baseline)} if baseline is not None else {}
     chain = []
     for script in scripts:
         path = Path(script.path)
         source = path.read_text(encoding="utf-8")
-        original = baselines.get(script.revision) if baseline is not None else _committed_if_modified(path)
-        chain.append(Revision(script.revision, path, source, original))
+        if baseline is not None:
+            found = baselines.get(script.revision)
+            original = found.read_text(encoding="utf-8") if found is not None else None
+            label = str(found)
+        else:
+            original, label = _committed_if_modified(path), f"{path} (committed)"
+        chain.append(Revision(script.revision, path, source, original, label))
     return chain
 
 
@@ -60,7 +63,14 @@ def _scripts(versions: Path) -> list:  # type: ignore[type-arg]
     except CommandError as error:
         raise ChainError(f"{versions}: {error}") from error
     except Exception as error:  # a revision file that fails to import
-        raise ChainError(f"{versions}: cannot load the revisions: {type(error).__name__}: {error}") from error
+        frames = traceback.extract_tb(error.__traceback__)
+        inside = [
+            f"{frame.filename}:{frame.lineno}"
+            for frame in frames
+            if Path(frame.filename).resolve().parent == versions.resolve()
+        ]
+        place = inside[-1] if inside else str(versions)
+        raise ChainError(f"{place}: cannot load the revisions: {type(error).__name__}: {error}") from error
     if not scripts:
         raise ChainError(f"{versions}: no Alembic revisions found")
     return scripts

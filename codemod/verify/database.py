@@ -50,6 +50,11 @@ class ScratchServer:
                 pass
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
             raise ScratchError(f"bad database URL {url!r}: {error}") from error
+        except ImportError as error:
+            raise ScratchError(
+                f"no database driver for {_safe(url)}: {error}; install it, or name one that is installed "
+                "(postgresql+psycopg2://..., mysql+pymysql://...)"
+            ) from error
         except sa.exc.DBAPIError as error:
             raise ScratchError(f"cannot connect to {_safe(url)}: {error.orig}") from error
         name = self._admin.dialect.name
@@ -78,10 +83,12 @@ class ScratchServer:
                 clause = f" TEMPLATE {template.name}"
             else:
                 clause = " TEMPLATE template0" if self.dialect == "postgresql" else ""
+            scratch = Scratch(name, sa.create_engine(self._admin.url.set(database=name)))
+            self._made.append(scratch)  # before it exists: an interrupt during CREATE still drops it
             with self._admin.connect() as connection:
                 connection.execute(sa.text(f"CREATE DATABASE {name}{clause}"))
-            scratch = Scratch(name, sa.create_engine(self._admin.url.set(database=name)))
-        self._made.append(scratch)
+        if scratch not in self._made:
+            self._made.append(scratch)
         if template is None and sa.inspect(scratch.engine).get_table_names():
             raise ScratchError(f"the new scratch database {name} is not empty; refusing to use it")
         return scratch

@@ -13,6 +13,11 @@ from codemod.verify.scenarios import SCENARIOS, RevisionReport
 _STYLE = {"ok": "green", "fail": "bold red", "warn": "yellow", "not checked": "dim", "not run": "dim"}
 
 
+def _routine(detail: str) -> bool:
+    """A "not checked" that needs no explanation line: no baseline given, or one op only."""
+    return detail.startswith(("no baseline", "fewer than two ops"))
+
+
 def render_json(reports: list[RevisionReport]) -> str:
     return json.dumps(
         {
@@ -45,20 +50,19 @@ def print_text(reports: list[RevisionReport], console: Console) -> None:
         cells = []
         for name in SCENARIOS:
             result = report.results.get(name)
-            status = result.status if result is not None else ("fail" if "upgrade" in report.results else "not run")
+            status = result.status if result is not None else "not run"
             cells.append(f"[{_STYLE[status]}]{'-' if status == 'not checked' else status}[/]")
         table.add_row(report.revision.id, *cells)
     console.print(table)
     for report in reports:
         for name, result in report.results.items():
-            if result.status not in ("ok", "not checked", "not run"):
-                console.print(
-                    f"{report.revision.id} {name}: [{_STYLE[result.status]}]{result.status}[/]: {result.detail}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
+            quiet = result.status in ("ok", "not run") or (result.status == "not checked" and _routine(result.detail))
+            if not quiet:
+                line = f"{report.revision.id} {name}: [{_STYLE[result.status]}]{result.status}[/]: {result.detail}"
+                console.print(line, highlight=False, soft_wrap=True)
     if any(result.status == "not checked" for report in reports for result in report.results.values()):
-        console.print("[dim]-: not checked (no baseline to compare with: see --baseline)[/]", highlight=False)
+        legend = "-: not checked (no baseline to compare with, or fewer than two ops to stop between)"
+        console.print(f"[dim]{legend}[/]", highlight=False)
     failed = sum(report.failed for report in reports)
     if failed:
         console.print(f"[bold red]{failed} of {len(reports)} revisions fail[/]", highlight=False)

@@ -27,7 +27,7 @@ from codemod.verify.database import Scratch, ScratchServer
 from codemod.verify.execution import Crash, offline_sql, run_migration, where
 from codemod.verify.schema import Snapshot, differences, snapshot
 
-SCENARIOS = ("equivalence", "re-run", "crash", "downgrade", "offline")
+SCENARIOS = ("upgrade", "equivalence", "re-run", "crash", "downgrade", "offline")
 
 
 @dataclass
@@ -74,20 +74,24 @@ class ChainVerifier:
         reports = [RevisionReport(revision) for revision in chain]
         disk = self.server.create()
         original = self.server.create()
-        broken = False
+        broken = ""
         for index, report in enumerate(reports):
             if progress is not None:
                 progress(report.revision)
             if broken:
-                report.results = {
-                    name: Result("not run", "an earlier revision failed to upgrade") for name in SCENARIOS
-                }
+                report.results = {name: Result("not run", broken) for name in SCENARIOS}
                 continue
             try:
                 self._verify_revision(chain, index, report, disk, original)
             except _Failed as failure:
+                report.results = {name: Result("not run", "its upgrade fails") for name in SCENARIOS}
                 report.results["upgrade"] = Result("fail", failure.detail)
-                broken = True
+                broken = f"{report.revision.id} fails to upgrade"
+                continue
+            if report.results["equivalence"].status == "fail":
+                # Compare what follows from here on, rather than report this difference again and again.
+                self.server.drop(original)
+                original = self._clone(disk, chain[: index + 1])
         return reports
 
     def _verify_revision(
@@ -96,21 +100,37 @@ class ChainVerifier:
         revision = report.revision
         before = snapshot(disk.engine)
         with self._copy(disk, chain[:index]) as pre:
-            self._run(disk, revision, revision.source, "upgrade")
-            expected = snapshot(disk.engine)
             try:
-                ops = self._run(original, revision, revision.original, "upgrade")
+                ops = self._run(disk, revision, revision.source, "upgrade")
             except _Failed as failure:
-                self.original_broken = f"the baseline of {revision.id} fails to upgrade: {failure.detail}"
-                ops = 0
+                raise _Failed(failure.detail + self._baseline_verdict(pre, chain[:index], revision)) from failure
+            report.results["upgrade"] = Result("ok")
+            expected = snapshot(disk.engine)
+            if not self.original_broken:
+                try:
+                    ops = self._run(original, revision, revision.original, "upgrade")
+                except _Failed as failure:
+                    self.original_broken = f"the baseline of {revision.id} fails to upgrade: {failure.detail}"
             if self.original_broken:
                 report.results["equivalence"] = Result("not checked", self.original_broken)
             else:
                 report.results["equivalence"] = self._equivalence(revision, snapshot(original.engine), expected)
             report.results["re-run"] = self._rerun(disk, revision, expected)
-            report.results["crash"] = self._crash(pre, chain[:index], revision, ops, expected)
+            crashing = revision.source if self.original_broken else revision.original
+            report.results["crash"] = self._crash(pre, chain[:index], revision, crashing, ops, expected)
         report.results["downgrade"] = self._downgrade(chain[: index + 1], revision, disk, original, before)
         report.results["offline"] = self._offline(revision)
+
+    def _baseline_verdict(self, pre: Scratch, replay: list[Revision], revision: Revision) -> str:
+        """Whether the baseline fails the same upgrade: the chain's fault, or the rewrite's."""
+        if revision.baseline is None:
+            return ""
+        with self._copy(pre, replay) as scratch:
+            try:
+                self._run(scratch, revision, revision.baseline, "upgrade")
+            except _Failed as failure:
+                return f" (the baseline fails too: {failure.detail})"
+        return " (the baseline's upgrade succeeds here)"
 
     def _equivalence(self, revision: Revision, original: Snapshot, actual: Snapshot) -> Result:
         if revision.baseline is None:
@@ -126,13 +146,15 @@ class ChainVerifier:
         diff = differences(expected, snapshot(disk.engine))
         return Result("fail", "upgrade run again changed the schema: " + "; ".join(diff)) if diff else Result("ok")
 
-    def _crash(self, pre: Scratch, replay: list[Revision], revision: Revision, ops: int, expected: Snapshot) -> Result:
+    def _crash(
+        self, pre: Scratch, replay: list[Revision], revision: Revision, original: str, ops: int, expected: Snapshot
+    ) -> Result:
         if ops < 2:
-            return Result("ok", "fewer than two ops: nothing to stop half-way")
+            return Result("not checked", "fewer than two ops: nothing to stop half-way")
         for crash_after in range(1, ops):
             with self._copy(pre, replay) as scratch:
                 with suppress(Crash, _Failed):  # stopped either way
-                    self._run(scratch, revision, revision.original, "upgrade", crash_after=crash_after)
+                    self._run(scratch, revision, original, "upgrade", crash_after=crash_after)
                 try:
                     self._run(scratch, revision, revision.source, "upgrade")
                 except _Failed as failure:
@@ -145,19 +167,22 @@ class ChainVerifier:
     def _downgrade(
         self, replay: list[Revision], revision: Revision, disk: Scratch, original: Scratch, before: Snapshot
     ) -> Result:
-        with self._copy(disk, replay) as scratch, self._copy(original, replay, baseline=True) as reference:
-            try:
-                self._run(reference, revision, revision.original, "downgrade")
-                baseline: Snapshot | None = snapshot(reference.engine)
-                baseline_error = ""
-            except _Failed as failure:
-                baseline, baseline_error = None, failure.detail
+        with self._copy(disk, replay) as scratch:
+            baseline: Snapshot | None = None
+            baseline_error = self.original_broken
+            if not self.original_broken:
+                with self._copy(original, replay, baseline=True) as reference:
+                    try:
+                        self._run(reference, revision, revision.original, "downgrade")
+                        baseline = snapshot(reference.engine)
+                    except _Failed as failure:
+                        baseline_error = f"the original's downgrade fails: {failure.detail}"
             try:
                 self._run(scratch, revision, revision.source, "downgrade")
                 first = snapshot(scratch.engine)
             except _Failed as failure:
-                if baseline is None:
-                    return Result("warn", f"the original's downgrade fails too: {baseline_error}")
+                if baseline is None and baseline_error.startswith("the original's downgrade fails"):
+                    return Result("warn", f"{baseline_error}; so does this one: {failure.detail}")
                 return Result("fail", f"downgrade: {failure.detail}")
             try:
                 self._run(scratch, revision, revision.source, "downgrade")
@@ -167,7 +192,11 @@ class ChainVerifier:
             if diff:
                 return Result("fail", "downgrade run again changed the schema: " + "; ".join(diff))
         if baseline is None:
-            return Result("warn", f"the original's downgrade fails, so there is nothing to compare: {baseline_error}")
+            left = differences(before, first)
+            note = f"not compared with the baseline ({baseline_error})"
+            if left:
+                return Result("warn", f"{note}; it does not restore the schema before the revision: " + "; ".join(left))
+            return Result("ok", note)
         diff = differences(baseline, first)
         if diff:
             return Result("fail", "downgrade ends elsewhere than the original's: " + "; ".join(diff))
@@ -199,7 +228,7 @@ class ChainVerifier:
 
     def _run(self, scratch: Scratch, revision: Revision, source: str, function: str, **options: int) -> int:
         # Errors in the baseline name it, since its line numbers are not those of the file on disk.
-        path = revision.path if source == revision.source else f"{revision.path} (baseline)"
+        path = revision.path if source == revision.source else revision.baseline_path or f"{revision.path} (baseline)"
         try:
             return run_migration(
                 scratch.engine,
@@ -217,14 +246,18 @@ class ChainVerifier:
 
     @contextmanager
     def _copy(self, state: Scratch, replay: list[Revision], *, baseline: bool = False) -> Iterator[Scratch]:
-        """A scratch copy of ``state``: copied where cheap, else rebuilt by replaying ``replay``."""
-        if self.server.can_copy:
-            scratch = self.server.create(template=state)
-        else:
-            scratch = self.server.create()
-            for revision in replay:
-                self._run(scratch, revision, revision.original if baseline else revision.source, "upgrade")
+        """A scratch copy of ``state``, dropped afterwards."""
+        scratch = self._clone(state, replay, baseline=baseline)
         try:
             yield scratch
         finally:
             self.server.drop(scratch)
+
+    def _clone(self, state: Scratch, replay: list[Revision], *, baseline: bool = False) -> Scratch:
+        """A copy of ``state``: copied where cheap, else rebuilt by replaying ``replay``."""
+        if self.server.can_copy:
+            return self.server.create(template=state)
+        scratch = self.server.create()
+        for revision in replay:
+            self._run(scratch, revision, revision.original if baseline else revision.source, "upgrade")
+        return scratch
