@@ -152,6 +152,13 @@ def verify(
         list[str] | None,
         typer.Option("-x", help="key=value for context.get_x_argument() in the revisions, as `alembic -x`."),
     ] = None,
+    initial_schema: Annotated[
+        str | None,
+        typer.Option(
+            help="module:attribute of a MetaData (or an object with .metadata) to create before the first "
+            "revision, for chains that start from a schema made by create_all()."
+        ),
+    ] = None,
     output_format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
     """Prove a revision chain on scratch databases: same schema as the baseline, re-runnable, crash-safe.
@@ -168,6 +175,7 @@ def verify(
         raise typer.BadParameter("must be text or json", param_hint="--format")
     try:
         convention = _naming_convention(naming_convention)
+        initial = _metadata(initial_schema) if initial_schema is not None else None
         chain = load_chain(versions, baseline)
     except (ChainError, ValueError) as error:
         _err(f"error: {error}")
@@ -181,7 +189,7 @@ def verify(
     signal.signal(signal.SIGTERM, _terminate)  # a CI cancellation still drops the scratch databases
     try:
         with scratch_server(url) as server:
-            reports = ChainVerifier(server, convention, x_arguments or ()).verify(chain, show)
+            reports = ChainVerifier(server, convention, x_arguments or (), initial).verify(chain, show)
     except ScratchError as error:
         _err(f"error: {error}")
         raise typer.Exit(EXIT_ERROR) from error
@@ -213,15 +221,28 @@ def _naming_convention(value: str | None) -> dict[str, str] | None:
         except json.JSONDecodeError as error:
             raise ValueError(f"--naming-convention is not valid JSON: {error}") from error
     else:
-        module_name, _, attribute = value.partition(":")
-        try:
-            found = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError, ValueError) as error:
-            raise ValueError(f"--naming-convention {value!r}: {error}") from error
+        found = _import(value, "--naming-convention")
     found = getattr(found, "naming_convention", found)
     if not isinstance(found, dict):
         raise ValueError(f"--naming-convention {value!r} is not a naming convention (a dict)")
     return {str(key): str(template) for key, template in found.items() if isinstance(template, str)}
+
+
+def _metadata(value: str) -> sa.MetaData:
+    """``--initial-schema``: ``module:attribute`` naming a MetaData or something with ``.metadata``."""
+    found = _import(value, "--initial-schema")
+    found = getattr(found, "metadata", found)
+    if not isinstance(found, sa.MetaData):
+        raise ValueError(f"--initial-schema {value!r} is not a MetaData")
+    return found
+
+
+def _import(value: str, option: str) -> Any:
+    module_name, _, attribute = value.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"{option} {value!r}: {error}") from error
 
 
 def _write(result: FileResult) -> FileResult:

@@ -127,6 +127,8 @@ def _idempotify_has_constraint(inspector, constraint, type_):
     if type_ == "primary":  # A table has one primary key, whatever its name.
         key = inspector.get_pk_constraint(table, schema=schema)
         return bool(key.get("constrained_columns"))
+    if constraint.name is None and not list(constraint.columns):
+        return True  # A name known only at run time, and it is None: let the op run as written.
     dialect = inspector.bind.dialect
     name = constraint.name
     if name is not None:

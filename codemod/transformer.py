@@ -118,6 +118,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._bind_names: set[str] = set()
         self._enum_names: set[str] = set()
         self._batch_blocks: set[int] = set()
+        self._churned_batches: list[dict[tuple[str, str], str]] = []
         self._indents: list[str] = []
         self._seen_calls: dict[int, tuple[int, str]] = {}
         self._handled_calls: set[int] = set()
@@ -155,11 +156,16 @@ class GuardTransformer(cst.CSTTransformer):
                 name = item.asname.name.value
                 scope[name] = self._batch_table(item) or _runtime_batch_table(name)
         self._batch_scopes.append(scope)
-        if isinstance(node.body, cst.IndentedBlock):
+        churned: dict[tuple[str, str], str] = {}
+        if scope and isinstance(node.body, cst.IndentedBlock):
             self._batch_blocks.add(id(node.body))
+            calls = [found for call in m.findall(node.body, m.Call()) if (found := self._match_call(call))]
+            churned = _churned_objects(calls)
+        self._churned_batches.append(churned)
 
     def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
         self._batch_scopes.pop()
+        self._churned_batches.pop()
         return updated_node
 
     def visit_If(self, node: cst.If) -> None:
@@ -214,10 +220,12 @@ class GuardTransformer(cst.CSTTransformer):
         Alembic runs them together when the block ends.
         """
         ops = [(statement, found) for statement in originals if (found := self._op_in_statement(statement))]
-        churned = _churned_objects(found for _, found in ops)
-        if batch and churned:
-            self._leave_alone(ops, f"in a batch block that drops and re-creates {_names(churned)}: {_CHURN}")
+        in_churned_batch = {key: name for batch_churn in self._churned_batches for key, name in batch_churn.items()}
+        if in_churned_batch:
+            reason = f"in a batch block that drops and re-creates {_names(in_churned_batch)}: {_CHURN}"
+            self._leave_alone(ops, reason)
             return None
+        churned = _churned_objects(found for _, found in ops)
         created: set[tuple[str, str]] = set()
         result: list[cst.BaseStatement] = []
         changed = False
@@ -267,10 +275,13 @@ class GuardTransformer(cst.CSTTransformer):
         """The objects of every op call in ``statement``, nested ones (under a guard) included."""
         objects = []
         for call in m.findall(statement, m.Call()):
-            found = self._match_op(call) if isinstance(call, cst.Call) else None
+            found = self._match_call(call)
             if found is not None:
                 objects.extend(_objects(found))
         return objects
+
+    def _match_call(self, node: cst.CSTNode) -> _OpCall | None:
+        return self._match_op(node) if isinstance(node, cst.Call) else None
 
     def _leave_alone(self, ops: list[tuple[cst.BaseStatement, _OpCall]], reason: str) -> None:
         for statement, found in ops:
