@@ -227,35 +227,38 @@ class GuardTransformer(cst.CSTTransformer):
             return None
         churned = _churned_objects(found for _, found in ops)
         created: set[tuple[str, str]] = set()
+        created_before: set[tuple[str, str]] = set()
         result: list[cst.BaseStatement] = []
         changed = False
         index = 0
         while index < len(originals):
             found = self._op_in_statement(originals[index])
+            if batch:  # what the statement creates counts for the ops after it, not for its own
+                created_before = set(created)
+                created.update(key for key, _, effect in self._objects_within(originals[index]) if effect == "creates")
             if found is None:
-                if batch:
-                    created.update(
-                        key for key, _, effect in self._objects_within(originals[index]) if effect == "creates"
-                    )
                 result.append(updated[index])
                 index += 1
                 continue
             end = self._group_end(originals, index)
             test, report = self._decide(found, originals[index], originals[end:])
             objects = _objects(found)
-            mine = {key: name for key, name, _ in objects if key in churned}
-            if test is not None and mine:
+            if test is not None and any(key in churned for key, _, _ in objects):
                 test = None
                 reason = f"this block both creates and removes {_names(churned)}: {_CHURN}"
                 report = OpReport(report.line, report.call, Outcome.UNGUARDED, reason)
-            elif test is not None and batch and objects and all(e == "uses" and k in created for k, _, e in objects):
+            elif (
+                test is not None
+                and batch
+                and objects
+                and all(effect == "uses" and key in created_before for key, _, effect in objects)
+            ):
                 test = None
                 reason = (
                     "runs every time: the object it alters is created earlier in this batch block, "
                     "and Alembic runs the block's ops together when it ends (re-applying is harmless)"
                 )
                 report = OpReport(report.line, report.call, Outcome.ALREADY_SAFE, reason)
-            created.update(key for key, _, effect in self._objects_within(originals[index]) if effect == "creates")
             self.reports.append(report)
             for follower in originals[index + 1 : end]:
                 follower_op = self._op_in_statement(follower)
@@ -432,9 +435,7 @@ class GuardTransformer(cst.CSTTransformer):
         display = f"{self._module.code_for_node(enum).strip()}.{spec.via_method}".replace("\n", " ")
         args = _bind(call, spec.op_params)
         if isinstance(enum, cst.Call):
-            if not m.matches(
-                enum.func, m.Name("ENUM") | m.Name("Enum") | m.Attribute(attr=m.Name("ENUM") | m.Name("Enum"))
-            ):
+            if not m.matches(enum.func, _ENUM_TYPE):
                 return None
             display = f"{self._module.code_for_node(enum.func)}(...).{spec.via_method}"
             keywords = {arg.keyword.value: arg.value for arg in enum.args if arg.keyword is not None}

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from codemod.verify.execution import Crash, offline_sql, run_migration
+from codemod.verify.execution import Crash, offline_sql_or_error, run_migration
 from codemod.verify.schema import snapshot
 from tests.databases import BASE
 from tests.fixtures import Golden, golden_paths, read_golden
@@ -96,11 +96,7 @@ def test_output_completes_the_input_after_a_crash_after_any_op(
 
 
 def _offline(golden: Golden, source: str, dialect: str, function: str) -> str:
-    """Offline SQL, or the error Alembic raises (batch mode on SQLite cannot run offline)."""
-    try:
-        return offline_sql(source, dialect, function, naming_convention=golden.naming_convention)
-    except Exception as error:  # noqa: BLE001 - the original's own error is the expectation
-        return f"{type(error).__name__}: {error}"
+    return offline_sql_or_error(source, dialect, function, naming_convention=golden.naming_convention)
 
 
 @pytest.mark.parametrize(("golden", "dialect"), CASES)

@@ -137,6 +137,17 @@ def offline_sql(
     return buffer.getvalue()
 
 
+def offline_sql_or_error(source: str, dialect: str, function: str = "upgrade", **options: Any) -> str:
+    """``offline_sql``, or the error it raises as text: the same error on both sides is the same output.
+
+    (Batch mode on SQLite, for one, cannot run offline.)
+    """
+    try:
+        return offline_sql(source, dialect, function, **options)
+    except Exception as error:  # noqa: BLE001 - the error is the result being compared
+        return f"{type(error).__name__}: {error}"
+
+
 def where(error: BaseException, path: Path | str) -> str:
     """``path:line`` of the innermost frame of ``error`` in the revision file, else ``path``."""
     lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from codemod.verify.chain import Revision
 from codemod.verify.database import Scratch, ScratchServer
-from codemod.verify.execution import Crash, offline_sql, run_migration, where
+from codemod.verify.execution import Crash, offline_sql_or_error, run_migration, where
 from codemod.verify.schema import Snapshot, differences, snapshot
 
 SCENARIOS = ("upgrade", "equivalence", "re-run", "crash", "downgrade", "offline")
@@ -238,17 +238,14 @@ class ChainVerifier:
         return Result("ok")
 
     def _sql(self, revision: Revision, source: str, function: str) -> str:
-        try:
-            return offline_sql(
-                source,
-                self.server.dialect,
-                function,
-                path=revision.path,
-                naming_convention=self.naming_convention,
-                x_arguments=self.x_arguments,
-            )
-        except Exception as error:  # noqa: BLE001 - the same error on both sides counts as the same output
-            return f"{type(error).__name__}: {error}"
+        return offline_sql_or_error(
+            source,
+            self.server.dialect,
+            function,
+            path=revision.path,
+            naming_convention=self.naming_convention,
+            x_arguments=self.x_arguments,
+        )
 
     def _run(self, scratch: Scratch, revision: Revision, source: str, function: str, **options: int) -> int:
         # Errors in the baseline name it, since its line numbers are not those of the file on disk.
