@@ -7,12 +7,14 @@ they look like the project's own code; nothing the user wrote is reformatted.
 
 from __future__ import annotations
 
+import io
+import keyword
+import re
 import sys
+import tokenize
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-
-import black
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,11 +33,108 @@ class Style:
 
     def format(self, source: str, indent_width: int = 0) -> str:
         """Format ``source`` as black would at ``indent_width`` columns of indentation."""
+        import black  # noqa: PLC0415 - deferred: only files that change need it
+
         mode = black.Mode(
             line_length=max(self.line_length - indent_width, 20),
             string_normalization=self.string_normalization,
         )
         return black.format_str(source, mode=mode)
+
+    def if_header(self, test: str, indent_width: int = 0) -> str:
+        """``if <test>:`` followed by a ``pass`` body, formatted as black would.
+
+        Most tests are one helper call with names and plain strings for
+        arguments; those are rendered here, the way black renders them (black
+        costs milliseconds a call), when they fit on one line or when black
+        would only move the arguments to a line of their own. The rest go to
+        black; a test compares the two on every header the fixtures produce.
+        """
+        simple = _black_stable(test, string_normalization=self.string_normalization)
+        width = max(self.line_length - indent_width, 20)
+        if simple is not None and len(simple) + 4 <= width:
+            return f"if {simple}:\n    pass\n"
+        call = _one_call(simple)
+        if call is not None and len(call[0]) + 4 <= width and len(call[1]) + 4 <= width:
+            return f"if {call[0]}(\n    {call[1]}\n):\n    pass\n"
+        return self.format(f"if {test}:\n    pass\n", indent_width)
+
+
+_CALLED = re.compile(r"(?:not )?[A-Za-z_]\w*\(")
+
+
+def _one_call(test: str | None) -> tuple[str, str] | None:
+    """``(head, arguments)`` when ``test`` is one call of a name, maybe negated: black splits it after "("."""
+    start = _CALLED.match(test or "")
+    if test is None or start is None or not test.endswith(")"):
+        return None
+    depth = 0
+    for index, character in enumerate(test[start.end() - 1 :], start.end() - 1):
+        depth += (character in "([") - (character in ")]")
+        if depth == 0 and index != len(test) - 1:
+            return None  # the first call closes before the end: more follows it
+    return test[: start.end() - 1], test[start.end() : -1]
+
+
+_NO_SPACE_BEFORE = frozenset({")", "]", ",", ".", "="})
+_NO_SPACE_AFTER = frozenset({"(", "[", ".", "="})
+_OPERATORS = frozenset(keyword.kwlist) - {"None", "True", "False"}
+_ALLOWED_OPS = frozenset({"(", ")", "[", "]", ",", ".", "="})
+
+
+def _black_stable(expression: str, *, string_normalization: bool) -> str | None:
+    """``expression`` on one line exactly as black prints it, or None when it is not simple enough to tell.
+
+    Simple means: ASCII; names, ``not`` and ``and``; decimal integers; plain
+    one-line strings without escapes or prefixes; calls, subscripts and lists
+    of those, with keyword arguments; no comments, no trailing commas, no
+    parentheses other than a call's.
+    """
+    if not expression.isascii():
+        return None
+    try:
+        tokens = [
+            token
+            for token in tokenize.generate_tokens(io.StringIO(expression).readline)
+            if token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER)
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    pieces: list[str] = []
+    previous = ""
+    for index, token in enumerate(tokens):
+        text: str | None = token.string
+        following = tokens[index + 1].string if index + 1 < len(tokens) else ""
+        after_operand = (previous.isidentifier() and previous not in _OPERATORS) or previous in (")", "]")
+        if token.type == tokenize.STRING:
+            text = _black_string(token.string, string_normalization=string_normalization)
+        elif token.type == tokenize.NUMBER:
+            text = text if token.string.isdigit() else None
+        elif token.type == tokenize.OP:
+            if token.string not in _ALLOWED_OPS or (token.string == "(" and not after_operand):
+                return None  # an operator, or a parenthesised expression whose parentheses black may drop
+            if token.string == "," and following in (")", "]"):
+                return None  # a magic trailing comma: black splits the call over lines
+        elif token.type != tokenize.NAME:
+            return None
+        if text is None:
+            return None
+        attached = text in _NO_SPACE_BEFORE or (text in ("(", "[") and after_operand)
+        if pieces and not attached and previous not in _NO_SPACE_AFTER:
+            pieces.append(" ")
+        pieces.append(text)
+        previous = text
+    return "".join(pieces)
+
+
+def _black_string(text: str, *, string_normalization: bool) -> str | None:
+    """A plain string literal as black prints it, or None for prefixes, escapes and triple quotes."""
+    if "\\" in text or len(text) < 2 or text[0] not in "'\"" or text.startswith(("'''", '"""')):
+        return None
+    body = text[1:-1]
+    if text[0] == "'" and string_normalization:
+        return None if '"' in body else f'"{body}"'
+    return text
 
 
 def style_for(path: Path) -> Style:

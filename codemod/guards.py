@@ -9,7 +9,7 @@ mode (``alembic upgrade --sql``) so the SQL Alembic writes is the original's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from codemod.specs import HELPER_PREFIX, Check
 
@@ -309,11 +309,12 @@ def is_helper_name(name: str) -> bool:
     return name.startswith(HELPER_PREFIX)
 
 
-def helper_block_source(used: Iterable[str]) -> str:
+def helper_block_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:
     """Source of the generated block holding the helpers ``used`` and what they call.
 
     Helpers come in a fixed order, so the block is the same whenever the same
     helpers are used: a second run of idempotify leaves it byte-for-byte alone.
+    Each function's source goes through ``format_function`` (black) on its own.
     """
     wanted = set()
     for name in used:
@@ -322,7 +323,7 @@ def helper_block_source(used: Iterable[str]) -> str:
     unknown = wanted - _SOURCES.keys()
     if unknown:
         raise ValueError(f"no generated helper named {', '.join(sorted(unknown))}")
-    functions = [_SOURCES[name].strip("\n") for name in _SOURCES if name in wanted]
+    functions = [format_function(_SOURCES[name].strip("\n") + "\n").strip("\n") for name in _SOURCES if name in wanted]
     return BLOCK_HEADER + "\n\n\n".join(functions) + "\n"
 
 

@@ -15,19 +15,21 @@ import ast
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from functools import cache
 
 import libcst as cst
 import libcst.matchers as m
-from libcst.metadata import PositionProvider
 
 from codemod.formatting import Style
 from codemod.guards import guard_test, helper_block_source, is_helper_name, reindent
-from codemod.specs import EXECUTE_SPECS, METHOD_SPECS, SPECS, Check, OpSpec
+from codemod.lines import NodeLines
+from codemod.results import OpReport, Outcome
+from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
 
 SKIP_MARKER = "idempotify: skip"
 _CONNECTION_SQL = "SQL run on the connection is not guarded"
 _ENUM_TYPE = m.Name("ENUM") | m.Name("Enum") | m.Attribute(attr=m.Name("ENUM") | m.Name("Enum"))
+_HELPER_CALL = re.compile(rf"\b({HELPER_PREFIX}\w+)\(")
 _SAFE_SQL = re.compile(r"\bIF\s+(NOT\s+)?EXISTS\b", re.IGNORECASE)
 
 # Attributes of ``op`` that are not schema operations: never reported.
@@ -53,25 +55,6 @@ UNGUARDED_REASONS = {
     "execute": "raw SQL or a statement object is not guarded",
     "bulk_insert": "data change; only guarded with the op.create_table whose result it fills",
 }
-
-
-class Outcome(Enum):
-    """What became of one op call."""
-
-    GUARDED = "guarded"
-    ALREADY_SAFE = "already safe"
-    SKIPPED = "skipped by marker"
-    UNGUARDED = "left unguarded"
-
-
-@dataclass(frozen=True)
-class OpReport:
-    """What became of one op call, where, and why."""
-
-    line: int
-    call: str
-    outcome: Outcome
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,11 +86,12 @@ class _OpCall:
 class GuardTransformer(cst.CSTTransformer):
     """Wraps op statements in guards; see the module docstring."""
 
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
-    def __init__(self, style: Style) -> None:
+    def __init__(self, style: Style, source: bytes | None = None) -> None:
+        """``source`` is the module's bytes, used for line numbers (see ``NodeLines``)."""
         super().__init__()
         self.style = style
+        self._source_bytes = source
+        self._lines = NodeLines(cst.Module(body=()), None)
         self.reports: list[OpReport] = []
         self._module: cst.Module = cst.Module(body=())
         self._op_names: set[str] = {"op"}
@@ -121,15 +105,19 @@ class GuardTransformer(cst.CSTTransformer):
         self._churned_batches: list[dict[tuple[str, str], str]] = []
         self._indents: list[str] = []
         self._seen_calls: dict[int, tuple[int, str]] = {}
+        self._helpers_called: set[str] = set()
+        self._helper_def_depth = 0
         self._handled_calls: set[int] = set()
 
     # Context: the module, aliases of alembic.op, batch blocks, enclosing ifs, depth.
 
     def visit_Module(self, node: cst.Module) -> None:
         self._module = node
+        self._lines = NodeLines(node, self._source_bytes)
         self._op_names = {"op"} | set(_op_aliases(node))
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._helper_def_depth += is_helper_name(node.name.value)
         params = node.params
         names = {param.name.value for param in (*params.posonly_params, *params.params, *params.kwonly_params)}
         self._parameters.append(names)
@@ -140,6 +128,7 @@ class GuardTransformer(cst.CSTTransformer):
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         self._parameters.pop()
         self._early_exits.pop()
+        self._helper_def_depth -= is_helper_name(original_node.name.value)
         return updated_node
 
     def visit_Assign(self, node: cst.Assign) -> None:
@@ -159,7 +148,7 @@ class GuardTransformer(cst.CSTTransformer):
         churned: dict[tuple[str, str], str] = {}
         if scope and isinstance(node.body, cst.IndentedBlock):
             self._batch_blocks.add(id(node.body))
-            calls = [found for call in m.findall(node.body, m.Call()) if (found := self._match_call(call))]
+            calls = [found for statement in node.body.body for found in self._ops_within(statement)]
             churned = _churned_objects(calls)
         self._churned_batches.append(churned)
 
@@ -169,6 +158,7 @@ class GuardTransformer(cst.CSTTransformer):
         return updated_node
 
     def visit_If(self, node: cst.If) -> None:
+        self._lines.visit(node)
         self._if_tests.append(node.test)
         if node.orelse is None and _exits(node.body):
             self._early_exits[-1].append((self._line(node), node.test))
@@ -182,11 +172,18 @@ class GuardTransformer(cst.CSTTransformer):
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         self._indents.append(node.indent if node.indent is not None else self._module.default_indent)
 
-    def visit_Call(self, node: cst.Call) -> None:
+    def visit_Call(self, node: cst.Call) -> bool:
+        self._lines.visit(node)
+        if isinstance(node.func, cst.Name) and is_helper_name(node.func.value) and not self._helper_def_depth:
+            self._helpers_called.add(node.func.value)  # by guards already in place; the generated block is rebuilt
         found = self._match_op(node)
         if found is not None and found.reason != _CONNECTION_SQL:
             # SQL on the connection inside an expression reads (its result is used); a statement may write.
             self._seen_calls[id(node)] = (self._line(node), found.display)
+        if found is not None:  # its arguments hold no op to guard: skip them, they are most of a migration
+            self._lines.skip_children(node)
+            return False
+        return True
 
     # Rewriting: statements are guarded block by block, so a create_table and
     # the bulk_insert that fills it can share one guard.
@@ -276,15 +273,13 @@ class GuardTransformer(cst.CSTTransformer):
 
     def _objects_within(self, statement: cst.BaseStatement) -> list[tuple[tuple[str, str], str, str]]:
         """The objects of every op call in ``statement``, nested ones (under a guard) included."""
-        objects = []
-        for call in m.findall(statement, m.Call()):
-            found = self._match_call(call)
-            if found is not None:
-                objects.extend(_objects(found))
-        return objects
+        return [key for found in self._ops_within(statement) for key in _objects(found)]
 
-    def _match_call(self, node: cst.CSTNode) -> _OpCall | None:
-        return self._match_op(node) if isinstance(node, cst.Call) else None
+    def _ops_within(self, statement: cst.BaseStatement) -> list[_OpCall]:
+        found = self._op_in_statement(statement)
+        if found is not None:  # the common case, without walking the statement
+            return [found]
+        return [found for call in _calls_within(statement) if (found := self._match_op(call))]
 
     def _leave_alone(self, ops: list[tuple[cst.BaseStatement, _OpCall]], reason: str) -> None:
         for statement, found in ops:
@@ -355,7 +350,8 @@ class GuardTransformer(cst.CSTTransformer):
 
     def _wrap(self, test: str, statements: Sequence[cst.BaseStatement]) -> cst.If:
         indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
-        header = self.style.format(f"if {test}:\n    pass\n", indent_width)
+        header = self.style.if_header(test, indent_width)
+        self._helpers_called.update(_HELPER_CALL.findall(test))
         newline = self._module.default_newline
         parsed = cst.parse_statement(header.replace("\n", newline), config=self._module.config_for_parsing)
         assert isinstance(parsed, cst.If)
@@ -495,8 +491,13 @@ class GuardTransformer(cst.CSTTransformer):
 
     # Reports and the helper block.
 
-    def _line(self, node: cst.CSTNode) -> int:
-        return self.get_metadata(PositionProvider, node).start.line
+    def _line(self, node: cst.Call | cst.If | cst.BaseStatement) -> int:
+        """The line of a call or ``if``, or of the op call that ``node``, a statement, consists of."""
+        if not isinstance(node, (cst.Call, cst.If)):
+            found = self._op_in_statement(node)
+            assert found is not None, "only op statements are reported"
+            node = found.call
+        return self._lines.line(node)
 
     def _with_helper_block(self, module: cst.Module) -> cst.Module:
         kept: list[cst.BaseStatement] = []
@@ -506,17 +507,12 @@ class GuardTransformer(cst.CSTTransformer):
                 position = len(kept) if position is None else position
                 continue
             kept.append(statement)
-        used = sorted(_helper_calls(kept))
+        used = tuple(sorted(self._helpers_called))
         if not used:
             return module if position is None else module.with_changes(body=kept)
-        source = self.style.format(helper_block_source(used))
-        if self._module.default_indent != "    ":
-            source = reindent(source, self._module.default_indent)
-        newline = self._module.default_newline
-        parsed = cst.parse_module(source.replace("\n", newline), config=self._module.config_for_parsing)
-        block = parsed.body
+        header, block = _helper_block(used, self.style, self._module.default_indent, self._module.default_newline)
         first = block[0].with_changes(
-            leading_lines=[cst.EmptyLine(), cst.EmptyLine(), *parsed.header, *block[0].leading_lines]
+            leading_lines=[cst.EmptyLine(), cst.EmptyLine(), *header, *block[0].leading_lines]
         )
         if position is None:
             position = next(
@@ -524,6 +520,31 @@ class GuardTransformer(cst.CSTTransformer):
                 len(kept),
             )
         return module.with_changes(body=[*kept[:position], first, *block[1:], *kept[position:]])
+
+
+@cache
+def _helper_block(
+    names: tuple[str, ...], style: Style, indent: str, newline: str
+) -> tuple[Sequence[cst.EmptyLine], Sequence[cst.FunctionDef]]:
+    """The comment lines and statements of the helper block defining ``names``, formatted and parsed once.
+
+    Files often need the same helpers, and both black and the parser cost
+    milliseconds on a block this size; LibCST nodes are immutable, so one
+    parse serves every file.
+    """
+    source = helper_block_source(names, lambda function: _formatted_function(function, style))
+    if indent != "    ":
+        source = reindent(source, indent)
+    config = cst.PartialParserConfig(default_indent=indent, default_newline=newline)
+    parsed = cst.parse_module(source.replace("\n", newline), config=config)
+    functions = [statement for statement in parsed.body if isinstance(statement, cst.FunctionDef)]
+    assert len(functions) == len(parsed.body), "the helper block holds only functions"
+    return parsed.header, functions
+
+
+@cache
+def _formatted_function(source: str, style: Style) -> str:
+    return style.format(source)
 
 
 def _op_aliases(module: cst.Module) -> Iterator[str]:
@@ -737,17 +758,23 @@ def _sequence_args(sequence: cst.BaseExpression) -> dict[str, cst.BaseExpression
     }
 
 
+class _CallCollector(cst.CSTVisitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[cst.Call] = []
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.calls.append(node)
+
+
+def _calls_within(node: cst.CSTNode) -> list[cst.Call]:
+    """Every call in ``node``, in source order (``m.findall`` is several times slower)."""
+    collector = _CallCollector()
+    node.visit(collector)
+    return collector.calls
+
+
 def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     yield node
     for child in node.children:
         yield from _walk(child)
-
-
-def _helper_calls(statements: Sequence[cst.BaseStatement]) -> set[str]:
-    names: set[str] = set()
-    for statement in statements:
-        for node in m.findall(statement, m.Call(func=m.Name())):
-            assert isinstance(node, cst.Call) and isinstance(node.func, cst.Name)
-            if is_helper_name(node.func.value):
-                names.add(node.func.value)
-    return names

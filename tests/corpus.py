@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codemod.formatting import Style
+from codemod.results import Outcome
 from codemod.runner import is_revision_file, rewrite_source
-from codemod.transformer import Outcome
 
 PACKAGES = [
     "apache-superset==6.1.0",
@@ -52,16 +52,24 @@ class Tally:
             getattr(self, name).extend(getattr(other, name))
 
 
-def wheel(requirement: str) -> Path:
+def cached_wheel(requirement: str) -> Path | None:
+    """The wheel of ``requirement`` if it is already in the cache."""
     name, version = requirement.split("==")
     prefix = f"{name.replace('-', '_')}-{version}-"
     found = [path for path in CACHE.glob("*.whl") if path.name.lower().startswith(prefix.lower())]
-    if not found:
+    return found[0] if found else None
+
+
+def wheel(requirement: str) -> Path:
+    """The wheel of ``requirement``, downloaded into the cache the first time."""
+    found = cached_wheel(requirement)
+    if found is None:
         CACHE.mkdir(parents=True, exist_ok=True)
         pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(CACHE), requirement]
         subprocess.run(pip, check=True)
-        found = [path for path in CACHE.glob("*.whl") if path.name.lower().startswith(prefix.lower())]
-    return found[0]
+        found = cached_wheel(requirement)
+        assert found is not None, f"pip downloaded no wheel for {requirement}"
+    return found
 
 
 def revisions(path: Path) -> list[tuple[str, bytes]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from codemod.formatting import Style
+from codemod.results import OpReport, Outcome
 from codemod.runner import rewrite_source
-from codemod.transformer import OpReport, Outcome
 
 HEADER = "from alembic import op\nimport sqlalchemy as sa\n\nrevision = 'x'\n\n\ndef upgrade():\n"
 

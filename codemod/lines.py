@@ -1,0 +1,96 @@
+"""Line numbers for reports, without paying for LibCST's PositionProvider on every file.
+
+The PositionProvider re-generates the whole module while tracking the position
+of every node, which costs about twice as much as parsing it. Reports only
+need the lines of calls and ``if`` statements, and Python's own parser has
+them: sorted by where they start, the ``Call`` and ``If`` nodes of ``ast`` come
+in the order a LibCST visitor meets them. ``NodeLines`` pairs the two as the
+visitor goes, checks that each pair is the same call (same kind, same called
+name), and on the first disagreement, or a file ``ast`` cannot parse, falls
+back to the PositionProvider, so a line is never guessed.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+_Node = cst.Call | cst.If
+
+
+def _ast_label(node: ast.AST) -> str:
+    """``if``, or ``call NAME`` with the name called (``x`` for ``x()`` and ``a.x()``)."""
+    if isinstance(node, ast.If):
+        return "if"
+    assert isinstance(node, ast.Call)
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    return f"call {name}"
+
+
+def _cst_label(node: _Node) -> str:
+    """The label ``_ast_label`` gives the same node."""
+    if isinstance(node, cst.If):
+        return "if"
+    func = node.func
+    name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+    return f"call {name}"
+
+
+class NodeLines:
+    """Start lines of a module's ``Call`` and ``If`` nodes; ``visit`` each as a LibCST visitor meets it."""
+
+    def __init__(self, module: cst.Module, source: bytes | None) -> None:
+        self._module = module
+        self._lines: dict[int, int] = {}
+        self._fallback: dict[int, int] | None = None
+        self._expected: list[ast.Call | ast.If] | None = None
+        self._next = 0
+        if source is not None:
+            try:
+                tree = ast.parse(source)
+            except (SyntaxError, ValueError):
+                pass
+            else:
+                nodes = [node for node in ast.walk(tree) if isinstance(node, (ast.Call, ast.If))]
+                nodes.sort(key=lambda n: (n.lineno, n.col_offset, -(n.end_lineno or 0), -(n.end_col_offset or 0)))
+                self._expected = nodes
+
+    def visit(self, node: _Node) -> None:
+        """Learn the line of ``node``, the next Call or If in source order."""
+        if self._expected is None:
+            return
+        expected = self._expected[self._next] if self._next < len(self._expected) else None
+        if expected is None or _ast_label(expected) != _cst_label(node):
+            self._expected = None
+            return
+        self._next += 1
+        self._lines[id(node)] = expected.lineno
+
+    def skip_children(self, node: _Node) -> None:
+        """``node``, just visited, will not have its children visited: pass over the calls inside it."""
+        if self._expected is None or id(node) not in self._lines:
+            return
+        inside = self._expected[self._next - 1]
+        end = (inside.end_lineno or inside.lineno, inside.end_col_offset or 0)
+        while (
+            self._next < len(self._expected)
+            and (
+                (found := self._expected[self._next]).lineno,
+                found.col_offset,
+            )
+            < end
+        ):
+            self._next += 1
+
+    def line(self, node: _Node) -> int:
+        """The line ``node`` (a visited Call or If of the original module) starts on."""
+        known = self._lines.get(id(node)) if self._expected is not None else None
+        if known is not None:
+            return known
+        if self._fallback is None:
+            positions = MetadataWrapper(self._module, unsafe_skip_copy=True).resolve(PositionProvider)
+            self._fallback = {id(found): code_range.start.line for found, code_range in positions.items()}
+        return self._fallback[id(node)]
