@@ -9,6 +9,7 @@ scenario failed, 2 errors.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import json
@@ -16,22 +17,20 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import sqlalchemy as sa
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
 from codemod import __version__
+from codemod.cache import ResultCache
 from codemod.formatting import Style, style_for
-from codemod.runner import ChangedOnDiskError, FileResult, Status, find_files, process_file, write_result
+from codemod.results import FileResult, Outcome, Status
+from codemod.runner import ChangedOnDiskError, default_jobs, find_files, process_files, write_result
 from codemod.specs import SPECS
-from codemod.transformer import Outcome
-from codemod.verify.chain import ChainError, Revision, load_chain
-from codemod.verify.database import ScratchError, scratch_server
-from codemod.verify.report import print_text, render_json
-from codemod.verify.scenarios import ChainVerifier
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 EXIT_OK = 0
 EXIT_CHANGES = 1
@@ -86,6 +85,16 @@ def rewrite(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Processes to parse files on [default: every CPU available]."),
+    ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache", help="Neither read nor write the result cache ($XDG_CACHE_HOME/idempotify on Linux)."
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -104,18 +113,21 @@ def rewrite(
     left unguarded), 2 errors. To prove the result on a database, see
     `idempotify verify --help`.
     """
-    results: list[FileResult] = []
+    files: list[tuple[Path, Style]] = []
     for given in paths:
-        revisions = 0
         for path in find_files([given]):
-            style = Style(line_length=line_length) if line_length is not None else style_for(path)
-            result = process_file(path, style)
-            if result.status is Status.CHANGED and not (check or diff):
-                result = _write(result)
-            _print_file(result, check=check, diff=diff, quiet=quiet, named=path == given)
-            results.append(result)
-            revisions += result.status is not Status.SKIPPED
-        if given.is_dir() and not revisions:
+            files.append((path, Style(line_length=line_length) if line_length is not None else style_for(path)))
+    cache = None if no_cache else ResultCache()
+    results: list[FileResult] = []
+    for processed in process_files(files, jobs=jobs or default_jobs(), cache=cache):
+        write = processed.status is Status.CHANGED and not (check or diff)
+        result = _write(processed) if write else processed
+        _print_file(result, check=check, diff=diff, quiet=quiet, named=result.path in paths)
+        results.append(dataclasses.replace(result, original=b"", rewritten=None))  # the summary needs no bytes
+    for given in paths:
+        if given.is_dir() and not any(
+            result.status is not Status.SKIPPED and result.path.is_relative_to(given) for result in results
+        ):
             message = "no Alembic revision files below it (files that assign `revision` and define upgrade())"
             results.append(FileResult(given, Status.FAILED, message=message))
             _print_file(results[-1], check=check, diff=diff, quiet=quiet, named=True)
@@ -173,6 +185,14 @@ def verify(
     """
     if output_format not in ("text", "json"):
         raise typer.BadParameter("must be text or json", param_hint="--format")
+    import sqlalchemy as sa  # noqa: PLC0415 - verify's imports are deferred so a rewrite starts fast
+    from rich.console import Console  # noqa: PLC0415
+
+    from codemod.verify.chain import ChainError, Revision, load_chain  # noqa: PLC0415
+    from codemod.verify.database import ScratchError, scratch_server  # noqa: PLC0415
+    from codemod.verify.report import print_text, render_json  # noqa: PLC0415
+    from codemod.verify.scenarios import ChainVerifier  # noqa: PLC0415
+
     try:
         convention = _naming_convention(naming_convention)
         initial = _metadata(initial_schema) if initial_schema is not None else None
@@ -230,6 +250,8 @@ def _naming_convention(value: str | None) -> dict[str, str] | None:
 
 def _metadata(value: str) -> sa.MetaData:
     """``--initial-schema``: ``module:attribute`` naming a MetaData or something with ``.metadata``."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
     found = _import(value, "--initial-schema")
     found = getattr(found, "metadata", found)
     if not isinstance(found, sa.MetaData):

@@ -1,8 +1,12 @@
-"""One file in, one result out.
+"""Files in, results out.
 
 Finding the revision files under the paths given, rewriting one file's bytes
 into a ``FileResult`` (changed, unchanged, skipped or failed, never an
-exception), and writing a result back atomically.
+exception), doing that for many files on all cores with a cache in front,
+and writing a result back atomically.
+
+LibCST is imported only when a file has to be parsed, so a re-check served
+from the cache starts fast.
 """
 
 from __future__ import annotations
@@ -12,38 +16,20 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import libcst as cst
-from libcst.metadata import MetadataWrapper
-
+from codemod.cache import ResultCache
 from codemod.formatting import Style, style_for
-from codemod.transformer import GuardTransformer, OpReport
+from codemod.results import FileResult, OpReport, Status
+
+if TYPE_CHECKING:
+    import libcst as cst
 
 _REVISION = re.compile(rb"^revision\s*(?::[^=\n]*)?=", re.MULTILINE)
 _UPGRADE = re.compile(rb"^(?:async\s+)?def\s+upgrade\w*\s*\(", re.MULTILINE)
-
-
-class Status(Enum):
-    CHANGED = "changed"
-    UNCHANGED = "unchanged"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """The outcome for one file. ``rewritten`` is set when ``status`` is CHANGED."""
-
-    path: Path
-    status: Status
-    original: bytes = b""
-    rewritten: bytes | None = None
-    reports: tuple[OpReport, ...] = field(default_factory=tuple)
-    message: str = ""
 
 
 def is_revision_file(source: bytes) -> bool:
@@ -53,9 +39,13 @@ def is_revision_file(source: bytes) -> bool:
 
 def rewrite_source(source: bytes, style: Style) -> tuple[bytes, list[OpReport]]:
     """Guard every op in ``source``; raises ``libcst.ParserSyntaxError`` on bad input."""
+    import libcst as cst  # noqa: PLC0415 - deferred: see the module docstring
+
+    from codemod.transformer import GuardTransformer  # noqa: PLC0415
+
     module = cst.parse_module(source)
-    transformer = GuardTransformer(style)
-    rewritten = MetadataWrapper(module).visit(transformer)
+    transformer = GuardTransformer(style, source)
+    rewritten = module.visit(transformer)
     return rewritten.bytes, transformer.reports
 
 
@@ -73,16 +63,20 @@ def find_files(paths: Iterable[Path]) -> Iterator[Path]:
 
 def process_file(path: Path, style: Style | None = None) -> FileResult:
     """Rewrite one file in memory; every failure becomes a FAILED result."""
-    try:
-        source = path.read_bytes()
-    except FileNotFoundError:
-        return FileResult(path, Status.FAILED, message="no such file or directory")
-    except OSError as error:
-        return FileResult(path, Status.FAILED, message=f"cannot read: {error.strerror or error}")
+    source = _read(path)
+    if isinstance(source, FileResult):
+        return source
+    return process_source(path, source, style or style_for(path))
+
+
+def process_source(path: Path, source: bytes, style: Style) -> FileResult:
+    """Rewrite ``source``, the bytes of ``path``; every failure becomes a FAILED result."""
+    import libcst as cst  # noqa: PLC0415 - deferred: see the module docstring
+
     if not is_revision_file(source):
-        return FileResult(path, Status.SKIPPED, source, message="not an Alembic revision file")
+        return _not_a_revision(path, source)
     try:
-        rewritten, reports = rewrite_source(source, style or style_for(path))
+        rewritten, reports = rewrite_source(source, style)
     except cst.ParserSyntaxError as error:
         return FileResult(path, Status.FAILED, source, message=_syntax_error_message(source, error))
     except UnicodeDecodeError as error:
@@ -95,6 +89,82 @@ def process_file(path: Path, style: Style | None = None) -> FileResult:
         return FileResult(path, Status.FAILED, source, message=f"internal error: {type(error).__name__}: {error}")
     status = Status.CHANGED if rewritten != source else Status.UNCHANGED
     return FileResult(path, status, source, rewritten if status is Status.CHANGED else None, tuple(reports))
+
+
+def _read(path: Path) -> bytes | FileResult:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return FileResult(path, Status.FAILED, message="no such file or directory")
+    except OSError as error:
+        return FileResult(path, Status.FAILED, message=f"cannot read: {error.strerror or error}")
+
+
+# Below this many files to parse, starting worker processes costs more than it saves.
+_PARALLEL_FROM = 8
+
+
+def process_files(
+    files: Sequence[tuple[Path, Style]], *, jobs: int = 1, cache: ResultCache | None = None
+) -> Iterator[FileResult]:
+    """``process_file`` for each (path, style), in order, on up to ``jobs`` processes.
+
+    Files are read here: a cached result is used as it is, only the misses are
+    parsed (in worker processes when there are enough of them), and their
+    results are stored for the next run.
+    """
+    pending: list[FileResult | tuple[Path, bytes, Style, str | None] | None] = []
+    for path, style in files:
+        source = _read(path)
+        if isinstance(source, FileResult) or not is_revision_file(source):
+            pending.append(source if isinstance(source, FileResult) else _not_a_revision(path, source))
+            continue
+        key = cache.key(source, style) if cache is not None else None
+        hit = cache.get(key, path, source) if cache is not None and key is not None else None
+        pending.append(hit if hit is not None else (path, source, style, key))
+    misses = [item for item in pending if isinstance(item, tuple)]
+    if jobs > 1 and len(misses) >= _PARALLEL_FROM:
+        with ProcessPoolExecutor(min(jobs, len(misses))) as pool:
+            chunk = max(1, len(misses) // (jobs * 8))
+            computed = pool.map(_process_item, misses, chunksize=chunk)
+            misses.clear()
+            yield from _in_order(pending, computed, cache)
+    else:
+        yield from _in_order(pending, map(_process_item, misses), cache)
+
+
+def _not_a_revision(path: Path, source: bytes) -> FileResult:
+    return FileResult(path, Status.SKIPPED, source, message="not an Alembic revision file")
+
+
+def _process_item(item: tuple[Path, bytes, Style, str | None]) -> FileResult:
+    path, source, style, _ = item
+    return process_source(path, source, style)
+
+
+def _in_order(
+    pending: list[FileResult | tuple[Path, bytes, Style, str | None] | None],
+    computed: Iterator[FileResult],
+    cache: ResultCache | None,
+) -> Iterator[FileResult]:
+    for index, item in enumerate(pending):
+        pending[index] = None  # the caller holds what it keeps: 2,000 files' bytes need not stay here
+        if isinstance(item, FileResult):
+            yield item
+            continue
+        assert item is not None
+        result = next(computed)
+        if cache is not None and item[3] is not None:
+            cache.put(item[3], result)
+        yield result
+
+
+def default_jobs() -> int:
+    """The CPUs this process may use (its affinity, where the platform reports it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS and Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def _syntax_error_message(source: bytes, error: cst.ParserSyntaxError) -> str:

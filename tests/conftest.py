@@ -1,4 +1,4 @@
-"""Database parametrisation: every execution test runs on SQLite, PostgreSQL and MariaDB.
+"""Database parametrisation (every execution test runs on SQLite, PostgreSQL and MariaDB), and a private cache.
 
 Locally, a server that does not answer skips its tests with the reason; under
 ``CI=true`` an unreachable server fails them instead, so CI never passes on
@@ -42,3 +42,9 @@ def scratch() -> Callable[[str], AbstractContextManager[sa.Engine]]:
         return scratch_database(dialect)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The result cache of every test run lives in its temporary directory, never in the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
