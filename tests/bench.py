@@ -1,22 +1,37 @@
-"""``make bench``: how verify and the rewrite scale. A benchmark that prints figures, never a timed test.
+"""``make bench``: how fast idempotify is, side by side with LibCST's own runner. Prints figures; never a timed test.
 
+rewrite: a tree of 2,000 revision files, built from the public-migrations
+corpus of ``make corpus`` when its wheels are cached (each file copied until
+there are 2,000, every copy a distinct file), else generated. Timed, each as
+its own process on all CPUs: LibCST's codemod runner doing nothing
+(``python -m libcst.tool codemod noop.NOOPCommand --no-format``), a cold
+``idempotify --check`` and a cold rewrite (empty cache), and a warm
+``--check`` of the unchanged tree; peak memory is the largest sum of the
+resident memory of the process and its workers, sampled every 20 ms.
 verify: chains of 10, 100 and 300 generated revisions (each creates a table
 with an index and adds a column to the previous one) on SQLite; the time per
 revision should stay flat as the chain grows (linear total cost).
-rewrite: ``--check`` over generated revision files, in files per second.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import psutil
+
 from codemod.formatting import Style
-from codemod.runner import rewrite_source
+from codemod.runner import default_jobs, rewrite_source
 from codemod.verify.chain import load_chain
 from codemod.verify.database import scratch_server
 from codemod.verify.scenarios import ChainVerifier
+from tests import corpus
 
 REVISION = '''"""revision {index}"""
 from alembic import op
@@ -42,14 +57,7 @@ def downgrade():
 def write_chain(directory: Path, count: int) -> None:
     directory.mkdir(parents=True)
     for index in range(count):
-        previous = f"t{index - 1}"
-        source = REVISION.format(
-            index=index,
-            down=f'"r{index - 1:05d}"' if index else None,
-            add_column=f'op.add_column("{previous}", sa.Column("extra", sa.Integer))' if index else "pass",
-            drop_column=f'op.drop_column("{previous}", "extra")' if index else "pass",
-        )
-        output, _ = rewrite_source(source.encode(), Style())
+        output, _ = rewrite_source(_generated(index).encode(), Style())
         (directory / f"r{index:05d}.py").write_bytes(output)
 
 
@@ -72,17 +80,105 @@ def bench_verify() -> None:
         print(f"{count:>10} {elapsed:>9.2f} {per:>12.1f} {per / base:>6.2f}")
 
 
-def bench_rewrite(count: int = 500) -> None:
-    sources = [
-        REVISION.format(index=i, down=None, add_column="pass", drop_column="pass").encode() for i in range(count)
-    ]
+TREE_SIZE = 2000
+
+
+def build_tree(root: Path, size: int = TREE_SIZE) -> str:
+    """``size`` revision files under ``root``; says where they came from."""
+    wheels = [corpus.cached_wheel(requirement) for requirement in corpus.PACKAGES]
+    sources: list[tuple[str, bytes]] = []
+    if all(wheels):
+        for requirement, wheel in zip(corpus.PACKAGES, wheels, strict=True):
+            assert wheel is not None
+            sources += [
+                (f"{requirement.split('==')[0]}/{Path(member).name}", data) for member, data in corpus.revisions(wheel)
+            ]
+        origin = f"the public-migrations corpus ({len(sources)} distinct files, copied to {size})"
+    else:
+        sources = [(f"generated/r{index:05d}.py", _generated(index).encode()) for index in range(size)]
+        origin = "generated revisions (run `make corpus` once to bench on real migrations)"
+    for index in range(size):
+        name, data = sources[index % len(sources)]
+        path = root / f"copy{index // len(sources)}" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data + f"\n# copy {index // len(sources)}\n".encode())
+    return origin
+
+
+def _generated(index: int) -> str:
+    return REVISION.format(
+        index=index,
+        down=f'"r{index - 1:05d}"' if index else None,
+        add_column=f'op.add_column("t{index - 1}", sa.Column("extra", sa.Integer))' if index else "pass",
+        drop_column=f'op.drop_column("t{index - 1}", "extra")' if index else "pass",
+    )
+
+
+def measure(command: list[str], environment: dict[str, str]) -> tuple[float, float, int]:
+    """Seconds, peak resident megabytes of the process tree, and the exit code."""
     start = time.perf_counter()
-    for source in sources:
-        rewrite_source(source, Style())
+    process = psutil.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                tree = [process, *process.children(recursive=True)]
+                peak = max(peak, sum(member.memory_info().rss for member in tree))
+            except psutil.Error:
+                pass
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    code = process.wait()
     elapsed = time.perf_counter() - start
-    print(f"\nrewrite: {count} files in {elapsed:.2f} s ({count / elapsed:.0f} files/s, one process)")
+    done.set()
+    sampler.join()
+    return elapsed, peak / 1e6, code
+
+
+def bench_rewrite() -> None:
+    jobs = default_jobs()
+    idempotify = [sys.executable, "-m", "codemod"]
+    with tempfile.TemporaryDirectory() as directory:
+        base = Path(directory)
+        origin = build_tree(base / "tree")
+        print(f"rewrite: {TREE_SIZE} files from {origin}; {jobs} jobs")
+        environment = {**os.environ, "XDG_CACHE_HOME": str(base / "cache")}
+        runs: list[tuple[str, float, float, int]] = []
+
+        def timed(label: str, command: list[str], tree: Path, *, cold: bool) -> None:
+            if cold:
+                shutil.rmtree(base / "cache", ignore_errors=True)
+            elapsed, peak, code = measure([*command, str(tree)], environment)
+            runs.append((label, elapsed, peak, code))
+
+        copy = base / "copy"
+        shutil.copytree(base / "tree", copy)
+        noop = [sys.executable, "-m", "libcst.tool", "codemod", "noop.NOOPCommand", "--no-format", "--hide-progress"]
+        timed("LibCST no-op runner", [*noop, "--jobs", str(jobs)], copy, cold=True)
+        timed("idempotify --check, cold", [*idempotify, "--check", "-q"], base / "tree", cold=True)
+        timed("idempotify --check, warm", [*idempotify, "--check", "-q"], base / "tree", cold=False)
+        shutil.rmtree(copy)
+        shutil.copytree(base / "tree", copy)
+        timed("idempotify rewrite, cold", [*idempotify, "-q"], copy, cold=True)
+    baseline = runs[0][1]
+    cold_check = runs[1][1]
+    print(f"{'':<28} {'seconds':>8} {'vs no-op':>9} {'vs cold':>8} {'peak MB':>8} {'exit':>5}")
+    for label, elapsed, peak, code in runs:
+        versus_cold = f"{elapsed / cold_check:>8.1%}" if "warm" in label else f"{'':>8}"
+        print(f"{label:<28} {elapsed:>8.2f} {elapsed / baseline:>9.2f} {versus_cold} {peak:>8.0f} {code:>5}")
+    print("targets: cold runs <= 1.00 x the no-op runner; warm check < 5% of the cold one; peak < 250 MB")
+
+
+def main() -> None:
+    bench_rewrite()
+    print()
+    bench_verify()
 
 
 if __name__ == "__main__":
-    bench_verify()
-    bench_rewrite()
+    main()
