@@ -10,21 +10,23 @@ scenario failed, 2 errors.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import json
 import signal
-import sys
-from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.progress import Progress
 from typer.core import TyperGroup
 
 from codemod import __version__
 from codemod.cache import ResultCache
+from codemod.config import ConfigError, find_alembic_project, load_config
 from codemod.formatting import Style, style_for
+from codemod.output import Format, Printer
 from codemod.results import FileResult, Outcome, Status
 from codemod.runner import ChangedOnDiskError, default_jobs, find_files, process_files, write_result
 from codemod.specs import SPECS
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_CHANGES = 1
 EXIT_ERROR = 2
+_PROGRESS_FROM = 50  # files; shorter runs finish before a bar would be read
 
 
 class _RewriteByDefault(TyperGroup):
@@ -65,29 +68,47 @@ def _list_ops(value: bool) -> None:
 @app.command()
 def rewrite(
     paths: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
-            metavar="PATH", show_default=False, help="Revision files, or directories searched for them (versions/)."
+            metavar="[PATH]...",
+            show_default=False,
+            help="Revision files, or directories searched for them [default: the versions directories of "
+            "the Alembic project here (alembic.ini or [tool.alembic])].",
         ),
-    ],
+    ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if any file would change (for CI).")
     ] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff; write nothing; exit 1 if any.")] = False,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Also exit 1 while any op is left unguarded (see the list printed).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--strict/--no-strict",
+            show_default=False,
+            help="Also exit 1 while any op is left unguarded (see the list printed) [default: [tool.idempotify] "
+            "strict, else no].",
+        ),
+    ] = None,
     line_length: Annotated[
         int | None,
         typer.Option(
             min=40,
-            help="Line length for the code idempotify writes [default: the project's [tool.black], else 88].",
+            help="Line length for the code idempotify writes [default: [tool.idempotify] line-length, "
+            "else the project's [tool.black], else 88].",
         ),
     ] = None,
+    output_format: Annotated[
+        Format, typer.Option("--format", help="text for people, json for machines, github for CI annotations.")
+    ] = Format.TEXT,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also print every op guarded or safe, and every file skipped.")
+    ] = False,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Processes to parse files on [default: every CPU available]."),
+        typer.Option(
+            "--jobs", "-j", min=1, help="Processes to parse files on [default: [tool.idempotify] jobs, else every CPU]."
+        ),
     ] = None,
     no_cache: Annotated[
         bool,
@@ -107,38 +128,95 @@ def rewrite(
 
     Each op.X / batch_op.X statement in the migration's functions is wrapped in
     an `if` that asks the live database whether it is needed. Without --check or
-    --diff, files are rewritten in place.
+    --diff, files are rewritten in place. Settings come from [tool.idempotify]
+    in the nearest pyproject.toml; flags override them.
 
     Exit codes: 0 ok, 1 changes needed (--check, --diff; with --strict also ops
     left unguarded), 2 errors. To prove the result on a database, see
     `idempotify verify --help`.
     """
+    printer = Printer(output_format, check=check, diff=diff, quiet=quiet, verbose=verbose)
+    try:
+        paths = paths or _alembic_versions(printer)
+        config = load_config(paths[0])
+    except ConfigError as error:
+        printer.error(str(error))
+        printer.finish([], EXIT_ERROR)
+        raise typer.Exit(EXIT_ERROR) from error
+    if config.source is not None:
+        printer.note(f"idempotify: settings from {config.source} [tool.idempotify]", verbose_only=True)
+    line_length = line_length or config.line_length
     files: list[tuple[Path, Style]] = []
-    for given in paths:
-        for path in find_files([given]):
-            files.append((path, Style(line_length=line_length) if line_length is not None else style_for(path)))
+    for path in find_files(paths):
+        if not config.selects(path):
+            printer.note(f"excluded {path} by {config.source}", verbose_only=True)
+            continue
+        files.append((path, Style(line_length=line_length) if line_length is not None else style_for(path)))
     cache = None if no_cache else ResultCache()
     results: list[FileResult] = []
-    for processed in process_files(files, jobs=jobs or default_jobs(), cache=cache):
-        write = processed.status is Status.CHANGED and not (check or diff)
-        result = _write(processed) if write else processed
-        _print_file(result, check=check, diff=diff, quiet=quiet, named=result.path in paths)
-        results.append(dataclasses.replace(result, original=b"", rewritten=None))  # the summary needs no bytes
+    processed = process_files(files, jobs=jobs or config.jobs or default_jobs(), cache=cache)
+    with _progress(printer, len(files)) as advance:
+        for outcome in processed:
+            write = outcome.status is Status.CHANGED and not (check or diff)
+            result = _write(outcome) if write else outcome
+            printer.file(result, named=result.path in paths)
+            results.append(dataclasses.replace(result, original=b"", rewritten=None))  # the summary needs no bytes
+            advance()
     for given in paths:
         if given.is_dir() and not any(
             result.status is not Status.SKIPPED and result.path.is_relative_to(given) for result in results
         ):
             message = "no Alembic revision files below it (files that assign `revision` and define upgrade())"
             results.append(FileResult(given, Status.FAILED, message=message))
-            _print_file(results[-1], check=check, diff=diff, quiet=quiet, named=True)
-    if not quiet:
-        _print_summary(results, written=not (check or diff))
-    raise typer.Exit(_exit_code(results, report_changes=check or diff, strict=strict))
+            printer.file(results[-1], named=True)
+    code = _exit_code(results, report_changes=check or diff, strict=strict if strict is not None else config.strict)
+    printer.finish(results, code)
+    raise typer.Exit(code)
+
+
+def _alembic_versions(printer: Printer) -> list[Path]:
+    """The versions directories of the Alembic project at or above the working directory."""
+    project = find_alembic_project(Path.cwd())
+    if project is None:
+        raise ConfigError(
+            f"no PATH given, and no alembic.ini or pyproject.toml with [tool.alembic] in {Path.cwd()} or above"
+        )
+    existing = [path for path in project.versions if path.is_dir()]
+    if not existing:
+        raise ConfigError(f"{project.config_file}: its versions directory {project.versions[0]} does not exist")
+    shown = ", ".join(_relative(path) for path in existing)
+    printer.note(f"idempotify: no PATH given; using {shown} from {_relative(project.config_file)}")
+    return existing
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@contextmanager
+def _progress(printer: Printer, total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr for long runs on a terminal; a no-op otherwise."""
+    if total < _PROGRESS_FROM or printer.quiet or printer.format is not Format.TEXT or not printer.stderr.is_terminal:
+        yield lambda: None
+        return
+    with Progress(console=printer.stderr, transient=True) as progress:
+        task = progress.add_task("idempotify", total=total)
+        yield lambda: progress.advance(task)
 
 
 @app.command()
 def verify(
-    versions: Annotated[Path, typer.Argument(metavar="VERSIONS", help="The directory holding the revision files.")],
+    versions: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[VERSIONS]",
+            show_default=False,
+            help="The directory holding the revision files [default: the Alembic project's here].",
+        ),
+    ] = None,
     url: Annotated[
         str | None,
         typer.Option(
@@ -171,7 +249,9 @@ def verify(
             "revision, for chains that start from a schema made by create_all()."
         ),
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    output_format: Annotated[
+        Format, typer.Option("--format", help="text for people, json for machines, github for CI annotations.")
+    ] = Format.TEXT,
 ) -> None:
     """Prove a revision chain on scratch databases: same schema as the baseline, re-runnable, crash-safe.
 
@@ -183,21 +263,26 @@ def verify(
     Exit codes: 0 every scenario holds, 1 some scenario fails, 2 verify could
     not run.
     """
-    if output_format not in ("text", "json"):
-        raise typer.BadParameter("must be text or json", param_hint="--format")
     import sqlalchemy as sa  # noqa: PLC0415 - verify's imports are deferred so a rewrite starts fast
     from rich.console import Console  # noqa: PLC0415
 
     from codemod.verify.chain import ChainError, Revision, load_chain  # noqa: PLC0415
     from codemod.verify.database import ScratchError, scratch_server  # noqa: PLC0415
-    from codemod.verify.report import print_text, render_json  # noqa: PLC0415
+    from codemod.verify.report import print_github, print_text, render_json  # noqa: PLC0415
     from codemod.verify.scenarios import ChainVerifier  # noqa: PLC0415
 
+    printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
     try:
-        convention = _naming_convention(naming_convention)
+        if versions is None:
+            found = _alembic_versions(printer)
+            if len(found) > 1:
+                raise ConfigError(f"the Alembic project has several versions directories; name one: {found}")
+            versions = found[0]
+        config = load_config(versions)
+        convention = _naming_convention(naming_convention or config.naming_convention)
         initial = _metadata(initial_schema) if initial_schema is not None else None
         chain = load_chain(versions, baseline)
-    except (ChainError, ValueError) as error:
+    except (ChainError, ValueError, ConfigError) as error:
         _err(f"error: {error}")
         raise typer.Exit(EXIT_ERROR) from error
     progress = Console(stderr=True)
@@ -219,8 +304,10 @@ def verify(
     except KeyboardInterrupt:
         _err("interrupted; the scratch databases were dropped")
         raise typer.Exit(130) from None
-    if output_format == "json":
+    if output_format is Format.JSON:
         typer.echo(render_json(reports))
+    elif output_format is Format.GITHUB:
+        print_github(reports)
     else:
         print_text(reports, Console())
     raise typer.Exit(EXIT_CHANGES if any(report.failed for report in reports) else EXIT_OK)
@@ -277,52 +364,6 @@ def _write(result: FileResult) -> FileResult:
     else:
         return result
     return FileResult(result.path, Status.FAILED, result.original, message=message)
-
-
-def _print_file(result: FileResult, *, check: bool, diff: bool, quiet: bool, named: bool) -> None:
-    if result.status is Status.FAILED:
-        _err(f"error: {result.path}: {result.message}")
-        return
-    if result.status is Status.SKIPPED and named and not quiet:
-        _err(f"skipped {result.path}: {result.message} (it must assign `revision` and define upgrade())")
-    if diff and result.status is Status.CHANGED:
-        assert result.rewritten is not None
-        sys.stdout.write(_unified_diff(result))
-    if quiet:
-        return
-    if result.status is Status.CHANGED:
-        _err(f"{'Would rewrite' if check or diff else 'Rewrote'} {result.path}")
-    for report in result.reports:
-        if report.outcome is Outcome.UNGUARDED:
-            _err(f"{result.path}:{report.line}: left unguarded: {report.call}: {report.reason}")
-
-
-def _unified_diff(result: FileResult) -> str:
-    assert result.rewritten is not None
-    before = result.original.decode("utf-8", errors="replace").splitlines(keepends=True)
-    after = result.rewritten.decode("utf-8", errors="replace").splitlines(keepends=True)
-    name = str(result.path)
-    return "".join(difflib.unified_diff(before, after, fromfile=name, tofile=name))
-
-
-def _print_summary(results: list[FileResult], *, written: bool) -> None:
-    statuses = Counter(result.status for result in results)
-    outcomes = Counter(report.outcome for result in results for report in result.reports)
-    reasons = Counter(
-        report.reason for result in results for report in result.reports if report.outcome is not Outcome.GUARDED
-    )
-    files = [
-        f"{statuses[Status.CHANGED]} {'rewritten' if written else 'would be rewritten'}",
-        f"{statuses[Status.UNCHANGED]} unchanged",
-    ]
-    if statuses[Status.SKIPPED]:
-        files.append(f"{statuses[Status.SKIPPED]} skipped (not revision files)")
-    if statuses[Status.FAILED]:
-        files.append(f"{statuses[Status.FAILED]} failed")
-    ops = [f"{outcomes[outcome]} {outcome.value}" for outcome in Outcome]
-    _err(f"idempotify: files: {', '.join(files)}; ops: {', '.join(ops)}")
-    for reason, count in reasons.most_common():
-        _err(f"  {count} x {reason}")
 
 
 def _exit_code(results: list[FileResult], *, report_changes: bool, strict: bool) -> int:

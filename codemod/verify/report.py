@@ -6,8 +6,10 @@ import json
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from codemod.output import escape_data, escape_property
 from codemod.verify.scenarios import SCENARIOS, RevisionReport
 
 _STYLE = {"ok": "green", "fail": "bold red", "warn": "yellow", "not checked": "dim", "not run": "dim"}
@@ -58,7 +60,9 @@ def print_text(reports: list[RevisionReport], console: Console) -> None:
         for name, result in report.results.items():
             quiet = result.status in ("ok", "not run") or (result.status == "not checked" and _routine(result.detail))
             if not quiet:
-                line = f"{report.revision.id} {name}: [{_STYLE[result.status]}]{result.status}[/]: {result.detail}"
+                line = (
+                    f"{report.revision.id} {name}: [{_STYLE[result.status]}]{result.status}[/]: {escape(result.detail)}"
+                )
                 console.print(line, highlight=False, soft_wrap=True)
     if any(result.status == "not checked" for report in reports for result in report.results.values()):
         legend = "-: not checked (no baseline to compare with, or fewer than two ops to stop between)"
@@ -68,3 +72,16 @@ def print_text(reports: list[RevisionReport], console: Console) -> None:
         console.print(f"[bold red]{failed} of {len(reports)} revisions fail[/]", highlight=False)
     else:
         console.print(f"[green]all {len(reports)} revisions hold[/]", highlight=False)
+
+
+def print_github(reports: list[RevisionReport]) -> None:
+    """GitHub Actions workflow commands: an error per failing scenario, a warning per warning, on its file."""
+    for report in reports:
+        for name, result in report.results.items():
+            if result.status in ("fail", "warn"):
+                level = "error" if result.status == "fail" else "warning"
+                title = f"idempotify verify: {name}"
+                print(
+                    f"::{level} file={escape_property(str(report.revision.path))},title={escape_property(title)}"
+                    f"::{escape_data(result.detail)}"
+                )

@@ -1,0 +1,172 @@
+"""Project settings: ``[tool.idempotify]`` in ``pyproject.toml``, and the Alembic project's versions directories.
+
+``[tool.idempotify]`` is looked for in the nearest ``pyproject.toml`` above the
+first path given (or the working directory), the way black and ruff find
+theirs; flags on the command line override it. Keys::
+
+    [tool.idempotify]
+    include = ["*.py"]                 # fnmatch patterns on the path relative to this file
+    exclude = ["*/legacy/*"]           # ...and files matching these are left out, even when named
+    line-length = 100                  # else the nearest [tool.black], else 88
+    strict = true                      # as --strict
+    jobs = 4                           # as --jobs
+    naming-convention = "myapp.models:metadata"   # verify's --naming-convention (or a table)
+
+When no path is given, the versions directories come from the Alembic
+configuration in the working directory or above it (``alembic.ini``, else
+``[tool.alembic]`` in ``pyproject.toml``), read with Alembic's own ``Config``
+and ``ScriptDirectory``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+_KEYS = {"include", "exclude", "line-length", "strict", "jobs", "naming-convention"}
+
+
+class ConfigError(Exception):
+    """A settings file idempotify cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The ``[tool.idempotify]`` settings, and the file they came from (None: no file, defaults)."""
+
+    source: Path | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    line_length: int | None = None
+    strict: bool = False
+    jobs: int | None = None
+    naming_convention: str | None = None
+    unknown: tuple[str, ...] = field(default=(), compare=False)
+
+    def selects(self, path: Path) -> bool:
+        """Whether ``path`` passes ``include`` and ``exclude`` (patterns relative to the settings file)."""
+        if self.source is None:
+            return True
+        try:
+            relative = path.resolve().relative_to(self.source.parent.resolve()).as_posix()
+        except ValueError:
+            relative = path.as_posix()
+        candidates = (relative, path.name)
+        if self.include and not any(fnmatch(text, pattern) for pattern in self.include for text in candidates):
+            return False
+        return not any(fnmatch(text, pattern) for pattern in self.exclude for text in candidates)
+
+
+def load_config(start: Path) -> Config:
+    """``[tool.idempotify]`` from the nearest ``pyproject.toml`` at or above ``start`` that has one."""
+    directory = start.resolve()
+    if not directory.is_dir():
+        directory = directory.parent
+    for folder in (directory, *directory.parents):
+        table = _tool_table(folder / "pyproject.toml", "idempotify")
+        if table is not None:
+            return _parse(folder / "pyproject.toml", table)
+    return Config()
+
+
+def _tool_table(pyproject: Path, tool: str) -> dict[str, Any] | None:
+    if not pyproject.is_file():
+        return None
+    try:
+        document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{pyproject}: cannot read: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{pyproject}: invalid TOML: {error}") from error
+    table = document.get("tool", {}).get(tool)
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError(f"{pyproject}: [tool.{tool}] must be a table")
+    return table
+
+
+def _parse(source: Path, table: dict[str, Any]) -> Config:
+    unknown = sorted(set(table) - _KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{source}: [tool.idempotify] has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}"
+        )
+
+    def patterns(key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{source}: [tool.idempotify] {key} must be a list of glob patterns")
+        return tuple(value)
+
+    def number(key: str, minimum: int) -> int | None:
+        value = table.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+            raise ConfigError(f"{source}: [tool.idempotify] {key} must be an integer >= {minimum}")
+        return value
+
+    strict = table.get("strict", False)
+    if not isinstance(strict, bool):
+        raise ConfigError(f"{source}: [tool.idempotify] strict must be true or false")
+    convention = table.get("naming-convention")
+    if isinstance(convention, dict):
+        convention = json.dumps(convention)
+    elif convention is not None and not isinstance(convention, str):
+        raise ConfigError(f"{source}: [tool.idempotify] naming-convention must be module:attribute or a table")
+    return Config(
+        source=source,
+        include=patterns("include"),
+        exclude=patterns("exclude"),
+        line_length=number("line-length", 40),
+        strict=strict,
+        jobs=number("jobs", 1),
+        naming_convention=convention,
+    )
+
+
+@dataclass(frozen=True)
+class AlembicProject:
+    """The versions directories of an Alembic project, and the configuration file that names them."""
+
+    config_file: Path
+    versions: tuple[Path, ...]
+
+
+def find_alembic_project(start: Path) -> AlembicProject | None:
+    """The Alembic project configured at or above ``start``: ``alembic.ini``, else ``[tool.alembic]``."""
+    from alembic.config import Config as AlembicConfig  # noqa: PLC0415 - only when no path is given
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+    from alembic.util import CommandError  # noqa: PLC0415
+
+    for folder in (start.resolve(), *start.resolve().parents):
+        ini = folder / "alembic.ini"
+        pyproject = folder / "pyproject.toml"
+        if ini.is_file():
+            config = AlembicConfig(str(ini), toml_file=str(pyproject) if pyproject.is_file() else None)
+            found = ini
+        elif _tool_table(pyproject, "alembic") is not None:
+            config = AlembicConfig(toml_file=str(pyproject))
+            found = pyproject
+        else:
+            continue
+        previous = Path.cwd()
+        os.chdir(folder)  # relative locations are relative to where alembic runs: beside its configuration
+        try:
+            script = ScriptDirectory.from_config(config)
+            versions = tuple(Path(location) for location in script._version_locations)
+        except CommandError as error:
+            raise ConfigError(f"{found}: {error}") from error
+        finally:
+            os.chdir(previous)
+        return AlembicProject(found, versions)
+    return None

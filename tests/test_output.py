@@ -1,0 +1,120 @@
+"""Output for people and machines: JSON, GitHub annotations, verbose and quiet, colour, progress, python -m."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from codemod import __version__
+from codemod.cli import app
+from tests.fixtures import FIXTURES, read_golden
+
+INCIDENT = read_golden(FIXTURES / "add_column" / "incident.py")
+UNGUARDED = read_golden(FIXTURES / "no_change" / "unsupported_ops.py")
+ESCAPE = "\x1b["
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(app, [str(arg) for arg in args], env=env)
+
+
+@pytest.fixture
+def versions(tmp_path: Path) -> Path:
+    directory = tmp_path / "versions"
+    directory.mkdir()
+    (directory / "4f2a9c1d7e3b_add_updated_at.py").write_text(INCIDENT.input, encoding="utf-8")
+    (directory / "4c5d6e7f8a9b_alter.py").write_text(UNGUARDED.input, encoding="utf-8")
+    (directory / "broken.py").write_text('revision = "b"\n\ndef upgrade():\n    op.drop_table(\n', encoding="utf-8")
+    return directory
+
+
+def test_json_report(versions: Path) -> None:
+    result = run("--check", "--format", "json", versions)
+    assert result.exit_code == 2
+    assert result.stderr == "", "JSON mode keeps stderr clean"
+    document = json.loads(result.stdout)
+    assert document["version"] == __version__ and document["exit_code"] == 2
+    files = {Path(entry["path"]).name: entry for entry in document["files"]}
+    assert files["4f2a9c1d7e3b_add_updated_at.py"]["status"] == "changed"
+    assert files["broken.py"]["status"] == "failed" and files["broken.py"]["message"].startswith("line 4")
+    unguarded = [op for op in files["4c5d6e7f8a9b_alter.py"]["ops"] if op["outcome"] == "left unguarded"]
+    assert unguarded and all(op["line"] > 0 and op["reason"] for op in unguarded)
+    assert document["totals"]["files"] == {"changed": 1, "unchanged": 1, "skipped": 0, "failed": 1}
+
+
+def test_json_report_carries_the_diff(versions: Path) -> None:
+    (versions / "broken.py").unlink()
+    document = json.loads(run("--diff", "--format", "json", versions).stdout)
+    (changed,) = [entry for entry in document["files"] if entry["status"] == "changed"]
+    assert changed["diff"].startswith("---") and "+    if _idempotify_column_missing(" in changed["diff"]
+
+
+def test_github_annotations(versions: Path) -> None:
+    result = run("--check", "--format", "github", versions)
+    assert result.exit_code == 2
+    lines = result.stdout.splitlines()
+    broken = versions / "broken.py"
+    assert any(line.startswith(f"::error file={broken},line=4,title=idempotify%3A cannot process::") for line in lines)
+    incident = versions / "4f2a9c1d7e3b_add_updated_at.py"
+    assert any(line.startswith(f"::error file={incident},line=") and "op(s) to guard" in line for line in lines)
+    alter = versions / "4c5d6e7f8a9b_alter.py"
+    assert any(line.startswith(f"::warning file={alter},line=") for line in lines)
+    assert "idempotify: files:" in result.stderr
+
+
+def test_verbose_lists_every_op_and_quiet_only_errors(versions: Path) -> None:
+    (versions / "broken.py").unlink()
+    (versions / "env.py").write_text("from alembic import context\n", encoding="utf-8")
+    verbose = run("--check", "-v", versions)
+    assert f"{versions / '4f2a9c1d7e3b_add_updated_at.py'}:" in verbose.stderr
+    assert ": guarded: op.add_column" in verbose.stderr
+    assert f"skipped {versions / 'env.py'}" in verbose.stderr
+    default = run("--check", versions)
+    assert ": guarded:" not in default.stderr and f"skipped {versions / 'env.py'}" not in default.stderr
+    quiet = run("--check", "-q", versions)
+    assert quiet.exit_code == 1 and quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_colour_on_a_terminal_only_and_never_with_no_color(versions: Path) -> None:
+    (versions / "broken.py").unlink()
+    plain = run("--diff", versions)
+    assert ESCAPE not in plain.stdout + plain.stderr, "not a terminal: plain text"
+    coloured = run("--diff", versions, env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+    assert ESCAPE in coloured.stdout and ESCAPE in coloured.stderr
+    assert "+    if _idempotify_column_missing(" in _strip(coloured.stdout)
+    no_color = run("--diff", versions, env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert ESCAPE + "3" not in no_color.stdout + no_color.stderr, "NO_COLOR: no colour codes"
+
+
+def _strip(text: str) -> str:
+    import re  # noqa: PLC0415
+
+    return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", text)
+
+
+def test_progress_bar_on_a_terminal_for_long_runs(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for index in range(60):
+        (versions / f"r{index:03d}.py").write_text(INCIDENT.input.replace("4f2a9c1d7e3b", f"r{index:03d}"), "utf-8")
+    hidden_cursor = "\x1b[?25l"
+    assert hidden_cursor not in run("--check", "--no-cache", versions).stderr
+    terminal = run("--check", "--no-cache", versions, env={"FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"})
+    assert hidden_cursor in terminal.stderr, "rich draws a live progress bar"
+    short = run("--check", "--no-cache", versions / "r000.py", env={"FORCE_COLOR": "1"})
+    assert hidden_cursor not in short.stderr
+
+
+def test_python_dash_m_is_the_same_command(versions: Path) -> None:
+    command = [sys.executable, "-m", "codemod", "--check", str(versions / "4f2a9c1d7e3b_add_updated_at.py")]
+    module = subprocess.run(command, check=False, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+    assert module.returncode == 1
+    assert f"Would rewrite {versions / '4f2a9c1d7e3b_add_updated_at.py'}" in module.stderr
+    version = subprocess.run([sys.executable, "-m", "codemod", "--version"], check=True, capture_output=True, text=True)
+    assert version.stdout == f"idempotify {__version__}\n"
