@@ -184,16 +184,18 @@ def _alembic_versions(printer: Printer) -> list[Path]:
     existing = [path for path in project.versions if path.is_dir()]
     if not existing:
         raise ConfigError(f"{project.config_file}: its versions directory {project.versions[0]} does not exist")
-    shown = ", ".join(_relative(path) for path in existing)
+    relative = [_relative(path) for path in existing]
+    shown = ", ".join(map(str, relative))
     printer.note(f"idempotify: no PATH given; using {shown} from {_relative(project.config_file)}")
-    return existing
+    return relative
 
 
-def _relative(path: Path) -> str:
+def _relative(path: Path) -> Path:
+    """``path`` relative to the working directory when it is below it, as a person would type it."""
     try:
-        return str(path.relative_to(Path.cwd()))
+        return path.relative_to(Path.cwd())
     except ValueError:
-        return str(path)
+        return path
 
 
 @contextmanager
