@@ -147,11 +147,14 @@ def rewrite(
         printer.note(f"idempotify: settings from {config.source} [tool.idempotify]", verbose_only=True)
     line_length = line_length or config.line_length
     files: list[tuple[Path, Style]] = []
-    for path in find_files(paths):
+    not_followed: list[Path] = []
+    for path in find_files(paths, not_followed):
         if not config.selects(path):
             printer.note(f"excluded {path} by {config.source}", verbose_only=True)
             continue
         files.append((path, Style(line_length=line_length) if line_length is not None else style_for(path)))
+    for directory in not_followed:
+        printer.note(f"not followed: {directory} is a symlinked directory (Alembic does not enter those)")
     cache = None if no_cache else ResultCache()
     results: list[FileResult] = []
     processed = process_files(files, jobs=jobs or config.jobs or default_jobs(), cache=cache)

@@ -133,7 +133,11 @@ class Printer:
         if self.quiet:
             return
         if result.status is Status.CHANGED:
-            self.stderr.print(Text.assemble(("Would rewrite " if not self.written else "Rewrote ", "bold"), path))
+            through = ""
+            if result.path.is_symlink():
+                through = f" (a symlink: {'wrote' if self.written else 'would write'} {result.path.resolve()})"
+            verb = "Rewrote " if self.written else "Would rewrite "
+            self.stderr.print(Text.assemble((verb, "bold"), path, through))
         for report in result.reports:
             if report.outcome is Outcome.UNGUARDED:
                 self.stderr.print(

@@ -49,16 +49,26 @@ def rewrite_source(source: bytes, style: Style) -> tuple[bytes, list[OpReport]]:
     return rewritten.bytes, transformer.reports
 
 
-def find_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Every ``.py`` file named or below a named directory, in a stable order."""
+def find_files(paths: Iterable[Path], not_followed: list[Path] | None = None) -> Iterator[Path]:
+    """Every ``.py`` file named or below a named directory, in a stable order.
+
+    Like Alembic, which lists its versions directories the same way, symlinked
+    files are read (and written through) but symlinked directories are not
+    entered; they are added to ``not_followed``. Hidden directories and
+    ``__pycache__`` are not searched.
+    """
     for path in paths:
-        if path.is_dir():
-            for candidate in sorted(path.rglob("*.py")):
-                relative = candidate.relative_to(path).parts
-                if not any(part.startswith(".") or part == "__pycache__" for part in relative[:-1]):
-                    yield candidate
-        else:
+        if not path.is_dir():
             yield path
+            continue
+        found: list[Path] = []
+        for root, directories, files in os.walk(path):
+            here = Path(root)
+            directories[:] = [name for name in directories if not name.startswith(".") and name != "__pycache__"]
+            if not_followed is not None:
+                not_followed.extend(here / name for name in directories if (here / name).is_symlink())
+            found.extend(here / name for name in files if name.endswith(".py"))
+        yield from sorted(found)
 
 
 def process_file(path: Path, style: Style | None = None) -> FileResult:
@@ -95,6 +105,8 @@ def _read(path: Path) -> bytes | FileResult:
     try:
         return path.read_bytes()
     except FileNotFoundError:
+        if path.is_symlink():
+            return FileResult(path, Status.FAILED, message=f"a broken symlink (to {os.readlink(path)})")
         return FileResult(path, Status.FAILED, message="no such file or directory")
     except OSError as error:
         return FileResult(path, Status.FAILED, message=f"cannot read: {error.strerror or error}")

@@ -217,12 +217,33 @@ def test_list_ops_names_every_op_kind() -> None:
     assert [line.split()[0] for line in result.stdout.splitlines()] == list(SPECS)
 
 
-def test_symlinked_directory_entries_are_followed(tmp_path: Path, versions: Path) -> None:
+def test_a_symlinked_file_is_written_through_and_said_so(tmp_path: Path, versions: Path) -> None:
     link = tmp_path / "linked.py"
-    os.symlink(versions / "4f2a9c1d7e3b_add_updated_at.py", link)
-    assert run(link).exit_code == 0
+    target = versions / "4f2a9c1d7e3b_add_updated_at.py"
+    os.symlink(target, link)
+    result = run(link)
+    assert result.exit_code == 0
+    assert f"Rewrote {link} (a symlink: wrote {target.resolve()})" in result.stderr
     assert link.is_symlink()
-    assert (versions / "4f2a9c1d7e3b_add_updated_at.py").read_text(encoding="utf-8") == INCIDENT.output
+    assert target.read_text(encoding="utf-8") == INCIDENT.output
+
+
+def test_a_symlinked_directory_is_not_entered_and_said_so(tmp_path: Path, versions: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "9a9a9a9a9a9a_other.py").write_text(INCIDENT.input, encoding="utf-8")
+    os.symlink(elsewhere, versions / "linked")
+    result = run("--check", versions)
+    assert f"not followed: {versions / 'linked'} is a symlinked directory" in result.stderr
+    assert "9a9a9a9a9a9a_other.py" not in result.stderr
+
+
+def test_a_broken_symlink_is_an_error_that_says_so(tmp_path: Path, versions: Path) -> None:
+    os.symlink(tmp_path / "gone.py", versions / "0000_gone.py")
+    result = run("--check", versions)
+    assert result.exit_code == 2
+    assert f"error: {versions / '0000_gone.py'}: a broken symlink (to {tmp_path / 'gone.py'})" in result.stderr
+    assert "Would rewrite" in result.stderr, "the other files are still processed"
 
 
 def test_python_dash_m_runs_the_command(versions: Path) -> None:
