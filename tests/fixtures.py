@@ -61,3 +61,14 @@ def read_golden(path: Path) -> Golden:
 
 def write_golden(path: Path, source: str, output: str) -> None:
     path.write_text(source if output == source else source + OUTPUT_MARKER + output, encoding="utf-8")
+
+
+def sample_versions(directory: Path) -> Path:
+    """``directory/versions``: the incident migration (changes) and one that needs nothing but reports ops."""
+    versions = directory / "versions"
+    versions.mkdir()
+    incident = read_golden(FIXTURES / "add_column" / "incident.py")
+    unchanged = read_golden(FIXTURES / "no_change" / "unsupported_ops.py")
+    (versions / "4f2a9c1d7e3b_add_updated_at.py").write_text(incident.input, encoding="utf-8")
+    (versions / "4c5d6e7f8a9b_alter.py").write_text(unchanged.input, encoding="utf-8")
+    return versions

@@ -15,7 +15,7 @@ from codemod import __version__
 from codemod.cli import app
 from codemod.runner import ChangedOnDiskError, process_file, write_result
 from codemod.specs import SPECS
-from tests.fixtures import FIXTURES, read_golden
+from tests.fixtures import FIXTURES, read_golden, sample_versions
 
 INCIDENT = read_golden(FIXTURES / "add_column" / "incident.py")
 UNCHANGED = read_golden(FIXTURES / "no_change" / "unsupported_ops.py")
@@ -28,10 +28,7 @@ def run(*args: str | Path) -> Result:
 @pytest.fixture
 def versions(tmp_path: Path) -> Path:
     """A versions directory with the incident migration, a revision that needs nothing, and env.py."""
-    directory = tmp_path / "versions"
-    directory.mkdir()
-    (directory / "4f2a9c1d7e3b_add_updated_at.py").write_text(INCIDENT.input, encoding="utf-8")
-    (directory / "4c5d6e7f8a9b_alter.py").write_text(UNCHANGED.input, encoding="utf-8")
+    directory = sample_versions(tmp_path)
     (tmp_path / "env.py").write_text("from alembic import context\n", encoding="utf-8")
     return directory
 

@@ -13,10 +13,9 @@ from typer.testing import CliRunner, Result
 
 from codemod import __version__
 from codemod.cli import app
-from tests.fixtures import FIXTURES, read_golden
+from tests.fixtures import FIXTURES, read_golden, sample_versions
 
 INCIDENT = read_golden(FIXTURES / "add_column" / "incident.py")
-UNGUARDED = read_golden(FIXTURES / "no_change" / "unsupported_ops.py")
 ESCAPE = "\x1b["
 
 
@@ -26,10 +25,7 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
 
 @pytest.fixture
 def versions(tmp_path: Path) -> Path:
-    directory = tmp_path / "versions"
-    directory.mkdir()
-    (directory / "4f2a9c1d7e3b_add_updated_at.py").write_text(INCIDENT.input, encoding="utf-8")
-    (directory / "4c5d6e7f8a9b_alter.py").write_text(UNGUARDED.input, encoding="utf-8")
+    directory = sample_versions(tmp_path)
     (directory / "broken.py").write_text('revision = "b"\n\ndef upgrade():\n    op.drop_table(\n', encoding="utf-8")
     return directory
 
