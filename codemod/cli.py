@@ -13,10 +13,11 @@ import dataclasses
 import importlib
 import json
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.progress import Progress
@@ -24,11 +25,18 @@ from typer.core import TyperGroup
 
 from codemod import __version__
 from codemod.cache import ResultCache
-from codemod.config import ConfigError, find_alembic_project, load_config
+from codemod.config import Config, ConfigError, find_alembic_project, load_config
 from codemod.formatting import Style, style_for
-from codemod.output import Format, Printer
+from codemod.output import Format, Printer, console
 from codemod.results import FileResult, Outcome, Status
-from codemod.runner import ChangedOnDiskError, default_jobs, find_files, process_files, write_result
+from codemod.runner import (
+    ChangedOnDiskError,
+    default_jobs,
+    find_files,
+    lines_after_rewrite,
+    process_files,
+    write_result,
+)
 from codemod.specs import SPECS
 
 if TYPE_CHECKING:
@@ -60,8 +68,9 @@ def _version(value: bool) -> None:
 
 def _list_ops(value: bool) -> None:
     if value:
+        width = max(len(spec.name) for spec in SPECS.values())
         for spec in SPECS.values():
-            typer.echo(f"{spec.name:<14} ({spec.forms}): runs when {spec.description}")
+            typer.echo(f"{spec.name:<{width}}  ({spec.forms}): runs when {spec.description}")
         raise typer.Exit()
 
 
@@ -70,7 +79,7 @@ def rewrite(
     paths: Annotated[
         list[Path] | None,
         typer.Argument(
-            metavar="[PATH]...",
+            metavar="PATH",
             show_default=False,
             help="Revision files, or directories searched for them [default: the versions directories of "
             "the Alembic project here (alembic.ini or [tool.alembic])].",
@@ -135,30 +144,26 @@ def rewrite(
     left unguarded), 2 errors. To prove the result on a database, see
     `idempotify verify --help`.
     """
+    if quiet and verbose:
+        raise typer.BadParameter("choose one of them", param_hint="--quiet / --verbose")
     printer = Printer(output_format, check=check, diff=diff, quiet=quiet, verbose=verbose)
     try:
         paths = paths or _alembic_versions(printer)
         config = load_config(paths[0])
+        printer.strict = strict if strict is not None else config.strict
+        if config.source is not None:
+            printer.note(f"idempotify: settings from {config.source} [tool.idempotify]", verbose_only=True)
+        selection = _select(paths, config, line_length or config.line_length, printer)
     except ConfigError as error:
         printer.error(str(error))
         printer.finish([], EXIT_ERROR)
         raise typer.Exit(EXIT_ERROR) from error
-    if config.source is not None:
-        printer.note(f"idempotify: settings from {config.source} [tool.idempotify]", verbose_only=True)
-    line_length = line_length or config.line_length
-    files: list[tuple[Path, Style]] = []
-    not_followed: list[Path] = []
-    for path in find_files(paths, not_followed):
-        if not config.selects(path):
-            printer.note(f"excluded {path} by {config.source}", verbose_only=True)
-            continue
-        files.append((path, Style(line_length=line_length) if line_length is not None else style_for(path)))
-    for directory in not_followed:
-        printer.note(f"not followed: {directory} is a symlinked directory (Alembic does not enter those)")
     cache = None if no_cache else ResultCache()
-    results: list[FileResult] = []
-    processed = process_files(files, jobs=jobs or config.jobs or default_jobs(), cache=cache)
-    with _progress(printer, len(files)) as advance:
+    results: list[FileResult] = list(selection.unreadable)
+    for failure in selection.unreadable:
+        printer.file(failure, named=True)
+    processed = process_files(selection.files, jobs=jobs or config.jobs or default_jobs(), cache=cache)
+    with _progress(printer, len(selection.files)) as advance:
         for outcome in processed:
             write = outcome.status is Status.CHANGED and not (check or diff)
             result = _write(outcome) if write else outcome
@@ -166,15 +171,42 @@ def rewrite(
             results.append(dataclasses.replace(result, original=b"", rewritten=None))  # the summary needs no bytes
             advance()
     for given in paths:
-        if given.is_dir() and not any(
+        if not given.is_dir() or any(
             result.status is not Status.SKIPPED and result.path.is_relative_to(given) for result in results
         ):
-            message = "no Alembic revision files below it (files that assign `revision` and define upgrade())"
-            results.append(FileResult(given, Status.FAILED, message=message))
-            printer.file(results[-1], named=True)
-    code = _exit_code(results, report_changes=check or diff, strict=strict if strict is not None else config.strict)
+            continue
+        if any(path.is_relative_to(given) for path in selection.excluded):
+            printer.note(f"nothing to do in {given}: every file below it is excluded by {config.source}")
+            continue
+        message = "no Alembic revision files below it (files that assign `revision` and define upgrade())"
+        results.append(FileResult(given, Status.FAILED, message=message))
+        printer.file(results[-1], named=True)
+    code = _exit_code(results, report_changes=check or diff, strict=printer.strict)
     printer.finish(results, code)
     raise typer.Exit(code)
+
+
+@dataclasses.dataclass
+class _Selection:
+    files: list[tuple[Path, Style]] = dataclasses.field(default_factory=list)
+    excluded: list[Path] = dataclasses.field(default_factory=list)
+    unreadable: list[FileResult] = dataclasses.field(default_factory=list)
+
+
+def _select(paths: list[Path], config: Config, line_length: int | None, printer: Printer) -> _Selection:
+    """The files to process under ``paths``, with their style; what was left out, and why, is told."""
+    selection = _Selection()
+    not_followed: list[Path] = []
+    for path in find_files(paths, not_followed, selection.unreadable):
+        if not config.selects(path):
+            selection.excluded.append(path)
+            printer.note(f"excluded {path} by {config.source}", verbose_only=True)
+            continue
+        style = Style(line_length=line_length) if line_length is not None else style_for(path)
+        selection.files.append((path, style))
+    for directory in not_followed:
+        printer.note(f"not followed: {directory} is a symlinked directory (Alembic does not enter those)")
+    return selection
 
 
 def _alembic_versions(printer: Printer) -> list[Path]:
@@ -215,11 +247,12 @@ def _progress(printer: Printer, total: int) -> Iterator[Callable[[], None]]:
 @app.command()
 def verify(
     versions: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Argument(
-            metavar="[VERSIONS]",
+            metavar="VERSIONS",
             show_default=False,
-            help="The directory holding the revision files [default: the Alembic project's here].",
+            help="The directories holding the revision files [default: the versions directories of the "
+            "Alembic project here (alembic.ini or [tool.alembic])].",
         ),
     ] = None,
     url: Annotated[
@@ -269,7 +302,6 @@ def verify(
     not run.
     """
     import sqlalchemy as sa  # noqa: PLC0415 - verify's imports are deferred so a rewrite starts fast
-    from rich.console import Console  # noqa: PLC0415
 
     from codemod.verify.chain import ChainError, Revision, load_chain  # noqa: PLC0415
     from codemod.verify.database import ScratchError, scratch_server  # noqa: PLC0415
@@ -277,20 +309,24 @@ def verify(
     from codemod.verify.scenarios import ChainVerifier  # noqa: PLC0415
 
     printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
+
+    def fail(message: str, error: BaseException | None = None) -> NoReturn:
+        if output_format is Format.JSON:
+            typer.echo(json.dumps({"ok": False, "error": message}, indent=2))
+        else:
+            printer.error(message)
+        raise typer.Exit(EXIT_ERROR) from error
+
     try:
-        if versions is None:
-            found = _alembic_versions(printer)
-            if len(found) > 1:
-                raise ConfigError(f"the Alembic project has several versions directories; name one: {found}")
-            versions = found[0]
-        config = load_config(versions)
-        convention = _naming_convention(naming_convention or config.naming_convention)
+        versions = versions or _alembic_versions(printer)
+        config = load_config(versions[0])
+        _make_project_importable(versions[0])
+        convention = _convention_for(naming_convention, config)
         initial = _metadata(initial_schema) if initial_schema is not None else None
         chain = load_chain(versions, baseline)
     except (ChainError, ValueError, ConfigError) as error:
-        _err(f"error: {error}")
-        raise typer.Exit(EXIT_ERROR) from error
-    progress = Console(stderr=True)
+        fail(str(error), error)
+    progress = console(stderr=True)
 
     def show(revision: Revision) -> None:
         if progress.is_terminal:
@@ -301,11 +337,9 @@ def verify(
         with scratch_server(url) as server:
             reports = ChainVerifier(server, convention, x_arguments or (), initial).verify(chain, show)
     except ScratchError as error:
-        _err(f"error: {error}")
-        raise typer.Exit(EXIT_ERROR) from error
+        fail(str(error), error)
     except sa.exc.DBAPIError as error:
-        _err(f"error: the database failed outside any revision: {error.orig}")
-        raise typer.Exit(EXIT_ERROR) from error
+        fail(f"the database failed outside any revision: {error.orig}", error)
     except KeyboardInterrupt:
         _err("interrupted; the scratch databases were dropped")
         raise typer.Exit(130) from None
@@ -314,12 +348,36 @@ def verify(
     elif output_format is Format.GITHUB:
         print_github(reports)
     else:
-        print_text(reports, Console())
+        print_text(reports, console(stderr=False))
     raise typer.Exit(EXIT_CHANGES if any(report.failed for report in reports) else EXIT_OK)
+
+
+def _make_project_importable(versions: Path) -> None:
+    """Let revisions and ``module:attribute`` options import the project's modules, as ``alembic`` would.
+
+    The working directory, and the ``prepend_sys_path`` entries of the Alembic
+    project at or above ``versions`` (``alembic init`` sets ``.``), go first on
+    ``sys.path``.
+    """
+    entries = [str(Path.cwd())]
+    project = find_alembic_project(versions)
+    if project is not None:
+        entries = [*project.sys_path, *entries]
+    sys.path[:0] = [entry for entry in entries if entry not in sys.path]
 
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _convention_for(option: str | None, config: Config) -> dict[str, str] | None:
+    """``--naming-convention``, else ``[tool.idempotify] naming-convention`` (errors name its file)."""
+    if option is not None or config.naming_convention is None:
+        return _naming_convention(option)
+    try:
+        return _naming_convention(config.naming_convention)
+    except ValueError as error:
+        raise ConfigError(f"{config.source}: [tool.idempotify] {error}") from error
 
 
 def _naming_convention(value: str | None) -> dict[str, str] | None:
@@ -362,12 +420,11 @@ def _import(value: str, option: str) -> Any:
 def _write(result: FileResult) -> FileResult:
     try:
         write_result(result)
+        return lines_after_rewrite(result)
     except ChangedOnDiskError:
         message = "changed on disk while idempotify ran; not written"
     except OSError as error:
         message = f"cannot write: {error.strerror or error}"
-    else:
-        return result
     return FileResult(result.path, Status.FAILED, result.original, message=message)
 
 

@@ -136,37 +136,48 @@ def _parse(source: Path, table: dict[str, Any]) -> Config:
 
 @dataclass(frozen=True)
 class AlembicProject:
-    """The versions directories of an Alembic project, and the configuration file that names them."""
+    """The versions directories of an Alembic project, the file that names them, and its ``prepend_sys_path``."""
 
     config_file: Path
     versions: tuple[Path, ...]
+    sys_path: tuple[str, ...] = ()
 
 
 def find_alembic_project(start: Path) -> AlembicProject | None:
-    """The Alembic project configured at or above ``start``: ``alembic.ini``, else ``[tool.alembic]``."""
+    """The Alembic project configured at or above ``start``.
+
+    ``$ALEMBIC_CONFIG`` when set (as for ``alembic``), else the first folder
+    holding ``alembic.ini`` or a ``pyproject.toml`` with ``[tool.alembic]``.
+    """
     from alembic.config import Config as AlembicConfig  # noqa: PLC0415 - only when no path is given
     from alembic.script import ScriptDirectory  # noqa: PLC0415
     from alembic.util import CommandError  # noqa: PLC0415
 
-    for folder in (start.resolve(), *start.resolve().parents):
-        ini = folder / "alembic.ini"
+    start = start.resolve()
+    here = start if start.is_dir() else start.parent
+    candidates = [(folder, folder / "alembic.ini") for folder in (here, *here.parents)]
+    if os.environ.get("ALEMBIC_CONFIG"):
+        chosen = Path(os.environ["ALEMBIC_CONFIG"]).resolve()
+        candidates = [(chosen.parent, chosen)]
+    for folder, ini in candidates:
         pyproject = folder / "pyproject.toml"
+        toml = _tool_table(pyproject, "alembic")
         if ini.is_file():
-            config = AlembicConfig(str(ini), toml_file=str(pyproject) if pyproject.is_file() else None)
-            found = ini
-        elif _tool_table(pyproject, "alembic") is not None:
+            config = AlembicConfig(str(ini), toml_file=str(pyproject) if toml is not None else None)
+        elif toml is not None:
             config = AlembicConfig(toml_file=str(pyproject))
-            found = pyproject
         else:
             continue
+        found = pyproject if toml is not None and "script_location" in toml else ini
         previous = Path.cwd()
         os.chdir(folder)  # relative locations are relative to where alembic runs: beside its configuration
         try:
             script = ScriptDirectory.from_config(config)
             versions = tuple(Path(location) for location in script._version_locations)
+            sys_path = tuple(str(Path(entry).resolve()) for entry in config.get_prepend_sys_paths_list() or ())
         except CommandError as error:
             raise ConfigError(f"{found}: {error}") from error
         finally:
             os.chdir(previous)
-        return AlembicProject(found, versions)
+        return AlembicProject(found, versions, sys_path)
     return None

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from codemod.config import ConfigError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -155,8 +157,13 @@ def _style_for_directory(directory: Path) -> Style:
         black_config = config.get("tool", {}).get("black")
         if black_config is None:
             continue
-        return Style(
-            line_length=int(black_config.get("line-length", DEFAULT_LINE_LENGTH)),
-            string_normalization=not black_config.get("skip-string-normalization", False),
-        )
+        # black reads its keys with "-" or "_" alike.
+        settings = {str(key).replace("_", "-"): value for key, value in black_config.items()}
+        line_length = settings.get("line-length", DEFAULT_LINE_LENGTH)
+        skip_normalization = settings.get("skip-string-normalization", False)
+        if not isinstance(line_length, int) or isinstance(line_length, bool) or line_length < 1:
+            raise ConfigError(f"{pyproject}: [tool.black] line-length must be a positive integer, not {line_length!r}")
+        if not isinstance(skip_normalization, bool):
+            raise ConfigError(f"{pyproject}: [tool.black] skip-string-normalization must be true or false")
+        return Style(line_length=line_length, string_normalization=not skip_normalization)
     return Style()

@@ -22,7 +22,7 @@ BLOCK_HEADER = (
 _SOURCES: dict[str, str] = {
     "_idempotify_inspector": '''
 def _idempotify_inspector():
-    """A fresh inspector on the migration's connection; None in offline (--sql) mode."""
+    """A fresh inspector on the migration's connection; None if offline."""
     import sqlalchemy
     from alembic import op
 
@@ -76,19 +76,21 @@ def _idempotify_has_index(inspector, table_name, index_name, schema, columns=Non
     preparer = inspector.bind.dialect.identifier_preparer
     index_name = preparer.format_constraint(index, _alembic_quote=False)
     if table_name is None:
-        # No table given (op.drop_index("ix")): look the name up in the catalog.
+        # No table given (op.drop_index("ix")): look it up in the catalog.
         catalog = {
             "sqlite": "SELECT name FROM %ssqlite_master"
             " WHERE type = 'index' AND name = :name" % (schema + "." if schema else ""),
-            "postgresql": "SELECT indexname FROM pg_indexes WHERE indexname = :name"
+            "postgresql": "SELECT indexname FROM pg_indexes"
+            " WHERE indexname = :name"
             " AND schemaname = coalesce(:schema, current_schema())",
             "mysql": "SELECT index_name FROM information_schema.statistics"
-            " WHERE index_name = :name AND table_schema = coalesce(:schema, database())",
+            " WHERE index_name = :name"
+            " AND table_schema = coalesce(:schema, database())",
         }
         dialect = inspector.bind.dialect.name
         query = catalog.get("mysql" if dialect == "mariadb" else dialect)
         if query is None:
-            return True  # No catalog known for this dialect: let the op run as written.
+            return True  # No catalog known for this dialect: let the op run.
         params = {"name": index_name, "schema": schema}
         found = inspector.bind.execute(sqlalchemy.text(query), params).first()
         return found is not None
@@ -114,7 +116,7 @@ def _idempotify_index_missing(table_name, index_name, schema=None, columns=None)
 """,
     "_idempotify_has_constraint": '''
 def _idempotify_has_constraint(inspector, constraint, type_):
-    """Whether ``constraint``, built as Alembic builds it for the op, is in the database.
+    """Whether ``constraint``, as Alembic builds it, is in the database.
 
     Named constraints are found by the name Alembic gives them (naming
     convention included); unnamed ones by their columns.
@@ -128,16 +130,18 @@ def _idempotify_has_constraint(inspector, constraint, type_):
         key = inspector.get_pk_constraint(table, schema=schema)
         return bool(key.get("constrained_columns"))
     if constraint.name is None and not list(constraint.columns):
-        return True  # A name known only at run time, and it is None: let the op run as written.
+        return True  # A name known at run time only, and None: let the op run.
     dialect = inspector.bind.dialect
     name = constraint.name
     if name is not None:
         name = dialect.identifier_preparer.format_constraint(constraint, _alembic_quote=False)
     if name is not None and dialect.name == "postgresql":
         query = (
-            "SELECT 1 FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid"
-            " JOIN pg_namespace n ON n.oid = t.relnamespace WHERE c.conname = :name"
-            " AND t.relname = :table AND n.nspname = coalesce(:schema, current_schema())"
+            "SELECT 1 FROM pg_constraint c"
+            " JOIN pg_class t ON t.oid = c.conrelid"
+            " JOIN pg_namespace n ON n.oid = t.relnamespace"
+            " WHERE c.conname = :name AND t.relname = :table"
+            " AND n.nspname = coalesce(:schema, current_schema())"
         )
         params = {"name": str(name), "table": table, "schema": schema}
         kinds = {"unique": "u", "foreignkey": "f", "check": "c", "exclude": "x"}
@@ -179,7 +183,7 @@ def _idempotify_has_constraint(inspector, constraint, type_):
 ''',
     "_idempotify_schema_objects": '''
 def _idempotify_schema_objects():
-    """Alembic's own factory for the constraints ops create, naming convention included."""
+    """Alembic's factory for constraints, applying the naming convention."""
     from alembic import op
     from alembic.operations.schemaobj import SchemaObjects
 
@@ -307,6 +311,11 @@ _DEPENDENCIES: dict[str, tuple[str, ...]] = {
 def is_helper_name(name: str) -> bool:
     """True for names of functions idempotify generates."""
     return name.startswith(HELPER_PREFIX)
+
+
+def helper_names() -> tuple[str, ...]:
+    """Every generated helper, in the order the block holds them."""
+    return tuple(_SOURCES)
 
 
 def helper_block_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +25,12 @@ from rich.text import Text
 
 from codemod import __version__
 from codemod.results import FileResult, OpReport, Outcome, Status
+
+
+def console(*, stderr: bool) -> Console:
+    """A rich console: colour and styles on a terminal only, none at all when ``NO_COLOR`` is set."""
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, color_system=None if plain else "auto")
 
 
 class Format(str, Enum):
@@ -71,9 +78,11 @@ class Printer:
         self.diff = diff
         self.quiet = quiet
         self.verbose = verbose and not quiet
-        self.stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.stdout = Console(highlight=False, soft_wrap=True)
+        self.strict = False  # under --strict an op left unguarded is an error: shown even when quiet
+        self.stderr = console(stderr=True)
+        self.stdout = console(stderr=False)
         self._json_files: list[dict[str, object]] = []
+        self._json_errors: list[str] = []
 
     @property
     def written(self) -> bool:
@@ -86,7 +95,9 @@ class Printer:
 
     def error(self, message: str) -> None:
         if self.format is Format.JSON:
-            self._json_files.append({"path": None, "status": "failed", "message": message, "ops": []})
+            self._json_errors.append(message)
+        elif self.format is Format.GITHUB:
+            sys.stdout.write(f"::error title=idempotify::{escape_data(message)}\n")
         else:
             self.stderr.print(Text.assemble(("error: ", "bold red"), message))
 
@@ -106,6 +117,7 @@ class Printer:
                 "version": __version__,
                 "exit_code": exit_code,
                 "files": self._json_files,
+                "errors": self._json_errors,
                 "totals": {
                     "files": {status.value: statuses[status.value] for status in Status},
                     "ops": {outcome.value: outcomes[outcome.value] for outcome in Outcome},
@@ -130,28 +142,18 @@ class Printer:
             self.stderr.print(f"skipped {path}: {result.message} (it must assign `revision` and define upgrade())")
         if self.diff and result.status is Status.CHANGED:
             self._print_diff(unified_diff(result))
-        if self.quiet:
-            return
-        if result.status is Status.CHANGED:
+        if result.status is Status.CHANGED and not self.quiet:
             through = ""
             if result.path.is_symlink():
                 through = f" (a symlink: {'wrote' if self.written else 'would write'} {result.path.resolve()})"
             verb = "Rewrote " if self.written else "Would rewrite "
             self.stderr.print(Text.assemble((verb, "bold"), path, through))
         for report in result.reports:
-            if report.outcome is Outcome.UNGUARDED:
-                self.stderr.print(
-                    Text.assemble(
-                        f"{path}:{report.line}: ", ("left unguarded", "yellow"), f": {report.call}: {report.reason}"
-                    )
-                )
-            elif self.verbose:
+            if (report.outcome is Outcome.UNGUARDED and (self.strict or not self.quiet)) or self.verbose:
+                colour = "yellow" if report.outcome is Outcome.UNGUARDED else "green"
                 reason = f": {report.reason}" if report.reason else ""
-                self.stderr.print(
-                    Text.assemble(
-                        f"{path}:{report.line}: ", (report.outcome.value, "green"), f": {report.call}{reason}"
-                    )
-                )
+                where = f"{path}:{report.line}: "
+                self.stderr.print(Text.assemble(where, (report.outcome.value, colour), f": {report.call}{reason}"))
 
     def _print_diff(self, diff: str) -> None:
         if not self.stdout.is_terminal or self.stdout.no_color:
@@ -198,12 +200,14 @@ class Printer:
             guarded = [report for report in result.reports if report.outcome is Outcome.GUARDED]
             line = guarded[0].line if guarded else None
             message = f"{len(guarded)} op(s) to guard; run idempotify on this file"
+            if not guarded:
+                message = "its generated helper block is out of date (settings or version changed); run idempotify"
             self._annotate("error", path, line, "idempotify: not idempotent", message)
         for report in result.reports:
             if report.outcome is Outcome.UNGUARDED:
-                self._annotate(
-                    "warning", path, report.line, "idempotify: left unguarded", f"{report.call}: {report.reason}"
-                )
+                level = "error" if self.strict else "warning"
+                message = f"{report.call}: {report.reason}"
+                self._annotate(level, path, report.line, "idempotify: left unguarded", message)
 
     def _annotate(self, level: str, path: str, line: int | None, title: str, message: str) -> None:
         properties = f"file={escape_property(path)}"

@@ -11,6 +11,8 @@ from the cache starts fast.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import errno
 import os
 import re
@@ -49,20 +51,28 @@ def rewrite_source(source: bytes, style: Style) -> tuple[bytes, list[OpReport]]:
     return rewritten.bytes, transformer.reports
 
 
-def find_files(paths: Iterable[Path], not_followed: list[Path] | None = None) -> Iterator[Path]:
+def find_files(
+    paths: Iterable[Path], not_followed: list[Path] | None = None, unreadable: list[FileResult] | None = None
+) -> Iterator[Path]:
     """Every ``.py`` file named or below a named directory, in a stable order.
 
     Like Alembic, which lists its versions directories the same way, symlinked
     files are read (and written through) but symlinked directories are not
     entered; they are added to ``not_followed``. Hidden directories and
-    ``__pycache__`` are not searched.
+    ``__pycache__`` are not searched. A directory that cannot be listed is
+    added to ``unreadable`` as a FAILED result, and the search goes on.
     """
+
+    def failed(error: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append(FileResult(Path(error.filename), Status.FAILED, message=f"cannot list: {error.strerror}"))
+
     for path in paths:
         if not path.is_dir():
             yield path
             continue
         found: list[Path] = []
-        for root, directories, files in os.walk(path):
+        for root, directories, files in os.walk(path, onerror=failed):
             here = Path(root)
             directories[:] = [name for name in directories if not name.startswith(".") and name != "__pycache__"]
             if not_followed is not None:
@@ -218,3 +228,20 @@ def write_result(result: FileResult) -> None:
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def lines_after_rewrite(result: FileResult) -> FileResult:
+    """``result`` with its reports' lines counted in the rewritten file, as the user will now read it.
+
+    A rewrite inserts lines (guards, the helper block) and re-indents op
+    statements, so lines are matched on their stripped text.
+    """
+    if result.rewritten is None or not result.reports:
+        return result
+    before = [line.strip() for line in result.original.splitlines()]
+    after = [line.strip() for line in result.rewritten.splitlines()]
+    moved: dict[int, int] = {}
+    for block in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_matching_blocks():
+        moved.update((block.a + offset + 1, block.b + offset + 1) for offset in range(block.size))
+    reports = tuple(dataclasses.replace(report, line=moved.get(report.line, report.line)) for report in result.reports)
+    return dataclasses.replace(result, reports=reports)

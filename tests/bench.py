@@ -69,7 +69,7 @@ def bench_verify() -> None:
         with tempfile.TemporaryDirectory() as directory:
             versions = Path(directory) / "versions"
             write_chain(versions, count)
-            chain = load_chain(versions)
+            chain = load_chain([versions])
             start = time.perf_counter()
             with scratch_server(None) as server:
                 reports = ChainVerifier(server).verify(chain)

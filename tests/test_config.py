@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -49,9 +50,12 @@ def test_line_length_from_settings_and_the_flag_overrides_it(project: Path) -> N
 
 def test_settings_are_found_from_a_subdirectory_path(project: Path) -> None:
     settings(project, 'exclude = ["migrations/versions/*"]')
-    result = run("--check", project / "migrations" / "versions")
-    assert result.exit_code == 2, "every file excluded: the directory has no revision files left"
-    assert "no Alembic revision files below it" in result.stderr
+    versions = project / "migrations" / "versions"
+    result = run("--check", versions)
+    assert result.exit_code == 0, "excluding every file is a choice, not an error"
+    assert f"nothing to do in {versions}: every file below it is excluded by {project / 'pyproject.toml'}" in (
+        result.stderr
+    )
 
 
 def test_exclude_applies_to_files_named_on_the_command_line(project: Path) -> None:
@@ -135,3 +139,70 @@ def test_verify_without_versions_uses_alembic_ini(tmp_path: Path, monkeypatch: p
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "all 4 revisions hold" in result.stdout
     assert "no PATH given; using versions from alembic.ini" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("black", "expected"),
+    [("line_length = 40", None), ('line-length = "x"', "[tool.black] line-length must be a positive integer")],
+)
+def test_tool_black_keys_either_spelling_and_bad_values(project: Path, black: str, expected: str | None) -> None:
+    (project / "pyproject.toml").write_text(f"[tool.black]\n{black}\n", encoding="utf-8")
+    revision = project / "migrations" / "versions" / "4f2a9c1d7e3b_add_updated_at.py"
+    result = run(revision)
+    if expected is None:
+        assert result.exit_code == 0 and longest_line(revision) <= 40
+    else:
+        assert result.exit_code == 2
+        assert f"{project / 'pyproject.toml'}: {expected}" in result.stderr
+        assert revision.read_text(encoding="utf-8") == INCIDENT.input
+
+
+def test_alembic_config_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(DEMO, tmp_path / "demo")
+    (tmp_path / "demo" / "alembic.ini").rename(tmp_path / "demo" / "other.ini")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALEMBIC_CONFIG", str(tmp_path / "demo" / "other.ini"))
+    result = run("--check")
+    assert result.exit_code == 1
+    assert "using demo/versions from demo/other.ini" in result.stderr
+
+
+def test_the_file_that_sets_script_location_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(DEMO / "versions", tmp_path / "db" / "versions")
+    (tmp_path / "alembic.ini").write_text("[alembic]\nsqlalchemy.url = sqlite://\n", encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text('[tool.alembic]\nscript_location = "%(here)s/db"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert "using db/versions from pyproject.toml" in run("--check").stderr
+
+
+def test_verify_reads_several_version_locations_and_imports_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "demo"
+    shutil.copytree(DEMO, project)
+    (project / "other").mkdir()
+    (project / "versions" / "4d1f7b2c3e44_drop_legacy_score.py").rename(project / "other" / "4d1f7b2c3e44.py")
+    ini = project / "alembic.ini"
+    ini.write_text(
+        ini.read_text(encoding="utf-8").replace(
+            "[alembic]\n", "[alembic]\npath_separator = space\nversion_locations = %(here)s/versions %(here)s/other\n"
+        ),
+        encoding="utf-8",
+    )
+    (project / "conventions.py").write_text('NAMES = {"ix": "ix_%(column_0_label)s"}\n', encoding="utf-8")
+    settings(project, 'naming-convention = "conventions:NAMES"')
+    monkeypatch.chdir(project)
+    monkeypatch.setattr("sys.path", [entry for entry in __import__("sys").path if entry not in ("", str(project))])
+    assert run().exit_code == 0
+    result = run("verify", "--format", "json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert [revision["path"] for revision in document["revisions"]][-1] == "other/4d1f7b2c3e44.py"
+
+
+def test_verify_errors_in_machine_formats(tmp_path: Path) -> None:
+    document = json.loads(run("verify", tmp_path / "missing", "--format", "json").stdout)
+    assert document == {"ok": False, "error": f"{tmp_path / 'missing'}: no such directory"}
+    github = run("verify", tmp_path / "missing", "--format", "github")
+    assert github.exit_code == 2
+    assert github.stdout.startswith("::error title=idempotify::")

@@ -64,3 +64,16 @@ def test_if_header_agrees_with_black(test: str, line_length: int, indent: int, n
 def test_if_header_on_real_guards(test: str) -> None:
     for style in (Style(), Style(line_length=40), Style(string_normalization=False)):
         assert style.if_header(test, 8) == style.format(f"if {test}:\n    pass\n", 8)
+
+
+@pytest.mark.parametrize("line_length", [79, 88, 120])
+def test_the_generated_helpers_fit_the_line_length(line_length: int) -> None:
+    """Black cannot split strings and docstrings: the helpers' own are short enough for PEP 8's 79."""
+    import libcst as cst  # noqa: PLC0415
+
+    from codemod.guards import helper_names  # noqa: PLC0415
+    from codemod.transformer import _helper_block  # noqa: PLC0415
+
+    _, block = _helper_block(helper_names(), Style(line_length=line_length), "    ", "\n")
+    long_lines = [line for line in cst.Module(body=block).code.splitlines() if len(line) > line_length]
+    assert long_lines == []

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -114,3 +115,64 @@ def test_python_dash_m_is_the_same_command(versions: Path) -> None:
     assert f"Would rewrite {versions / '4f2a9c1d7e3b_add_updated_at.py'}" in module.stderr
     version = subprocess.run([sys.executable, "-m", "codemod", "--version"], check=True, capture_output=True, text=True)
     assert version.stdout == f"idempotify {__version__}\n"
+
+
+def test_quiet_still_names_what_fails_strict(versions: Path) -> None:
+    (versions / "broken.py").unlink()
+    result = run("--check", "-q", "--strict", versions / "4c5d6e7f8a9b_alter.py")
+    assert result.exit_code == 1
+    assert ": left unguarded: op.create_table_comment" in result.stderr
+
+
+def test_reported_lines_are_those_of_the_rewritten_file(tmp_path: Path) -> None:
+    path = tmp_path / "0001_mixed.py"
+    source = INCIDENT.input.replace(
+        "def downgrade():", 'def downgrade():\n    op.execute("UPDATE players SET score = 0")'
+    )
+    path.write_text(source, encoding="utf-8")
+    result = run(path)
+    (line,) = [int(text.split(":")[1]) for text in result.stderr.splitlines() if text.startswith(f"{path}:")]
+    assert path.read_text(encoding="utf-8").splitlines()[line - 1].strip().startswith("op.execute(")
+
+
+def test_no_color_means_no_escape_codes_even_on_a_terminal(versions: Path) -> None:
+    (versions / "broken.py").unlink()
+    result = run("--diff", versions, env={"FORCE_COLOR": "1", "NO_COLOR": "1", "TTY_COMPATIBLE": "1"})
+    assert ESCAPE not in result.stdout + result.stderr
+
+
+def test_github_strict_and_stale_helper_blocks(versions: Path) -> None:
+    (versions / "broken.py").unlink()
+    strict = run("--check", "--strict", "--format", "github", versions / "4c5d6e7f8a9b_alter.py")
+    assert strict.exit_code == 1 and "::error file=" in strict.stdout and "::warning" not in strict.stdout
+    incident = versions / "4f2a9c1d7e3b_add_updated_at.py"
+    assert run(incident).exit_code == 0
+    stale = run("--check", "--line-length", "60", "--format", "github", incident)
+    assert "generated helper block is out of date" in stale.stdout
+
+
+def test_settings_errors_in_machine_formats(versions: Path) -> None:
+    (versions.parent / "pyproject.toml").write_text("[tool.idempotify]\nbogus = 1\n", encoding="utf-8")
+    document = json.loads(run("--check", "--format", "json", versions).stdout)
+    assert document["exit_code"] == 2 and "unknown key(s) bogus" in document["errors"][0]
+    github = run("--check", "--format", "github", versions)
+    assert github.stdout.startswith("::error title=idempotify::")
+
+
+def test_an_unlistable_directory_is_an_error_and_the_rest_goes_on(
+    versions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (versions / "broken.py").unlink()
+    (versions / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = run("--check", versions)
+    assert result.exit_code == 2
+    assert f"error: {versions / 'locked'}: cannot list: Permission denied" in result.stderr
+    assert "Would rewrite" in result.stderr

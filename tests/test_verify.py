@@ -124,7 +124,7 @@ def test_a_guard_that_tests_the_wrong_column_fails(dialect: str, chains: tuple[P
 
 def test_ctrl_c_still_drops_the_scratch_databases(dialect: str, chains: tuple[Path, Path]) -> None:
     _, rewritten = chains
-    chain = load_chain(rewritten)
+    chain = load_chain([rewritten])
 
     def interrupt(revision: object) -> None:
         if revision is chain[2]:

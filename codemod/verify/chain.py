@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +37,10 @@ class Revision:
         return self.baseline if self.baseline is not None else self.source
 
 
-def load_chain(versions: Path, baseline: Path | None = None) -> list[Revision]:
-    """The revisions below ``versions`` in upgrade order (dependencies first)."""
+def load_chain(versions: Sequence[Path], baseline: Path | None = None) -> list[Revision]:
+    """The revisions in the ``versions`` directories (one chain) in upgrade order (dependencies first)."""
     scripts = _scripts(versions)
-    baselines = {script.revision: Path(script.path) for script in _scripts(baseline)} if baseline is not None else {}
+    baselines = {script.revision: Path(script.path) for script in _scripts([baseline])} if baseline is not None else {}
     chain = []
     for script in scripts:
         path = Path(script.path)
@@ -54,25 +55,27 @@ def load_chain(versions: Path, baseline: Path | None = None) -> list[Revision]:
     return chain
 
 
-def _scripts(versions: Path) -> list:  # type: ignore[type-arg]
-    if not versions.is_dir():
-        raise ChainError(f"{versions}: not a directory")
+def _scripts(versions: Sequence[Path]) -> list:  # type: ignore[type-arg]
+    for location in versions:
+        if not location.is_dir():
+            raise ChainError(f"{location}: {'not a directory' if location.exists() else 'no such directory'}")
+    named = ", ".join(map(str, versions))
     try:
-        directory = ScriptDirectory(str(versions.parent), version_locations=[str(versions)])
+        locations = [str(location) for location in versions]
+        directory = ScriptDirectory(str(versions[0].parent), version_locations=locations)
         scripts = list(reversed(list(directory.walk_revisions("base", "heads"))))
     except CommandError as error:
-        raise ChainError(f"{versions}: {error}") from error
-    except Exception as error:  # a revision file that fails to import
+        raise ChainError(f"{named}: {error}") from error
+    except Exception as error:  # a revision file that fails to import, or a chain that does not hold together
+        folders = {location.resolve() for location in versions}
         frames = traceback.extract_tb(error.__traceback__)
         inside = [
-            f"{frame.filename}:{frame.lineno}"
-            for frame in frames
-            if Path(frame.filename).resolve().parent == versions.resolve()
+            f"{frame.filename}:{frame.lineno}" for frame in frames if Path(frame.filename).resolve().parent in folders
         ]
-        place = inside[-1] if inside else str(versions)
+        place = inside[-1] if inside else named
         raise ChainError(f"{place}: cannot load the revisions: {type(error).__name__}: {error}") from error
     if not scripts:
-        raise ChainError(f"{versions}: no Alembic revisions found")
+        raise ChainError(f"{named}: no Alembic revisions found")
     return scripts
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from codemod import __version__
 from codemod.output import escape_data, escape_property
 from codemod.verify.scenarios import SCENARIOS, RevisionReport
 
@@ -23,11 +25,12 @@ def _routine(detail: str) -> bool:
 def render_json(reports: list[RevisionReport]) -> str:
     return json.dumps(
         {
+            "version": __version__,
             "ok": not any(report.failed for report in reports),
             "revisions": [
                 {
                     "revision": report.revision.id,
-                    "path": str(report.revision.path),
+                    "path": str(_relative(report.revision.path)),
                     "scenarios": {
                         name: {"status": result.status, "detail": result.detail}
                         for name, result in report.results.items()
@@ -66,22 +69,28 @@ def print_text(reports: list[RevisionReport], console: Console) -> None:
                 console.print(line, highlight=False, soft_wrap=True)
     if any(result.status == "not checked" for report in reports for result in report.results.values()):
         legend = "-: not checked (no baseline to compare with, or fewer than two ops to stop between)"
-        console.print(f"[dim]{legend}[/]", highlight=False)
+        console.print(f"[dim]{legend}[/]", highlight=False, soft_wrap=True)
     failed = sum(report.failed for report in reports)
     if failed:
         console.print(f"[bold red]{failed} of {len(reports)} revisions fail[/]", highlight=False)
     else:
-        console.print(f"[green]all {len(reports)} revisions hold[/]", highlight=False)
+        held = "the revision holds" if len(reports) == 1 else f"all {len(reports)} revisions hold"
+        console.print(f"[green]{held}[/]", highlight=False)
 
 
 def print_github(reports: list[RevisionReport]) -> None:
     """GitHub Actions workflow commands: an error per failing scenario, a warning per warning, on its file."""
     for report in reports:
+        path = escape_property(str(_relative(report.revision.path)))
         for name, result in report.results.items():
             if result.status in ("fail", "warn"):
                 level = "error" if result.status == "fail" else "warning"
-                title = f"idempotify verify: {name}"
-                print(
-                    f"::{level} file={escape_property(str(report.revision.path))},title={escape_property(title)}"
-                    f"::{escape_data(result.detail)}"
-                )
+                title = escape_property(f"idempotify verify: {name}")
+                print(f"::{level} file={path},title={title}::{escape_data(result.detail)}")
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
