@@ -40,6 +40,39 @@ def _idempotify_table_missing(table_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or not inspector.has_table(table_name, schema=schema)
 """,
+    "_idempotify_reuse_enum_types": """
+def _idempotify_reuse_enum_types(table_name, schema=None):
+    \"\"\"True; on PostgreSQL, the next create_table reuses existing enum types.
+
+    A downgrade's drop_table leaves its enum types behind; without this, the
+    next create_table fails on CREATE TYPE. Marks their PostgreSQL types
+    create_type=False through a one-shot before_create listener.
+    \"\"\"
+    import sqlalchemy
+    from sqlalchemy import event
+
+    inspector = _idempotify_inspector()
+    if inspector is None or inspector.bind.dialect.name != "postgresql":
+        return True
+    default = inspector.default_schema_name
+    existing = {(e["schema"], e["name"]) for e in inspector.get_enums(schema="*")}
+
+    def reuse(table, connection, **kw):
+        if (table.name, table.schema) != (table_name, schema):
+            return
+        for column in table.columns:
+            impl = column.type.dialect_impl(connection.dialect)
+            key = (getattr(impl, "schema", None) or default, getattr(impl, "name", None))
+            if getattr(impl, "create_type", False) and key in existing:
+                impl.create_type = False
+
+    for armed in getattr(_idempotify_reuse_enum_types, "armed", ()):
+        if event.contains(sqlalchemy.Table, "before_create", armed):
+            event.remove(sqlalchemy.Table, "before_create", armed)
+    _idempotify_reuse_enum_types.armed = [reuse]
+    event.listen(sqlalchemy.Table, "before_create", reuse, once=True)
+    return True
+""",
     "_idempotify_has_column": """
 def _idempotify_has_column(inspector, table_name, column_name, schema):
     import sqlalchemy
@@ -291,6 +324,7 @@ _CONSTRAINT_HELPERS = ("_idempotify_inspector", "_idempotify_schema_objects", "_
 _DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "_idempotify_table_exists": ("_idempotify_inspector",),
     "_idempotify_table_missing": ("_idempotify_inspector",),
+    "_idempotify_reuse_enum_types": ("_idempotify_inspector",),
     "_idempotify_column_exists": ("_idempotify_inspector", "_idempotify_has_column"),
     "_idempotify_column_missing": ("_idempotify_inspector", "_idempotify_has_column"),
     "_idempotify_index_exists": _INDEX_HELPERS,

@@ -103,7 +103,8 @@ SPECS: dict[str, OpSpec] = {
             op_params=("table_name",),
             batch_params=None,
             native_flags=("if_not_exists",),
-            description="table absent; a following op.bulk_insert(t, ...) of its result goes under the same guard",
+            description="table absent; a following op.bulk_insert(t, ...) of its result goes under the same guard; "
+            "on PostgreSQL, enum types its columns declare that exist already are reused",
         ),
         OpSpec(
             name="drop_table",

@@ -343,7 +343,17 @@ class GuardTransformer(cst.CSTTransformer):
         target = _assigned_name(statement)
         if target is not None and _uses_name(later, target):
             return left(f"its result {target!r} is used further down; guard it by hand")
-        return guard_test(checks, args), OpReport(line, found.display, Outcome.GUARDED)
+        test = guard_test(checks, args)
+        if spec.name == "create_table" and self._declares_enum(found.call):
+            schema = f", schema={args['schema']}" if "schema" in args else ""
+            test += f" and {HELPER_PREFIX}reuse_enum_types({args['table_name']}{schema})"
+        return test, OpReport(line, found.display, Outcome.GUARDED)
+
+    def _declares_enum(self, call: cst.Call) -> bool:
+        """Whether a column of this create_table may have an enum type (PostgreSQL creates those with it)."""
+        source = self._source(call)
+        names = "|".join(re.escape(name) for name in ("Enum", "ENUM", *sorted(self._enum_names)))
+        return re.search(rf"\b(?:{names})\b", source) is not None
 
     def _source(self, expression: cst.BaseExpression) -> str:
         return self._module.code_for_node(expression).strip()

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from codemod.verify.execution import Crash, offline_sql_or_error, run_migration
 from codemod.verify.schema import snapshot
 from tests.databases import BASE
-from tests.fixtures import Golden, golden_paths, read_golden
+from tests.fixtures import FIXTURES, Golden, golden_paths, read_golden
 
 Scratch = Callable[[str], AbstractContextManager[sa.Engine]]
 
@@ -103,3 +103,23 @@ def _offline(golden: Golden, source: str, dialect: str, function: str) -> str:
 @pytest.mark.parametrize("function", ["upgrade", "downgrade"])
 def test_offline_sql_is_unchanged(golden: Golden, dialect: str, function: str) -> None:
     assert _offline(golden, golden.output, dialect, function) == _offline(golden, golden.input, dialect, function)
+
+
+def test_create_table_reuses_an_enum_type_left_behind(scratch: Scratch) -> None:
+    """PostgreSQL: drop_table leaves the enum type it created; the original create_table then fails on it."""
+    golden = read_golden(FIXTURES / "create_table" / "enum_column.py")
+    with scratch("postgresql") as fresh:
+        _fresh(fresh)
+        _run(fresh, golden, golden.input, "upgrade")
+        expected = snapshot(fresh)
+    with scratch("postgresql") as engine:
+        _fresh(engine)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TYPE run_status AS ENUM ('queued', 'done')")
+        with pytest.raises(sa.exc.ProgrammingError, match="already exists"):
+            _run(engine, golden, golden.input, "upgrade")
+        _run(engine, golden, golden.output, "upgrade")
+        assert snapshot(engine) == expected
+        _run(engine, golden, golden.output, "downgrade")
+        _run(engine, golden, golden.output, "upgrade")  # after a downgrade, as a rolled-back deploy retried
+        assert snapshot(engine) == expected
