@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from functools import cache
 from importlib import metadata
@@ -39,7 +40,7 @@ def default_directory() -> Path:
 @cache
 def tool_fingerprint() -> str:
     """What idempotify's output depends on besides the input: its code and the libraries that shape it."""
-    digest = hashlib.sha256(__version__.encode())
+    digest = hashlib.sha256(f"{__version__} python {sys.version_info[:2]}".encode())  # compile()'s messages vary
     for name in ("libcst", "black"):
         digest.update(f"\0{name}={metadata.version(name)}".encode())
     for module in sorted(Path(__file__).parent.glob("*.py")):

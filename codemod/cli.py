@@ -10,18 +10,22 @@ scenario failed, 2 errors.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
+import itertools
 import json
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
 
 import typer
 from rich.progress import Progress
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from codemod import __version__
 from codemod.cache import ResultCache
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_CHANGES = 1
 EXIT_ERROR = 2
+P = ParamSpec("P")
 _PROGRESS_FROM = 50  # files; shorter runs finish before a bar would be read
 
 
@@ -74,7 +79,25 @@ def _list_ops(value: bool) -> None:
         raise typer.Exit()
 
 
+def _unexpected_is_an_error(command: Callable[P, None]) -> Callable[P, None]:
+    """An unexpected exception exits 2 (an error) with its traceback, never 1 ("changes needed")."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, TyperException):  # typer's own: usage errors, exits
+            raise
+        except Exception:  # noqa: BLE001 - shown with its traceback; the exit code says "error"
+            traceback.print_exc()
+            print("idempotify: internal error (above); please report it", file=sys.stderr)
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return run
+
+
 @app.command()
+@_unexpected_is_an_error
 def rewrite(
     paths: Annotated[
         list[Path] | None,
@@ -163,8 +186,9 @@ def rewrite(
     for failure in selection.unreadable:
         printer.file(failure, named=True)
     processed = process_files(selection.files, jobs=jobs or config.jobs or default_jobs(), cache=cache)
+    first = next(processed, None)  # workers are forked here, before the progress bar starts its thread
     with _progress(printer, len(selection.files)) as advance:
-        for outcome in processed:
+        for outcome in itertools.chain([first] if first is not None else [], processed):
             write = outcome.status is Status.CHANGED and not (check or diff)
             result = _write(outcome) if write else outcome
             printer.file(result, named=result.path in paths)
@@ -202,7 +226,9 @@ def _select(paths: list[Path], config: Config, line_length: int | None, printer:
             selection.excluded.append(path)
             printer.note(f"excluded {path} by {config.source}", verbose_only=True)
             continue
-        style = Style(line_length=line_length) if line_length is not None else style_for(path)
+        style = style_for(path)
+        if line_length is not None:  # the line length only: the project's string normalisation stays
+            style = dataclasses.replace(style, line_length=line_length)
         selection.files.append((path, style))
     for directory in not_followed:
         printer.note(f"not followed: {directory} is a symlinked directory (Alembic does not enter those)")
@@ -245,6 +271,7 @@ def _progress(printer: Printer, total: int) -> Iterator[Callable[[], None]]:
 
 
 @app.command()
+@_unexpected_is_an_error
 def verify(
     versions: Annotated[
         list[Path] | None,

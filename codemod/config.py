@@ -20,6 +20,7 @@ and ``ScriptDirectory``.
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import sys
@@ -58,7 +59,7 @@ class Config:
         if self.source is None:
             return True
         try:
-            relative = path.resolve().relative_to(self.source.parent.resolve()).as_posix()
+            relative = path.absolute().relative_to(self.source.parent.absolute()).as_posix()
         except ValueError:
             relative = path.as_posix()
         candidates = (relative, path.name)
@@ -158,6 +159,8 @@ def find_alembic_project(start: Path) -> AlembicProject | None:
     candidates = [(folder, folder / "alembic.ini") for folder in (here, *here.parents)]
     if os.environ.get("ALEMBIC_CONFIG"):
         chosen = Path(os.environ["ALEMBIC_CONFIG"]).resolve()
+        if not chosen.is_file():
+            raise ConfigError(f"ALEMBIC_CONFIG names {chosen}, which is not a file")
         candidates = [(chosen.parent, chosen)]
     for folder, ini in candidates:
         pyproject = folder / "pyproject.toml"
@@ -175,7 +178,7 @@ def find_alembic_project(start: Path) -> AlembicProject | None:
             script = ScriptDirectory.from_config(config)
             versions = tuple(Path(location) for location in script._version_locations)
             sys_path = tuple(str(Path(entry).resolve()) for entry in config.get_prepend_sys_paths_list() or ())
-        except CommandError as error:
+        except (CommandError, configparser.Error) as error:
             raise ConfigError(f"{found}: {error}") from error
         finally:
             os.chdir(previous)

@@ -62,6 +62,7 @@ class Style:
         return self.format(f"if {test}:\n    pass\n", indent_width)
 
 
+_STRING = re.compile(r"\"[^\"]*\"|'[^']*'")
 _CALLED = re.compile(r"(?:not )?[A-Za-z_]\w*\(")
 
 
@@ -69,6 +70,9 @@ def _one_call(test: str | None) -> tuple[str, str] | None:
     """``(head, arguments)`` when ``test`` is one call of a name, maybe negated: black splits it after "("."""
     start = _CALLED.match(test or "")
     if test is None or start is None or not test.endswith(")"):
+        return None
+    if any(bracket in literal for literal in _STRING.findall(test) for bracket in "()[]"):
+        # brackets inside strings would throw the count below: leave those to black
         return None
     depth = 0
     for index, character in enumerate(test[start.end() - 1 :], start.end() - 1):
@@ -104,10 +108,13 @@ def _black_stable(expression: str, *, string_normalization: bool) -> str | None:
         return None
     pieces: list[str] = []
     previous = ""
+    previous_literal = False  # a string or number: "a"[0] is a subscript, as after a name
     for index, token in enumerate(tokens):
         text: str | None = token.string
         following = tokens[index + 1].string if index + 1 < len(tokens) else ""
-        after_operand = (previous.isidentifier() and previous not in _OPERATORS) or previous in (")", "]")
+        after_operand = (
+            previous_literal or (previous.isidentifier() and previous not in _OPERATORS) or previous in (")", "]")
+        )
         if token.type == tokenize.STRING:
             text = _black_string(token.string, string_normalization=string_normalization)
         elif token.type == tokenize.NUMBER:
@@ -126,6 +133,7 @@ def _black_stable(expression: str, *, string_normalization: bool) -> str | None:
             pieces.append(" ")
         pieces.append(text)
         previous = text
+        previous_literal = token.type in (tokenize.STRING, tokenize.NUMBER)
     return "".join(pieces)
 
 

@@ -69,21 +69,25 @@ class NodeLines:
         self._next += 1
         self._lines[id(node)] = expected.lineno
 
+    def calls_inside(self, node: _Node) -> list[ast.Call] | None:
+        """The calls inside ``node``, just visited (Python's nodes); None when the pairing is not known."""
+        if self._expected is None or id(node) not in self._lines:
+            return None
+        return [found for found in self._expected[self._next : self._inside_end(node)] if isinstance(found, ast.Call)]
+
     def skip_children(self, node: _Node) -> None:
         """``node``, just visited, will not have its children visited: pass over the calls inside it."""
-        if self._expected is None or id(node) not in self._lines:
-            return
+        if self._expected is not None and id(node) in self._lines:
+            self._next = self._inside_end(node)
+
+    def _inside_end(self, node: _Node) -> int:
+        assert self._expected is not None
         inside = self._expected[self._next - 1]
         end = (inside.end_lineno or inside.lineno, inside.end_col_offset or 0)
-        while (
-            self._next < len(self._expected)
-            and (
-                (found := self._expected[self._next]).lineno,
-                found.col_offset,
-            )
-            < end
-        ):
-            self._next += 1
+        index = self._next
+        while index < len(self._expected) and (self._expected[index].lineno, self._expected[index].col_offset) < end:
+            index += 1
+        return index
 
     def line(self, node: _Node) -> int:
         """The line ``node`` (a visited Call or If of the original module) starts on."""

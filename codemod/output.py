@@ -137,7 +137,7 @@ class Printer:
         Rich costs about a millisecond a line, which on 2,000 files is seconds of the main process.
         """
         if self.stderr.is_terminal:
-            self.stderr.print(text)
+            self.stderr.print(text if isinstance(text, Text) else Text(text))  # never read as markup
         else:
             sys.stderr.write((text.plain if isinstance(text, Text) else text) + "\n")
 

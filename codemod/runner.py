@@ -150,7 +150,10 @@ def process_files(
             chunk = max(1, len(misses) // (jobs * 8))
             computed = pool.map(_process_item, misses, chunksize=chunk)
             misses.clear()
-            yield from _in_order(pending, computed, cache)
+            try:
+                yield from _in_order(pending, computed, cache)
+            finally:  # the caller stopped early (an error, a closed pipe): drop the files not started
+                pool.shutdown(wait=True, cancel_futures=True)
     else:
         yield from _in_order(pending, map(_process_item, misses), cache)
 

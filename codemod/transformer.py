@@ -55,6 +55,8 @@ UNGUARDED_REASONS = {
     "execute": "raw SQL or a statement object is not guarded",
     "bulk_insert": "data change; only guarded with the op.create_table whose result it fills",
 }
+# Attribute names whose calls may be ops: an op call's arguments are walked only when one is in them.
+_OP_LIKE = frozenset({*SPECS, *UNGUARDED_REASONS, "create", "drop"})
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,23 @@ class GuardTransformer(cst.CSTTransformer):
         if found is not None and found.reason != _CONNECTION_SQL:
             # SQL on the connection inside an expression reads (its result is used); a statement may write.
             self._seen_calls[id(node)] = (self._line(node), found.display)
-        if found is not None:  # its arguments hold no op to guard: skip them, they are most of a migration
-            self._lines.skip_children(node)
-            return False
+        if found is not None:
+            # The arguments of an op call are most of a migration: skip them unless they may hold an op.
+            inside = self._lines.calls_inside(node)
+            if inside is not None and not any(self._may_be_op(call) for call in inside):
+                self._lines.skip_children(node)
+                return False
         return True
+
+    def _may_be_op(self, call: ast.Call) -> bool:
+        """Whether Python's node for a call could be an op call (cheaply, erring towards yes)."""
+        func = call.func
+        if not isinstance(func, ast.Attribute):
+            return False
+        if func.attr in _OP_LIKE:
+            return True
+        names = self._op_names | self._parameters[-1] | {name for scope in self._batch_scopes for name in scope}
+        return isinstance(func.value, ast.Name) and func.value.id in names
 
     # Rewriting: statements are guarded block by block, so a create_table and
     # the bulk_insert that fills it can share one guard.

@@ -108,11 +108,16 @@ def test_the_cli_uses_xdg_cache_home_and_no_cache_bypasses_it(
     assert entries(tmp_path / "xdg" / "idempotify")
 
 
-def test_cached_failures_keep_their_message(tmp_path: Path) -> None:
+def test_cached_failures_keep_their_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text('revision = "x"\n\ndef upgrade():\n    op.add_column("t", \n', encoding="utf-8")
     cache = ResultCache(tmp_path / "cache")
     cold = cached_run(broken, cache)
+
+    def refuse(source: bytes, style: Style) -> None:
+        raise AssertionError("parsed a file the cache should have answered for")
+
+    monkeypatch.setattr(runner, "rewrite_source", refuse)
     warm = cached_run(broken, cache)
     assert cold.status is Status.FAILED and "line" in cold.message
     assert warm == cold

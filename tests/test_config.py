@@ -206,3 +206,12 @@ def test_verify_errors_in_machine_formats(tmp_path: Path) -> None:
     github = run("verify", tmp_path / "missing", "--format", "github")
     assert github.exit_code == 2
     assert github.stdout.startswith("::error title=idempotify::")
+
+
+def test_line_length_setting_keeps_the_black_string_normalisation(project: Path) -> None:
+    (project / "pyproject.toml").write_text(
+        "[tool.black]\nskip-string-normalization = true\n[tool.idempotify]\nline-length = 100\n", encoding="utf-8"
+    )
+    revision = project / "migrations" / "versions" / "4f2a9c1d7e3b_add_updated_at.py"
+    assert run(revision).exit_code == 0
+    assert "if _idempotify_column_missing('player_wellness_state', 'updated_at'):" in revision.read_text("utf-8")

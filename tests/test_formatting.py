@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from codemod.formatting import Style
 
 NAMES = st.sampled_from(["t", "batch_op", "op", "schema", "None", "True", "name_1", "SomeModel"])
-STRINGS = st.sampled_from(['"users"', "'users'", '"it\'s"', "'say \"hi\"'", '""', "'a b'", '"x" "y"', 'f"ix_{t}"'])
+STRINGS = st.sampled_from(
+    ['"users"', "'users'", '"it\'s"', "'say \"hi\"'", '""', "'a b'", '"x" "y"', 'f"ix_{t}"', '"ord("', "'a)b]'"]
+)
 NUMBERS = st.sampled_from(["0", "12", "0x1F", "1.5", "-1"])
 
 
@@ -28,7 +30,7 @@ def _expressions() -> st.SearchStrategy[str]:
         )
         keyword = st.tuples(NAMES.filter(str.isidentifier), inner).map(lambda parts: f"f({parts[0]}={parts[1]})")
         listed = st.tuples(spacing, args).map(lambda parts: f"[{parts[0].join(parts[1])}]")
-        subscript = st.tuples(NAMES, inner).map(lambda parts: f"{parts[0]}[{parts[1]}]")
+        subscript = st.tuples(st.one_of(NAMES, STRINGS, NUMBERS), inner).map(lambda parts: f"{parts[0]}[{parts[1]}]")
         parenthesised = inner.map(lambda text: f"({text})")
         return st.one_of(call, keyword, listed, subscript, parenthesised)
 

@@ -176,3 +176,24 @@ def test_an_unlistable_directory_is_an_error_and_the_rest_goes_on(
     assert result.exit_code == 2
     assert f"error: {versions / 'locked'}: cannot list: Permission denied" in result.stderr
     assert "Would rewrite" in result.stderr
+
+
+def test_an_unexpected_failure_exits_2_not_1(versions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a worker died")
+
+    monkeypatch.setattr("codemod.cli.process_files", crash)
+    result = run("--check", versions)
+    assert result.exit_code == 2
+    assert "internal error" in result.stderr and "a worker died" in result.stderr
+
+
+def test_an_op_inside_another_ops_arguments_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "0001_nested.py"
+    path.write_text(
+        'from alembic import op\nimport sqlalchemy as sa\n\nrevision = "n1"\ndown_revision = None\n\n\n'
+        'def upgrade():\n    op.bulk_insert(op.create_table("t", sa.Column("id", sa.Integer)), [{"id": 1}])\n',
+        encoding="utf-8",
+    )
+    result = run("--check", path)
+    assert f"{path}:9: left unguarded: op.create_table: not a statement of its own" in result.stderr
