@@ -45,8 +45,8 @@ def _idempotify_reuse_enum_types(table_name, schema=None):
     \"\"\"True; on PostgreSQL, the next create_table reuses existing enum types.
 
     A downgrade's drop_table leaves its enum types behind; without this, the
-    next create_table fails on CREATE TYPE. Marks their PostgreSQL types
-    create_type=False through a one-shot before_create listener.
+    next create_table fails on CREATE TYPE. A type of the same name and labels
+    is marked create_type=False through a one-shot before_create listener.
     \"\"\"
     import sqlalchemy
     from sqlalchemy import event
@@ -55,7 +55,10 @@ def _idempotify_reuse_enum_types(table_name, schema=None):
     if inspector is None or inspector.bind.dialect.name != "postgresql":
         return True
     default = inspector.default_schema_name
-    existing = {(e["schema"], e["name"]) for e in inspector.get_enums(schema="*")}
+    existing = {
+        (e["schema"], e["name"]): list(e["labels"])
+        for e in inspector.get_enums(schema="*")
+    }
 
     def reuse(table, connection, **kw):
         if (table.name, table.schema) != (table_name, schema):
@@ -63,8 +66,9 @@ def _idempotify_reuse_enum_types(table_name, schema=None):
         for column in table.columns:
             impl = column.type.dialect_impl(connection.dialect)
             key = (getattr(impl, "schema", None) or default, getattr(impl, "name", None))
-            if getattr(impl, "create_type", False) and key in existing:
-                impl.create_type = False
+            labels = list(getattr(impl, "enums", None) or ())
+            if getattr(impl, "create_type", False) and existing.get(key) == labels:
+                impl.create_type = False  # the same type: reuse it
 
     for armed in getattr(_idempotify_reuse_enum_types, "armed", ()):
         if event.contains(sqlalchemy.Table, "before_create", armed):

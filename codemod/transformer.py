@@ -357,7 +357,7 @@ class GuardTransformer(cst.CSTTransformer):
             return left("already guarded by an enclosing if or an early return", Outcome.ALREADY_SAFE)
         target = _assigned_name(statement)
         if target is not None and _uses_name(later, target):
-            return left(f"its result {target!r} is used further down; guard it by hand")
+            return left(f"its result {target!r} is used further down; {_BY_HAND}")
         test = guard_test(checks, args)
         if spec.name == "create_table" and self._declares_enum(found.call):
             schema = f", schema={args['schema']}" if "schema" in args else ""
@@ -680,7 +680,8 @@ def _objects(found: _OpCall) -> list[tuple[tuple[str, str], str, str]]:
     return objects
 
 
-_CHURN = "whether it already ran cannot be told from the schema; guard it by hand"
+_BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
+_CHURN = f"whether it already ran cannot be told from the schema; {_BY_HAND}"
 
 
 def _churned_objects(ops: Iterable[_OpCall]) -> dict[tuple[str, str], str]:

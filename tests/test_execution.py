@@ -123,3 +123,13 @@ def test_create_table_reuses_an_enum_type_left_behind(scratch: Scratch) -> None:
         _run(engine, golden, golden.output, "downgrade")
         _run(engine, golden, golden.output, "upgrade")  # after a downgrade, as a rolled-back deploy retried
         assert snapshot(engine) == expected
+
+
+def test_an_enum_type_with_other_labels_is_not_reused(scratch: Scratch) -> None:
+    golden = read_golden(FIXTURES / "create_table" / "enum_column.py")
+    with scratch("postgresql") as engine:
+        _fresh(engine)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TYPE run_status AS ENUM ('legacy')")
+        with pytest.raises(sa.exc.ProgrammingError, match="already exists"):
+            _run(engine, golden, golden.output, "upgrade")

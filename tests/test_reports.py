@@ -138,7 +138,7 @@ def test_result_used_further_down_is_left_with_reason() -> None:
         ("op.create_index", Outcome.GUARDED),
         ("op.bulk_insert", Outcome.UNGUARDED),
     ]
-    assert found[0].reason == "its result 't' is used further down; guard it by hand"
+    assert found[0].reason == "its result 't' is used further down; guard it by hand, and mark it `# idempotify: skip`"
 
 
 def test_op_alias_is_followed() -> None:
