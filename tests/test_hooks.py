@@ -144,6 +144,7 @@ def pre_commit(repository: Path, home: Path, hook: str) -> subprocess.CompletedP
 
 
 def test_pre_commit_hooks(tmp_path: Path, pre_commit_home: Path) -> None:
+    tmp_path = tmp_path / "repository"  # apart from the test's cache directory, which pip writes into
     versions = tmp_path / "migrations" / "versions"
     shutil.copytree(ROOT / "fixtures" / "demo" / "versions", versions)
     (tmp_path / "app.py").write_text("import os\n", encoding="utf-8")

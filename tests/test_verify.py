@@ -4,11 +4,11 @@ idempotify's output, catches a wrong guard, and leaves no scratch database behin
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -272,13 +272,17 @@ def test_branches_and_a_merge_are_walked_in_dependency_order(tmp_path: Path) -> 
 def test_sigterm_still_drops_the_scratch_databases(tmp_path: Path) -> None:
     versions = tmp_path / "versions"
     write_chain(versions, 40)
-    before = set(Path(tempfile.gettempdir()).glob("idempotify-verify-*"))
+    private = tmp_path / "tmp"  # verify's temporary directories go here, apart from any other run's
+    private.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "codemod", "verify", str(versions)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "codemod", "verify", str(versions)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(private)},
     )
     time.sleep(2)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert b"interrupted; the scratch databases were dropped" in stderr
-    assert set(Path(tempfile.gettempdir()).glob("idempotify-verify-*")) == before
+    assert not list(private.glob("idempotify-verify-*"))
