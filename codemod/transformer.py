@@ -340,6 +340,11 @@ class GuardTransformer(cst.CSTTransformer):
             value = found.args.get(flag)
             if value is not None and m.matches(value, m.Name("True")):
                 return left(f"already idempotent ({flag}=True)", Outcome.ALREADY_SAFE)
+        if spec.name == "alter_column" and self._changes_a_checked_type(found):
+            return left(
+                "changes a type whose CHECK constraint Alembic drops by name (a non-native Enum or a Boolean "
+                f"with create_constraint): a second run finds no constraint to drop; {_BY_HAND}"
+            )
         checks = [check for check in spec.checks if check.only_with is None or _passed(found.args, check.only_with)]
         args: dict[str, str] = {}
         for check in checks:
@@ -363,6 +368,19 @@ class GuardTransformer(cst.CSTTransformer):
             schema = f", schema={args['schema']}" if "schema" in args else ""
             test += f" and {HELPER_PREFIX}reuse_enum_types({args['table_name']}{schema})"
         return test, OpReport(line, found.display, Outcome.GUARDED)
+
+    def _changes_a_checked_type(self, found: _OpCall) -> bool:
+        """An alter_column from or to an Enum/Boolean that carries a CHECK constraint: not harmless to re-apply."""
+        for name in ("type_", "existing_type"):
+            value = found.args.get(name)
+            if value is None:
+                continue
+            source = self._source(value)
+            if re.search(r"\b(?:Enum|Boolean)\b", source) and re.search(
+                r"create_constraint\s*=\s*True|native_enum\s*=\s*False", source
+            ):
+                return True
+        return False
 
     def _declares_enum(self, call: cst.Call) -> bool:
         """Whether a column of this create_table may have an enum type (PostgreSQL creates those with it)."""

@@ -7,6 +7,7 @@ import pytest
 from codemod.formatting import Style
 from codemod.results import OpReport, Outcome
 from codemod.runner import rewrite_source
+from tests.fixtures import FIXTURES
 
 HEADER = "from alembic import op\nimport sqlalchemy as sa\n\nrevision = 'x'\n\n\ndef upgrade():\n"
 
@@ -154,3 +155,12 @@ def test_import_alembic_op_as_name_is_followed() -> None:
 def test_lines_are_those_of_the_input() -> None:
     body = "    op.drop_table('a')\n\n    op.execute('SELECT 1')\n"
     assert [report.line for report in reports(body)] == [8, 10]
+
+
+def test_alter_column_of_a_checked_enum_is_left_with_reason() -> None:
+    source = (FIXTURES / "no_change" / "alter_column_checked_enum.py").read_bytes()
+    output, reports = rewrite_source(source, Style())
+    assert output == source
+    (report,) = reports
+    assert report.outcome is Outcome.UNGUARDED
+    assert report.reason.startswith("changes a type whose CHECK constraint Alembic drops by name")
