@@ -31,7 +31,7 @@ from codemod import __version__
 from codemod.cache import ResultCache
 from codemod.config import Config, ConfigError, find_alembic_project, load_config
 from codemod.formatting import Style, style_for
-from codemod.output import Format, Printer, console
+from codemod.output import Format, Printer, console, relative_to_cwd
 from codemod.results import FileResult, Outcome, Status
 from codemod.runner import (
     ChangedOnDiskError,
@@ -245,18 +245,10 @@ def _alembic_versions(printer: Printer) -> list[Path]:
     existing = [path for path in project.versions if path.is_dir()]
     if not existing:
         raise ConfigError(f"{project.config_file}: its versions directory {project.versions[0]} does not exist")
-    relative = [_relative(path) for path in existing]
+    relative = [relative_to_cwd(path) for path in existing]
     shown = ", ".join(map(str, relative))
-    printer.note(f"idempotify: no PATH given; using {shown} from {_relative(project.config_file)}")
+    printer.note(f"idempotify: no PATH given; using {shown} from {relative_to_cwd(project.config_file)}")
     return relative
-
-
-def _relative(path: Path) -> Path:
-    """``path`` relative to the working directory when it is below it, as a person would type it."""
-    try:
-        return path.relative_to(Path.cwd())
-    except ValueError:
-        return path
 
 
 @contextmanager
@@ -368,7 +360,7 @@ def verify(
     except sa.exc.DBAPIError as error:
         fail(f"the database failed outside any revision: {error.orig}", error)
     except KeyboardInterrupt:
-        _err("interrupted; the scratch databases were dropped")
+        typer.echo("interrupted; the scratch databases were dropped", err=True)
         raise typer.Exit(130) from None
     if output_format is Format.JSON:
         typer.echo(render_json(reports))
@@ -463,10 +455,6 @@ def _exit_code(results: list[FileResult], *, report_changes: bool, strict: bool)
     if strict and any(report.outcome is Outcome.UNGUARDED for result in results for report in result.reports):
         return EXIT_CHANGES
     return EXIT_OK
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 def main() -> None:

@@ -70,14 +70,20 @@ class Config:
 
 def load_config(start: Path) -> Config:
     """``[tool.idempotify]`` from the nearest ``pyproject.toml`` at or above ``start`` that has one."""
+    found = nearest_tool_table(start, "idempotify")
+    return _parse(*found) if found is not None else Config()
+
+
+def nearest_tool_table(start: Path, tool: str) -> tuple[Path, dict[str, Any]] | None:
+    """The nearest ``pyproject.toml`` at or above ``start`` with a ``[tool.<tool>]`` table, and the table."""
     directory = start.resolve()
     if not directory.is_dir():
         directory = directory.parent
     for folder in (directory, *directory.parents):
-        table = _tool_table(folder / "pyproject.toml", "idempotify")
+        table = _tool_table(folder / "pyproject.toml", tool)
         if table is not None:
-            return _parse(folder / "pyproject.toml", table)
-    return Config()
+            return folder / "pyproject.toml", table
+    return None
 
 
 def _tool_table(pyproject: Path, tool: str) -> dict[str, Any] | None:

@@ -10,18 +10,12 @@ from __future__ import annotations
 import io
 import keyword
 import re
-import sys
 import tokenize
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from codemod.config import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from codemod.config import ConfigError, nearest_tool_table
 
 DEFAULT_LINE_LENGTH = 88
 
@@ -154,24 +148,16 @@ def style_for(path: Path) -> Style:
 
 @cache
 def _style_for_directory(directory: Path) -> Style:
-    for folder in (directory, *directory.parents):
-        pyproject = folder / "pyproject.toml"
-        if not pyproject.is_file():
-            continue
-        try:
-            config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            continue
-        black_config = config.get("tool", {}).get("black")
-        if black_config is None:
-            continue
-        # black reads its keys with "-" or "_" alike.
-        settings = {str(key).replace("_", "-"): value for key, value in black_config.items()}
-        line_length = settings.get("line-length", DEFAULT_LINE_LENGTH)
-        skip_normalization = settings.get("skip-string-normalization", False)
-        if not isinstance(line_length, int) or isinstance(line_length, bool) or line_length < 1:
-            raise ConfigError(f"{pyproject}: [tool.black] line-length must be a positive integer, not {line_length!r}")
-        if not isinstance(skip_normalization, bool):
-            raise ConfigError(f"{pyproject}: [tool.black] skip-string-normalization must be true or false")
-        return Style(line_length=line_length, string_normalization=not skip_normalization)
-    return Style()
+    found = nearest_tool_table(directory, "black")
+    if found is None:
+        return Style()
+    pyproject, black_config = found
+    # black reads its keys with "-" or "_" alike.
+    settings = {str(key).replace("_", "-"): value for key, value in black_config.items()}
+    line_length = settings.get("line-length", DEFAULT_LINE_LENGTH)
+    skip_normalization = settings.get("skip-string-normalization", False)
+    if not isinstance(line_length, int) or isinstance(line_length, bool) or line_length < 1:
+        raise ConfigError(f"{pyproject}: [tool.black] line-length must be a positive integer, not {line_length!r}")
+    if not isinstance(skip_normalization, bool):
+        raise ConfigError(f"{pyproject}: [tool.black] skip-string-normalization must be true or false")
+    return Style(line_length=line_length, string_normalization=not skip_normalization)

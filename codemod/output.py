@@ -19,12 +19,21 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from enum import Enum
+from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
 from codemod import __version__
 from codemod.results import FileResult, OpReport, Outcome, Status
+
+
+def relative_to_cwd(path: Path) -> Path:
+    """``path`` relative to the working directory when it is below it, as a person would type it."""
+    try:
+        return path.absolute().relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def console(*, stderr: bool) -> Console:

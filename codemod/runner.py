@@ -91,10 +91,16 @@ def process_file(path: Path, style: Style | None = None) -> FileResult:
 
 def process_source(path: Path, source: bytes, style: Style) -> FileResult:
     """Rewrite ``source``, the bytes of ``path``; every failure becomes a FAILED result."""
-    import libcst as cst  # noqa: PLC0415 - deferred: see the module docstring
 
     if not is_revision_file(source):
         return _not_a_revision(path, source)
+    return _rewrite(path, source, style)
+
+
+def _rewrite(path: Path, source: bytes, style: Style) -> FileResult:
+    """``process_source`` for a revision file."""
+    import libcst as cst  # noqa: PLC0415 - deferred: see the module docstring
+
     try:
         rewritten, reports = rewrite_source(source, style)
     except cst.ParserSyntaxError as error:
@@ -138,12 +144,15 @@ def process_files(
     pending: list[FileResult | tuple[Path, bytes, Style, str | None] | None] = []
     for path, style in files:
         source = _read(path)
-        if isinstance(source, FileResult) or not is_revision_file(source):
-            pending.append(source if isinstance(source, FileResult) else _not_a_revision(path, source))
-            continue
-        key = cache.key(source, style) if cache is not None else None
-        hit = cache.get(key, path, source) if cache is not None and key is not None else None
-        pending.append(hit if hit is not None else (path, source, style, key))
+        if isinstance(source, FileResult):
+            pending.append(source)
+        elif not is_revision_file(source):
+            pending.append(_not_a_revision(path, source))
+        elif cache is None:
+            pending.append((path, source, style, None))
+        else:
+            key = cache.key(source, style)
+            pending.append(cache.get(key, path, source) or (path, source, style, key))
     misses = [item for item in pending if isinstance(item, tuple)]
     if jobs > 1 and len(misses) >= _PARALLEL_FROM:
         with ProcessPoolExecutor(min(jobs, len(misses))) as pool:
@@ -164,7 +173,7 @@ def _not_a_revision(path: Path, source: bytes) -> FileResult:
 
 def _process_item(item: tuple[Path, bytes, Style, str | None]) -> FileResult:
     path, source, style, _ = item
-    return process_source(path, source, style)
+    return _rewrite(path, source, style)  # process_files has found it a revision file
 
 
 def _in_order(

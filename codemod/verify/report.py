@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from rich import box
 from rich.console import Console
@@ -11,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from codemod import __version__
-from codemod.output import escape_data, escape_property
+from codemod.output import escape_data, escape_property, relative_to_cwd
 from codemod.verify.scenarios import SCENARIOS, RevisionReport
 
 _STYLE = {"ok": "green", "fail": "bold red", "warn": "yellow", "not checked": "dim", "not run": "dim"}
@@ -30,7 +29,7 @@ def render_json(reports: list[RevisionReport]) -> str:
             "revisions": [
                 {
                     "revision": report.revision.id,
-                    "path": str(_relative(report.revision.path)),
+                    "path": str(relative_to_cwd(report.revision.path)),
                     "scenarios": {
                         name: {"status": result.status, "detail": result.detail}
                         for name, result in report.results.items()
@@ -81,16 +80,9 @@ def print_text(reports: list[RevisionReport], console: Console) -> None:
 def print_github(reports: list[RevisionReport]) -> None:
     """GitHub Actions workflow commands: an error per failing scenario, a warning per warning, on its file."""
     for report in reports:
-        path = escape_property(str(_relative(report.revision.path)))
+        path = escape_property(str(relative_to_cwd(report.revision.path)))
         for name, result in report.results.items():
             if result.status in ("fail", "warn"):
                 level = "error" if result.status == "fail" else "warning"
                 title = escape_property(f"idempotify verify: {name}")
                 print(f"::{level} file={path},title={title}::{escape_data(result.detail)}")
-
-
-def _relative(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(Path.cwd())
-    except ValueError:
-        return path
