@@ -5,15 +5,35 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest goldens bench corpus fuzz clean
+.PHONY: install mysql-client-library demo test lint typecheck pytest goldens bench corpus fuzz clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory mysql-client-library
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# mysqlclient, a dev dependency (the driver matrix), compiles against the MariaDB or MySQL client library,
+# which it finds with pkg-config (or MYSQLCLIENT_CFLAGS and MYSQLCLIENT_LDFLAGS). When neither is there,
+# install pkg-config and libmariadb-dev with apt-get if this user can (root, or sudo without a password).
+mysql-client-library:
+	@if pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null \
+	    || [ -n "$${MYSQLCLIENT_CFLAGS:-}" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=none; fi; \
+	if [ "$$sudo" = none ] || ! command -v apt-get >/dev/null; then \
+	    echo "mysqlclient (a dev dependency) needs pkg-config and the MariaDB or MySQL client library, and they" >&2; \
+	    echo "cannot be installed from here. Install them, then run make again:" >&2; \
+	    echo "  Debian/Ubuntu: sudo apt-get install pkg-config libmariadb-dev" >&2; \
+	    echo "  Fedora/RHEL:   sudo dnf install pkgconf-pkg-config mariadb-connector-c-devel" >&2; \
+	    echo "  macOS:         brew install pkg-config mariadb-connector-c" >&2; \
+	    echo "(or set MYSQLCLIENT_CFLAGS and MYSQLCLIENT_LDFLAGS, as mysqlclient's README says)" >&2; \
+	    exit 1; \
+	fi; \
+	echo "installing pkg-config and libmariadb-dev with apt-get (mysqlclient builds against them)"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq pkg-config libmariadb-dev
 
 demo: install
 	bash tests/demo.sh
