@@ -183,7 +183,8 @@ def _idempotify_has_constraint(inspector, constraint, type_):
         params = {"name": str(name), "table": table, "schema": schema}
         kinds = {"unique": "u", "foreignkey": "f", "check": "c", "exclude": "x"}
         if type_ in kinds:
-            query += " AND c.contype = :kind"
+            # contype is a "char", to which asyncpg binds no str: compare as text.
+            query += " AND CAST(c.contype AS text) = :kind"
             params["kind"] = kinds[type_]
         return inspector.bind.execute(sqlalchemy.text(query), params).first() is not None
     found = []  # (name, columns, (referred table, referred columns))
