@@ -77,16 +77,17 @@ def _idempotify_reuse_enum_types(table_name, schema=None):
     event.listen(sqlalchemy.Table, "before_create", reuse, once=True)
     return True
 """,
-    "_idempotify_has_column": """
+    "_idempotify_has_column": '''
 def _idempotify_has_column(inspector, table_name, column_name, schema):
+    """Whether the column is there; None when its table is missing."""
     import sqlalchemy
 
     try:
         columns = inspector.get_columns(table_name, schema=schema)
     except sqlalchemy.exc.NoSuchTableError:
-        return None  # No table: the op is skipped either way.
+        return None
     return any(column["name"] == column_name for column in columns)
-""",
+''',
     "_idempotify_column_exists": """
 def _idempotify_column_exists(table_name, column_name, schema=None):
     inspector = _idempotify_inspector()
@@ -101,10 +102,20 @@ def _idempotify_column_missing(table_name, column_name, schema=None):
         inspector, table_name, column_name, schema
     ) is False
 """,
-    "_idempotify_has_index": """
-def _idempotify_has_index(inspector, table_name, index_name, schema, columns=None):
+    "_idempotify_has_index": '''
+def _idempotify_has_index(inspector, table_name, index_name, schema, columns=None, drop_invalid=False):
+    """Whether the index is there; None when its table (if one is given) is missing.
+
+    Looked up by name in the catalog: reflection leaves out expression indexes.
+    On PostgreSQL, with drop_invalid, an index left invalid by a failed CREATE
+    INDEX CONCURRENTLY is dropped and counts as absent.
+    """
+    import logging
+
     import sqlalchemy
 
+    if table_name is not None and not inspector.has_table(table_name, schema=schema):
+        return None
     if index_name is None:  # Named by the naming convention, as Alembic names it.
         index = _idempotify_schema_objects().index(None, table_name, columns, schema=schema)
     else:
@@ -112,31 +123,46 @@ def _idempotify_has_index(inspector, table_name, index_name, schema, columns=Non
     # The name as the database stores it: a long op.f() name is truncated.
     preparer = inspector.bind.dialect.identifier_preparer
     index_name = preparer.format_constraint(index, _alembic_quote=False)
-    if table_name is None:
-        # No table given (op.drop_index("ix")): look it up in the catalog.
-        catalog = {
-            "sqlite": "SELECT name FROM %ssqlite_master"
-            " WHERE type = 'index' AND name = :name" % (schema + "." if schema else ""),
-            "postgresql": "SELECT indexname FROM pg_indexes"
-            " WHERE indexname = :name"
-            " AND schemaname = coalesce(:schema, current_schema())",
-            "mysql": "SELECT index_name FROM information_schema.statistics"
-            " WHERE index_name = :name"
-            " AND table_schema = coalesce(:schema, database())",
-        }
-        dialect = inspector.bind.dialect.name
-        query = catalog.get("mysql" if dialect == "mariadb" else dialect)
-        if query is None:
-            return True  # No catalog known for this dialect: let the op run.
-        params = {"name": index_name, "schema": schema}
-        found = inspector.bind.execute(sqlalchemy.text(query), params).first()
-        return found is not None
-    try:
-        indexes = inspector.get_indexes(table_name, schema=schema)
-    except sqlalchemy.exc.NoSuchTableError:
-        return None  # No table: the op is skipped either way.
-    return any(index["name"] == index_name for index in indexes)
-""",
+    dialect = inspector.bind.dialect.name
+    if dialect == "sqlite":
+        master = "sqlite_master" if schema is None else preparer.quote_schema(schema) + ".sqlite_master"
+        query = "SELECT 1 FROM %s WHERE type = 'index' AND name = :name COLLATE NOCASE" % master
+        on_table = " AND tbl_name = :table COLLATE NOCASE"
+    elif dialect == "postgresql":
+        query = (
+            "SELECT i.indisvalid FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_class t ON t.oid = i.indrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relname = :name AND c.relkind IN ('i', 'I')"
+            " AND n.nspname = coalesce(:schema, current_schema())"
+        )
+        on_table = " AND t.relname = :table"
+    elif dialect in ("mysql", "mariadb"):
+        query = (
+            "SELECT 1 FROM information_schema.statistics"
+            " WHERE index_name = :name AND table_schema = coalesce(:schema, database())"
+        )
+        on_table = " AND table_name = :table"
+    elif table_name is not None:  # No catalog query known: what reflection reports.
+        return any(found["name"] == index_name for found in inspector.get_indexes(table_name, schema=schema))
+    else:
+        return True  # Nowhere to look it up: drop_index runs as written.
+    if table_name is not None:
+        query += on_table
+    # SQLAlchemy binds those of them the query names.
+    params = {"name": index_name, "schema": schema, "table": table_name}
+    found = inspector.bind.execute(sqlalchemy.text(query), params).first()
+    if found is None:
+        return False
+    if dialect == "postgresql" and not found[0] and drop_invalid:
+        table = sqlalchemy.Table(table_name, sqlalchemy.MetaData(), schema=schema)
+        inspector.bind.execute(sqlalchemy.schema.DropIndex(sqlalchemy.Index(index_name, _table=table)))
+        log = logging.getLogger("alembic.runtime.migration")
+        log.warning("idempotify: dropped index %s, left invalid by a failed CREATE INDEX CONCURRENTLY", index_name)
+        return False
+    return True
+''',
     "_idempotify_index_exists": """
 def _idempotify_index_exists(table_name, index_name, schema=None):
     inspector = _idempotify_inspector()
@@ -148,30 +174,36 @@ def _idempotify_index_exists(table_name, index_name, schema=None):
 def _idempotify_index_missing(table_name, index_name, schema=None, columns=None):
     inspector = _idempotify_inspector()
     return inspector is None or _idempotify_has_index(
-        inspector, table_name, index_name, schema, columns
+        inspector, table_name, index_name, schema, columns, drop_invalid=True
     ) is False
 """,
     "_idempotify_has_constraint": '''
-def _idempotify_has_constraint(inspector, constraint, type_):
-    """Whether ``constraint``, as Alembic builds it, is in the database.
+def _idempotify_has_constraint(inspector, constraint, type_, primary_key_by_name=False):
+    """Whether ``constraint``, as Alembic builds it, is in the database; None when its table is missing.
 
     Named constraints are found by the name Alembic gives them (naming
-    convention included); unnamed ones by their columns.
+    convention included); unnamed ones by their columns. A table has one
+    primary key: any answers a create; a drop (primary_key_by_name) asks
+    for the one of its name, where the database reports names.
     """
     import sqlalchemy
 
     table, schema = constraint.table.name, constraint.table.schema
     if not inspector.has_table(table, schema=schema):
-        return None  # No table: the op is skipped either way.
-    if type_ == "primary":  # A table has one primary key, whatever its name.
-        key = inspector.get_pk_constraint(table, schema=schema)
-        return bool(key.get("constrained_columns"))
-    if constraint.name is None and not list(constraint.columns):
-        return True  # A name known at run time only, and None: let the op run.
+        return None
     dialect = inspector.bind.dialect
     name = constraint.name
     if name is not None:
         name = dialect.identifier_preparer.format_constraint(constraint, _alembic_quote=False)
+    if type_ == "primary":
+        key = inspector.get_pk_constraint(table, schema=schema)
+        if not key.get("constrained_columns"):
+            return False
+        if name is None or key.get("name") is None or not primary_key_by_name:
+            return True
+        return key["name"] == name
+    if name is None and not list(constraint.columns):
+        return True  # A name known at run time only, and None: let the op run.
     if name is not None and dialect.name == "postgresql":
         query = (
             "SELECT 1 FROM pg_constraint c"
@@ -287,7 +319,9 @@ def _idempotify_constraint_exists(constraint_name, table_name, type_=None, schem
     constraint = _idempotify_schema_objects().generic_constraint(
         constraint_name, table_name, type_, schema=schema
     )
-    return inspector is None or _idempotify_has_constraint(inspector, constraint, type_)
+    return inspector is None or _idempotify_has_constraint(
+        inspector, constraint, type_, primary_key_by_name=True
+    )
 """,
     "_idempotify_has_sequence": """
 def _idempotify_has_sequence(inspector, sequence_name, schema):
