@@ -89,18 +89,26 @@ def _idempotify_has_column(inspector, table_name, column_name, schema):
     return any(column["name"] == column_name for column in columns)
 ''',
     "_idempotify_column_exists": """
-def _idempotify_column_exists(table_name, column_name, schema=None):
+def _idempotify_column_exists(table_name, column_name, schema=None, skip_without_table=False):
     inspector = _idempotify_inspector()
-    return inspector is None or _idempotify_has_column(
-        inspector, table_name, column_name, schema
-    )
+    if inspector is None:
+        return True
+    found = _idempotify_has_column(inspector, table_name, column_name, schema)
+    # No table: run, to fail as the original does, unless this function removes the table.
+    if found is None:
+        return not skip_without_table
+    return bool(found)
 """,
     "_idempotify_column_missing": """
-def _idempotify_column_missing(table_name, column_name, schema=None):
+def _idempotify_column_missing(table_name, column_name, schema=None, skip_without_table=False):
     inspector = _idempotify_inspector()
-    return inspector is None or _idempotify_has_column(
-        inspector, table_name, column_name, schema
-    ) is False
+    if inspector is None:
+        return True
+    found = _idempotify_has_column(inspector, table_name, column_name, schema)
+    # No table: run, to fail as the original does, unless this function removes the table.
+    if found is None:
+        return not skip_without_table
+    return not found
 """,
     "_idempotify_has_index": '''
 def _idempotify_has_index(inspector, table_name, index_name, schema, columns=None, drop_invalid=False):
@@ -164,18 +172,26 @@ def _idempotify_has_index(inspector, table_name, index_name, schema, columns=Non
     return True
 ''',
     "_idempotify_index_exists": """
-def _idempotify_index_exists(table_name, index_name, schema=None):
+def _idempotify_index_exists(table_name, index_name, schema=None, skip_without_table=False):
     inspector = _idempotify_inspector()
-    return inspector is None or _idempotify_has_index(
-        inspector, table_name, index_name, schema
-    )
+    if inspector is None:
+        return True
+    found = _idempotify_has_index(inspector, table_name, index_name, schema)
+    # No table: run, to fail as the original does, unless this function removes the table.
+    if found is None:
+        return not skip_without_table
+    return bool(found)
 """,
     "_idempotify_index_missing": """
-def _idempotify_index_missing(table_name, index_name, schema=None, columns=None):
+def _idempotify_index_missing(table_name, index_name, schema=None, columns=None, skip_without_table=False):
     inspector = _idempotify_inspector()
-    return inspector is None or _idempotify_has_index(
-        inspector, table_name, index_name, schema, columns, drop_invalid=True
-    ) is False
+    if inspector is None:
+        return True
+    found = _idempotify_has_index(inspector, table_name, index_name, schema, columns, drop_invalid=True)
+    # No table: run, to fail as the original does, unless this function removes the table.
+    if found is None:
+        return not skip_without_table
+    return not found
 """,
     "_idempotify_has_constraint": '''
 def _idempotify_has_constraint(inspector, constraint, type_, primary_key_by_name=False):
@@ -260,20 +276,30 @@ def _idempotify_schema_objects():
     return SchemaObjects(op.get_context())
 ''',
     "_idempotify_unique_missing": """
-def _idempotify_unique_missing(constraint_name, table_name, columns, schema=None):
+def _idempotify_unique_missing(constraint_name, table_name, columns, schema=None, skip_without_table=False):
     inspector = _idempotify_inspector()
-    constraint = _idempotify_schema_objects().unique_constraint(
-        constraint_name, table_name, columns, schema=schema
-    )
-    return inspector is None or _idempotify_has_constraint(inspector, constraint, "unique") is False
+    if inspector is None:
+        return True
+    constraint = _idempotify_schema_objects().unique_constraint(constraint_name, table_name, columns, schema=schema)
+    found = _idempotify_has_constraint(inspector, constraint, "unique")
+    # No table: run, to fail as the original does, unless this function removes the table.
+    if found is None:
+        return not skip_without_table
+    return not found
 """,
     "_idempotify_primary_key_missing": """
-def _idempotify_primary_key_missing(constraint_name, table_name, columns, schema=None):
+def _idempotify_primary_key_missing(constraint_name, table_name, columns, schema=None, skip_without_table=False):
     inspector = _idempotify_inspector()
+    if inspector is None:
+        return True
     constraint = _idempotify_schema_objects().primary_key_constraint(
         constraint_name, table_name, columns, schema=schema
     )
-    return inspector is None or _idempotify_has_constraint(inspector, constraint, "primary") is False
+    found = _idempotify_has_constraint(inspector, constraint, "primary")
+    # No table: run, to fail as the original does, unless this function removes the table.
+    if found is None:
+        return not skip_without_table
+    return not found
 """,
     "_idempotify_foreign_key_missing": """
 def _idempotify_foreign_key_missing(
@@ -284,8 +310,11 @@ def _idempotify_foreign_key_missing(
     remote_cols,
     source_schema=None,
     referent_schema=None,
+    skip_without_table=False,
 ):
     inspector = _idempotify_inspector()
+    if inspector is None:
+        return True
     constraint = _idempotify_schema_objects().foreign_key_constraint(
         constraint_name,
         source_table,
@@ -295,33 +324,47 @@ def _idempotify_foreign_key_missing(
         source_schema=source_schema,
         referent_schema=referent_schema,
     )
-    return inspector is None or _idempotify_has_constraint(inspector, constraint, "foreignkey") is False
+    found = _idempotify_has_constraint(inspector, constraint, "foreignkey")
+    # No table: run, to fail as the original does, unless this function removes the table.
+    if found is None:
+        return not skip_without_table
+    return not found
 """,
     "_idempotify_check_missing": """
-def _idempotify_check_missing(constraint_name, table_name, condition, schema=None):
+def _idempotify_check_missing(constraint_name, table_name, condition, schema=None, skip_without_table=False):
     inspector = _idempotify_inspector()
-    constraint = _idempotify_schema_objects().check_constraint(
-        constraint_name, table_name, condition, schema=schema
-    )
-    return inspector is None or _idempotify_has_constraint(inspector, constraint, "check") is False
+    if inspector is None:
+        return True
+    constraint = _idempotify_schema_objects().check_constraint(constraint_name, table_name, condition, schema=schema)
+    found = _idempotify_has_constraint(inspector, constraint, "check")
+    # No table: run, to fail as the original does, unless this function removes the table.
+    if found is None:
+        return not skip_without_table
+    return not found
 """,
     "_idempotify_exclude_missing": """
-def _idempotify_exclude_missing(constraint_name, table_name, schema=None):
+def _idempotify_exclude_missing(constraint_name, table_name, schema=None, skip_without_table=False):
     inspector = _idempotify_inspector()
-    constraint = _idempotify_schema_objects().generic_constraint(
-        constraint_name, table_name, None, schema=schema
-    )
-    return inspector is None or _idempotify_has_constraint(inspector, constraint, "exclude") is False
+    if inspector is None:
+        return True
+    constraint = _idempotify_schema_objects().generic_constraint(constraint_name, table_name, None, schema=schema)
+    found = _idempotify_has_constraint(inspector, constraint, "exclude")
+    # No table: run, to fail as the original does, unless this function removes the table.
+    if found is None:
+        return not skip_without_table
+    return not found
 """,
     "_idempotify_constraint_exists": """
-def _idempotify_constraint_exists(constraint_name, table_name, type_=None, schema=None):
+def _idempotify_constraint_exists(constraint_name, table_name, type_=None, schema=None, skip_without_table=False):
     inspector = _idempotify_inspector()
-    constraint = _idempotify_schema_objects().generic_constraint(
-        constraint_name, table_name, type_, schema=schema
-    )
-    return inspector is None or _idempotify_has_constraint(
-        inspector, constraint, type_, primary_key_by_name=True
-    )
+    if inspector is None:
+        return True
+    constraint = _idempotify_schema_objects().generic_constraint(constraint_name, table_name, type_, schema=schema)
+    found = _idempotify_has_constraint(inspector, constraint, type_, primary_key_by_name=True)
+    # No table: run, to fail as the original does, unless this function removes the table.
+    if found is None:
+        return not skip_without_table
+    return bool(found)
 """,
     "_idempotify_has_sequence": """
 def _idempotify_has_sequence(inspector, sequence_name, schema):
