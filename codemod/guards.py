@@ -40,6 +40,58 @@ def _idempotify_table_missing(table_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or not inspector.has_table(table_name, schema=schema)
 """,
+    "_idempotify_table_empty": '''
+def _idempotify_table_empty(table_name, schema=None):
+    """Whether a seed insert must run: the table has no rows, or is missing (the insert then fails as written)."""
+    import sqlalchemy
+
+    inspector = _idempotify_inspector()
+    if inspector is None or not inspector.has_table(table_name, schema=schema):
+        return True
+    query = sqlalchemy.select(sqlalchemy.literal(1)).select_from(sqlalchemy.table(table_name, schema=schema))
+    return inspector.bind.execute(query.limit(1)).first() is None
+''',
+    "_idempotify_recover_batch": '''
+def _idempotify_recover_batch(table_name, schema=None):
+    """True, once what a batch block that died part-way left behind is put right.
+
+    Recreating a table, Alembic copies it into _alembic_tmp_<table>, drops it,
+    then renames the copy. The table still there: the copy did not replace it,
+    and is dropped (on PostgreSQL, where Alembic first moves the table's named
+    constraints to the copy, both are left for the block to fail on, as it
+    would unguarded). Only the copy there: it is renamed to the table.
+    """
+    import logging
+
+    import sqlalchemy
+    from alembic import op
+
+    inspector = _idempotify_inspector()
+    leftover = ("_alembic_tmp_%s" % table_name)[:50]  # As Alembic names it.
+    if inspector is None or not inspector.has_table(leftover, schema=schema):
+        return True
+    impl = op.get_context().impl
+    log = logging.getLogger("alembic.runtime.migration")
+    if not inspector.has_table(table_name, schema=schema):
+        impl.rename_table(leftover, table_name, schema=schema)
+        log.warning(
+            "idempotify: renamed %s to %s: a batch block died after dropping the table, before renaming its copy;"
+            " indexes the table had are lost, except those the block creates",
+            leftover,
+            table_name,
+        )
+    elif inspector.bind.dialect.name == "postgresql":
+        log.warning(
+            "idempotify: left %s and %s as they are: a batch block died before replacing the table with its copy,"
+            " after moving the table's named constraints to the copy; put them right by hand",
+            leftover,
+            table_name,
+        )
+    else:
+        impl.drop_table(sqlalchemy.Table(leftover, sqlalchemy.MetaData(), schema=schema))
+        log.warning("idempotify: dropped %s: a batch block died before replacing %s with it", leftover, table_name)
+    return True
+''',
     "_idempotify_reuse_enum_types": """
 def _idempotify_reuse_enum_types(table_name, schema=None):
     \"\"\"True; on PostgreSQL, the next create_table reuses existing enum types.
@@ -406,6 +458,8 @@ _CONSTRAINT_HELPERS = ("_idempotify_inspector", "_idempotify_schema_objects", "_
 _DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "_idempotify_table_exists": ("_idempotify_inspector",),
     "_idempotify_table_missing": ("_idempotify_inspector",),
+    "_idempotify_table_empty": ("_idempotify_inspector",),
+    "_idempotify_recover_batch": ("_idempotify_inspector",),
     "_idempotify_reuse_enum_types": ("_idempotify_inspector",),
     "_idempotify_column_exists": ("_idempotify_inspector", "_idempotify_has_column"),
     "_idempotify_column_missing": ("_idempotify_inspector", "_idempotify_has_column"),
