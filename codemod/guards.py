@@ -40,6 +40,15 @@ def _idempotify_table_missing(table_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or not inspector.has_table(table_name, schema=schema)
 """,
+    "_idempotify_table": '''
+def _idempotify_table(table_name, schema=None):
+    """The table as the database has it: the result of an op.create_table its guard skipped."""
+    import sqlalchemy
+    from alembic import op
+
+    metadata = sqlalchemy.MetaData()
+    return sqlalchemy.Table(table_name, metadata, schema=schema, autoload_with=op.get_bind())
+''',
     "_idempotify_table_empty": '''
 def _idempotify_table_empty(table_name, schema=None):
     """Whether a seed insert must run: the table has no rows, or is missing (the insert then fails as written)."""
@@ -246,13 +255,14 @@ def _idempotify_index_missing(table_name, index_name, schema=None, columns=None,
     return not found
 """,
     "_idempotify_has_constraint": '''
-def _idempotify_has_constraint(inspector, constraint, type_, primary_key_by_name=False):
+def _idempotify_has_constraint(inspector, constraint, type_):
     """Whether ``constraint``, as Alembic builds it, is in the database; None when its table is missing.
 
     Named constraints are found by the name Alembic gives them (naming
     convention included); unnamed ones by their columns. A table has one
-    primary key: any answers a create; a drop (primary_key_by_name) asks
-    for the one of its name, where the database reports names.
+    primary key: it is the one of that name where the database reports
+    names (a batch create_primary_key under another name replaces it, as
+    the original does), else any.
     """
     import sqlalchemy
 
@@ -267,7 +277,7 @@ def _idempotify_has_constraint(inspector, constraint, type_, primary_key_by_name
         key = inspector.get_pk_constraint(table, schema=schema)
         if not key.get("constrained_columns"):
             return False
-        if name is None or key.get("name") is None or not primary_key_by_name:
+        if name is None or key.get("name") is None:
             return True
         return key["name"] == name
     if name is None and not list(constraint.columns):
@@ -412,7 +422,7 @@ def _idempotify_constraint_exists(constraint_name, table_name, type_=None, schem
     if inspector is None:
         return True
     constraint = _idempotify_schema_objects().generic_constraint(constraint_name, table_name, type_, schema=schema)
-    found = _idempotify_has_constraint(inspector, constraint, type_, primary_key_by_name=True)
+    found = _idempotify_has_constraint(inspector, constraint, type_)
     # No table: run, to fail as the original does, unless this function removes the table.
     if found is None:
         return not skip_without_table
