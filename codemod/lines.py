@@ -40,7 +40,11 @@ def _cst_label(node: _Node) -> str:
 
 
 class NodeLines:
-    """Start lines of a module's ``Call`` and ``If`` nodes; ``visit`` each as a LibCST visitor meets it."""
+    """Start lines of a module's ``Call`` and ``If`` nodes; ``visit`` each as a LibCST visitor meets it.
+
+    ``tree`` is Python's own tree of the module (None when it was not parsed),
+    for questions a cheap look at the whole module answers.
+    """
 
     def __init__(self, module: cst.Module, source: bytes | None) -> None:
         self._module = module
@@ -48,12 +52,14 @@ class NodeLines:
         self._fallback: dict[int, int] | None = None
         self._expected: list[ast.Call | ast.If] | None = None
         self._next = 0
+        self.tree: ast.Module | None = None
         if source is not None:
             try:
                 tree = ast.parse(source)
             except (SyntaxError, ValueError):
                 pass
             else:
+                self.tree = tree
                 nodes = [node for node in ast.walk(tree) if isinstance(node, (ast.Call, ast.If))]
                 nodes.sort(key=lambda n: (n.lineno, n.col_offset, -(n.end_lineno or 0), -(n.end_col_offset or 0)))
                 self._expected = nodes

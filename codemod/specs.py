@@ -27,6 +27,10 @@ class Check:
     check is taken to remove its object (a drop), except that with
     ``removes_with`` it does only when that parameter is passed (an
     ``alter_column`` renames its column only with ``new_column_name``).
+    ``constraint_type`` is the type of constraint checked (``primary``,
+    ``unique``, ``foreignkey``, ``check``, ``exclude``), or ``type_param`` the
+    parameter that gives it; a check on a column, index or constraint takes
+    ``skip_without_table`` when the migration function removes its table.
     """
 
     helper_suffix: str
@@ -37,6 +41,8 @@ class Check:
     unnamed: bool = False
     unnamed_keywords: tuple[str, ...] = ()
     removes_with: str | None = None
+    constraint_type: str | None = None
+    type_param: str | None = None
 
     @property
     def helper(self) -> str:
@@ -80,6 +86,7 @@ class OpSpec:
     optional: frozenset[str] = frozenset()
     via_execute: str | None = None
     via_method: str | None = None
+    skipped_result: str | None = None
     description: str = ""
 
     @property
@@ -93,6 +100,7 @@ class OpSpec:
 
 
 _CONSTRAINT = ("constraint_name", "table_name", "columns")
+_ON_TABLE = ("schema", "skip_without_table")
 
 SPECS: dict[str, OpSpec] = {
     spec.name: spec
@@ -103,8 +111,9 @@ SPECS: dict[str, OpSpec] = {
             op_params=("table_name",),
             batch_params=None,
             native_flags=("if_not_exists",),
-            description="table absent; a following op.bulk_insert(t, ...) of its result goes under the same guard; "
-            "on PostgreSQL, enum types its columns declare that exist already are reused",
+            skipped_result="table",
+            description="table absent; on PostgreSQL, enum types its columns declare that exist already are reused; "
+            "op.bulk_insert(t, ...) of its result runs while the table is empty",
         ),
         OpSpec(
             name="drop_table",
@@ -126,7 +135,7 @@ SPECS: dict[str, OpSpec] = {
         ),
         OpSpec(
             name="add_column",
-            checks=(Check("column_missing", ("table_name", "column"), subject="column"),),
+            checks=(Check("column_missing", ("table_name", "column"), subject="column", keywords=_ON_TABLE),),
             op_params=("table_name", "column"),
             batch_params=("column",),
             native_flags=("if_not_exists",),
@@ -134,7 +143,7 @@ SPECS: dict[str, OpSpec] = {
         ),
         OpSpec(
             name="drop_column",
-            checks=(Check("column_exists", ("table_name", "column_name"), subject="column_name"),),
+            checks=(Check("column_exists", ("table_name", "column_name"), subject="column_name", keywords=_ON_TABLE),),
             op_params=("table_name", "column_name"),
             batch_params=("column_name",),
             native_flags=("if_exists",),
@@ -147,12 +156,14 @@ SPECS: dict[str, OpSpec] = {
                     "column_exists",
                     ("table_name", "column_name"),
                     subject="column_name",
+                    keywords=_ON_TABLE,
                     removes_with="new_column_name",
                 ),
                 Check(
                     "column_missing",
                     ("table_name", "new_column_name"),
                     subject="new_column_name",
+                    keywords=_ON_TABLE,
                     only_with="new_column_name",
                 ),
             ),
@@ -170,6 +181,7 @@ SPECS: dict[str, OpSpec] = {
                     "index_missing",
                     ("table_name", "index_name"),
                     subject="index_name",
+                    keywords=_ON_TABLE,
                     unnamed=True,
                     unnamed_keywords=("columns",),
                 ),
@@ -181,7 +193,7 @@ SPECS: dict[str, OpSpec] = {
         ),
         OpSpec(
             name="drop_index",
-            checks=(Check("index_exists", ("table_name", "index_name"), subject="index_name"),),
+            checks=(Check("index_exists", ("table_name", "index_name"), subject="index_name", keywords=_ON_TABLE),),
             op_params=("index_name", "table_name"),
             batch_params=("index_name",),
             native_flags=("if_exists",),
@@ -190,14 +202,32 @@ SPECS: dict[str, OpSpec] = {
         ),
         OpSpec(
             name="create_unique_constraint",
-            checks=(Check("unique_missing", _CONSTRAINT, subject="constraint_name", unnamed=True),),
+            checks=(
+                Check(
+                    "unique_missing",
+                    _CONSTRAINT,
+                    subject="constraint_name",
+                    keywords=_ON_TABLE,
+                    unnamed=True,
+                    constraint_type="unique",
+                ),
+            ),
             op_params=_CONSTRAINT,
             batch_params=("constraint_name", "columns"),
             description="no unique constraint of that name (as Alembic names it); unnamed: none on the same columns",
         ),
         OpSpec(
             name="create_primary_key",
-            checks=(Check("primary_key_missing", _CONSTRAINT, subject="constraint_name", unnamed=True),),
+            checks=(
+                Check(
+                    "primary_key_missing",
+                    _CONSTRAINT,
+                    subject="constraint_name",
+                    keywords=_ON_TABLE,
+                    unnamed=True,
+                    constraint_type="primary",
+                ),
+            ),
             op_params=_CONSTRAINT,
             batch_params=("constraint_name", "columns"),
             description="the table has no primary key",
@@ -209,8 +239,9 @@ SPECS: dict[str, OpSpec] = {
                     "foreign_key_missing",
                     ("constraint_name", "source_table", "referent_table", "local_cols", "remote_cols"),
                     subject="constraint_name",
-                    keywords=("source_schema", "referent_schema"),
+                    keywords=("source_schema", "referent_schema", "skip_without_table"),
                     unnamed=True,
+                    constraint_type="foreignkey",
                 ),
             ),
             op_params=("constraint_name", "source_table", "referent_table", "local_cols", "remote_cols"),
@@ -223,21 +254,45 @@ SPECS: dict[str, OpSpec] = {
         ),
         OpSpec(
             name="create_check_constraint",
-            checks=(Check("check_missing", ("constraint_name", "table_name", "condition"), subject="constraint_name"),),
+            checks=(
+                Check(
+                    "check_missing",
+                    ("constraint_name", "table_name", "condition"),
+                    subject="constraint_name",
+                    keywords=_ON_TABLE,
+                    constraint_type="check",
+                ),
+            ),
             op_params=("constraint_name", "table_name", "condition"),
             batch_params=("constraint_name", "condition"),
             description="no check constraint of that name (as Alembic names it, naming convention included)",
         ),
         OpSpec(
             name="create_exclude_constraint",
-            checks=(Check("exclude_missing", ("constraint_name", "table_name"), subject="constraint_name"),),
+            checks=(
+                Check(
+                    "exclude_missing",
+                    ("constraint_name", "table_name"),
+                    subject="constraint_name",
+                    keywords=_ON_TABLE,
+                    constraint_type="exclude",
+                ),
+            ),
             op_params=("constraint_name", "table_name"),
             batch_params=("constraint_name",),
             description="no exclusion constraint of that name (PostgreSQL)",
         ),
         OpSpec(
             name="drop_constraint",
-            checks=(Check("constraint_exists", ("constraint_name", "table_name", "type_"), subject="constraint_name"),),
+            checks=(
+                Check(
+                    "constraint_exists",
+                    ("constraint_name", "table_name", "type_"),
+                    subject="constraint_name",
+                    keywords=_ON_TABLE,
+                    type_param="type_",
+                ),
+            ),
             op_params=("constraint_name", "table_name", "type_"),
             batch_params=("constraint_name", "type_"),
             native_flags=("if_exists",),

@@ -20,6 +20,7 @@ from functools import cache
 import libcst as cst
 import libcst.matchers as m
 
+from codemod.effects import Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
 from codemod.formatting import Style
 from codemod.guards import guard_test, helper_block_source, is_helper_name, reindent
 from codemod.lines import NodeLines
@@ -53,7 +54,7 @@ NOT_OPS = frozenset(
 # Ops with no guard, and why; anything else Alembic offers is "no guard yet".
 UNGUARDED_REASONS = {
     "execute": "raw SQL or a statement object is not guarded",
-    "bulk_insert": "data change; only guarded with the op.create_table whose result it fills",
+    "bulk_insert": "data change; only a seed insert into a table this function creates is guarded (while it is empty)",
 }
 # Attribute names whose calls may be ops: an op call's arguments are walked only when one is in them.
 _OP_LIKE = frozenset({*SPECS, *UNGUARDED_REASONS, "create", "drop"})
@@ -66,6 +67,7 @@ class _BatchTable:
     table_name: cst.BaseExpression
     schema: cst.BaseExpression | None
     static: bool = False
+    naming_convention: bool = False
 
 
 def _runtime_batch_table(name: str) -> _BatchTable:
@@ -83,6 +85,32 @@ class _OpCall:
     args: dict[str, cst.BaseExpression] = field(default_factory=dict)
     reason: str | None = None
     safe: bool = False
+    batch: _BatchTable | None = None
+
+
+@dataclass
+class _BatchBlock:
+    """The ops of one batch block, in order, and how they are decided together (see ``codemod.effects``)."""
+
+    calls: list[_OpCall]
+    plan: BatchPlan
+
+    def decision(self, call: cst.Call) -> tuple[Decision, list[cst.Call]] | None:
+        """This block's decision for ``call`` and the calls it names, if ``call`` is one of its ops."""
+        for index, found in enumerate(self.calls):
+            if found.call is call and index < len(self.plan.decisions):
+                decision = self.plan.decisions[index]
+                return decision, [self.calls[earlier].call for earlier in decision.also_after]
+        return None
+
+
+@dataclass
+class _IfScope:
+    """An enclosing ``if`` as it is decided: whether it guards some op, and the reports of the ops it does not."""
+
+    test: cst.BaseExpression
+    covers: list[str] = field(default_factory=list)
+    others: list[int] = field(default_factory=list)
 
 
 class GuardTransformer(cst.CSTTransformer):
@@ -98,15 +126,19 @@ class GuardTransformer(cst.CSTTransformer):
         self._module: cst.Module = cst.Module(body=())
         self._op_names: set[str] = {"op"}
         self._batch_scopes: list[dict[str, _BatchTable]] = []
-        self._if_tests: list[cst.BaseExpression] = []
-        self._early_exits: list[list[tuple[int, cst.BaseExpression]]] = [[]]
+        self._ifs: list[_IfScope] = []
+        self._early_exits: list[list[tuple[int, _IfScope]]] = [[]]
         self._parameters: list[set[str]] = [set()]
         self._bind_names: set[str] = set()
         self._enum_names: set[str] = set()
         self._batch_blocks: set[int] = set()
-        self._churned_batches: list[dict[tuple[str, str], str]] = []
+        self._batch_plans: list[_BatchBlock] = []
+        self._tests: dict[int, str | None] = {}
+        self._removed_tables: dict[str, set[str]] = {}
+        self._function_removes: list[set[str]] = [set()]
+        self._created_tables: list[dict[str, tuple[str, str | None]]] = [{}]
         self._indents: list[str] = []
-        self._seen_calls: dict[int, tuple[int, str]] = {}
+        self._seen_calls: dict[int, tuple[int, str, str]] = {}
         self._helpers_called: set[str] = set()
         self._helper_def_depth = 0
         self._handled_calls: set[int] = set()
@@ -117,6 +149,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._module = node
         self._lines = NodeLines(node, self._source_bytes)
         self._op_names = {"op"} | set(_op_aliases(node))
+        self._removed_tables = _removed_tables(self._lines.tree)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._helper_def_depth += is_helper_name(node.name.value)
@@ -124,21 +157,37 @@ class GuardTransformer(cst.CSTTransformer):
         names = {param.name.value for param in (*params.posonly_params, *params.params, *params.kwonly_params)}
         self._parameters.append(names)
         self._early_exits.append([])
+        self._function_removes.append(self._removed_tables.get(node.name.value, set()))
+        self._created_tables.append({})
 
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
         self._parameters.pop()
-        self._early_exits.pop()
+        for _, scope in self._early_exits.pop():
+            self._mark_at_risk(scope)
+        self._function_removes.pop()
+        self._created_tables.pop()
         self._helper_def_depth -= is_helper_name(original_node.name.value)
         return updated_node
 
     def visit_Assign(self, node: cst.Assign) -> None:
         names = {target.target.value for target in node.targets if isinstance(target.target, cst.Name)}
-        if _is_op_method(node.value, self._op_names, "get_bind"):
+        if self._is_bind(node.value):
             self._bind_names |= names
         if isinstance(node.value, cst.Call) and m.matches(node.value.func, _ENUM_TYPE):
             self._enum_names |= names
+        if (
+            len(names) == 1
+            and isinstance(node.value, cst.Call)
+            and m.matches(node.value.func, m.Attribute(attr=m.Name("create_table")))
+        ):
+            found = self._match_op(node.value)
+            table = found.args.get("table_name") if found is not None and found.spec is not None else None
+            if found is not None and table is not None:
+                schema = found.args.get("schema")
+                entry = (self._source(table), None if schema is None else self._source(schema))
+                self._created_tables[-1][next(iter(names))] = entry
 
     def visit_With(self, node: cst.With) -> None:
         scope = {}
@@ -147,29 +196,60 @@ class GuardTransformer(cst.CSTTransformer):
                 name = item.asname.name.value
                 scope[name] = self._batch_table(item) or _runtime_batch_table(name)
         self._batch_scopes.append(scope)
-        churned: dict[tuple[str, str], str] = {}
+        block = _BatchBlock([], BatchPlan())
         if scope and isinstance(node.body, cst.IndentedBlock):
             self._batch_blocks.add(id(node.body))
             calls = [found for statement in node.body.body for found in self._ops_within(statement)]
-            churned = _churned_objects(calls)
-        self._churned_batches.append(churned)
+            block = _BatchBlock(calls, plan_batch([self._effects(found) for found in calls]))
+        self._batch_plans.append(block)
 
     def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
-        self._batch_scopes.pop()
-        self._churned_batches.pop()
+        scope = self._batch_scopes.pop()
+        block = self._batch_plans.pop()
+        guarded = any(self._tests.get(id(found.call)) is not None for found in block.calls)
+        if guarded and isinstance(updated_node.body, cst.IndentedBlock):
+            return updated_node.with_changes(body=self._with_batch_recovery(scope, updated_node.body))
         return updated_node
+
+    def _with_batch_recovery(self, scope: dict[str, _BatchTable], body: cst.IndentedBlock) -> cst.IndentedBlock:
+        """The block, first finishing or undoing the table copy of a batch block that died part-way (SQLite)."""
+        tables = [table for table in scope.values() if table.static]
+        first = body.body[0] if body.body else None
+        if len(tables) != 1 or (first is not None and _is_helper_statement(first, _RECOVER_BATCH)):
+            return body
+        arguments = self._source(tables[0].table_name)
+        if tables[0].schema is not None:
+            arguments += f", schema={self._source(tables[0].schema)}"
+        self._helpers_called.add(_RECOVER_BATCH)
+        newline = self._module.default_newline
+        config = self._module.config_for_parsing
+        statement = cst.parse_statement(f"{_RECOVER_BATCH}({arguments}){newline}", config=config)
+        return body.with_changes(body=[statement, *body.body])
 
     def visit_If(self, node: cst.If) -> None:
         self._lines.visit(node)
-        self._if_tests.append(node.test)
+        self._ifs.append(_IfScope(node.test))
         if node.orelse is None and _exits(node.body):
-            self._early_exits[-1].append((self._line(node), node.test))
+            self._early_exits[-1].append((self._line(node), _IfScope(node.test)))
 
     def leave_If(
         self, original_node: cst.If, updated_node: cst.If
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
-        self._if_tests.pop()
+        self._mark_at_risk(self._ifs.pop())
         return updated_node
+
+    def _mark_at_risk(self, scope: _IfScope) -> None:
+        """Ops under a hand-written ``if`` (or after an early return) that tests another op's object only."""
+        if not (scope.covers and scope.others):
+            return
+        covered = ", ".join(sorted(set(scope.covers)))
+        for index in scope.others:
+            report = self.reports[index]
+            reason = (
+                f"at risk: under a hand-written `if` that tests another object ({covered}); a deploy that dies "
+                "after that object is made never runs this op on retry; guard each op on its own object"
+            )
+            self.reports[index] = OpReport(report.line, report.call, Outcome.UNGUARDED, reason)
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         self._indents.append(node.indent if node.indent is not None else self._module.default_indent)
@@ -179,9 +259,9 @@ class GuardTransformer(cst.CSTTransformer):
         if isinstance(node.func, cst.Name) and is_helper_name(node.func.value) and not self._helper_def_depth:
             self._helpers_called.add(node.func.value)  # by guards already in place; the generated block is rebuilt
         found = self._match_op(node)
-        if found is not None and found.reason != _CONNECTION_SQL:
-            # SQL on the connection inside an expression reads (its result is used); a statement may write.
-            self._seen_calls[id(node)] = (self._line(node), found.display)
+        if found is not None:
+            reason = found.reason if found.reason == _CONNECTION_SQL else _NOT_A_STATEMENT
+            self._seen_calls[id(node)] = (self._line(node), found.display, reason)
         if found is not None:
             # The arguments of an op call are most of a migration: skip them unless they may hold an op.
             inside = self._lines.calls_inside(node)
@@ -213,9 +293,8 @@ class GuardTransformer(cst.CSTTransformer):
         return updated_node.with_changes(body=body)
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        for call_id, (line, display) in self._seen_calls.items():
+        for call_id, (line, display, reason) in self._seen_calls.items():
             if call_id not in self._handled_calls:
-                reason = "not a statement of its own (inside an expression or a one-line block)"
                 self.reports.append(OpReport(line, display, Outcome.UNGUARDED, reason))
         self.reports.sort(key=lambda report: report.line)
         return self._with_helper_block(updated_node)
@@ -229,66 +308,99 @@ class GuardTransformer(cst.CSTTransformer):
         back, create a table and rename it away) cannot be guarded: whether the
         block already ran cannot be told from the schema. Its ops are left
         alone and reported; in a batch block, all of the block's ops, since
-        Alembic runs them together when the block ends.
+        Alembic runs them together when the block ends. The other ops of a
+        batch block are decided as ``codemod.effects.plan_batch`` says.
         """
         ops = [(statement, found) for statement in originals if (found := self._op_in_statement(statement))]
-        in_churned_batch = {key: name for batch_churn in self._churned_batches for key, name in batch_churn.items()}
-        if in_churned_batch:
-            reason = f"in a batch block that drops and re-creates {_names(in_churned_batch)}: {_CHURN}"
-            self._leave_alone(ops, reason)
+        churned_blocks = [block for block in self._batch_plans if block.plan.left_alone is not None]
+        if churned_blocks:
+            names = ", ".join(sorted({name for block in churned_blocks for name in block.plan.objects}))
+            self._leave_alone(ops, f"in a batch block that drops and re-creates {names}: {_CHURN}")
             return None
         churned = _churned_objects(found for _, found in ops)
-        created: set[tuple[str, str]] = set()
-        created_before: set[tuple[str, str]] = set()
         result: list[cst.BaseStatement] = []
         changed = False
-        index = 0
-        while index < len(originals):
-            found = self._op_in_statement(originals[index])
-            if batch:  # what the statement creates counts for the ops after it, not for its own
-                created_before = set(created)
-                created.update(key for key, _, effect in self._objects_within(originals[index]) if effect == "creates")
+        for index, original in enumerate(originals):
+            found = self._op_in_statement(original)
             if found is None:
                 result.append(updated[index])
-                index += 1
                 continue
-            end = self._group_end(originals, index)
-            test, report = self._decide(found, originals[index], originals[end:])
-            objects = _objects(found)
-            if test is not None and any(key in churned for key, _, _ in objects):
+            test, report = self._decide(found, original, originals[index + 1 :])
+            if test is not None and any(key in churned for key, _, _ in _objects(found)):
                 test = None
                 reason = f"this block both creates and removes {_names(churned)}: {_CHURN}"
                 report = OpReport(report.line, report.call, Outcome.UNGUARDED, reason)
-            elif (
-                test is not None
-                and batch
-                and objects
-                and all(effect == "uses" and key in created_before for key, _, effect in objects)
-            ):
-                test = None
-                reason = (
-                    "runs every time: the object it alters is created earlier in this batch block, "
-                    "and Alembic runs the block's ops together when it ends (re-applying is harmless)"
-                )
-                report = OpReport(report.line, report.call, Outcome.ALREADY_SAFE, reason)
-            self.reports.append(report)
-            for follower in originals[index + 1 : end]:
-                follower_op = self._op_in_statement(follower)
-                assert follower_op is not None
-                self._handled_calls.add(id(follower_op.call))
-                reason = "" if test is not None else "fills the table its create_table creates"
-                self.reports.append(OpReport(self._line(follower), follower_op.display, report.outcome, reason))
+            elif test is not None:
+                test, report = self._in_batch(found, test, report)
+            self._tests[id(found.call)] = test
+            self._record(report, found)
             if test is None:
-                result.extend(updated[index:end])
-            else:
-                result.append(self._wrap(test, updated[index:end]))
-                changed = True
-            index = end
+                result.append(updated[index])
+                continue
+            result.append(self._wrap(test, [updated[index]], self._skipped_result(found, original, originals)))
+            changed = True
         return result if changed else None
 
-    def _objects_within(self, statement: cst.BaseStatement) -> list[tuple[tuple[str, str], str, str]]:
-        """The objects of every op call in ``statement``, nested ones (under a guard) included."""
-        return [key for found in self._ops_within(statement) for key in _objects(found)]
+    def _in_batch(self, found: _OpCall, test: str, report: OpReport) -> tuple[str | None, OpReport]:
+        """The test of an op of a batch block, decided with the ops before it in the block."""
+        for block in reversed(self._batch_plans):
+            known = block.decision(found.call)
+            if known is None:
+                continue
+            decision, earlier = known
+            if decision.runs_always is not None:
+                return None, OpReport(report.line, report.call, Outcome.ALREADY_SAFE, decision.runs_always)
+            if not decision.also_after:
+                return test, report
+            tests = [self._tests.get(id(call)) for call in earlier]
+            if any(earlier_test is None for earlier_test in tests):
+                reason = (
+                    "an earlier op of its batch block removes what it creates, and that op is not guarded by "
+                    f"idempotify, so this one must run whenever that one does; {_BY_HAND}"
+                )
+                return None, OpReport(report.line, report.call, Outcome.UNGUARDED, reason)
+            return " or ".join([*(t for t in tests if t is not None), test]), report
+        return test, report
+
+    def _record(self, report: OpReport, found: _OpCall) -> None:
+        """Add the report, and tell the enclosing ``if`` statements whether they guard the op."""
+        index = len(self.reports)
+        self.reports.append(report)
+        subject = self._subject_label(found)
+        covering = report.outcome is Outcome.ALREADY_SAFE and report.reason == _ENCLOSING
+        exits = [scope for exit_line, scope in self._early_exits[-1] if exit_line < report.line]
+        for scope in [*reversed(self._ifs), *exits]:
+            if covering and found.spec is not None and self._covered_by(found, scope.test):
+                scope.covers.append(subject)
+                covering = False
+            elif not (found.spec is not None and self._covered_by(found, scope.test)):
+                scope.others.append(index)
+
+    def _covered_by(self, found: _OpCall, test: cst.BaseExpression) -> bool:
+        assert found.spec is not None
+        return any(_already_tests(test, check, found.args) for check in found.spec.checks)
+
+    def _subject_label(self, found: _OpCall) -> str:
+        if found.spec is None:
+            return found.display
+        subject = found.args.get(found.spec.checks[0].subject)
+        return found.display if subject is None else f"{found.spec.checks[0].kind} {self._source(subject)}"
+
+    def _skipped_result(
+        self, found: _OpCall, statement: cst.BaseStatement, block: Sequence[cst.BaseStatement]
+    ) -> str | None:
+        """``t = <helper>(...)``: what stands in for the op's result when the guard skips it and ``t`` is used."""
+        target = _assigned_name(statement)
+        spec = found.spec
+        if target is None or spec is None or spec.skipped_result is None:
+            return None
+        later = block[list(block).index(statement) + 1 :]
+        if not _uses_name(later, target):
+            return None
+        check = spec.checks[0]
+        arguments = [self._source(found.args[name]) for name in check.args]
+        arguments += [f"{name}={self._source(found.args[name])}" for name in ("schema",) if _passed(found.args, name)]
+        return f"{target} = {HELPER_PREFIX}{spec.skipped_result}({', '.join(arguments)})"
 
     def _ops_within(self, statement: cst.BaseStatement) -> list[_OpCall]:
         found = self._op_in_statement(statement)
@@ -299,26 +411,44 @@ class GuardTransformer(cst.CSTTransformer):
     def _leave_alone(self, ops: list[tuple[cst.BaseStatement, _OpCall]], reason: str) -> None:
         for statement, found in ops:
             self._handled_calls.add(id(found.call))
+            self._tests[id(found.call)] = None
             self.reports.append(OpReport(self._line(statement), found.display, Outcome.UNGUARDED, reason))
 
-    def _group_end(self, originals: Sequence[cst.BaseStatement], index: int) -> int:
-        """End of the statements guarded together with ``originals[index]``.
-
-        ``t = op.create_table(...)`` takes the ``op.bulk_insert(t, ...)`` lines
-        right after it, so rows are inserted exactly when the table is created.
-        """
-        end = index + 1
-        target = _assigned_name(originals[index])
-        if target is None:
-            return end
-        while end < len(originals):
-            follower = self._op_in_statement(originals[end])
-            if follower is None or follower.name != "bulk_insert" or _assigned_name(originals[end]) is not None:
-                break
-            if not (follower.call.args and m.matches(follower.call.args[0].value, m.Name(target))):
-                break
-            end += 1
-        return end
+    def _effects(self, found: _OpCall) -> list[Effect]:
+        """What the op does to the schema, for planning a batch block."""
+        spec = found.spec
+        if spec is None:
+            return []
+        table_param = spec.batch_table[0]
+        table = found.args.get(table_param)
+        effects = []
+        for check in spec.checks:
+            subject = found.args.get(check.subject)
+            if subject is None or (check.only_with is not None and not _passed(found.args, check.only_with)):
+                continue
+            if check.creates:
+                action = Action.CREATES
+            elif check.removes_with is None or _passed(found.args, check.removes_with):
+                action = Action.REMOVES
+            else:
+                action = Action.CHANGES
+            constraint_type = check.constraint_type
+            if check.type_param is not None:
+                type_value = found.args.get(check.type_param)
+                constraint_type = _string_value(type_value) if type_value is not None else None
+            name = None if _is_none(subject) else self._source(subject)
+            value = _string_value(subject)  # "ix" and op.f("ix") name the same index
+            on_table = check.kind in {"column", "index", "constraint"}
+            target = SchemaObject(
+                kind=check.kind,
+                name=None if name is None else repr(value) if value is not None else _normalized(name),
+                table=_normalized(self._source(table)) if on_table and table is not None else None,
+                literal=name is None or value is not None,
+                type_=constraint_type,
+                label=f"{check.kind} {name}",
+            )
+            effects.append(Effect(action, target))
+        return effects
 
     def _decide(
         self, found: _OpCall, statement: cst.BaseStatement, later: Sequence[cst.BaseStatement]
@@ -333,6 +463,8 @@ class GuardTransformer(cst.CSTTransformer):
         if _has_skip_marker(statement):
             return left(f"skipped by `# {SKIP_MARKER}`", Outcome.SKIPPED)
         spec = found.spec
+        if found.name == "bulk_insert" and found.spec is None and found.reason is None:
+            return self._seed_insert(found, line)
         if spec is None or found.reason is not None:
             reason = found.reason or UNGUARDED_REASONS.get(found.name, f"no guard for {found.name} yet")
             return left(reason, Outcome.ALREADY_SAFE if found.safe else Outcome.UNGUARDED)
@@ -346,6 +478,11 @@ class GuardTransformer(cst.CSTTransformer):
                 f"with create_constraint): a second run finds no constraint to drop; {_BY_HAND}"
             )
         checks = [check for check in spec.checks if check.only_with is None or _passed(found.args, check.only_with)]
+        if found.batch is not None and found.batch.naming_convention and any(check.type_param for check in checks):
+            return left(
+                "drops a constraint in a batch block with its own naming_convention=, which names constraints "
+                f"the database reports unnamed (SQLite); the guard cannot see those names; {_BY_HAND}"
+            )
         args: dict[str, str] = {}
         for check in checks:
             for name in check.args:
@@ -357,17 +494,44 @@ class GuardTransformer(cst.CSTTransformer):
                 return left(f"its {check.subject} is None: there is no name to look up")
             keywords = check.keywords + (check.unnamed_keywords if _is_none(found.args.get(check.subject)) else ())
             args.update((name, self._source(found.args[name])) for name in keywords if _passed(found.args, name))
-        tests = [*self._if_tests, *(test for exit_line, test in self._early_exits[-1] if exit_line < line)]
+        if self._removes_table_of(found):
+            args["skip_without_table"] = "True"
+        exits = [scope.test for exit_line, scope in self._early_exits[-1] if exit_line < line]
+        tests = [*(scope.test for scope in self._ifs), *exits]
         if any(_already_tests(test, check, found.args) for test in tests for check in checks):
-            return left("already guarded by an enclosing if or an early return", Outcome.ALREADY_SAFE)
+            return left(_ENCLOSING, Outcome.ALREADY_SAFE)
         target = _assigned_name(statement)
-        if target is not None and _uses_name(later, target):
+        if target is not None and spec.skipped_result is None and _uses_name(later, target):
             return left(f"its result {target!r} is used further down; {_BY_HAND}")
         test = guard_test(checks, args)
         if spec.name == "create_table" and self._declares_enum(found.call):
             schema = f", schema={args['schema']}" if "schema" in args else ""
             test += f" and {HELPER_PREFIX}reuse_enum_types({args['table_name']}{schema})"
         return test, OpReport(line, found.display, Outcome.GUARDED)
+
+    def _removes_table_of(self, found: _OpCall) -> bool:
+        """Whether the function the op is in drops or renames away the table the op works on.
+
+        Only then may a guard skip the op when the table is missing (a re-run
+        finds it gone); anywhere else the op runs, and fails as the original does.
+        """
+        assert found.spec is not None
+        table = found.args.get(found.spec.batch_table[0])
+        return table is not None and _normalized(self._source(table)) in self._function_removes[-1]
+
+    def _seed_insert(self, found: _OpCall, line: int) -> tuple[str | None, OpReport]:
+        """``op.bulk_insert(t, rows)`` with ``t`` from this function's create_table: runs while the table is empty."""
+        table = found.call.args[0].value if found.call.args and found.call.args[0].keyword is None else None
+        created = self._created_tables[-1].get(table.value) if isinstance(table, cst.Name) else None
+        if created is None:
+            return None, OpReport(line, found.display, Outcome.UNGUARDED, UNGUARDED_REASONS["bulk_insert"])
+        name, schema = created
+        tests = [scope.test for scope in (*self._ifs, *(scope for _, scope in self._early_exits[-1]))]
+        helper = f"{HELPER_PREFIX}table_empty"
+        if any(m.findall(test, m.Call(func=m.Name(helper))) for test in tests):
+            return None, OpReport(line, found.display, Outcome.ALREADY_SAFE, _ENCLOSING)
+        schema_argument = "" if schema is None else f", schema={schema}"
+        return f"{helper}({name}{schema_argument})", OpReport(line, found.display, Outcome.GUARDED)
 
     def _changes_a_checked_type(self, found: _OpCall) -> bool:
         """An alter_column from or to an Enum/Boolean that carries a CHECK constraint: not harmless to re-apply."""
@@ -391,7 +555,8 @@ class GuardTransformer(cst.CSTTransformer):
     def _source(self, expression: cst.BaseExpression) -> str:
         return self._module.code_for_node(expression).strip()
 
-    def _wrap(self, test: str, statements: Sequence[cst.BaseStatement]) -> cst.If:
+    def _wrap(self, test: str, statements: Sequence[cst.BaseStatement], otherwise: str | None = None) -> cst.If:
+        """``if <test>:`` around ``statements``, with ``else: <otherwise>`` when given."""
         indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
         header = self.style.if_header(test, indent_width)
         self._helpers_called.update(_HELPER_CALL.findall(test))
@@ -401,7 +566,12 @@ class GuardTransformer(cst.CSTTransformer):
         first, *rest = statements
         assert isinstance(first, cst.SimpleStatementLine)
         body = [first.with_changes(leading_lines=()), *rest]
-        return parsed.with_changes(body=cst.IndentedBlock(body=body), leading_lines=first.leading_lines)
+        orelse = None
+        if otherwise is not None:
+            self._helpers_called.update(_HELPER_CALL.findall(otherwise))
+            statement = cst.parse_statement(otherwise + newline, config=self._module.config_for_parsing)
+            orelse = cst.Else(body=cst.IndentedBlock(body=[statement]))
+        return parsed.with_changes(body=cst.IndentedBlock(body=body), orelse=orelse, leading_lines=first.leading_lines)
 
     # Finding op calls.
 
@@ -445,10 +615,10 @@ class GuardTransformer(cst.CSTTransformer):
                 return _OpCall(None, name, display, call)
             return _OpCall(spec, name, display, call, _bind(call, spec.op_params))
         batch = self._batch_lookup(receiver)
-        if batch is None and receiver in self._parameters[-1] and ("batch" in receiver or receiver.endswith("op")):
+        if batch is None and receiver in self._parameters[-1] and _looks_like_batch(receiver):
             batch = _runtime_batch_table(receiver)
         if batch is None:
-            if spec is not None and receiver.endswith("op"):
+            if spec is not None and _looks_like_batch(receiver):
                 reason = "batch op outside a `with op.batch_alter_table(...)` block: its table is unknown"
                 return _OpCall(None, name, display, call, reason=reason)
             return None
@@ -458,15 +628,21 @@ class GuardTransformer(cst.CSTTransformer):
             args.setdefault(table_param, batch.table_name)
             if batch.schema is not None:
                 args.setdefault(schema_param, batch.schema)
-            return _OpCall(spec, name, display, call, args)
+            return _OpCall(spec, name, display, call, args, batch=batch)
         if batch.static:
             return _OpCall(None, name, display, call)
         return None
 
     def _is_bind(self, node: cst.BaseExpression) -> bool:
-        """``op.get_bind()``, or a name assigned from it."""
+        """The migration's connection: ``op.get_bind()``, ``op.get_context().connection`` or ``.bind``,
+        ``<connection>.connect()``, or a name assigned from one of them."""
         if isinstance(node, cst.Name):
             return node.value in self._bind_names
+        if isinstance(node, cst.Attribute) and node.attr.value in {"connection", "bind"}:
+            return _is_op_method(node.value, self._op_names, "get_context")
+        if m.matches(node, m.Call(func=m.Attribute(attr=m.Name("connect")), args=())):
+            assert isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
+            return self._is_bind(node.func.value)
         return _is_op_method(node, self._op_names, "get_bind")
 
     def _match_enum(self, call: cst.Call, enum: cst.BaseExpression, spec: OpSpec) -> _OpCall | None:
@@ -530,7 +706,8 @@ class GuardTransformer(cst.CSTTransformer):
         table_name = args.get("table_name")
         if table_name is None:
             return None
-        return _BatchTable(table_name, args.get("schema"), static=True)
+        convention = _passed(args, "naming_convention")
+        return _BatchTable(table_name, args.get("schema"), static=True, naming_convention=convention)
 
     # Reports and the helper block.
 
@@ -614,6 +791,16 @@ def _op_aliases(module: cst.Module) -> Iterator[str]:
                             yield name
 
 
+def _is_helper_statement(statement: cst.BaseStatement, helper: str) -> bool:
+    """``helper(...)`` as a statement of its own."""
+    return m.matches(statement, m.SimpleStatementLine(body=[m.Expr(value=m.Call(func=m.Name(helper)))]))
+
+
+def _looks_like_batch(name: str) -> bool:
+    """A name a batch op is usually given: ``batch_op``, ``batch``, ``bop`` (not ``shop``)."""
+    return "batch" in name.lower() or name in {"bop", "b_op", "bo"}
+
+
 def _alias_name(alias: cst.ImportAlias) -> str | None:
     if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
         return alias.asname.name.value
@@ -694,12 +881,38 @@ def _objects(found: _OpCall) -> list[tuple[tuple[str, str], str, str]]:
         else:
             effect = "uses"
         name = empty.code_for_node(subject).strip()
-        objects.append(((check.kind, _normalized(name)), name, effect))
+        value = _string_value(subject)  # "ix" and op.f("ix") name the same index
+        objects.append(((check.kind, repr(value) if value is not None else _normalized(name)), name, effect))
     return objects
 
 
 _BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
+_ENCLOSING = "already guarded by an enclosing if or an early return"
+_RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
+_NOT_A_STATEMENT = "not a statement of its own (inside an expression or a one-line block)"
 _CHURN = f"whether it already ran cannot be told from the schema; {_BY_HAND}"
+
+
+def _removed_tables(tree: ast.Module | None) -> dict[str, set[str]]:
+    """Per function name, the tables (normalised source) its ``drop_table``/``rename_table`` calls remove."""
+    removed: dict[str, set[str]] = {}
+    if tree is None:
+        return removed
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        tables = removed.setdefault(function.name, set())
+        for call in ast.walk(function):
+            if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+                continue
+            parameter = {"drop_table": "table_name", "rename_table": "old_table_name"}.get(call.func.attr)
+            if parameter is None:
+                continue
+            keywords = {keyword.arg: keyword.value for keyword in call.keywords}
+            table = call.args[0] if call.args else keywords.get(parameter)
+            if table is not None and not isinstance(table, ast.Starred):
+                tables.add(ast.dump(ast.Expression(body=table)))
+    return removed
 
 
 def _churned_objects(ops: Iterable[_OpCall]) -> dict[tuple[str, str], str]:

@@ -48,7 +48,7 @@ from tests.fixtures import FIXTURES, Golden, read_golden
 # One golden fixture per query path; each runs on the dialects it names. Its upgrade and downgrade
 # give both polarities: create_index/op finds the index missing, creates it, then finds it and drops it.
 MATRIX = {
-    "create_table/bulk_insert": "table; the seed rows bulk_insert puts in it",
+    "create_table/bulk_insert": "table; the seed rows bulk_insert puts in it while it is empty; the table reflected",
     "create_table/enum_column": "table; PostgreSQL: enum types reused by create_table (get_enums(schema='*'))",
     "add_column/incident": "column",
     "add_column/batch": "column in a batch block (on SQLite, move and copy)",
@@ -71,6 +71,7 @@ MATRIX = {
     "drop_constraint/without_type": "constraint of any type (PostgreSQL: pg_constraint by name alone)",
     "create_sequence/op": "sequence",
     "create_enum/op": "PostgreSQL enum type",
+    "drop_index/batch": "a batch block's leftover copy (_alembic_tmp_<table>) looked for before the block",
 }
 # Outside SQLite a batch block runs its ops as they are: these cases would repeat the op cases' queries there.
 SQLITE_ONLY = {

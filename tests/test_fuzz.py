@@ -1,12 +1,13 @@
 """Property-based: random migrations over a small random schema, rewritten and executed.
 
 Each example is a valid migration on a fresh database: a random sequence of
-the core ops (tables, columns, indexes), in op and batch form, with names as
-literals, ``op.f()``, module constants and loop variables. On SQLite (and on
-PostgreSQL and MariaDB under ``CI=true``) the rewrite must build the same
-schema, survive a re-run unchanged, and complete the original after a crash
-after any of its ops. ``make fuzz`` runs many more examples
-(``HYPOTHESIS_PROFILE=fuzz``).
+the core ops (tables, columns, indexes), in op and batch form, and batch
+blocks that drop an index or unique constraint and create one in its place
+(under a new name, or the same one), with names as literals, ``op.f()``,
+module constants and loop variables. On SQLite (and on PostgreSQL and MariaDB
+under ``CI=true``) the rewrite must build the same schema, survive a re-run
+unchanged, and complete the original after a crash after any of its ops.
+``make fuzz`` runs many more examples (``HYPOTHESIS_PROFILE=fuzz``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ DIALECTS = ["sqlite"] + (["postgresql", "mariadb"] if os.environ.get("CI", "").l
 
 BASE = "from alembic import op\nimport sqlalchemy as sa\n\n\ndef upgrade():\n" + "".join(
     f"    op.create_table('b{i}', sa.Column('id', sa.Integer, primary_key=True), sa.Column('c0', sa.String(20)),"
-    f" sa.Column('c1', sa.Integer))\n    op.create_index('ix_b{i}_c0', 'b{i}', ['c0'])\n"
+    f" sa.Column('c1', sa.Integer), sa.UniqueConstraint('c1', name='uq_b{i}_c1'))\n"
+    f"    op.create_index('ix_b{i}_c0', 'b{i}', ['c0'])\n"
     for i in (1, 2)
 )
 
@@ -48,7 +50,12 @@ class Model:
     indexes: dict[str, tuple[str, str]] = field(
         default_factory=lambda: {"ix_b1_c0": ("b1", "c0"), "ix_b2_c0": ("b2", "c0")}
     )
-    base: set[str] = field(default_factory=lambda: {"b1", "b2", "c0", "c1", "ix_b1_c0", "ix_b2_c0"})
+    uniques: dict[str, tuple[str, str]] = field(
+        default_factory=lambda: {"uq_b1_c1": ("b1", "c1"), "uq_b2_c1": ("b2", "c1")}
+    )
+    base: set[str] = field(
+        default_factory=lambda: {"b1", "b2", "c0", "c1", "ix_b1_c0", "ix_b2_c0", "uq_b1_c1", "uq_b2_c1"}
+    )
     counter: int = 0
 
     def fresh(self, prefix: str) -> str:
@@ -69,7 +76,11 @@ def _name(draw: st.DrawFn, value: str, constants: dict[str, str], receiver: str 
 
 def _table_op(draw: st.DrawFn, model: Model, constants: dict[str, str]) -> str | None:
     """``op.create_table`` of a new table, or ``op.drop_table`` of an untouched base table."""
-    droppable = [t for t in model.base & set(model.tables) if not any(i[0] == t for i in model.indexes.values())]
+    droppable = [
+        t
+        for t in model.base & set(model.tables)
+        if not any(where[0] == t for where in (*model.indexes.values(), *model.uniques.values()))
+    ]
     drop: bool = bool(droppable) and draw(st.booleans())
     if drop:
         table = draw(st.sampled_from(sorted(droppable)))
@@ -88,7 +99,7 @@ def _table_level_op(draw: st.DrawFn, model: Model, constants: dict[str, str], ki
     table = draw(st.sampled_from(sorted(model.tables)))
     receiver = "batch_op" if batch else "op"
     table_arg = "" if batch else f"{_name(draw, table, constants)}, "
-    indexed = {column for where, column in model.indexes.values() if where == table}
+    indexed = {column for where, column in (*model.indexes.values(), *model.uniques.values()) if where == table}
     if kind == "add_column":
         column = model.fresh("n")
         model.tables[table].append(column)
@@ -123,6 +134,31 @@ def _table_level_op(draw: st.DrawFn, model: Model, constants: dict[str, str], ki
     return statement
 
 
+def _batch_swap(draw: st.DrawFn, model: Model, constants: dict[str, str]) -> str | None:
+    """A batch block that drops an index or unique constraint of the base schema and creates one in its place:
+    under a new name (decided together: the create runs whenever the drop does) or the same name (left alone)."""
+    table = draw(st.sampled_from(sorted(model.tables)))
+    kind = draw(st.sampled_from(["index", "unique"]))
+    objects = model.indexes if kind == "index" else model.uniques
+    names = [name for name, where in objects.items() if where[0] == table and name in model.base]
+    columns = [column for column in ("c0", "c1") if column in model.tables[table]]
+    if not names or not columns:
+        return None
+    old = draw(st.sampled_from(names))
+    del objects[old]
+    model.base.discard(old)  # dropped here: a later op must not drop it again
+    new = old if draw(st.booleans()) else model.fresh("ix_" if kind == "index" else "uq_")
+    column = draw(st.sampled_from(columns))
+    objects[new] = (table, column)
+    if kind == "index":
+        drop = f"batch_op.drop_index({_name(draw, old, constants, 'batch_op')})"
+        create = f"batch_op.create_index({_name(draw, new, constants, 'batch_op')}, [{column!r}])"
+    else:
+        drop = f"batch_op.drop_constraint({_name(draw, old, constants, 'batch_op')}, type_='unique')"
+        create = f"batch_op.create_unique_constraint({_name(draw, new, constants, 'batch_op')}, [{column!r}])"
+    return f"with op.batch_alter_table({_name(draw, table, constants)}) as batch_op:\n    {drop}\n    {create}"
+
+
 def _indent(code: str) -> str:
     return "\n".join("    " + line for line in code.splitlines())
 
@@ -133,9 +169,11 @@ def migrations(draw: st.DrawFn) -> str:
     constants: dict[str, str] = {}
     statements: list[str] = []
     for _ in range(draw(st.integers(1, 7))):
-        kind = draw(st.sampled_from(["table", "add_column", "drop_column", "create_index", "drop_index"]))
+        kind = draw(st.sampled_from(["table", "add_column", "drop_column", "create_index", "drop_index", "swap"]))
         if kind == "table":
             statement = _table_op(draw, model, constants)
+        elif kind == "swap":
+            statement = _batch_swap(draw, model, constants)
         else:
             statement = _table_level_op(draw, model, constants, kind, batch=draw(st.booleans()))
         if statement is not None:

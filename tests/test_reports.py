@@ -29,7 +29,7 @@ def only(body: str, header: str = HEADER) -> tuple[Outcome, str]:
         ("    op.create_table_comment('users', 'people')\n", "no guard for create_table_comment yet"),
         (
             "    op.bulk_insert(sa.table('users'), [])\n",
-            "data change; only guarded with the op.create_table whose result it fills",
+            "data change; only a seed insert into a table this function creates is guarded (while it is empty)",
         ),
         ("    op.get_bind().execute(sa.text('DELETE FROM users'))\n", "SQL run on the connection is not guarded"),
         (
@@ -127,19 +127,80 @@ def test_enclosing_if_on_another_object_does_not_count() -> None:
     assert only(body) == (Outcome.GUARDED, "")
 
 
-def test_result_used_further_down_is_left_with_reason() -> None:
+def test_a_create_table_used_further_down_and_its_seed_rows_are_guarded_each_on_its_own() -> None:
     body = (
         "    t = op.create_table('t', sa.Column('id', sa.Integer))\n"
         "    op.create_index('ix', 't', ['id'])\n"
         "    op.bulk_insert(t, [])\n"
     )
+    output, found = rewrite_source((HEADER + body).encode(), Style())
+    assert [(report.call, report.outcome) for report in found] == [
+        ("op.create_table", Outcome.GUARDED),
+        ("op.create_index", Outcome.GUARDED),
+        ("op.bulk_insert", Outcome.GUARDED),
+    ]
+    # Skipped, the create still binds t (to the table as the database has it); the rows go in while it is empty.
+    assert b"    else:\n        t = _idempotify_table('t')\n" in output
+    assert b"    if _idempotify_table_empty('t'):\n        op.bulk_insert(t, [])\n" in output.replace(b'"t"', b"'t'")
+
+
+def test_an_insert_into_a_table_made_elsewhere_is_left_with_reason() -> None:
+    body = "    t = sa.table('t', sa.column('id'))\n    op.bulk_insert(t, [])\n"
+    assert only(body)[0] is Outcome.UNGUARDED
+
+
+def test_a_result_other_than_a_table_used_further_down_is_left_with_reason() -> None:
+    body = "    ix = op.create_index('ix', 't', ['id'])\n    print(ix)\n"
+    assert only(body) == (
+        Outcome.UNGUARDED,
+        "its result 'ix' is used further down; guard it by hand, and mark it `# idempotify: skip`",
+    )
+
+
+def test_ops_on_a_table_are_skipped_without_it_only_where_the_function_removes_it() -> None:
+    body = "    op.drop_index('ix_t_a', table_name='t')\n    op.drop_column('u', 'a')\n    op.drop_table('t')\n"
+    output, _ = rewrite_source((HEADER + body).encode(), Style())
+    assert b'_idempotify_index_exists("t", "ix_t_a", skip_without_table=True)' in output
+    assert b'_idempotify_column_exists("u", "a"):' in output
+
+
+def test_a_hand_guard_on_another_object_puts_the_ops_it_does_not_test_at_risk() -> None:
+    body = (
+        "    if not sa.inspect(op.get_bind()).has_table('runs'):\n"
+        "        op.create_table('runs', sa.Column('id', sa.Integer))\n"
+        "        op.create_index('ix_runs_id', 'runs', ['id'])\n"
+    )
     found = reports(body)
     assert [(report.call, report.outcome) for report in found] == [
-        ("op.create_table", Outcome.UNGUARDED),
-        ("op.create_index", Outcome.GUARDED),
-        ("op.bulk_insert", Outcome.UNGUARDED),
+        ("op.create_table", Outcome.ALREADY_SAFE),
+        ("op.create_index", Outcome.UNGUARDED),
     ]
-    assert found[0].reason == "its result 't' is used further down; guard it by hand, and mark it `# idempotify: skip`"
+    assert found[1].reason.startswith("at risk: under a hand-written `if` that tests another object (table 'runs')")
+
+
+def test_a_dialect_branch_is_not_a_hand_guard() -> None:
+    body = "    if op.get_bind().dialect.name == 'postgresql':\n        op.create_index('ix', 'runs', ['id'])\n"
+    assert only(body) == (Outcome.GUARDED, "")
+
+
+def test_a_batch_op_is_told_by_its_name_not_by_an_ending_in_op() -> None:
+    header = HEADER.replace("def upgrade():\n", "def upgrade(shop=None):\n")
+    assert reports("    shop.drop_column('x')\n", header) == []
+
+
+def test_sql_whose_result_is_used_is_listed() -> None:
+    body = "    rows = op.get_bind().execute(sa.text('SELECT 1')).fetchall()\n"
+    assert only(body) == (Outcome.UNGUARDED, "SQL run on the connection is not guarded")
+
+
+def test_a_drop_in_a_batch_block_with_its_own_naming_convention_is_left_with_reason() -> None:
+    body = (
+        "    with op.batch_alter_table('bar', naming_convention={'fk': 'fk_%(table_name)s'}) as batch_op:\n"
+        "        batch_op.drop_constraint('fk_bar', type_='foreignkey')\n"
+    )
+    outcome, reason = only(body)
+    assert outcome is Outcome.UNGUARDED
+    assert "naming_convention=" in reason
 
 
 def test_op_alias_is_followed() -> None:
@@ -164,3 +225,15 @@ def test_alter_column_of_a_checked_enum_is_left_with_reason() -> None:
     (report,) = reports
     assert report.outcome is Outcome.UNGUARDED
     assert report.reason.startswith("changes a type whose CHECK constraint Alembic drops by name")
+
+
+def test_an_early_return_on_another_object_puts_the_ops_after_it_at_risk() -> None:
+    body = (
+        "    if sa.inspect(op.get_bind()).has_table('runs'):\n"
+        "        return\n"
+        "    op.create_table('runs', sa.Column('id', sa.Integer))\n"
+        "    op.create_index('ix_runs_id', 'runs', ['id'])\n"
+    )
+    found = reports(body)
+    assert [report.outcome for report in found] == [Outcome.ALREADY_SAFE, Outcome.UNGUARDED]
+    assert found[1].reason.startswith("at risk:")
