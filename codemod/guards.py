@@ -42,7 +42,7 @@ def _idempotify_table_missing(table_name, schema=None):
 """,
     "_idempotify_table": '''
 def _idempotify_table(table_name, schema=None):
-    """The table as the database has it: the result of an op.create_table its guard skipped."""
+    """The table as the database has it (its create_table was skipped)."""
     import sqlalchemy
     from alembic import op
 
@@ -51,7 +51,10 @@ def _idempotify_table(table_name, schema=None):
 ''',
     "_idempotify_table_empty": '''
 def _idempotify_table_empty(table_name, schema=None):
-    """Whether a seed insert must run: the table has no rows, or is missing (the insert then fails as written)."""
+    """Whether a seed insert must run: the table is empty, or missing.
+
+    A missing table lets the insert run and fail, as it does unguarded.
+    """
     import sqlalchemy
 
     inspector = _idempotify_inspector()
@@ -62,7 +65,7 @@ def _idempotify_table_empty(table_name, schema=None):
 ''',
     "_idempotify_recover_batch": '''
 def _idempotify_recover_batch(table_name, schema=None):
-    """True, once what a batch block that died part-way left behind is put right.
+    """True, once what a batch block that died part-way left is put right.
 
     Recreating a table, Alembic copies it into _alembic_tmp_<table>, drops it,
     then renames the copy. The table still there: the copy did not replace it,
@@ -84,21 +87,27 @@ def _idempotify_recover_batch(table_name, schema=None):
     if not inspector.has_table(table_name, schema=schema):
         impl.rename_table(leftover, table_name, schema=schema)
         log.warning(
-            "idempotify: renamed %s to %s: a batch block died after dropping the table, before renaming its copy;"
+            "idempotify: renamed %s to %s: a batch block died after dropping"
+            " the table, before renaming its copy;"
             " indexes the table had are lost, except those the block creates",
             leftover,
             table_name,
         )
     elif inspector.bind.dialect.name == "postgresql":
         log.warning(
-            "idempotify: left %s and %s as they are: a batch block died before replacing the table with its copy,"
-            " after moving the table's named constraints to the copy; put them right by hand",
+            "idempotify: left %s and %s as they are: a batch block died"
+            " before replacing the table with its copy, after moving the"
+            " table's named constraints to the copy; put them right by hand",
             leftover,
             table_name,
         )
     else:
         impl.drop_table(sqlalchemy.Table(leftover, sqlalchemy.MetaData(), schema=schema))
-        log.warning("idempotify: dropped %s: a batch block died before replacing %s with it", leftover, table_name)
+        log.warning(
+            "idempotify: dropped %s: a batch block died before replacing %s",
+            leftover,
+            table_name,
+        )
     return True
 ''',
     "_idempotify_reuse_enum_types": """
@@ -155,7 +164,7 @@ def _idempotify_column_exists(table_name, column_name, schema=None, skip_without
     if inspector is None:
         return True
     found = _idempotify_has_column(inspector, table_name, column_name, schema)
-    # No table: run, to fail as the original does, unless this function removes the table.
+    # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
         return not skip_without_table
     return bool(found)
@@ -166,14 +175,14 @@ def _idempotify_column_missing(table_name, column_name, schema=None, skip_withou
     if inspector is None:
         return True
     found = _idempotify_has_column(inspector, table_name, column_name, schema)
-    # No table: run, to fail as the original does, unless this function removes the table.
+    # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
         return not skip_without_table
     return not found
 """,
     "_idempotify_has_index": '''
 def _idempotify_has_index(inspector, table_name, index_name, schema, columns=None, drop_invalid=False):
-    """Whether the index is there; None when its table (if one is given) is missing.
+    """Whether the index is there; None when its table (if given) is missing.
 
     Looked up by name in the catalog: reflection leaves out expression indexes.
     On PostgreSQL, with drop_invalid, an index left invalid by a failed CREATE
@@ -195,7 +204,10 @@ def _idempotify_has_index(inspector, table_name, index_name, schema, columns=Non
     dialect = inspector.bind.dialect.name
     if dialect == "sqlite":
         master = "sqlite_master" if schema is None else preparer.quote_schema(schema) + ".sqlite_master"
-        query = "SELECT 1 FROM %s WHERE type = 'index' AND name = :name COLLATE NOCASE" % master
+        query = (
+            "SELECT 1 FROM %s WHERE type = 'index'"
+            " AND name = :name COLLATE NOCASE" % master
+        )
         on_table = " AND tbl_name = :table COLLATE NOCASE"
     elif dialect == "postgresql":
         query = (
@@ -210,7 +222,8 @@ def _idempotify_has_index(inspector, table_name, index_name, schema, columns=Non
     elif dialect in ("mysql", "mariadb"):
         query = (
             "SELECT 1 FROM information_schema.statistics"
-            " WHERE index_name = :name AND table_schema = coalesce(:schema, database())"
+            " WHERE index_name = :name"
+            " AND table_schema = coalesce(:schema, database())"
         )
         on_table = " AND table_name = :table"
     elif table_name is not None:  # No catalog query known: what reflection reports.
@@ -228,7 +241,11 @@ def _idempotify_has_index(inspector, table_name, index_name, schema, columns=Non
         table = sqlalchemy.Table(table_name, sqlalchemy.MetaData(), schema=schema)
         inspector.bind.execute(sqlalchemy.schema.DropIndex(sqlalchemy.Index(index_name, _table=table)))
         log = logging.getLogger("alembic.runtime.migration")
-        log.warning("idempotify: dropped index %s, left invalid by a failed CREATE INDEX CONCURRENTLY", index_name)
+        log.warning(
+            "idempotify: dropped index %s, left invalid by a failed"
+            " CREATE INDEX CONCURRENTLY",
+            index_name,
+        )
         return False
     return True
 ''',
@@ -238,7 +255,7 @@ def _idempotify_index_exists(table_name, index_name, schema=None, skip_without_t
     if inspector is None:
         return True
     found = _idempotify_has_index(inspector, table_name, index_name, schema)
-    # No table: run, to fail as the original does, unless this function removes the table.
+    # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
         return not skip_without_table
     return bool(found)
@@ -249,14 +266,16 @@ def _idempotify_index_missing(table_name, index_name, schema=None, columns=None,
     if inspector is None:
         return True
     found = _idempotify_has_index(inspector, table_name, index_name, schema, columns, drop_invalid=True)
-    # No table: run, to fail as the original does, unless this function removes the table.
+    # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
         return not skip_without_table
     return not found
 """,
     "_idempotify_has_constraint": '''
 def _idempotify_has_constraint(inspector, constraint, type_):
-    """Whether ``constraint``, as Alembic builds it, is in the database; None when its table is missing.
+    """Whether ``constraint``, as Alembic builds it, is in the database.
+
+    None when its table is missing.
 
     Named constraints are found by the name Alembic gives them (naming
     convention included); unnamed ones by their columns. A table has one
@@ -293,7 +312,7 @@ def _idempotify_has_constraint(inspector, constraint, type_):
         params = {"name": str(name), "table": table, "schema": schema}
         kinds = {"unique": "u", "foreignkey": "f", "check": "c", "exclude": "x"}
         if type_ in kinds:
-            # contype is a "char", to which asyncpg binds no str: compare as text.
+            # contype is a "char", which asyncpg will not bind a str to.
             query += " AND CAST(c.contype AS text) = :kind"
             params["kind"] = kinds[type_]
         return inspector.bind.execute(sqlalchemy.text(query), params).first() is not None
@@ -344,7 +363,7 @@ def _idempotify_unique_missing(constraint_name, table_name, columns, schema=None
         return True
     constraint = _idempotify_schema_objects().unique_constraint(constraint_name, table_name, columns, schema=schema)
     found = _idempotify_has_constraint(inspector, constraint, "unique")
-    # No table: run, to fail as the original does, unless this function removes the table.
+    # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
         return not skip_without_table
     return not found
@@ -358,7 +377,7 @@ def _idempotify_primary_key_missing(constraint_name, table_name, columns, schema
         constraint_name, table_name, columns, schema=schema
     )
     found = _idempotify_has_constraint(inspector, constraint, "primary")
-    # No table: run, to fail as the original does, unless this function removes the table.
+    # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
         return not skip_without_table
     return not found
@@ -387,7 +406,7 @@ def _idempotify_foreign_key_missing(
         referent_schema=referent_schema,
     )
     found = _idempotify_has_constraint(inspector, constraint, "foreignkey")
-    # No table: run, to fail as the original does, unless this function removes the table.
+    # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
         return not skip_without_table
     return not found
@@ -399,7 +418,7 @@ def _idempotify_check_missing(constraint_name, table_name, condition, schema=Non
         return True
     constraint = _idempotify_schema_objects().check_constraint(constraint_name, table_name, condition, schema=schema)
     found = _idempotify_has_constraint(inspector, constraint, "check")
-    # No table: run, to fail as the original does, unless this function removes the table.
+    # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
         return not skip_without_table
     return not found
@@ -411,23 +430,49 @@ def _idempotify_exclude_missing(constraint_name, table_name, schema=None, skip_w
         return True
     constraint = _idempotify_schema_objects().generic_constraint(constraint_name, table_name, None, schema=schema)
     found = _idempotify_has_constraint(inspector, constraint, "exclude")
-    # No table: run, to fail as the original does, unless this function removes the table.
+    # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
         return not skip_without_table
     return not found
 """,
     "_idempotify_constraint_exists": """
-def _idempotify_constraint_exists(constraint_name, table_name, type_=None, schema=None, skip_without_table=False):
+def _idempotify_constraint_exists(
+    constraint_name, table_name, type_=None, schema=None, skip_without_table=False, naming_convention=None
+):
     inspector = _idempotify_inspector()
     if inspector is None:
         return True
     constraint = _idempotify_schema_objects().generic_constraint(constraint_name, table_name, type_, schema=schema)
     found = _idempotify_has_constraint(inspector, constraint, type_)
-    # No table: run, to fail as the original does, unless this function removes the table.
+    # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
         return not skip_without_table
+    if not found and naming_convention:
+        found = _idempotify_named_by_convention(inspector, constraint, type_, naming_convention)
     return bool(found)
 """,
+    "_idempotify_named_by_convention": '''
+def _idempotify_named_by_convention(inspector, constraint, type_, naming_convention):
+    """Whether a constraint reported unnamed gets this name by a convention.
+
+    A batch block's naming_convention= names the constraints of the table
+    Alembic reflects (its recipe for dropping an unnamed SQLite foreign key),
+    so the drop finds it by that name.
+    """
+    import sqlalchemy
+
+    kinds = {
+        "foreignkey": sqlalchemy.ForeignKeyConstraint,
+        "unique": sqlalchemy.UniqueConstraint,
+        "check": sqlalchemy.CheckConstraint,
+        "primary": sqlalchemy.PrimaryKeyConstraint,
+    }
+    metadata = sqlalchemy.MetaData(naming_convention=naming_convention)
+    table = constraint.table
+    reflected = sqlalchemy.Table(table.name, metadata, schema=table.schema, autoload_with=inspector.bind)
+    kind = kinds.get(type_, sqlalchemy.Constraint)
+    return any(isinstance(found, kind) and str(found.name) == str(constraint.name) for found in reflected.constraints)
+''',
     "_idempotify_has_sequence": """
 def _idempotify_has_sequence(inspector, sequence_name, schema):
     try:
@@ -486,6 +531,10 @@ _DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "_idempotify_enum_exists": ("_idempotify_inspector", "_idempotify_has_enum"),
     "_idempotify_enum_missing": ("_idempotify_inspector", "_idempotify_has_enum"),
 }
+
+
+# Helpers a guard needs only when it passes this keyword (most files never do).
+KEYWORD_HELPERS: dict[str, str] = {"naming_convention": "_idempotify_named_by_convention"}
 
 
 def is_helper_name(name: str) -> bool:

@@ -289,7 +289,7 @@ SPECS: dict[str, OpSpec] = {
                     "constraint_exists",
                     ("constraint_name", "table_name", "type_"),
                     subject="constraint_name",
-                    keywords=_ON_TABLE,
+                    keywords=(*_ON_TABLE, "naming_convention"),
                     type_param="type_",
                 ),
             ),

@@ -22,7 +22,7 @@ import libcst.matchers as m
 
 from codemod.effects import Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
 from codemod.formatting import Style
-from codemod.guards import guard_test, helper_block_source, is_helper_name, reindent
+from codemod.guards import KEYWORD_HELPERS, guard_test, helper_block_source, is_helper_name, reindent
 from codemod.lines import NodeLines
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
@@ -67,7 +67,7 @@ class _BatchTable:
     table_name: cst.BaseExpression
     schema: cst.BaseExpression | None
     static: bool = False
-    naming_convention: bool = False
+    naming_convention: cst.BaseExpression | None = None
 
 
 def _runtime_batch_table(name: str) -> _BatchTable:
@@ -258,6 +258,8 @@ class GuardTransformer(cst.CSTTransformer):
         self._lines.visit(node)
         if isinstance(node.func, cst.Name) and is_helper_name(node.func.value) and not self._helper_def_depth:
             self._helpers_called.add(node.func.value)  # by guards already in place; the generated block is rebuilt
+            keywords = {arg.keyword.value for arg in node.args if arg.keyword is not None}
+            self._helpers_called.update(helper for key, helper in KEYWORD_HELPERS.items() if key in keywords)
         found = self._match_op(node)
         if found is not None:
             reason = found.reason if found.reason == _CONNECTION_SQL else _NOT_A_STATEMENT
@@ -478,11 +480,6 @@ class GuardTransformer(cst.CSTTransformer):
                 f"with create_constraint): a second run finds no constraint to drop; {_BY_HAND}"
             )
         checks = [check for check in spec.checks if check.only_with is None or _passed(found.args, check.only_with)]
-        if found.batch is not None and found.batch.naming_convention and any(check.type_param for check in checks):
-            return left(
-                "drops a constraint in a batch block with its own naming_convention=, which names constraints "
-                f"the database reports unnamed (SQLite); the guard cannot see those names; {_BY_HAND}"
-            )
         args: dict[str, str] = {}
         for check in checks:
             for name in check.args:
@@ -560,6 +557,7 @@ class GuardTransformer(cst.CSTTransformer):
         indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
         header = self.style.if_header(test, indent_width)
         self._helpers_called.update(_HELPER_CALL.findall(test))
+        self._helpers_called.update(helper for key, helper in KEYWORD_HELPERS.items() if f"{key}=" in test)
         newline = self._module.default_newline
         parsed = cst.parse_statement(header.replace("\n", newline), config=self._module.config_for_parsing)
         assert isinstance(parsed, cst.If)
@@ -628,6 +626,8 @@ class GuardTransformer(cst.CSTTransformer):
             args.setdefault(table_param, batch.table_name)
             if batch.schema is not None:
                 args.setdefault(schema_param, batch.schema)
+            if batch.naming_convention is not None:
+                args.setdefault("naming_convention", batch.naming_convention)
             return _OpCall(spec, name, display, call, args, batch=batch)
         if batch.static:
             return _OpCall(None, name, display, call)
@@ -706,7 +706,7 @@ class GuardTransformer(cst.CSTTransformer):
         table_name = args.get("table_name")
         if table_name is None:
             return None
-        convention = _passed(args, "naming_convention")
+        convention = args.get("naming_convention") if _passed(args, "naming_convention") else None
         return _BatchTable(table_name, args.get("schema"), static=True, naming_convention=convention)
 
     # Reports and the helper block.

@@ -227,7 +227,7 @@ QUESTIONS = {
     "enum_missing": ("legacy_status",),
 }
 # Helpers that are parts of others, or give the migration something other than an answer.
-NOT_QUESTIONS = {"inspector", "schema_objects", "table"}
+NOT_QUESTIONS = {"inspector", "schema_objects", "table", "named_by_convention"}
 
 
 def test_every_helper_that_answers_is_asked_offline() -> None:

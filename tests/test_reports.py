@@ -193,14 +193,15 @@ def test_sql_whose_result_is_used_is_listed() -> None:
     assert only(body) == (Outcome.UNGUARDED, "SQL run on the connection is not guarded")
 
 
-def test_a_drop_in_a_batch_block_with_its_own_naming_convention_is_left_with_reason() -> None:
+def test_a_drop_in_a_batch_block_with_its_own_naming_convention_is_looked_up_with_it() -> None:
     body = (
         "    with op.batch_alter_table('bar', naming_convention={'fk': 'fk_%(table_name)s'}) as batch_op:\n"
         "        batch_op.drop_constraint('fk_bar', type_='foreignkey')\n"
     )
-    outcome, reason = only(body)
-    assert outcome is Outcome.UNGUARDED
-    assert "naming_convention=" in reason
+    output, found = rewrite_source((HEADER + body).encode(), Style())
+    assert [report.outcome for report in found] == [Outcome.GUARDED]
+    assert b'naming_convention={"fk": "fk_%(table_name)s"}' in output
+    assert b"def _idempotify_named_by_convention(" in output
 
 
 def test_op_alias_is_followed() -> None:
