@@ -368,12 +368,11 @@ class GuardTransformer(cst.CSTTransformer):
         """Add the report, and tell the enclosing ``if`` statements whether they guard the op."""
         index = len(self.reports)
         self.reports.append(report)
-        subject = self._subject_label(found)
         covering = report.outcome is Outcome.ALREADY_SAFE and report.reason == _ENCLOSING
         exits = [scope for exit_line, scope in self._early_exits[-1] if exit_line < report.line]
         for scope in [*reversed(self._ifs), *exits]:
             if covering and found.spec is not None and self._covered_by(found, scope.test):
-                scope.covers.append(subject)
+                scope.covers.append(self._subject_label(found))
                 covering = False
             elif not (found.spec is not None and self._covered_by(found, scope.test)):
                 scope.others.append(index)
@@ -438,16 +437,17 @@ class GuardTransformer(cst.CSTTransformer):
             if check.type_param is not None:
                 type_value = found.args.get(check.type_param)
                 constraint_type = _string_value(type_value) if type_value is not None else None
-            name = None if _is_none(subject) else self._source(subject)
+            unnamed = _is_none(subject)
             value = _string_value(subject)  # "ix" and op.f("ix") name the same index
             on_table = check.kind in {"column", "index", "constraint"}
             target = SchemaObject(
                 kind=check.kind,
-                name=None if name is None else repr(value) if value is not None else _normalized(name),
-                table=_normalized(self._source(table)) if on_table and table is not None else None,
-                literal=name is None or value is not None,
+                name=None if unnamed else self._key(subject),
+                table=self._key(table) if on_table and table is not None else None,
+                literal=unnamed or value is not None,
                 type_=constraint_type,
-                label=f"{check.kind} {name}",
+                label=f"{check.kind} "
+                + ("None" if unnamed else f'"{value}"' if value is not None else self._source(subject)),
             )
             effects.append(Effect(action, target))
         return effects
@@ -513,8 +513,9 @@ class GuardTransformer(cst.CSTTransformer):
         finds it gone); anywhere else the op runs, and fails as the original does.
         """
         assert found.spec is not None
+        removed = self._function_removes[-1]
         table = found.args.get(found.spec.batch_table[0])
-        return table is not None and _normalized(self._source(table)) in self._function_removes[-1]
+        return bool(removed) and table is not None and self._key(table) in removed
 
     def _seed_insert(self, found: _OpCall, line: int) -> tuple[str | None, OpReport]:
         """``op.bulk_insert(t, rows)`` with ``t`` from this function's create_table: runs while the table is empty."""
@@ -548,6 +549,16 @@ class GuardTransformer(cst.CSTTransformer):
         source = self._source(call)
         names = "|".join(re.escape(name) for name in ("Enum", "ENUM", *sorted(self._enum_names)))
         return re.search(rf"\b(?:{names})\b", source) is not None
+
+    def _key(self, expression: cst.BaseExpression) -> str:
+        """What names an object, compared: a string's value (also through op.f), else the normalised source.
+
+        Matches ``_removed_tables``' keys, which come from Python's own tree.
+        """
+        value = _string_value(expression)
+        if value is not None:
+            return ast.dump(ast.Expression(body=ast.Constant(value=value)))
+        return _normalized(self._source(expression))
 
     def _source(self, expression: cst.BaseExpression) -> str:
         return self._module.code_for_node(expression).strip()
@@ -910,6 +921,10 @@ def _removed_tables(tree: ast.Module | None) -> dict[str, set[str]]:
                 continue
             keywords = {keyword.arg: keyword.value for keyword in call.keywords}
             table = call.args[0] if call.args else keywords.get(parameter)
+            if isinstance(table, ast.Call) and isinstance(table.func, ast.Attribute) and table.func.attr == "f":
+                table = table.args[0] if len(table.args) == 1 else table  # op.f("t") is "t"
+            if isinstance(table, ast.Constant) and isinstance(table.value, str):
+                table = ast.Constant(value=table.value)
             if table is not None and not isinstance(table, ast.Starred):
                 tables.add(ast.dump(ast.Expression(body=table)))
     return removed
