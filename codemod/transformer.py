@@ -319,7 +319,7 @@ class GuardTransformer(cst.CSTTransformer):
             names = ", ".join(sorted({name for block in churned_blocks for name in block.plan.objects}))
             self._leave_alone(ops, f"in a batch block that drops and re-creates {names}: {_CHURN}")
             return None
-        churned = _churned_objects(found for _, found in ops)
+        churned = self._churned_objects(found for _, found in ops)
         result: list[cst.BaseStatement] = []
         changed = False
         for index, original in enumerate(originals):
@@ -328,7 +328,7 @@ class GuardTransformer(cst.CSTTransformer):
                 result.append(updated[index])
                 continue
             test, report = self._decide(found, original, originals[index + 1 :])
-            if test is not None and any(key in churned for key, _, _ in _objects(found)):
+            if test is not None and any(_object_key(effect) in churned for effect in self._effects(found)):
                 test = None
                 reason = f"this block both creates and removes {_names(churned)}: {_CHURN}"
                 report = OpReport(report.line, report.call, Outcome.UNGUARDED, reason)
@@ -369,13 +369,19 @@ class GuardTransformer(cst.CSTTransformer):
         index = len(self.reports)
         self.reports.append(report)
         covering = report.outcome is Outcome.ALREADY_SAFE and report.reason == _ENCLOSING
-        exits = [scope for exit_line, scope in self._early_exits[-1] if exit_line < report.line]
-        for scope in [*reversed(self._ifs), *exits]:
+        for scope in self._enclosing_scopes(report.line):
             if covering and found.spec is not None and self._covered_by(found, scope.test):
                 scope.covers.append(self._subject_label(found))
                 covering = False
             elif not (found.spec is not None and self._covered_by(found, scope.test)):
                 scope.others.append(index)
+
+    def _enclosing_scopes(self, line: int) -> list[_IfScope]:
+        """The ``if`` statements around ``line``, innermost first, then the early returns before it."""
+        return [*reversed(self._ifs), *(scope for exit_line, scope in self._early_exits[-1] if exit_line < line)]
+
+    def _enclosing_tests(self, line: int) -> list[cst.BaseExpression]:
+        return [scope.test for scope in self._enclosing_scopes(line)]
 
     def _covered_by(self, found: _OpCall, test: cst.BaseExpression) -> bool:
         assert found.spec is not None
@@ -414,6 +420,18 @@ class GuardTransformer(cst.CSTTransformer):
             self._handled_calls.add(id(found.call))
             self._tests[id(found.call)] = None
             self.reports.append(OpReport(self._line(statement), found.display, Outcome.UNGUARDED, reason))
+
+    def _churned_objects(self, ops: Iterable[_OpCall]) -> dict[tuple[str, str], str]:
+        """Objects that ops of one block (not a batch block) both create and remove, in either order, by label."""
+        actions: dict[tuple[str, str], set[Action]] = {}
+        labels: dict[tuple[str, str], str] = {}
+        for found in ops:
+            for effect in self._effects(found):
+                key = _object_key(effect)
+                if key is not None:
+                    actions.setdefault(key, set()).add(effect.action)
+                    labels[key] = effect.target.label
+        return {key: labels[key] for key, seen in actions.items() if {Action.CREATES, Action.REMOVES} <= seen}
 
     def _effects(self, found: _OpCall) -> list[Effect]:
         """What the op does to the schema, for planning a batch block."""
@@ -493,9 +511,7 @@ class GuardTransformer(cst.CSTTransformer):
             args.update((name, self._source(found.args[name])) for name in keywords if _passed(found.args, name))
         if self._removes_table_of(found):
             args["skip_without_table"] = "True"
-        exits = [scope.test for exit_line, scope in self._early_exits[-1] if exit_line < line]
-        tests = [*(scope.test for scope in self._ifs), *exits]
-        if any(_already_tests(test, check, found.args) for test in tests for check in checks):
+        if any(_already_tests(test, check, found.args) for test in self._enclosing_tests(line) for check in checks):
             return left(_ENCLOSING, Outcome.ALREADY_SAFE)
         target = _assigned_name(statement)
         if target is not None and spec.skipped_result is None and _uses_name(later, target):
@@ -524,9 +540,8 @@ class GuardTransformer(cst.CSTTransformer):
         if created is None:
             return None, OpReport(line, found.display, Outcome.UNGUARDED, UNGUARDED_REASONS["bulk_insert"])
         name, schema = created
-        tests = [scope.test for scope in (*self._ifs, *(scope for _, scope in self._early_exits[-1]))]
         helper = f"{HELPER_PREFIX}table_empty"
-        if any(m.findall(test, m.Call(func=m.Name(helper))) for test in tests):
+        if any(m.findall(test, m.Call(func=m.Name(helper))) for test in self._enclosing_tests(line)):
             return None, OpReport(line, found.display, Outcome.ALREADY_SAFE, _ENCLOSING)
         schema_argument = "" if schema is None else f", schema={schema}"
         return f"{helper}({name}{schema_argument})", OpReport(line, found.display, Outcome.GUARDED)
@@ -872,31 +887,6 @@ def _string_value(node: cst.BaseExpression) -> str | None:
     return None
 
 
-def _objects(found: _OpCall) -> list[tuple[tuple[str, str], str, str]]:
-    """The schema objects an op checks: (kind and normalised name, name as written, effect).
-
-    The effect is ``creates``, ``removes`` or ``uses`` (changes it in place).
-    """
-    if found.spec is None:
-        return []
-    empty = cst.Module(body=())
-    objects = []
-    for check in found.spec.checks:
-        subject = found.args.get(check.subject)
-        if subject is None or _is_none(subject):
-            continue
-        if check.creates:
-            effect = "creates"
-        elif check.removes_with is None or _passed(found.args, check.removes_with):
-            effect = "removes"
-        else:
-            effect = "uses"
-        name = empty.code_for_node(subject).strip()
-        value = _string_value(subject)  # "ix" and op.f("ix") name the same index
-        objects.append(((check.kind, repr(value) if value is not None else _normalized(name)), name, effect))
-    return objects
-
-
 _BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
 _ENCLOSING = "already guarded by an enclosing if or an early return"
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
@@ -930,15 +920,10 @@ def _removed_tables(tree: ast.Module | None) -> dict[str, set[str]]:
     return removed
 
 
-def _churned_objects(ops: Iterable[_OpCall]) -> dict[tuple[str, str], str]:
-    """Objects that ops of one block both create and remove, in either order, with their names."""
-    effects: dict[tuple[str, str], set[str]] = {}
-    names: dict[tuple[str, str], str] = {}
-    for found in ops:
-        for key, name, effect in _objects(found):
-            effects.setdefault(key, set()).add(effect)
-            names[key] = f"{key[0]} {name}"
-    return {key: names[key] for key, seen in effects.items() if {"creates", "removes"} <= seen}
+def _object_key(effect: Effect) -> tuple[str, str] | None:
+    """The object an effect is on, as the churn check of a plain block compares them; None when unnamed."""
+    target = effect.target
+    return None if target.name is None else (target.kind, target.name)
 
 
 def _names(objects: dict[tuple[str, str], str]) -> str:
