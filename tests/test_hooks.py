@@ -132,7 +132,11 @@ def test_the_wheel_holds_every_module() -> None:
         subprocess.run(command, check=True, capture_output=True)
     (wheel,) = build.glob("*.whl")
     packaged = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".py")}
-    expected = {path.relative_to(ROOT).as_posix() for path in (ROOT / "codemod").rglob("*.py")}
+    expected = {
+        path.relative_to(ROOT).as_posix()
+        for package in ("codemod", "idempotify")
+        for path in (ROOT / package).rglob("*.py")
+    }
     shutil.rmtree(build)
     assert packaged == expected
 
