@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from codemod.cache import ResultCache
-from codemod.formatting import Style, style_for
+from codemod.formatting import Style
 from codemod.results import FileResult, OpReport, Status
 
 if TYPE_CHECKING:
@@ -81,24 +81,8 @@ def find_files(
         yield from sorted(found)
 
 
-def process_file(path: Path, style: Style | None = None) -> FileResult:
-    """Rewrite one file in memory; every failure becomes a FAILED result."""
-    source = _read(path)
-    if isinstance(source, FileResult):
-        return source
-    return process_source(path, source, style or style_for(path))
-
-
-def process_source(path: Path, source: bytes, style: Style) -> FileResult:
-    """Rewrite ``source``, the bytes of ``path``; every failure becomes a FAILED result."""
-
-    if not is_revision_file(source):
-        return _not_a_revision(path, source)
-    return _rewrite(path, source, style)
-
-
 def _rewrite(path: Path, source: bytes, style: Style) -> FileResult:
-    """``process_source`` for a revision file."""
+    """Rewrite ``source``, the bytes of the revision file ``path``; every failure becomes a FAILED result."""
     import libcst as cst  # noqa: PLC0415 - deferred: see the module docstring
 
     try:
@@ -135,11 +119,12 @@ _PARALLEL_FROM = 8
 def process_files(
     files: Sequence[tuple[Path, Style]], *, jobs: int = 1, cache: ResultCache | None = None
 ) -> Iterator[FileResult]:
-    """``process_file`` for each (path, style), in order, on up to ``jobs`` processes.
+    """Each file rewritten in memory with its style, in order, on up to ``jobs`` processes.
 
     Files are read here: a cached result is used as it is, only the misses are
     parsed (in worker processes when there are enough of them), and their
-    results are stored for the next run.
+    results are stored for the next run. Every failure (unreadable, not a
+    revision, cannot be parsed) is a result, never an exception.
     """
     pending: list[FileResult | tuple[Path, bytes, Style, str | None] | None] = []
     for path, style in files:

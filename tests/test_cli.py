@@ -13,7 +13,8 @@ from typer.testing import CliRunner, Result
 
 from codemod import __version__
 from codemod.cli import app
-from codemod.runner import ChangedOnDiskError, process_file, write_result
+from codemod.formatting import style_for
+from codemod.runner import ChangedOnDiskError, process_files, write_result
 from codemod.specs import SPECS
 from tests.fixtures import FIXTURES, read_golden, sample_versions
 
@@ -152,7 +153,7 @@ def test_write_keeps_the_mode_and_leaves_no_temporary_file(versions: Path) -> No
 
 def test_a_file_changed_on_disk_after_reading_is_not_overwritten(versions: Path) -> None:
     path = versions / "4f2a9c1d7e3b_add_updated_at.py"
-    result = process_file(path)
+    (result,) = process_files([(path, style_for(path))])
     path.write_text(INCIDENT.input + "# edited meanwhile\n", encoding="utf-8")
     with pytest.raises(ChangedOnDiskError):
         write_result(result)
