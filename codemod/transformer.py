@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -26,12 +27,12 @@ from codemod.guards import KEYWORD_HELPERS, guard_test, helper_block_source, is_
 from codemod.lines import NodeLines
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
+from codemod.sql import Value, Verbatim, read_sql
 
 SKIP_MARKER = "idempotify: skip"
 _CONNECTION_SQL = "SQL run on the connection is not guarded"
 _ENUM_TYPE = m.Name("ENUM") | m.Name("Enum") | m.Attribute(attr=m.Name("ENUM") | m.Name("Enum"))
 _HELPER_CALL = re.compile(rf"\b({HELPER_PREFIX}\w+)\(")
-_SAFE_SQL = re.compile(r"\bIF\s+(NOT\s+)?EXISTS\b", re.IGNORECASE)
 
 # Attributes of ``op`` that are not schema operations: never reported.
 NOT_OPS = frozenset(
@@ -86,6 +87,7 @@ class _OpCall:
     reason: str | None = None
     safe: bool = False
     batch: _BatchTable | None = None
+    parts: tuple[_OpCall, ...] = ()  # further statements of one SQL string, each guarded as its op
 
 
 @dataclass
@@ -135,10 +137,15 @@ class GuardTransformer(cst.CSTTransformer):
         self._batch_plans: list[_BatchBlock] = []
         self._tests: dict[int, str | None] = {}
         self._removed_tables: dict[str, set[str]] = {}
+        self._made_tables: dict[str, set[str]] = {}
         self._function_removes: list[set[str]] = [set()]
+        self._function_makes: list[set[str]] = [set()]
+        self._constants: dict[str, cst.BaseExpression] = {}
+        self._dialect_blocks: dict[int, str] = {}
+        self._dialects: list[str | None] = []
         self._created_tables: list[dict[str, tuple[str, str | None]]] = [{}]
         self._indents: list[str] = []
-        self._seen_calls: dict[int, tuple[int, str, str]] = {}
+        self._seen_calls: dict[int, tuple[int, str, str, Outcome]] = {}
         self._helpers_called: set[str] = set()
         self._helper_def_depth = 0
         self._handled_calls: set[int] = set()
@@ -149,7 +156,10 @@ class GuardTransformer(cst.CSTTransformer):
         self._module = node
         self._lines = NodeLines(node, self._source_bytes)
         self._op_names = {"op"} | set(_op_aliases(node))
-        self._removed_tables = _removed_tables(self._lines.tree)
+        tree = self._lines.tree
+        self._removed_tables = _tables_by_function(tree, {"drop_table": "table_name", "rename_table": "old_table_name"})
+        self._made_tables = _tables_by_function(tree, {"create_table": "table_name"})
+        self._constants = _string_constants(node)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._helper_def_depth += is_helper_name(node.name.value)
@@ -158,6 +168,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._parameters.append(names)
         self._early_exits.append([])
         self._function_removes.append(self._removed_tables.get(node.name.value, set()))
+        self._function_makes.append(self._made_tables.get(node.name.value, set()))
         self._created_tables.append({})
 
     def leave_FunctionDef(
@@ -167,6 +178,7 @@ class GuardTransformer(cst.CSTTransformer):
         for _, scope in self._early_exits.pop():
             self._mark_at_risk(scope)
         self._function_removes.pop()
+        self._function_makes.pop()
         self._created_tables.pop()
         self._helper_def_depth -= is_helper_name(original_node.name.value)
         return updated_node
@@ -229,6 +241,9 @@ class GuardTransformer(cst.CSTTransformer):
     def visit_If(self, node: cst.If) -> None:
         self._lines.visit(node)
         self._ifs.append(_IfScope(node.test))
+        dialect = _dialect_tested(node.test)
+        if dialect is not None:
+            self._dialect_blocks[id(node.body)] = dialect
         if node.orelse is None and _exits(node.body):
             self._early_exits[-1].append((self._line(node), _IfScope(node.test)))
 
@@ -253,6 +268,7 @@ class GuardTransformer(cst.CSTTransformer):
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         self._indents.append(node.indent if node.indent is not None else self._module.default_indent)
+        self._dialects.append(self._dialect_blocks.get(id(node)))
 
     def visit_Call(self, node: cst.Call) -> bool:
         self._lines.visit(node)
@@ -262,8 +278,11 @@ class GuardTransformer(cst.CSTTransformer):
             self._helpers_called.update(helper for key, helper in KEYWORD_HELPERS.items() if key in keywords)
         found = self._match_op(node)
         if found is not None:
-            reason = found.reason if found.reason == _CONNECTION_SQL else _NOT_A_STATEMENT
-            self._seen_calls[id(node)] = (self._line(node), found.display, reason)
+            if found.safe:
+                self._seen_calls[id(node)] = (self._line(node), found.display, found.reason or "", Outcome.ALREADY_SAFE)
+            else:
+                reason = found.reason if found.reason == _CONNECTION_SQL else _NOT_A_STATEMENT
+                self._seen_calls[id(node)] = (self._line(node), found.display, reason, Outcome.UNGUARDED)
         if found is not None:
             # The arguments of an op call are most of a migration: skip them unless they may hold an op.
             inside = self._lines.calls_inside(node)
@@ -290,14 +309,15 @@ class GuardTransformer(cst.CSTTransformer):
     ) -> cst.IndentedBlock:
         body = self._guard_statements(original_node.body, updated_node.body, id(original_node) in self._batch_blocks)
         self._indents.pop()
+        self._dialects.pop()
         if body is None:
             return updated_node
         return updated_node.with_changes(body=body)
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        for call_id, (line, display, reason) in self._seen_calls.items():
+        for call_id, (line, display, reason, outcome) in self._seen_calls.items():
             if call_id not in self._handled_calls:
-                self.reports.append(OpReport(line, display, Outcome.UNGUARDED, reason))
+                self.reports.append(OpReport(line, display, outcome, reason))
         self.reports.sort(key=lambda report: report.line)
         return self._with_helper_block(updated_node)
 
@@ -384,8 +404,12 @@ class GuardTransformer(cst.CSTTransformer):
         return [scope.test for scope in self._enclosing_scopes(line)]
 
     def _covered_by(self, found: _OpCall, test: cst.BaseExpression) -> bool:
-        assert found.spec is not None
-        return any(_already_tests(test, check, found.args) for check in found.spec.checks)
+        return any(
+            _already_tests(test, check, part.args)
+            for part in (found, *found.parts)
+            if part.spec is not None
+            for check in part.spec.checks
+        )
 
     def _subject_label(self, found: _OpCall) -> str:
         if found.spec is None:
@@ -435,7 +459,14 @@ class GuardTransformer(cst.CSTTransformer):
 
     def _effects(self, found: _OpCall) -> list[Effect]:
         """What the op does to the schema, for planning a batch block."""
+        return [effect for part in (found, *found.parts) for effect in self._effects_of_one(part)]
+
+    def _effects_of_one(self, found: _OpCall) -> list[Effect]:
         spec = found.spec
+        if found.name == "insert" and "table_name" in found.args:  # rows: with its table, never churned
+            rows_of = found.args["table_name"]
+            label = f"table {self._source(rows_of)}"
+            return [Effect(Action.CHANGES, SchemaObject(kind="table", name=self._key(rows_of), label=label))]
         if spec is None:
             return []
         table_param = spec.batch_table[0]
@@ -482,12 +513,32 @@ class GuardTransformer(cst.CSTTransformer):
 
         if _has_skip_marker(statement):
             return left(f"skipped by `# {SKIP_MARKER}`", Outcome.SKIPPED)
-        spec = found.spec
         if found.name == "bulk_insert" and found.spec is None and found.reason is None:
             return self._seed_insert(found, line)
-        if spec is None or found.reason is not None:
+        if found.name == "insert" and found.spec is None:
+            return self._seed_sql(found, line)
+        if found.spec is None or found.reason is not None:
             reason = found.reason or UNGUARDED_REASONS.get(found.name, f"no guard for {found.name} yet")
             return left(reason, Outcome.ALREADY_SAFE if found.safe else Outcome.UNGUARDED)
+        tests = []
+        for part in (found, *found.parts):
+            test, why = self._test(part, line, statement, later)
+            if test is None:
+                assert why is not None
+                return left(*why)
+            tests.append(test)
+        return " or ".join(tests), OpReport(line, found.display, Outcome.GUARDED)
+
+    def _test(
+        self, found: _OpCall, line: int, statement: cst.BaseStatement, later: Sequence[cst.BaseStatement]
+    ) -> tuple[str | None, tuple[str, Outcome] | None]:
+        """The guard test of an op with a spec, or None and why it is left alone."""
+        spec = found.spec
+        assert spec is not None
+
+        def left(reason: str, outcome: Outcome = Outcome.UNGUARDED) -> tuple[None, tuple[str, Outcome]]:
+            return None, (reason, outcome)
+
         for flag in spec.native_flags:
             value = found.args.get(flag)
             if value is not None and m.matches(value, m.Name("True")):
@@ -517,10 +568,10 @@ class GuardTransformer(cst.CSTTransformer):
         if target is not None and spec.skipped_result is None and _uses_name(later, target):
             return left(f"its result {target!r} is used further down; {_BY_HAND}")
         test = guard_test(checks, args)
-        if spec.name == "create_table" and self._declares_enum(found.call):
+        if found.name == "create_table" and self._declares_enum(found.call):
             schema = f", schema={args['schema']}" if "schema" in args else ""
             test += f" and {HELPER_PREFIX}reuse_enum_types({args['table_name']}{schema})"
-        return test, OpReport(line, found.display, Outcome.GUARDED)
+        return test, None
 
     def _removes_table_of(self, found: _OpCall) -> bool:
         """Whether the function the op is in drops or renames away the table the op works on.
@@ -539,7 +590,17 @@ class GuardTransformer(cst.CSTTransformer):
         created = self._created_tables[-1].get(table.value) if isinstance(table, cst.Name) else None
         if created is None:
             return None, OpReport(line, found.display, Outcome.UNGUARDED, UNGUARDED_REASONS["bulk_insert"])
-        name, schema = created
+        return self._seed(found, line, *created)
+
+    def _seed_sql(self, found: _OpCall, line: int) -> tuple[str | None, OpReport]:
+        """An SQL INSERT into a table this function's create_table makes: runs while the table is empty."""
+        table = found.args["table_name"]
+        if self._key(table) not in self._function_makes[-1]:
+            return None, OpReport(line, found.display, Outcome.UNGUARDED, str(found.reason))
+        schema = found.args.get("schema")
+        return self._seed(found, line, self._source(table), None if schema is None else self._source(schema))
+
+    def _seed(self, found: _OpCall, line: int, name: str, schema: str | None) -> tuple[str | None, OpReport]:
         helper = f"{HELPER_PREFIX}table_empty"
         if any(m.findall(test, m.Call(func=m.Name(helper))) for test in self._enclosing_tests(line)):
             return None, OpReport(line, found.display, Outcome.ALREADY_SAFE, _ENCLOSING)
@@ -620,9 +681,10 @@ class GuardTransformer(cst.CSTTransformer):
         if not isinstance(func, cst.Attribute):
             return None
         name = func.attr.value
-        if name == "execute" and self._is_bind(func.value):
-            display = f"{self._module.code_for_node(func.value)}.execute"
-            return _OpCall(None, name, display, call, reason=_CONNECTION_SQL)
+        if name in {"execute", "exec_driver_sql"} and self._is_bind(func.value):
+            display = f"{self._module.code_for_node(func.value)}.{name}"
+            statement = call.args[0].value if call.args and not call.args[0].star else None
+            return self._match_sql(call, display, statement, _CONNECTION_SQL)
         if name in METHOD_SPECS and call.args and self._is_bind(call.args[0].value):
             return self._match_enum(call, func.value, METHOD_SPECS[name])
         if not isinstance(func.value, cst.Name) or name in NOT_OPS:
@@ -703,12 +765,80 @@ class GuardTransformer(cst.CSTTransformer):
             spec = EXECUTE_SPECS.get(construct_name or "")
             if spec is not None and statement.args and not statement.args[0].star:
                 return _OpCall(spec, "execute", display, call, _sequence_args(statement.args[0].value))
-            if m.matches(construct, m.Name("text") | m.Attribute(attr=m.Name("text"))) and statement.args:
-                statement = statement.args[0].value
-        sql = _string_value(statement) if statement is not None else None
-        if sql is not None and _SAFE_SQL.search(sql):
-            return _OpCall(None, "execute", display, call, reason="its SQL says IF [NOT] EXISTS", safe=True)
-        return _OpCall(None, "execute", display, call)
+        return self._match_sql(call, display, statement, UNGUARDED_REASONS["execute"])
+
+    def _match_sql(self, call: cst.Call, display: str, statement: cst.BaseExpression | None, otherwise: str) -> _OpCall:
+        """SQL text run by ``call``: guarded statement by statement as the ops they spell (see ``codemod.sql``).
+
+        A string of several statements is guarded when each is guarded or only
+        reads or sets the session; its test is theirs joined with ``or``, so
+        it is skipped only when every statement's work is there already.
+        """
+        name = call.func.attr.value if isinstance(call.func, cst.Attribute) else "execute"
+        sql = self._sql_text(statement) if statement is not None else None
+        if sql is None:
+            return _OpCall(None, name, display, call, reason=otherwise)
+        parts = read_sql(sql, self._dialects_here())
+
+        def left(reason: str, safe: bool = False) -> _OpCall:
+            return _OpCall(None, name, display, call, reason=reason, safe=safe)
+
+        unguarded = [part for part in parts if part.op is None and part.safe is None]
+        if len(parts) == 1 and parts[0].op == "insert":
+            args = {key: self._literal(value) for key, value in parts[0].args.items()}
+            return _OpCall(None, "insert", display, call, args, reason=parts[0].reason)
+        unguarded += [part for part in parts if part.op == "insert"]
+        if unguarded:
+            return left(str(unguarded[0].reason))
+        guarded = [part for part in parts if part.op is not None]
+        if not guarded:
+            reasons = [part.safe for part in parts if not part.inert] or [part.safe for part in parts]
+            return left(str(reasons[0]), safe=True)
+        rerun = [part.safe for part in parts if part.safe is not None and not part.inert]
+        if rerun:
+            return left(
+                f"its SQL mixes statements guarded by name with one that runs every time ({rerun[0]}); {_SPLIT}"
+            )
+        ops = [
+            _OpCall(
+                SPECS[part.op], name, display, call, {key: self._literal(value) for key, value in part.args.items()}
+            )
+            for part in guarded
+            if part.op is not None
+        ]
+        churned = self._churned_objects(ops)
+        if churned:
+            return left(f"its SQL both creates and removes {_names(churned)}: {_CHURN}")
+        first, *rest = ops
+        return _OpCall(first.spec, name, display, call, first.args, parts=tuple(rest))
+
+    def _sql_text(self, expression: cst.BaseExpression) -> str | None:
+        """The SQL a string expression holds: literals, ``text(...)``, ``dedent(...)`` and module-level constants."""
+        if isinstance(expression, cst.Call) and len(expression.args) == 1 and not expression.args[0].keyword:
+            wrapper = _called_name(expression.func)
+            if wrapper == "text":
+                return self._sql_text(expression.args[0].value)
+            if wrapper == "dedent":
+                inner = self._sql_text(expression.args[0].value)
+                return None if inner is None else textwrap.dedent(inner)
+            return None
+        if isinstance(expression, cst.Name) and expression.value in self._constants:
+            return self._sql_text(self._constants[expression.value])
+        if isinstance(expression, (cst.SimpleString, cst.ConcatenatedString)):
+            value = expression.evaluated_value
+            return value if isinstance(value, str) else None
+        return None
+
+    def _dialects_here(self) -> str | None:
+        """The dialect the enclosing ``if ...dialect.name == "..."`` branch runs on, if any."""
+        return next((dialect for dialect in reversed(self._dialects) if dialect is not None), None)
+
+    def _literal(self, value: Value) -> cst.BaseExpression:
+        """A name read from SQL as an argument of the op it spells: a constraint's as ``op.f(...)``."""
+        if isinstance(value, Verbatim):
+            op_name = "op" if "op" in self._op_names else sorted(self._op_names)[0]
+            return cst.parse_expression(f"{op_name}.f({value.name!r})")
+        return cst.parse_expression(repr(list(value) if isinstance(value, tuple) else value))
 
     def _batch_lookup(self, name: str) -> _BatchTable | None:
         for scope in reversed(self._batch_scopes):
@@ -892,21 +1022,38 @@ _ENCLOSING = "already guarded by an enclosing if or an early return"
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
 _NOT_A_STATEMENT = "not a statement of its own (inside an expression or a one-line block)"
 _CHURN = f"whether it already ran cannot be told from the schema; {_BY_HAND}"
+_SPLIT = "split it into one execute per statement"
 
 
-def _removed_tables(tree: ast.Module | None) -> dict[str, set[str]]:
-    """Per function name, the tables (normalised source) its ``drop_table``/``rename_table`` calls remove."""
-    removed: dict[str, set[str]] = {}
+def _tables_by_function(tree: ast.Module | None, parameters: dict[str, str]) -> dict[str, set[str]]:
+    """Per function name, the tables (normalised source) named by its calls of the ops in ``parameters``.
+
+    ``parameters`` maps an op to the parameter naming the table, e.g. ``{"drop_table": "table_name"}``.
+    """
+    found: dict[str, set[str]] = {}
     if tree is None:
-        return removed
+        return found
+    constants = {
+        statement.targets[0].id: statement.value
+        for statement in tree.body
+        if isinstance(statement, ast.Assign)
+        and len(statement.targets) == 1
+        and isinstance(statement.targets[0], ast.Name)
+    }
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        tables = removed.setdefault(function.name, set())
+        tables = found.setdefault(function.name, set())
         for call in ast.walk(function):
             if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
                 continue
-            parameter = {"drop_table": "table_name", "rename_table": "old_table_name"}.get(call.func.attr)
+            if call.func.attr in {"execute", "exec_driver_sql"} and call.args:
+                sql = _ast_sql(call.args[0], constants)
+                for part in read_sql(sql, None) if sql is not None else ():
+                    name = part.args.get(parameters.get(part.op or "", ""))
+                    if isinstance(name, str):
+                        tables.add(ast.dump(ast.Expression(body=ast.Constant(value=name))))
+            parameter = parameters.get(call.func.attr)
             if parameter is None:
                 continue
             keywords = {keyword.arg: keyword.value for keyword in call.keywords}
@@ -917,7 +1064,66 @@ def _removed_tables(tree: ast.Module | None) -> dict[str, set[str]]:
                 table = ast.Constant(value=table.value)
             if table is not None and not isinstance(table, ast.Starred):
                 tables.add(ast.dump(ast.Expression(body=table)))
-    return removed
+    return found
+
+
+def _ast_sql(node: ast.expr, constants: dict[str, ast.expr]) -> str | None:
+    """The SQL a string expression holds, read from Python's tree (see ``GuardTransformer._sql_text``)."""
+    if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        return _ast_sql(node.args[0], constants) if name in {"text", "dedent"} else None
+    if isinstance(node, ast.Name) and node.id in constants:
+        return _ast_sql(constants[node.id], {})
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _called_name(func: cst.BaseExpression) -> str | None:
+    """``f`` of ``f(...)`` or ``module.f(...)``."""
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    return func.value if isinstance(func, cst.Name) else None
+
+
+_DIALECT_NAMES = frozenset({"postgresql", "mysql", "mariadb", "sqlite"})
+
+
+def _dialect_tested(test: cst.BaseExpression) -> str | None:
+    """The dialect an ``if`` runs its body on: ``<...dialect...> == "postgresql"`` (or ``in ("mysql", ...)``
+    naming one kind of database); None for anything else."""
+    if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
+        return None
+    target = test.comparisons[0]
+    left = cst.Module(body=()).code_for_node(test.left)
+    if "dialect" not in left and "name" not in left:
+        return None
+    values: list[str | None] = []
+    if isinstance(target.operator, cst.Equal):
+        values = [_string_value(target.comparator)]
+    elif isinstance(target.operator, cst.In) and isinstance(target.comparator, (cst.Tuple, cst.List, cst.Set)):
+        values = [_string_value(element.value) for element in target.comparator.elements]
+    kinds = {"mariadb": "mysql"}
+    found = {kinds.get(value, value) for value in values if value in _DIALECT_NAMES}
+    return found.pop() if len(found) == 1 and len(values) >= 1 and all(v in _DIALECT_NAMES for v in values) else None
+
+
+def _string_constants(module: cst.Module) -> dict[str, cst.BaseExpression]:
+    """Module-level ``NAME = "..."`` assignments (each name assigned once), for SQL kept in a constant."""
+    found: dict[str, cst.BaseExpression] = {}
+    seen: set[str] = set()
+    for statement in module.body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            target = small.targets[0].target if isinstance(small, cst.Assign) and len(small.targets) == 1 else None
+            if isinstance(small, cst.Assign) and isinstance(target, cst.Name):
+                name = target.value
+                if name in seen:
+                    found.pop(name, None)
+                elif isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString, cst.Call)):
+                    found[name] = small.value
+                seen.add(name)
+    return found
 
 
 def _object_key(effect: Effect) -> tuple[str, str] | None:

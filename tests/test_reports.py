@@ -7,7 +7,13 @@ import pytest
 from codemod.formatting import Style
 from codemod.results import OpReport, Outcome
 from codemod.runner import rewrite_source
+from codemod.sql import DATA_CHANGE, NOT_A_SEED
 from tests.fixtures import FIXTURES
+
+_CAPITALS = (
+    "its SQL names Users, with capitals: how the database stores it depends on the database "
+    "(put the SQL under `if op.get_bind().dialect.name == ...` to say which)"
+)
 
 HEADER = "from alembic import op\nimport sqlalchemy as sa\n\nrevision = 'x'\n\n\ndef upgrade():\n"
 
@@ -25,17 +31,19 @@ def only(body: str, header: str = HEADER) -> tuple[Outcome, str]:
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ("    op.execute('UPDATE users SET name = 1')\n", "raw SQL or a statement object is not guarded"),
+        ("    op.execute('UPDATE users SET name = 1')\n", DATA_CHANGE),
+        ("    op.execute(sa.table('users').delete())\n", "raw SQL or a statement object is not guarded"),
+        ("    op.execute(f'DROP TABLE {name}')\n", "raw SQL or a statement object is not guarded"),
         ("    op.create_table_comment('users', 'people')\n", "no guard for create_table_comment yet"),
         (
             "    op.bulk_insert(sa.table('users'), [])\n",
             "data change; only a seed insert into a table this function creates is guarded (while it is empty)",
         ),
-        ("    op.get_bind().execute(sa.text('DELETE FROM users'))\n", "SQL run on the connection is not guarded"),
-        (
-            "    conn = op.get_bind()\n    conn.execute(sa.text('DELETE FROM users'))\n",
-            "SQL run on the connection is not guarded",
-        ),
+        ("    op.get_bind().execute(sa.text('DELETE FROM users'))\n", DATA_CHANGE),
+        ("    conn = op.get_bind()\n    conn.execute(sa.text(query))\n", "SQL run on the connection is not guarded"),
+        ("    op.execute('INSERT INTO users (id) VALUES (1)')\n", NOT_A_SEED),
+        ("    op.execute('ALTER TABLE Users ADD COLUMN x INT')\n", _CAPITALS),
+        ("    op.execute('CREATE TABLE (')\n", "its SQL could not be parsed: Expected table name (line 1, column 14)"),
         (
             "    op.create_check_constraint(None, 'users', 'id > 0')\n",
             "its constraint_name is None: there is no name to look up",
@@ -109,7 +117,8 @@ def test_skip_marker_leaves_the_statement_alone(body: str) -> None:
     ],
 )
 def test_sql_that_says_if_exists_is_already_safe(sql: str) -> None:
-    assert only(f"    op.execute({sql})\n") == (Outcome.ALREADY_SAFE, "its SQL says IF [NOT] EXISTS")
+    outcome, reason = only(f"    op.execute({sql})\n")
+    assert (outcome, reason[:15]) == (Outcome.ALREADY_SAFE, "its SQL says IF")
 
 
 def test_batch_op_received_as_a_parameter_uses_its_table_at_run_time() -> None:
@@ -189,8 +198,13 @@ def test_a_batch_op_is_told_by_its_name_not_by_an_ending_in_op() -> None:
 
 
 def test_sql_whose_result_is_used_is_listed() -> None:
-    body = "    rows = op.get_bind().execute(sa.text('SELECT 1')).fetchall()\n"
+    body = "    rows = op.get_bind().execute(sa.text(query)).fetchall()\n"
     assert only(body) == (Outcome.UNGUARDED, "SQL run on the connection is not guarded")
+
+
+def test_a_query_whose_result_is_used_is_already_safe() -> None:
+    body = "    rows = op.get_bind().execute(sa.text('SELECT id FROM users')).fetchall()\n"
+    assert only(body) == (Outcome.ALREADY_SAFE, "its SQL is a query")
 
 
 def test_a_drop_in_a_batch_block_with_its_own_naming_convention_is_looked_up_with_it() -> None:

@@ -1,0 +1,358 @@
+"""What a SQL string in a migration does to the schema, read with sqlglot.
+
+``read_sql`` splits a string into statements (and an ``ALTER TABLE`` into its
+actions) and says of each part one of four things: it spells an Alembic op
+and is guarded as that op is (``Part.op`` and ``Part.args``, named as the
+op's parameters in ``codemod.specs``); it re-runs harmlessly (``safe``, with
+the reason), and may be ``inert`` besides (it only reads or sets the session,
+so skipping it with the rest of its string loses nothing); it is an INSERT
+(``op="insert"``, guarded only as a seed of a table its function creates); or
+it is left unguarded, with the reason. Nothing here knows about libcst: the
+transformer turns parts into guards.
+
+Names are taken as the database stores them. PostgreSQL folds an unquoted
+name to lower case; elsewhere, and where the dialect is not known, a name
+with capitals could be stored either way, and a guard that looks it up under
+the wrong spelling would skip a drop that must run. Such statements are left
+unguarded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+# sqlglot names the dialects of the databases idempotify runs on; SQLAlchemy's names map onto them.
+DIALECTS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
+_TRIED = ("postgres", "mysql", "sqlite")
+
+DATA_CHANGE = "its SQL changes data: it re-runs only if its WHERE makes it so"
+NOT_A_SEED = (
+    "its SQL inserts rows: an INSERT is guarded only into a table its function creates (it runs while that is empty)"
+)
+
+
+@dataclass(frozen=True)
+class Verbatim:
+    """A constraint name as the SQL writes it, passed as ``op.f(name)`` so no naming convention renames it."""
+
+    name: str
+
+
+Value = str | Verbatim | tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one statement, or one action of an ``ALTER TABLE``, does; see the module docstring."""
+
+    op: str | None = None
+    args: Mapping[str, Value] = field(default_factory=dict)
+    safe: str | None = None
+    inert: bool = False
+    reason: str | None = None
+
+
+class _Unsure(Exception):
+    """A part whose effect cannot be told exactly: it is left unguarded with this reason."""
+
+
+@lru_cache(maxsize=4096)
+def read_sql(sql: str, dialect: str | None) -> tuple[Part, ...]:
+    """The parts of ``sql``, parsed as ``dialect`` (a SQLAlchemy name), or as the first dialect that reads it."""
+    tried = (DIALECTS[dialect],) if dialect in DIALECTS else _TRIED
+    parsed: list[exp.Expression] | None = None
+    error = ""
+    for name in tried:
+        try:
+            statements = _parse(sql, name)
+        except SqlglotError as failure:
+            error = error or _message(failure)
+            continue
+        if parsed is None or not any(isinstance(statement, exp.Command) for statement in statements):
+            parsed, used = statements, name
+            if not any(isinstance(statement, exp.Command) for statement in statements):
+                break
+    if parsed is None:
+        return (Part(reason=f"its SQL could not be parsed: {error}"),)
+    reader = _Reader(used, exact=dialect in DIALECTS)
+    parts: list[Part] = []
+    for statement in parsed:
+        try:
+            parts.extend(reader.statement(statement))
+        except _Unsure as unsure:
+            parts.append(Part(reason=str(unsure)))
+    return tuple(parts) or (Part(safe="its SQL holds no statement", inert=True),)
+
+
+def _message(failure: SqlglotError) -> str:
+    """The parser's complaint, short: what it expected, and where."""
+    errors = getattr(failure, "errors", None)
+    if errors:
+        first = errors[0]
+        description = str(first.get("description", "")).split(" but got ")[0]
+        return f"{description} (line {first.get('line')}, column {first.get('col')})"
+    return str(failure).splitlines()[0]
+
+
+def _parse(sql: str, dialect: str) -> list[exp.Expression]:
+    logger = logging.getLogger("sqlglot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "falling back to parsing as a Command" is ours to report
+    try:
+        return [statement for statement in sqlglot.parse(sql, read=dialect) if isinstance(statement, exp.Expression)]
+    finally:
+        logger.setLevel(level)
+
+
+_INERT = {
+    exp.Select: "its SQL is a query",
+    exp.Set: "its SQL sets a session variable",
+    exp.Pragma: "its SQL is a PRAGMA",
+    exp.Show: "its SQL is a SHOW",
+    exp.Commit: "its SQL is transaction control",
+    exp.Rollback: "its SQL is transaction control",
+    exp.Transaction: "its SQL is transaction control",
+    exp.Analyze: "its SQL refreshes statistics",
+}
+_REAPPLIED = {
+    exp.Comment: "its SQL COMMENT ON re-applies the same comment",
+    exp.Grant: "its SQL GRANT re-applies the same privileges",
+    exp.Revoke: "its SQL REVOKE re-applies the same privileges",
+}
+_INERT_COMMANDS = {"SET": _INERT[exp.Set], "SHOW": _INERT[exp.Show], "ANALYZE": _INERT[exp.Analyze]}
+
+
+class _Reader:
+    def __init__(self, dialect: str, *, exact: bool) -> None:
+        self.dialect = dialect
+        self.exact = exact  # the dialect is the one the SQL runs on, not a guess
+
+    def statement(self, node: exp.Expression) -> list[Part]:
+        for kind, reason in _INERT.items():
+            if isinstance(node, kind):
+                return [Part(safe=reason, inert=True)]
+        for kind, reason in _REAPPLIED.items():
+            if isinstance(node, kind):
+                return [Part(safe=reason)]
+        if isinstance(node, exp.Command):
+            return [self._command(node)]
+        if isinstance(node, exp.Create):
+            return [self._create(node)]
+        if isinstance(node, exp.Drop):
+            return self._drop(node)
+        if isinstance(node, exp.Alter):
+            return self._alter(node)
+        if isinstance(node, exp.Insert):
+            target = node.this.this if isinstance(node.this, exp.Schema) else node.this
+            if isinstance(target, exp.Table):
+                return [Part(op="insert", args=self._table(target, "table_name"), reason=NOT_A_SEED)]
+            return [Part(reason=NOT_A_SEED)]
+        if isinstance(node, (exp.Update, exp.Delete, exp.Merge, exp.TruncateTable)):
+            return [Part(reason=DATA_CHANGE)]
+        return [Part(reason=f"its SQL: no guard for {node.key.upper()} statements yet")]
+
+    def _command(self, node: exp.Command) -> Part:
+        keyword = str(node.this).upper()
+        if keyword in _INERT_COMMANDS:
+            return Part(safe=_INERT_COMMANDS[keyword], inert=True)
+        try:
+            words = [token.text.upper() for token in sqlglot.tokenize(str(node.expression), read=self.dialect)[:4]]
+        except SqlglotError:
+            words = []
+        if keyword == "CREATE" and words[:2] == ["OR", "REPLACE"]:
+            return Part(safe="its SQL says CREATE OR REPLACE")
+        if words[1:4] == ["IF", "NOT", "EXISTS"] or words[:2] == ["IF", "EXISTS"]:
+            return Part(safe="its SQL says IF [NOT] EXISTS")
+        what = " ".join([keyword, *words[:1]]) if words[:1] and words[0].isidentifier() else keyword
+        return Part(reason=f"its SQL: no guard for {what} yet (sqlglot reads it only as a command)")
+
+    def _create(self, node: exp.Create) -> Part:
+        kind = str(node.args.get("kind") or "").upper()
+        if node.args.get("exists"):
+            return Part(safe="its SQL says IF NOT EXISTS")
+        if node.args.get("replace"):
+            return Part(safe="its SQL says CREATE OR REPLACE")
+        target = node.this.this if isinstance(node.this, exp.Schema) else node.this
+        if kind == "TABLE" and isinstance(target, exp.Table):
+            if node.args.get("properties") and node.find(exp.TemporaryProperty):
+                return Part(reason="its SQL makes a temporary table, which is not guarded")
+            return Part(op="create_table", args=self._table(target, "table_name"))
+        if kind == "INDEX" and isinstance(target, exp.Index):
+            if target.this is None:
+                return Part(reason="its SQL makes an index without a name: the database names it")
+            table = target.args.get("table")
+            args: dict[str, Value] = {"index_name": self._name(target.this)}
+            if isinstance(table, exp.Table):
+                args.update(self._table(table, "table_name"))
+            return Part(op="create_index", args=args)
+        if kind == "SEQUENCE" and isinstance(target, exp.Table):
+            return Part(op="create_sequence", args=self._table(target, "sequence_name"))
+        if kind == "TYPE" and isinstance(target, exp.Table):
+            enum = node.args.get("expression")
+            if isinstance(enum, exp.DataType) and enum.this == exp.DataType.Type.ENUM:
+                return Part(op="create_enum", args=self._table(target, "enum_name"))
+        return Part(reason=f"its SQL: no guard for CREATE {kind} yet")
+
+    def _drop(self, node: exp.Drop) -> list[Part]:
+        kind = str(node.args.get("kind") or "").upper()
+        if node.args.get("exists"):
+            return [Part(safe="its SQL says IF EXISTS")]
+        ops = {"TABLE": ("drop_table", "table_name"), "SEQUENCE": ("drop_sequence", "sequence_name")}
+        ops |= {"TYPE": ("drop_enum", "enum_name")}
+        tables = [table for table in node.args.get("tables") or () if isinstance(table, exp.Table)]
+        if kind in ops:
+            op, param = ops[kind]
+            return [Part(op=op, args=self._table(table, param)) for table in tables]
+        if kind == "INDEX" and len(tables) == 1:
+            args = self._table(tables[0], "index_name")
+            on = node.args.get("cluster")  # MySQL: DROP INDEX ix ON t
+            if isinstance(on, exp.OnProperty) and isinstance(on.this, exp.Table):
+                args.update(self._table(on.this, "table_name"))
+            elif self.dialect == "mysql":
+                raise _Unsure("its SQL drops an index without naming its table")
+            return [Part(op="drop_index", args=args)]
+        return [Part(reason=f"its SQL: no guard for DROP {kind} yet")]
+
+    def _alter(self, node: exp.Alter) -> list[Part]:
+        kind = str(node.args.get("kind") or "").upper()
+        table = node.this
+        if kind != "TABLE" or not isinstance(table, exp.Table):
+            return [Part(reason=f"its SQL: no guard for ALTER {kind} yet")]
+        on_table = self._table(table, "table_name")
+        return [self._action(action, on_table) for action in node.args.get("actions") or ()]
+
+    def _action(self, action: exp.Expression, on_table: dict[str, Value]) -> Part:
+        if isinstance(action, exp.ColumnDef):
+            if action.args.get("exists"):
+                return Part(safe="its SQL says IF NOT EXISTS")
+            return Part(op="add_column", args={**on_table, "column": self._name(action.this)})
+        if isinstance(action, exp.Drop):
+            kind = str(action.args.get("kind") or "").upper()
+            if action.args.get("exists"):
+                return Part(safe="its SQL says IF EXISTS")
+            names = action.args.get("tables") or []
+            if len(names) != 1:
+                return Part(reason=f"its SQL: no guard for ALTER TABLE ... DROP {kind} yet")
+            name = names[0].this
+            if kind == "COLUMN":
+                return Part(op="drop_column", args={**on_table, "column_name": self._name(name)})
+            if kind == "INDEX":
+                return Part(op="drop_index", args={**on_table, "index_name": self._name(name)})
+            types = {"CONSTRAINT": None, "FOREIGN KEY": "foreignkey"}
+            if kind in types:
+                constraint = Verbatim(self._name(name))
+                return Part(
+                    op="drop_constraint", args={**on_table, "constraint_name": constraint, "type_": types[kind]}
+                )
+            return Part(reason=f"its SQL: no guard for ALTER TABLE ... DROP {kind} yet")
+        if isinstance(action, exp.AddConstraint):
+            parts = [self._constraint(constraint, on_table) for constraint in action.expressions]
+            return parts[0] if len(parts) == 1 else Part(reason="its SQL adds several constraints in one ADD")
+        if isinstance(action, exp.AlterColumn):
+            if action.args.get("using"):
+                return Part(reason="its SQL changes a column's type USING an expression: a second run converts again")
+            return Part(safe="its SQL ALTER COLUMN re-applies the same type, nullability or default")
+        if isinstance(action, exp.ModifyColumn):
+            if action.args.get("rename_from") is not None:
+                return Part(reason="its SQL renames a column with MySQL's CHANGE, which is not guarded")
+            return Part(safe="its SQL MODIFY re-applies the same column definition")
+        if isinstance(action, exp.AlterRename) and isinstance(action.this, exp.Table):
+            renamed = {
+                "old_table_name": on_table["table_name"],
+                "new_table_name": self._name(action.this.this),
+            }
+            return Part(op="rename_table", args={**renamed, **_schema_of(on_table)})
+        if isinstance(action, exp.RenameColumn):
+            args = {"column_name": self._name(action.this.this), "new_column_name": self._name(action.args["to"].this)}
+            return Part(op="alter_column", args={**on_table, **args})
+        return Part(reason=f"its SQL: no guard for ALTER TABLE ... {action.key.upper()} yet")
+
+    def _constraint(self, node: exp.Expression, on_table: dict[str, Value]) -> Part:
+        name: Value = None
+        kind = node
+        if isinstance(node, exp.Constraint):
+            name = Verbatim(self._name(node.this))
+            kinds = node.expressions
+            if len(kinds) != 1:
+                return Part(reason="its SQL adds a constraint of several kinds")
+            kind = kinds[0]
+        table_args = {"table_name": on_table["table_name"], **_schema_of(on_table)}
+        if isinstance(kind, exp.PrimaryKey):
+            columns = self._names(kind.expressions)
+            return Part(op="create_primary_key", args={"constraint_name": name, **table_args, "columns": columns})
+        if isinstance(kind, exp.UniqueColumnConstraint) and isinstance(kind.this, exp.Schema):
+            columns = self._names(kind.this.expressions)
+            return Part(op="create_unique_constraint", args={"constraint_name": name, **table_args, "columns": columns})
+        if name is None:
+            return Part(
+                reason="its SQL adds an unnamed constraint (only a primary key or unique is found by its columns)"
+            )
+        if isinstance(kind, exp.CheckColumnConstraint):
+            condition = kind.this.sql(self.dialect)
+            return Part(
+                op="create_check_constraint", args={"constraint_name": name, **table_args, "condition": condition}
+            )
+        if isinstance(kind, exp.ForeignKey):
+            reference = kind.args.get("reference")
+            referred = reference.this if isinstance(reference, exp.Reference) else None
+            if not isinstance(referred, exp.Schema) or not isinstance(referred.this, exp.Table):
+                return Part(reason="its SQL adds a foreign key whose referred table cannot be read")
+            referent = self._table(referred.this, "referent_table")
+            args: dict[str, Value] = {
+                "constraint_name": name,
+                "source_table": on_table["table_name"],
+                "referent_table": referent["referent_table"],
+                "local_cols": self._names(kind.expressions),
+                "remote_cols": self._names(referred.expressions),
+            }
+            if "schema" in on_table:
+                args["source_schema"] = on_table["schema"]
+            if "schema" in referent:
+                args["referent_schema"] = referent["schema"]
+            return Part(op="create_foreign_key", args=args)
+        if isinstance(kind, exp.ExcludeColumnConstraint):
+            return Part(op="create_exclude_constraint", args={"constraint_name": name, **table_args})
+        return Part(reason=f"its SQL: no guard for ADD CONSTRAINT ... {kind.key.upper()} yet")
+
+    def _table(self, table: exp.Table, param: str) -> dict[str, Value]:
+        """``{param: name}``, and ``schema`` when the name is qualified."""
+        if table.args.get("catalog"):
+            raise _Unsure("its SQL names an object qualified by its database")
+        args: dict[str, Value] = {param: self._name(table.this)}
+        if table.args.get("db"):
+            args["schema"] = self._name(table.args["db"])
+        return args
+
+    def _names(self, nodes: Sequence[exp.Expression]) -> tuple[str, ...]:
+        names = []
+        for node in nodes:
+            inner = node.this if isinstance(node, (exp.Column, exp.Ordered)) else node
+            if not isinstance(inner, exp.Identifier):
+                raise _Unsure("its SQL lists an expression where columns go")
+            names.append(self._name(inner))
+        return tuple(names)
+
+    def _name(self, node: exp.Expression) -> str:
+        """The name as the database stores it (see the module docstring)."""
+        if not isinstance(node, exp.Identifier):
+            raise _Unsure(f"its SQL names an object by an expression ({node.sql(self.dialect)})")
+        name = str(node.this)
+        if name == name.lower():
+            return name
+        if self.exact and self.dialect == "postgres":
+            return name if node.quoted else name.lower()
+        raise _Unsure(
+            f"its SQL names {name}, with capitals: how the database stores it depends on the database "
+            "(put the SQL under `if op.get_bind().dialect.name == ...` to say which)"
+        )
+
+
+def _schema_of(args: Mapping[str, Value]) -> dict[str, Value]:
+    return {"schema": args["schema"]} if "schema" in args else {}
