@@ -24,7 +24,7 @@ import configparser
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
-
-_KEYS = {"include", "exclude", "line-length", "strict", "jobs", "naming-convention"}
 
 
 class ConfigError(Exception):
@@ -52,7 +50,6 @@ class Config:
     strict: bool = False
     jobs: int | None = None
     naming_convention: str | None = None
-    unknown: tuple[str, ...] = field(default=(), compare=False)
 
     def selects(self, path: Path) -> bool:
         """Whether ``path`` passes ``include`` and ``exclude`` (patterns relative to the settings file)."""
@@ -66,6 +63,10 @@ class Config:
         if self.include and not any(fnmatch(text, pattern) for pattern in self.include for text in candidates):
             return False
         return not any(fnmatch(text, pattern) for pattern in self.exclude for text in candidates)
+
+
+# The keys of [tool.idempotify]: the settings above, spelled as in TOML.
+_KEYS = sorted(setting.name.replace("_", "-") for setting in fields(Config) if setting.name != "source")
 
 
 def load_config(start: Path) -> Config:
@@ -102,34 +103,35 @@ def _tool_table(pyproject: Path, tool: str) -> dict[str, Any] | None:
 
 
 def _parse(source: Path, table: dict[str, Any]) -> Config:
-    unknown = sorted(set(table) - _KEYS)
+    def invalid(complaint: str) -> ConfigError:
+        return ConfigError(f"{source}: [tool.idempotify] {complaint}")
+
+    unknown = sorted(set(table) - set(_KEYS))
     if unknown:
-        raise ConfigError(
-            f"{source}: [tool.idempotify] has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}"
-        )
+        raise invalid(f"has unknown key(s) {', '.join(unknown)}; known: {', '.join(_KEYS)}")
 
     def patterns(key: str) -> tuple[str, ...]:
         value = table.get(key, [])
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise ConfigError(f"{source}: [tool.idempotify] {key} must be a list of glob patterns")
+            raise invalid(f"{key} must be a list of glob patterns")
         return tuple(value)
 
     def number(key: str, minimum: int) -> int | None:
         value = table.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
-            raise ConfigError(f"{source}: [tool.idempotify] {key} must be an integer >= {minimum}")
+            raise invalid(f"{key} must be an integer >= {minimum}")
         return value
 
     strict = table.get("strict", False)
     if not isinstance(strict, bool):
-        raise ConfigError(f"{source}: [tool.idempotify] strict must be true or false")
+        raise invalid("strict must be true or false")
     convention = table.get("naming-convention")
     if isinstance(convention, dict):
         convention = json.dumps(convention)
     elif convention is not None and not isinstance(convention, str):
-        raise ConfigError(f"{source}: [tool.idempotify] naming-convention must be module:attribute or a table")
+        raise invalid("naming-convention must be module:attribute or a table")
     return Config(
         source=source,
         include=patterns("include"),

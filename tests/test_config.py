@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from codemod.cli import app
+from codemod.config import Config, load_config
 from tests.fixtures import FIXTURES, read_golden
+from tests.test_hooks import readme_block
 
 INCIDENT = read_golden(FIXTURES / "add_column" / "incident.py")
 UNGUARDED = read_golden(FIXTURES / "no_change" / "unsupported_ops.py")
@@ -88,8 +91,13 @@ def test_strict_from_settings_and_no_strict_overrides_it(project: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "complaint"),
     [
-        ("line-lenght = 100", "unknown key(s) line-lenght"),
+        (
+            "line-lenght = 100",
+            "unknown key(s) line-lenght; known: exclude, include, jobs, line-length, naming-convention, strict",
+        ),
         ("line-length = 10", "line-length must be an integer >= 40"),
+        ("jobs = 0", "jobs must be an integer >= 1"),
+        ("naming-convention = 3", "naming-convention must be module:attribute or a table"),
         ('strict = "yes"', "strict must be true or false"),
         ("exclude = [1]", "exclude must be a list of glob patterns"),
         ("[broken", "invalid TOML"),
@@ -103,6 +111,14 @@ def test_bad_settings_name_the_file(project: Path, body: str, complaint: str) ->
     assert result.exit_code == 2
     assert str(project / "pyproject.toml") in result.stderr and complaint in result.stderr
     assert revision.read_bytes() == before
+
+
+def test_the_readme_shows_every_setting_and_they_load(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(readme_block("toml", "[tool.idempotify]\n"), encoding="utf-8")
+    config = load_config(tmp_path)
+    assert config.source == tmp_path / "pyproject.toml"
+    unset = [setting.name for setting in dataclasses.fields(Config) if getattr(config, setting.name) == setting.default]
+    assert unset == [], "a setting the README's example does not show"
 
 
 def test_no_path_uses_the_versions_directory_of_alembic_ini(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
