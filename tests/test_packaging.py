@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from codemod import __version__
+from tests.fixtures import FIXTURES, read_golden
 from tests.test_hooks import readme_block
 
 if sys.version_info >= (3, 11):
@@ -38,11 +39,14 @@ def run_module(module: str, *args: str, cwd: Path, **environment: str) -> subpro
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
-def test_python_dash_m_idempotify_runs_the_command(tmp_path: Path) -> None:
+def test_python_dash_m_idempotify_is_the_command(tmp_path: Path) -> None:
     version = run_module("idempotify", "--version", cwd=tmp_path)
     assert (version.returncode, version.stdout, version.stderr) == (0, f"idempotify {__version__}\n", "")
-    missing = run_module("idempotify", "--check", "gone.py", cwd=tmp_path)
-    assert missing.returncode == 2 and "gone.py" in missing.stderr
+    revision = tmp_path / "4f2a9c1d7e3b_add_updated_at.py"
+    revision.write_text(read_golden(FIXTURES / "add_column" / "incident.py").input, encoding="utf-8")
+    check = run_module("idempotify", "--check", str(revision), cwd=tmp_path)
+    assert check.returncode == 1
+    assert f"Would rewrite {revision}" in check.stderr
 
 
 def test_the_readme_module_hook_names_our_module_and_it_runs(tmp_path: Path) -> None:
