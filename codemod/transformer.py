@@ -777,6 +777,10 @@ class GuardTransformer(cst.CSTTransformer):
         name = call.func.attr.value if isinstance(call.func, cst.Attribute) else "execute"
         sql = self._sql_text(statement) if statement is not None else None
         if sql is None:
+            built = _statement_built(statement) if statement is not None else None
+            if built in _BUILT_STATEMENTS:
+                reason, safe = _BUILT_STATEMENTS[built]
+                return _OpCall(None, name, display, call, reason=reason, safe=safe)
             return _OpCall(None, name, display, call, reason=otherwise)
         parts = read_sql(sql, self._dialects_here())
 
@@ -1076,6 +1080,28 @@ def _ast_sql(node: ast.expr, constants: dict[str, ast.expr]) -> str | None:
     if isinstance(node, ast.Name) and node.id in constants:
         return _ast_sql(constants[node.id], {})
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+# Statements built with SQLAlchemy, by the call they start from: what they do, and whether that is safe.
+_BUILT_STATEMENTS = {
+    "select": ("its statement is a query", True),
+    "update": ("its statement changes data: it re-runs only if its WHERE makes it so", False),
+    "delete": ("its statement changes data: it re-runs only if its WHERE makes it so", False),
+    "insert": ("its statement inserts rows, which is not guarded", False),
+}
+
+
+def _statement_built(expression: cst.BaseExpression) -> str | None:
+    """``select`` for ``sa.select(...).where(...)`` or ``table.select()``: the call a statement chain starts from."""
+    while isinstance(expression, cst.Call) and isinstance(expression.func, cst.Attribute):
+        if expression.func.attr.value in _BUILT_STATEMENTS:
+            inner = expression.func.value
+            if not (isinstance(inner, cst.Call) and _statement_built(inner) is not None):
+                return expression.func.attr.value
+        expression = expression.func.value
+    if isinstance(expression, cst.Call) and isinstance(expression.func, cst.Name):
+        return expression.func.value if expression.func.value in _BUILT_STATEMENTS else None
+    return None
 
 
 def _called_name(func: cst.BaseExpression) -> str | None:

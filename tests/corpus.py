@@ -39,6 +39,7 @@ class Tally:
     files: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
+    sql: Counter[str] = field(default_factory=Counter)  # SQL ops (execute calls): outcome and reason
     failed: list[str] = field(default_factory=list)
     not_compiling: list[str] = field(default_factory=list)
     unstable: list[str] = field(default_factory=list)
@@ -48,6 +49,7 @@ class Tally:
         self.files += other.files
         self.outcomes += other.outcomes
         self.reasons += other.reasons
+        self.sql += other.sql
         for name in ("failed", "not_compiling", "unstable", "touched"):
             getattr(self, name).extend(getattr(other, name))
 
@@ -103,6 +105,8 @@ def check(name: str, source: bytes) -> Tally:
         tally.outcomes[report.outcome.value] += 1
         if report.outcome is not Outcome.GUARDED:
             tally.reasons[report.reason.split(":")[0][:90]] += 1
+        if report.call.endswith((".execute", ".exec_driver_sql")):
+            tally.sql[f"{report.outcome.value:<15} {report.reason.split(':')[0][:80]}"] += 1
     try:
         compile(output, name, "exec")
     except SyntaxError as error:
@@ -118,7 +122,7 @@ def main() -> int:
     total = Tally()
     print(
         f"{'package':<28} {'files':>6} {'guarded':>8} {'safe':>6} {'skipped':>8} {'unguarded':>10} "
-        f"{'failed':>7} {'!compile':>9} {'unstable':>9} {'touched':>8}"
+        f"{'unguarded%':>10} {'failed':>7} {'!compile':>9} {'unstable':>9} {'touched':>8}"
     )
     for requirement in PACKAGES:
         tally = Tally()
@@ -127,6 +131,9 @@ def main() -> int:
         total.add(tally)
         row(requirement, tally)
     row("total", total)
+    print("\nSQL ops (execute, exec_driver_sql), by outcome and reason:")
+    for kind, count in sorted(total.sql.items(), key=lambda item: (item[0][:15], -item[1])):
+        print(f"{count:>6}  {kind}")
     print("\nleft alone, by reason:")
     for reason, count in total.reasons.most_common():
         print(f"{count:>6}  {reason}")
@@ -145,9 +152,10 @@ def main() -> int:
 
 def row(name: str, tally: Tally) -> None:
     outcomes = tally.outcomes
+    share = 100 * outcomes["left unguarded"] / max(1, sum(outcomes.values()))
     print(
         f"{name:<28} {tally.files:>6} {outcomes['guarded']:>8} {outcomes['already safe']:>6} "
-        f"{outcomes['skipped by marker']:>8} {outcomes['left unguarded']:>10} {len(tally.failed):>7} "
+        f"{outcomes['skipped by marker']:>8} {outcomes['left unguarded']:>10} {share:>9.1f}% {len(tally.failed):>7} "
         f"{len(tally.not_compiling):>9} {len(tally.unstable):>9} {len(tally.touched):>8}"
     )
 

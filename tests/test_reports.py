@@ -32,7 +32,11 @@ def only(body: str, header: str = HEADER) -> tuple[Outcome, str]:
     ("body", "reason"),
     [
         ("    op.execute('UPDATE users SET name = 1')\n", DATA_CHANGE),
-        ("    op.execute(sa.table('users').delete())\n", "raw SQL or a statement object is not guarded"),
+        (
+            "    op.execute(sa.table('users').delete())\n",
+            "its statement changes data: it re-runs only if its WHERE makes it so",
+        ),
+        ("    op.execute(sa.schema.CreateTable(users))\n", "raw SQL or a statement object is not guarded"),
         ("    op.execute(f'DROP TABLE {name}')\n", "raw SQL or a statement object is not guarded"),
         ("    op.create_table_comment('users', 'people')\n", "no guard for create_table_comment yet"),
         (

@@ -1,0 +1,184 @@
+"""What ``codemod.sql`` reads from SQL strings, statement by statement, and how the rewrite guards it."""
+
+from __future__ import annotations
+
+import pytest
+
+from codemod.formatting import Style
+from codemod.results import Outcome
+from codemod.runner import rewrite_source
+from codemod.sql import DATA_CHANGE, Part, Value, Verbatim, read_sql
+
+
+def _one(sql: str, dialect: str | None = None) -> Part:
+    (part,) = read_sql(sql, dialect)
+    return part
+
+
+@pytest.mark.parametrize(
+    ("sql", "op", "args"),
+    [
+        ("CREATE TABLE s.t (id INT)", "create_table", {"table_name": "t", "schema": "s"}),
+        ("DROP TABLE t", "drop_table", {"table_name": "t"}),
+        ("ALTER TABLE t ADD COLUMN c INT", "add_column", {"table_name": "t", "column": "c"}),
+        ("ALTER TABLE t DROP COLUMN c", "drop_column", {"table_name": "t", "column_name": "c"}),
+        ("ALTER TABLE t RENAME TO u", "rename_table", {"old_table_name": "t", "new_table_name": "u"}),
+        (
+            "ALTER TABLE t RENAME COLUMN a TO b",
+            "alter_column",
+            {"table_name": "t", "column_name": "a", "new_column_name": "b"},
+        ),
+        ("CREATE INDEX ix ON t (a)", "create_index", {"index_name": "ix", "table_name": "t"}),
+        (
+            "CREATE UNIQUE INDEX CONCURRENTLY ix ON t (lower(a))",
+            "create_index",
+            {"index_name": "ix", "table_name": "t"},
+        ),
+        ("DROP INDEX CONCURRENTLY s.ix", "drop_index", {"index_name": "ix", "schema": "s"}),
+        ("CREATE SEQUENCE q START 5", "create_sequence", {"sequence_name": "q"}),
+        ("DROP SEQUENCE q", "drop_sequence", {"sequence_name": "q"}),
+        ("CREATE TYPE mood AS ENUM ('a')", "create_enum", {"enum_name": "mood"}),
+        ("DROP TYPE mood", "drop_enum", {"enum_name": "mood"}),
+        (
+            "ALTER TABLE t ADD CONSTRAINT uq UNIQUE (a, b)",
+            "create_unique_constraint",
+            {"constraint_name": Verbatim("uq"), "table_name": "t", "columns": ("a", "b")},
+        ),
+        (
+            "ALTER TABLE t ADD PRIMARY KEY (id)",
+            "create_primary_key",
+            {"constraint_name": None, "table_name": "t", "columns": ("id",)},
+        ),
+        (
+            "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES s.r (id)",
+            "create_foreign_key",
+            {
+                "constraint_name": Verbatim("fk"),
+                "source_table": "t",
+                "referent_table": "r",
+                "local_cols": ("a",),
+                "remote_cols": ("id",),
+                "referent_schema": "s",
+            },
+        ),
+        (
+            "ALTER TABLE t DROP CONSTRAINT ck",
+            "drop_constraint",
+            {"table_name": "t", "constraint_name": Verbatim("ck"), "type_": None},
+        ),
+        (
+            "ALTER TABLE t DROP FOREIGN KEY fk",
+            "drop_constraint",
+            {"table_name": "t", "constraint_name": Verbatim("fk"), "type_": "foreignkey"},
+        ),
+        ("DROP INDEX ix ON t", "drop_index", {"index_name": "ix", "table_name": "t"}),
+    ],
+)
+def test_ddl_is_read_as_the_op_it_spells(sql: str, op: str, args: dict[str, Value]) -> None:
+    assert _one(sql) == Part(op=op, args=args)
+
+
+@pytest.mark.parametrize(
+    ("sql", "inert"),
+    [
+        ("CREATE TABLE IF NOT EXISTS t (id INT)", False),
+        ("DROP INDEX IF EXISTS ix", False),
+        ("ALTER TABLE t ADD COLUMN IF NOT EXISTS c INT", False),
+        ("CREATE OR REPLACE VIEW v AS SELECT 1", False),
+        ("CREATE EXTENSION IF NOT EXISTS pg_trgm", False),
+        ("ALTER TABLE t ALTER COLUMN c TYPE BIGINT", False),
+        ("ALTER TABLE t ALTER COLUMN c SET NOT NULL", False),
+        ("COMMENT ON TABLE t IS 'x'", False),
+        ("SELECT 1", True),
+        ("SET lock_timeout = '5s'", True),
+        ("PRAGMA foreign_keys = OFF", True),
+    ],
+)
+def test_statements_that_re_run_harmlessly_are_safe(sql: str, inert: bool) -> None:
+    part = _one(sql)
+    assert (part.op, part.reason, part.safe is not None, part.inert) == (None, None, True, inert)
+
+
+@pytest.mark.parametrize(
+    ("sql", "dialect", "reason_starts"),
+    [
+        ("UPDATE t SET a = 1", None, DATA_CHANGE),
+        ("DELETE FROM t", None, DATA_CHANGE),
+        ("ALTER TABLE t ALTER COLUMN c TYPE INT USING c::int", None, "its SQL changes a column's type USING"),
+        ("ALTER TABLE T ADD COLUMN c INT", None, "its SQL names T, with capitals"),
+        ("ALTER TABLE T ADD COLUMN c INT", "mysql", "its SQL names T, with capitals"),
+        ("CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()", None, "its SQL: no guard for"),
+        ("CREATE TABLE (", None, "its SQL could not be parsed: "),
+    ],
+)
+def test_what_cannot_be_guarded_says_why(sql: str, dialect: str | None, reason_starts: str) -> None:
+    part = _one(sql, dialect)
+    assert (part.op, part.safe) == (None, None)
+    assert str(part.reason).startswith(reason_starts), part.reason
+
+
+def test_postgresql_folds_unquoted_names_and_keeps_quoted_ones() -> None:
+    part = _one('ALTER TABLE Accounts ADD COLUMN "Region" INT', "postgresql")
+    assert part.args == {"table_name": "accounts", "column": "Region"}
+
+
+def test_each_statement_and_each_action_is_a_part() -> None:
+    parts = read_sql("ALTER TABLE t ADD COLUMN a INT, DROP COLUMN b; SELECT 1", None)
+    assert [part.op or part.safe for part in parts] == ["add_column", "drop_column", "its SQL is a query"]
+
+
+HEADER = "from alembic import op\nimport sqlalchemy as sa\n\nrevision = 'x'\n\n\ndef upgrade():\n"
+
+
+def _rewrite(body: str) -> tuple[str, list[tuple[Outcome, str]]]:
+    output, reports = rewrite_source((HEADER + body).encode(), Style())
+    return output.decode()[len(HEADER) :], [(report.outcome, report.reason) for report in reports]
+
+
+def test_sql_the_parser_cannot_read_is_reported_and_the_rest_still_guarded() -> None:
+    body = "    op.execute('ALTER TABLE (')\n    op.add_column('users', sa.Column('age', sa.Integer()))\n"
+    output, reports = _rewrite(body)
+    assert '    if _idempotify_column_missing("users", "age"):\n' in output
+    assert "    op.execute('ALTER TABLE (')\n" in output
+    assert reports[0][0] is Outcome.UNGUARDED and reports[0][1].startswith("its SQL could not be parsed: ")
+    assert reports[1] == (Outcome.GUARDED, "")
+
+
+def test_several_statements_run_unless_every_one_is_done() -> None:
+    output, _ = _rewrite("    op.execute('CREATE TABLE s (id INT); CREATE INDEX ix_s ON s (id)')\n")
+    assert '    if _idempotify_table_missing("s") or _idempotify_index_missing("s", "ix_s"):\n' in output
+
+
+def test_a_string_mixing_a_guarded_statement_with_one_that_always_runs_is_left_alone() -> None:
+    _, reports = _rewrite(
+        "    op.execute('ALTER TABLE t ADD COLUMN c INT; ALTER TABLE t ALTER COLUMN d SET NOT NULL')\n"
+    )
+    assert reports == [
+        (
+            Outcome.UNGUARDED,
+            "its SQL mixes statements guarded by name with one that runs every time (its SQL ALTER COLUMN re-applies "
+            "the same type, nullability or default); split it into one execute per statement",
+        )
+    ]
+
+
+def test_a_constraint_named_in_sql_is_looked_up_under_that_very_name() -> None:
+    output, _ = _rewrite("    op.execute('ALTER TABLE t DROP CONSTRAINT ck_t')\n")
+    assert '    if _idempotify_constraint_exists(op.f("ck_t"), "t", None):\n' in output
+
+
+def test_the_dialect_branch_decides_how_names_are_stored() -> None:
+    body = "    if op.get_bind().dialect.name == 'postgresql':\n        op.execute('ALTER TABLE T ADD COLUMN C INT')\n"
+    output, _ = _rewrite(body)
+    assert '        if _idempotify_column_missing("t", "c"):\n' in output
+
+
+def test_an_insert_is_a_seed_only_into_a_table_its_function_creates() -> None:
+    body = (
+        "    op.create_table('flags', sa.Column('id', sa.Integer))\n"
+        "    op.execute('INSERT INTO flags (id) VALUES (1)')\n"
+        "    op.execute('INSERT INTO users (id) VALUES (1)')\n"
+    )
+    output, reports = _rewrite(body)
+    assert '    if _idempotify_table_empty("flags"):\n' in output
+    assert reports[2][0] is Outcome.UNGUARDED and reports[2][1].startswith("its SQL inserts rows")
