@@ -238,8 +238,10 @@ def _idempotify_has_index(inspector, table_name, index_name, schema, columns=Non
     if found is None:
         return False
     if dialect == "postgresql" and not found[0] and drop_invalid:
-        table = sqlalchemy.Table(table_name, sqlalchemy.MetaData(), schema=schema)
-        inspector.bind.execute(sqlalchemy.schema.DropIndex(sqlalchemy.Index(index_name, _table=table)))
+        quoted = preparer.quote(index_name)
+        if schema is not None:  # An index lives in its table's schema.
+            quoted = preparer.quote_schema(schema) + "." + quoted
+        inspector.bind.execute(sqlalchemy.text("DROP INDEX " + quoted))
         log = logging.getLogger("alembic.runtime.migration")
         log.warning(
             "idempotify: dropped index %s, left invalid by a failed"

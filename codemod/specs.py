@@ -86,6 +86,7 @@ class OpSpec:
     optional: frozenset[str] = frozenset()
     via_execute: str | None = None
     via_method: str | None = None
+    via_sql: bool = False
     skipped_result: str | None = None
     description: str = ""
 
@@ -96,6 +97,8 @@ class OpSpec:
             return f"op.execute({self.via_execute}(...))"
         if self.via_method is not None:
             return f"<enum>.{self.via_method}(bind)"
+        if self.via_sql:
+            return "SQL"
         return "op, batch_op" if self.batch_params is not None else "op"
 
 
@@ -132,6 +135,18 @@ SPECS: dict[str, OpSpec] = {
             op_params=("old_table_name", "new_table_name"),
             batch_params=None,
             description="old table present and new table absent",
+        ),
+        OpSpec(
+            name="rename_index",
+            checks=(
+                Check("index_exists", ("table_name", "index_name"), subject="index_name"),
+                Check("index_missing", ("table_name", "new_index_name"), subject="new_index_name"),
+            ),
+            op_params=("index_name", "new_index_name", "table_name"),
+            batch_params=None,
+            optional=frozenset({"table_name"}),
+            via_sql=True,
+            description="old index present and new index absent (ALTER INDEX ... RENAME TO ..., in SQL only)",
         ),
         OpSpec(
             name="add_column",

@@ -223,6 +223,12 @@ class _Reader:
     def _alter(self, node: exp.Alter) -> list[Part]:
         kind = str(node.args.get("kind") or "").upper()
         table = node.this
+        actions = node.args.get("actions") or []
+        if kind == "INDEX" and isinstance(table, exp.Table) and len(actions) == 1:
+            renamed = actions[0]
+            if isinstance(renamed, exp.AlterRename) and isinstance(renamed.this, exp.Table):
+                args = self._table(table, "index_name")
+                return [Part(op="rename_index", args={**args, "new_index_name": self._name(renamed.this.this)})]
         if kind != "TABLE" or not isinstance(table, exp.Table):
             return [Part(reason=f"its SQL: no guard for ALTER {kind} yet")]
         on_table = self._table(table, "table_name")

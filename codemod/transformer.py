@@ -692,7 +692,7 @@ class GuardTransformer(cst.CSTTransformer):
         receiver = func.value.value
         display = f"{receiver}.{name}"
         spec = SPECS.get(name)
-        if spec is not None and spec.via_execute is not None:
+        if spec is not None and (spec.via_execute is not None or spec.via_sql):
             spec = None
         if receiver in self._op_names:
             if name == "execute":

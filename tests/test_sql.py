@@ -72,6 +72,7 @@ def _one(sql: str, dialect: str | None = None) -> Part:
             {"table_name": "t", "constraint_name": Verbatim("fk"), "type_": "foreignkey"},
         ),
         ("DROP INDEX ix ON t", "drop_index", {"index_name": "ix", "table_name": "t"}),
+        ("ALTER INDEX s.ix RENAME TO iy", "rename_index", {"index_name": "ix", "schema": "s", "new_index_name": "iy"}),
     ],
 )
 def test_ddl_is_read_as_the_op_it_spells(sql: str, op: str, args: dict[str, Value]) -> None:
