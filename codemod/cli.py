@@ -17,7 +17,7 @@ import json
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
@@ -45,6 +45,8 @@ from codemod.specs import SPECS
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+
+    from codemod.verify.environment import ProjectEnvironment
 
 EXIT_OK = 0
 EXIT_CHANGES = 1
@@ -306,6 +308,21 @@ def verify(
             "revision, for chains that start from a schema made by create_all()."
         ),
     ] = None,
+    alembic_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="The Alembic project's alembic.ini (or pyproject.toml) whose env.py runs the revisions "
+            "[default: the one at or above VERSIONS].",
+        ),
+    ] = None,
+    no_env_py: Annotated[
+        bool,
+        typer.Option(
+            "--no-env-py",
+            help="Run the revisions without the project's env.py (the bare harness; --naming-convention).",
+        ),
+    ] = False,
     output_format: Annotated[
         Format, typer.Option("--format", help="text for people, json for machines, github for CI annotations.")
     ] = Format.TEXT,
@@ -324,6 +341,7 @@ def verify(
 
     from codemod.verify.chain import ChainError, Revision, load_chain  # noqa: PLC0415
     from codemod.verify.database import ScratchError, scratch_server  # noqa: PLC0415
+    from codemod.verify.environment import EnvPyRefused  # noqa: PLC0415
     from codemod.verify.report import print_github, print_text, render_json  # noqa: PLC0415
     from codemod.verify.scenarios import ChainVerifier  # noqa: PLC0415
 
@@ -343,6 +361,7 @@ def verify(
         convention = _convention_for(naming_convention, config)
         initial = _metadata(initial_schema) if initial_schema is not None else None
         chain = load_chain(versions, baseline)
+        project = None if no_env_py else _project_environment(versions, alembic_config, x_arguments or ())
     except (ChainError, ValueError, ConfigError) as error:
         fail(str(error), error)
     progress = console(stderr=True)
@@ -354,8 +373,8 @@ def verify(
     signal.signal(signal.SIGTERM, _terminate)  # a CI cancellation still drops the scratch databases
     try:
         with scratch_server(url) as server:
-            reports = ChainVerifier(server, convention, x_arguments or (), initial).verify(chain, show)
-    except ScratchError as error:
+            reports = ChainVerifier(server, convention, x_arguments or (), initial, project).verify(chain, show)
+    except (ScratchError, EnvPyRefused) as error:
         fail(str(error), error)
     except sa.exc.DBAPIError as error:
         fail(f"the database failed outside any revision: {error.orig}", error)
@@ -369,6 +388,31 @@ def verify(
     else:
         print_text(reports, console(stderr=False))
     raise typer.Exit(EXIT_CHANGES if any(report.failed for report in reports) else EXIT_OK)
+
+
+def _project_environment(
+    versions: list[Path], option: Path | None, x_arguments: Sequence[str]
+) -> ProjectEnvironment | None:
+    """The Alembic project whose env.py runs the chain: ``--config``, else the one whose versions these are."""
+    from alembic.util import CommandError  # noqa: PLC0415
+
+    from codemod.verify.environment import ProjectEnvironment  # noqa: PLC0415
+
+    if option is None:
+        project = find_alembic_project(versions[0])
+        if project is None:
+            return None
+        folder = project.config_file.parent
+        locations = {(folder / location).resolve() for location in project.versions}
+        if not all(version.resolve() in locations for version in versions):
+            return None  # a copy of the versions elsewhere: the project's env.py is not theirs
+        option = project.config_file
+    elif not option.is_file():
+        raise ConfigError(f"--config {option}: no such file")
+    try:
+        return ProjectEnvironment(option, x_arguments)
+    except CommandError as error:
+        raise ConfigError(f"{option}: {error}") from error
 
 
 def _make_project_importable(versions: Path) -> None:

@@ -1,29 +1,85 @@
-"""Scratch databases: made fresh, copied, and always dropped.
+"""Scratch databases: made fresh, copied, and always dropped; reached through any driver, sync or async.
 
 SQLite scratch databases are files in a temporary directory; on a server (the
 ``--url`` given) each is a new, uniquely named database, created from an empty
 template and dropped when the run ends, whatever way it ends. Nothing else on
-the server is touched.
+the server is touched. An async URL (``postgresql+asyncpg``, ``mysql+aiomysql``,
+``sqlite+aiosqlite``, psycopg under asyncio) is used as async applications use
+it: an ``AsyncConnection`` hands its sync facade to the work through ``run_sync``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 PREFIX = "idempotify_scratch_"
+T = TypeVar("T")
 
 
 class ScratchError(Exception):
-    """The scratch database cannot be made or used (bad URL, server down, not empty)."""
+    """The scratch database cannot be made or used (bad URL, missing driver, server down, not empty)."""
+
+
+class Database:
+    """One database URL; ``run(work)`` calls ``work`` with a new sync ``Connection`` to it, and commits.
+
+    Through a sync driver that is an ordinary pooled connection; through an
+    async one, a connection of an async engine handed over with ``run_sync``.
+    """
+
+    def __init__(self, url: sa.URL) -> None:
+        self.url = url
+        self.is_async = bool(url.get_dialect().is_async)
+        self._engine = None if self.is_async else sa.create_engine(url)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The sync engine (sync drivers only)."""
+        if self._engine is None:
+            raise TypeError(f"{self.url.drivername} is async: use Database.run")
+        return self._engine
+
+    def run(self, work: Callable[[sa.Connection], T], *, autocommit: bool = False) -> T:
+        """``work(connection)`` on a new connection, committed afterwards (rolled back if it raises)."""
+        options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+        if self._engine is None:
+            return asyncio.run(self._run_async(work, options))
+        with self._engine.connect() as connection:
+            connection.execution_options(**options)
+            result = work(connection)
+            if connection.in_transaction():
+                connection.commit()
+            return result
+
+    async def _run_async(self, work: Callable[[sa.Connection], T], options: dict[str, Any]) -> T:
+        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - only for async URLs
+
+        engine = create_async_engine(self.url, poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                await connection.execution_options(**options)
+                result = await connection.run_sync(work)
+                if connection.in_transaction():
+                    await connection.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    def dispose(self) -> None:
+        """Close pooled connections (before a file copy, or a template copy, of this database)."""
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 @dataclass
@@ -31,7 +87,11 @@ class Scratch:
     """One scratch database."""
 
     name: str
-    engine: sa.Engine
+    database: Database
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self.database.engine
 
 
 class ScratchServer:
@@ -40,27 +100,37 @@ class ScratchServer:
     def __init__(self, url: str | None, directory: Path) -> None:
         self.directory = directory
         self._made: list[Scratch] = []
-        self._admin: sa.Engine | None = None
-        if url is None or url.startswith("sqlite"):
-            self.dialect = "sqlite"
-            return
+        self._admin: Database | None = None
         try:
-            self._admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-            with self._admin.connect():
-                pass
+            self.url = sa.engine.make_url(url or "sqlite://")
+            if self.url.get_backend_name() == "sqlite":
+                self.dialect = "sqlite"
+                self._connect(self.url.set(database=str(directory / "driver-check.db"))).dispose()
+                (directory / "driver-check.db").unlink(missing_ok=True)
+                return
+            self._admin = self._connect(self.url)
+            name = self._admin.run(lambda connection: connection.dialect.name)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
-            raise ScratchError(f"bad database URL {url!r}: {error}") from error
-        except ImportError as error:
-            raise ScratchError(
-                f"no database driver for {_safe(url)}: {error}; install it, or name one that is installed "
-                "(postgresql+psycopg2://..., mysql+pymysql://...)"
-            ) from error
-        except sa.exc.DBAPIError as error:
-            raise ScratchError(f"cannot connect to {_safe(url)}: {error.orig}") from error
-        name = self._admin.dialect.name
+            raise ScratchError(f"bad database URL {_safe(url)!r}: {error}") from error
         self.dialect = "mariadb" if name in ("mysql", "mariadb") else name
         if self.dialect not in ("postgresql", "mariadb"):
             raise ScratchError(f"scratch databases on {name} are not supported (use SQLite, PostgreSQL or MariaDB)")
+
+    def _connect(self, url: sa.URL) -> Database:
+        """Connect once: a missing driver or a server that does not answer is said here, before any work."""
+        try:
+            database = Database(url)
+            database.run(lambda connection: None)
+        except ImportError as error:
+            raise ScratchError(
+                f"no database driver for {_safe(str(self.url))}: {error}; install it "
+                "(pip install 'idempotify[postgresql]' or 'idempotify[mysql]'), or name one that is installed"
+            ) from error
+        except ValueError as error:  # SQLAlchemy's asyncio extension without greenlet
+            raise ScratchError(f"cannot use {_safe(str(self.url))}: {error}") from error
+        except sa.exc.DBAPIError as error:
+            raise ScratchError(f"cannot connect to {_safe(str(self.url))}: {error.orig}") from error
+        return database
 
     @property
     def can_copy(self) -> bool:
@@ -73,35 +143,35 @@ class ScratchServer:
         if self.dialect == "sqlite":
             path = self.directory / f"{name}.db"
             if template is not None:
-                template.engine.dispose()
+                template.database.dispose()
                 shutil.copyfile(self.directory / f"{template.name}.db", path)
-            scratch = Scratch(name, sa.create_engine(f"sqlite:///{path}"))
+            scratch = Scratch(name, Database(self.url.set(database=str(path))))
         else:
             assert self._admin is not None
             if template is not None:
-                template.engine.dispose()
+                template.database.dispose()
                 clause = f" TEMPLATE {template.name}"
             else:
                 clause = " TEMPLATE template0" if self.dialect == "postgresql" else ""
-            scratch = Scratch(name, sa.create_engine(self._admin.url.set(database=name)))
+            scratch = Scratch(name, Database(self.url.set(database=name)))
             self._made.append(scratch)  # before it exists: an interrupt during CREATE still drops it
-            with self._admin.connect() as connection:
-                connection.execute(sa.text(f"CREATE DATABASE {name}{clause}"))
+            statement = sa.text(f"CREATE DATABASE {name}{clause}")
+            self._admin.run(lambda connection: connection.execute(statement), autocommit=True)
         if scratch not in self._made:
             self._made.append(scratch)
-        if template is None and sa.inspect(scratch.engine).get_table_names():
+        if template is None and scratch.database.run(lambda connection: sa.inspect(connection).get_table_names()):
             raise ScratchError(f"the new scratch database {name} is not empty; refusing to use it")
         return scratch
 
     def drop(self, scratch: Scratch) -> None:
-        scratch.engine.dispose()
+        scratch.database.dispose()
         if self.dialect == "sqlite":
             (self.directory / f"{scratch.name}.db").unlink(missing_ok=True)
         else:
             assert self._admin is not None
             force = " WITH (FORCE)" if self.dialect == "postgresql" else ""
-            with self._admin.connect() as connection:
-                connection.execute(sa.text(f"DROP DATABASE IF EXISTS {scratch.name}{force}"))
+            statement = sa.text(f"DROP DATABASE IF EXISTS {scratch.name}{force}")
+            self._admin.run(lambda connection: connection.execute(statement), autocommit=True)
         self._made.remove(scratch)
 
     def close(self) -> None:
@@ -123,7 +193,9 @@ def scratch_server(url: str | None) -> Iterator[ScratchServer]:
             server.close()
 
 
-def _safe(url: str) -> str:
+def _safe(url: str | None) -> str:
+    if url is None:
+        return "sqlite://"
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:

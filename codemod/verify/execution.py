@@ -1,4 +1,4 @@
-"""Running one revision's ``upgrade()`` or ``downgrade()`` as Alembic does, with no ``env.py``.
+"""Running one revision's ``upgrade()`` or ``downgrade()`` as Alembic does, with no ``env.py`` (the bare harness).
 
 Each run executes the revision's source afresh (a Column object can belong to
 one table only), through Alembic's ``MigrationContext`` and ``Operations``.
@@ -107,12 +107,33 @@ def run_migration(
     """
     module = load_migration(source, path)
     options = {"isolation_level": "AUTOCOMMIT"} if crash_after is not None else {}
-    with engine.connect().execution_options(**options) as connection, environment(x_arguments):
-        context = MigrationContext.configure(connection, opts=context_options(naming_convention))
-        with Operations.context(context) as operations:
-            counter = OpCounter(operations, crash_after)
-            getattr(module, function)()
+    with engine.connect().execution_options(**options) as connection:
+        done = run_on_connection(connection, module, function, naming_convention, crash_after, x_arguments)
         connection.commit()
+    return done
+
+
+def run_on_connection(
+    connection: sa.Connection,
+    module: types.ModuleType,
+    function: str,
+    naming_convention: dict[str, str] | None = None,
+    crash_after: int | None = None,
+    x_arguments: Sequence[str] = (),
+) -> int:
+    """``function`` of ``module`` on ``connection`` with no ``env.py``: the bare harness."""
+    with environment(x_arguments):
+        context = MigrationContext.configure(connection, opts=context_options(naming_convention))
+        with context.begin_transaction():  # as env.py does; run_migrations' own per-revision block follows
+            return run_in_context(context, module, function, crash_after)
+
+
+def run_in_context(context: MigrationContext, module: types.ModuleType, function: str, crash_after: int | None) -> int:
+    """One revision's ``function`` in a configured context, inside the per-revision transaction
+    ``MigrationContext.run_migrations`` opens (so ``autocommit_block()`` finds the transaction it commits)."""
+    with context.begin_transaction(_per_migration=True), Operations.context(context) as operations:
+        counter = OpCounter(operations, crash_after)
+        getattr(module, function)()
     return counter.done
 
 

@@ -26,8 +26,9 @@ import sqlalchemy as sa
 
 from codemod.verify.chain import Revision
 from codemod.verify.database import Scratch, ScratchServer
-from codemod.verify.execution import Crash, offline_sql_or_error, run_migration, where
-from codemod.verify.schema import Snapshot, differences, snapshot
+from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
+from codemod.verify.execution import Crash, load_migration, offline_sql_or_error, run_on_connection, where
+from codemod.verify.schema import Snapshot, differences, snapshot_of
 
 SCENARIOS = ("upgrade", "equivalence", "re-run", "crash", "downgrade", "offline")
 
@@ -72,8 +73,10 @@ class ChainVerifier:
         naming_convention: dict[str, str] | None = None,
         x_arguments: Sequence[str] = (),
         initial_schema: sa.MetaData | None = None,
+        project: ProjectEnvironment | None = None,
     ) -> None:
         self.server = server
+        self.project = project
         self.naming_convention = naming_convention
         self.x_arguments = tuple(x_arguments)
         self.initial_schema = initial_schema
@@ -107,14 +110,14 @@ class ChainVerifier:
         self, chain: list[Revision], index: int, report: RevisionReport, disk: Scratch, original: Scratch
     ) -> None:
         revision = report.revision
-        before = snapshot(disk.engine)
+        before = self._snapshot(disk)
         with self._copy(disk, chain[:index]) as pre:
             try:
                 ops = self._run(disk, revision, revision.source, "upgrade")
             except _Failed as failure:
                 raise _Failed(failure.detail + self._baseline_verdict(pre, chain[:index], revision)) from failure
             report.results["upgrade"] = Result("ok")
-            expected = snapshot(disk.engine)
+            expected = self._snapshot(disk)
             if not self.original_broken:
                 try:
                     ops = self._run(original, revision, revision.original, "upgrade")
@@ -123,7 +126,7 @@ class ChainVerifier:
             if self.original_broken:
                 report.results["equivalence"] = Result("not checked", self.original_broken)
             else:
-                report.results["equivalence"] = self._equivalence(revision, snapshot(original.engine), expected)
+                report.results["equivalence"] = self._equivalence(revision, self._snapshot(original), expected)
             with self._copy(disk, chain[: index + 1]) as again:
                 report.results["re-run"] = self._rerun(again, revision, expected)
             crashing = revision.source if self.original_broken else revision.original
@@ -135,8 +138,12 @@ class ChainVerifier:
         """A new database holding the initial schema, if the chain starts from one."""
         scratch = self.server.create()
         if self.initial_schema is not None:
-            self.initial_schema.create_all(scratch.engine)
+            scratch.database.run(self.initial_schema.create_all)
         return scratch
+
+    @staticmethod
+    def _snapshot(scratch: Scratch) -> Snapshot:
+        return scratch.database.run(snapshot_of)
 
     def _baseline_verdict(self, pre: Scratch, replay: list[Revision], revision: Revision) -> str:
         """Whether the baseline fails the same upgrade: the chain's fault, or the rewrite's."""
@@ -160,7 +167,7 @@ class ChainVerifier:
             self._run(disk, revision, revision.source, "upgrade")
         except _Failed as failure:
             return Result("fail", f"upgrade run again: {failure.detail}")
-        diff = differences(expected, snapshot(disk.engine))
+        diff = differences(expected, self._snapshot(disk))
         return Result("fail", "upgrade run again changed the schema: " + "; ".join(diff)) if diff else Result("ok")
 
     def _crash(
@@ -176,7 +183,7 @@ class ChainVerifier:
                     self._run(scratch, revision, revision.source, "upgrade")
                 except _Failed as failure:
                     return Result("fail", f"after a crash after op {crash_after} of {ops}: {failure.detail}")
-                diff = differences(expected, snapshot(scratch.engine))
+                diff = differences(expected, self._snapshot(scratch))
                 if diff:
                     return Result("fail", f"after a crash after op {crash_after} of {ops}: " + "; ".join(diff))
         return Result("ok", f"stopped after each of ops 1..{ops - 1}, then completed")
@@ -191,12 +198,12 @@ class ChainVerifier:
                 with self._copy(original, replay, baseline=True) as reference:
                     try:
                         self._run(reference, revision, revision.original, "downgrade")
-                        baseline = snapshot(reference.engine)
+                        baseline = self._snapshot(reference)
                     except _Failed as failure:
                         baseline_error = f"the original's downgrade fails: {failure.detail}"
             try:
                 self._run(scratch, revision, revision.source, "downgrade")
-                first = snapshot(scratch.engine)
+                first = self._snapshot(scratch)
             except _Failed as failure:
                 if baseline is None and baseline_error.startswith("the original's downgrade fails"):
                     return Result("warn", f"{baseline_error}; so does this one: {failure.detail}")
@@ -205,7 +212,7 @@ class ChainVerifier:
                 self._run(scratch, revision, revision.source, "downgrade")
             except _Failed as failure:
                 return Result("fail", f"downgrade run again: {failure.detail}")
-            diff = differences(first, snapshot(scratch.engine))
+            diff = differences(first, self._snapshot(scratch))
             if diff:
                 return Result("fail", "downgrade run again changed the schema: " + "; ".join(diff))
         if baseline is None:
@@ -243,24 +250,29 @@ class ChainVerifier:
             self.server.dialect,
             function,
             path=revision.path,
-            naming_convention=self.naming_convention,
+            naming_convention=self.project.naming_convention if self.project else self.naming_convention,
             x_arguments=self.x_arguments,
         )
 
-    def _run(self, scratch: Scratch, revision: Revision, source: str, function: str, **options: int) -> int:
+    def _run(
+        self, scratch: Scratch, revision: Revision, source: str, function: str, crash_after: int | None = None
+    ) -> int:
+        """Run ``function`` of ``source`` on ``scratch``: through the project's env.py, else the bare harness."""
         # Errors in the baseline name it, since its line numbers are not those of the file on disk.
         path = revision.path if source == revision.source else revision.baseline_path or f"{revision.path} (baseline)"
-        try:
-            return run_migration(
-                scratch.engine,
-                source,
-                function,
-                path=path,
-                naming_convention=self.naming_convention,
-                x_arguments=self.x_arguments,
-                **options,
+        project = self.project
+
+        def work(connection: sa.Connection) -> int:
+            module = load_migration(source, path)
+            if project is not None:
+                return project.run(connection, module, function, crash_after)
+            return run_on_connection(
+                connection, module, function, self.naming_convention, crash_after, self.x_arguments
             )
-        except Crash:
+
+        try:
+            return scratch.database.run(work, autocommit=crash_after is not None)
+        except (Crash, EnvPyRefused):
             raise
         except Exception as error:  # any failure of the migration is a finding
             raise _Failed(f"{where(error, path)}: {type(error).__name__}: {error}".splitlines()[0]) from error

@@ -10,6 +10,12 @@ Snapshot = dict[str, Any]
 
 
 def snapshot(engine: sa.Engine) -> Snapshot:
+    """``snapshot_of`` a new connection of ``engine``."""
+    with engine.connect() as connection:
+        return snapshot_of(connection)
+
+
+def snapshot_of(connection: sa.Connection) -> Snapshot:
     """Tables (columns with types and nullability, keys, indexes, unique and check constraints), sequences, enums.
 
     Reflecting a table is the costly part, so each table's reflection is kept,
@@ -17,25 +23,24 @@ def snapshot(engine: sa.Engine) -> Snapshot:
     query; a chain that grows the schema then costs a constant amount per
     revision, not one that grows with the number of tables.
     """
-    with engine.connect() as connection:
-        inspector = sa.inspect(connection)
-        dialect = connection.dialect.name
-        fingerprints = _fingerprints(connection)
-        tables: Snapshot = {}
-        for table in sorted(inspector.get_table_names()):
-            key = (dialect, table, fingerprints.get(table, ""))
-            details = _REFLECTED.get(key) if table in fingerprints else None
-            if details is None:
-                details = _reflect(inspector, table)
-                if len(_REFLECTED) > _KEEP:
-                    _REFLECTED.clear()
-                _REFLECTED[key] = details
-            tables[table] = details
-        if connection.dialect.supports_sequences:
-            tables["sequences"] = sorted(inspector.get_sequence_names())
-        if dialect == "postgresql":
-            enums = inspector.get_enums()  # type: ignore[attr-defined]  # PostgreSQL's inspector has it
-            tables["enums"] = sorted((enum["name"], tuple(enum["labels"])) for enum in enums)
+    inspector = sa.inspect(connection)
+    dialect = connection.dialect.name
+    fingerprints = _fingerprints(connection)
+    tables: Snapshot = {}
+    for table in sorted(inspector.get_table_names()):
+        key = (dialect, table, fingerprints.get(table, ""))
+        details = _REFLECTED.get(key) if table in fingerprints else None
+        if details is None:
+            details = _reflect(inspector, table)
+            if len(_REFLECTED) > _KEEP:
+                _REFLECTED.clear()
+            _REFLECTED[key] = details
+        tables[table] = details
+    if connection.dialect.supports_sequences:
+        tables["sequences"] = sorted(inspector.get_sequence_names())
+    if dialect == "postgresql":
+        enums = inspector.get_enums()  # type: ignore[attr-defined]  # PostgreSQL's inspector has it
+        tables["enums"] = sorted((enum["name"], tuple(enum["labels"])) for enum in enums)
     return tables
 
 

@@ -1,0 +1,156 @@
+"""Running a revision through the project's own ``env.py``, as ``alembic upgrade`` runs it.
+
+verify hands its scratch connection to ``env.py`` as
+``config.attributes["connection"]`` (Alembic's cookbook recipe for sharing a
+connection), so the naming convention and ``target_metadata``,
+``transaction_per_migration``, custom ``configure()`` options, ``-x`` arguments
+and async engines are the project's. The revision itself is not taken from the
+``ScriptDirectory``: ``env.py``'s ``run_migrations()`` calls back here and the
+source verify chose (the file on disk, its baseline, stopped after k ops) runs
+in the context ``env.py`` configured, inside the per-revision transaction Alembic
+opens. The version table is left alone (``dont_mutate``).
+
+An ``env.py`` that configures a connection to another database would run the
+chain on the database its own URL names: verify refuses it before any revision
+runs, with the two lines that make it accept a connection. One that builds its
+own engine from ``sqlalchemy.url`` (Alembic's generic template) reaches the
+scratch database, since verify sets that option: it runs, but its connection
+is not verify's, so a crash stopped after k ops does not commit each op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import types
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from codemod.verify.execution import run_in_context
+
+# The two lines, first in env.py's run_migrations_online(); do_run_migrations(connection) is the body that
+# calls context.configure(connection=connection, ...) and context.run_migrations() (Alembic's async template
+# has it; in the generic one, move the body of `with connectable.connect() as connection:` into it).
+ACCEPT_A_CONNECTION = """\
+    if (connection := config.attributes.get("connection")) is not None:
+        return do_run_migrations(connection)"""
+
+
+class EnvPyRefused(Exception):
+    """The project's env.py does not use the connection handed over; nothing was run."""
+
+
+class ProjectEnvironment:
+    """The Alembic project at ``config_file`` (alembic.ini, or a pyproject.toml with ``[tool.alembic]``)."""
+
+    def __init__(self, config_file: Path, x_arguments: Sequence[str] = ()) -> None:
+        self.config_file = config_file.resolve()
+        self.folder = self.config_file.parent
+        pyproject = self.folder / "pyproject.toml"
+        toml = str(pyproject) if pyproject.is_file() and "[tool.alembic]" in pyproject.read_text("utf-8") else None
+        if self.config_file.name == "pyproject.toml":
+            self.config = Config(toml_file=str(self.config_file))
+        else:
+            self.config = Config(str(self.config_file), toml_file=toml)
+        self.config.cmd_opts = argparse.Namespace(x=list(x_arguments))
+        with self._inside():
+            self.script = ScriptDirectory.from_config(self.config)
+        self.env_py = Path(self.script.dir).resolve() / "env.py"
+        self.naming_convention: dict[str, str] | None = None  # read off target_metadata, for offline runs
+
+    @contextmanager
+    def _inside(self) -> Iterator[None]:
+        """In the project's folder, as ``alembic`` runs from beside its configuration."""
+        previous = Path.cwd()
+        os.chdir(self.folder)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
+
+    def run(
+        self, connection: sa.Connection, module: types.ModuleType, function: str, crash_after: int | None = None
+    ) -> int:
+        """``function`` of ``module`` on ``connection``, through env.py; the number of ops it ran."""
+        done: list[int] = []
+        configured: list[bool] = []
+
+        def work(heads: Any, context: MigrationContext) -> list[Any]:
+            done.append(run_in_context(context, module, function, crash_after))
+            return []
+
+        def configure(*args: Any, **options: Any) -> None:
+            given = args[0] if args else options.pop("connection", None)
+            if given is not connection and not _same_database(given, connection):
+                raise EnvPyRefused(self.refusal("it configured a connection to another database"))
+            configured.append(True)
+            self._remember(options.get("target_metadata"))
+            original_configure(given, *args[1:], **{**options, "dont_mutate": True})
+
+        self.config.attributes["connection"] = connection
+        url = connection.engine.url.render_as_string(hide_password=False)
+        self.config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # its own URL is never used
+        try:
+            environment = EnvironmentContext(self.config, self.script, fn=work, as_sql=False)
+            original_configure = environment.configure
+            environment.configure = configure  # type: ignore[method-assign]  # the proxy env.py calls takes it
+            with self._inside(), _quiet_info(), environment:
+                self.script.run_env()
+        except EnvPyRefused:
+            raise
+        except Exception as error:
+            if configured:
+                raise
+            why = f"it failed before it configured one: {type(error).__name__}: {error}"
+            raise EnvPyRefused(self.refusal(why)) from error
+        finally:
+            self.config.attributes.pop("connection", None)
+        if not done:
+            raise EnvPyRefused(self.refusal("it did not call context.run_migrations() with it"))
+        return done[0]
+
+    def refusal(self, why: str) -> str:
+        return (
+            f"{self.env_py} does not run on the connection verify hands over ({why}); verify never runs "
+            "against the database env.py names itself. Make run_migrations_online() start with these two lines,\n"
+            "do_run_migrations(connection) being what calls context.configure(connection=connection, ...) and\n"
+            f"context.run_migrations():\n{ACCEPT_A_CONNECTION}\n"
+            "(or verify without the project's env.py: --no-env-py)"
+        )
+
+    def _remember(self, metadata: object) -> None:
+        if self.naming_convention is None and isinstance(metadata, sa.MetaData):
+            self.naming_convention = {
+                str(key): value for key, value in metadata.naming_convention.items() if isinstance(value, str)
+            }
+
+
+def _same_database(given: object, handed: sa.Connection) -> bool:
+    """Whether env.py's own connection goes to the scratch database: it built its engine from
+    ``sqlalchemy.url``, which verify sets to the scratch database (Alembic's generic template does)."""
+    if not isinstance(given, sa.Connection):
+        return False
+    ours, theirs = handed.engine.url, given.engine.url
+    place = ("host", "port", "database")
+    return ours.get_backend_name() == theirs.get_backend_name() and all(
+        getattr(ours, part) == getattr(theirs, part) for part in place
+    )
+
+
+@contextmanager
+def _quiet_info() -> Iterator[None]:
+    """No INFO lines (env.py's logging config, "Context impl ...") for each of the many runs; warnings stay."""
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
