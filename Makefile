@@ -41,8 +41,8 @@ demo: install
 test: install lint typecheck pytest
 
 lint: install
-	$(BIN)/ruff check codemod tests
-	$(BIN)/ruff format --check codemod tests
+	$(BIN)/ruff check codemod idempotify tests
+	$(BIN)/ruff format --check codemod idempotify tests
 
 typecheck: install
 	$(BIN)/mypy
