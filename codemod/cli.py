@@ -308,6 +308,15 @@ def verify(
             "revision, for chains that start from a schema made by create_all()."
         ),
     ] = None,
+    revisions: Annotated[
+        str | None,
+        typer.Option(
+            "--revisions",
+            metavar="A:B",
+            help="Verify only revisions A to B (both included, in the chain's order; A: to the head, :B from "
+            "the base); the revisions before A still run, to reach A's starting schema.",
+        ),
+    ] = None,
     alembic_config: Annotated[
         Path | None,
         typer.Option(
@@ -339,7 +348,7 @@ def verify(
     """
     import sqlalchemy as sa  # noqa: PLC0415 - verify's imports are deferred so a rewrite starts fast
 
-    from codemod.verify.chain import ChainError, Revision, load_chain  # noqa: PLC0415
+    from codemod.verify.chain import ChainError, load_chain  # noqa: PLC0415
     from codemod.verify.database import ScratchError, scratch_server  # noqa: PLC0415
     from codemod.verify.environment import EnvPyRefused  # noqa: PLC0415
     from codemod.verify.report import print_github, print_text, render_json  # noqa: PLC0415
@@ -362,18 +371,16 @@ def verify(
         initial = _metadata(initial_schema) if initial_schema is not None else None
         chain = load_chain(versions, baseline)
         project = None if no_env_py else _project_environment(versions, alembic_config, x_arguments or ())
+        selected = _revision_range(revisions, [revision.id for revision in chain]) if revisions else None
     except (ChainError, ValueError, ConfigError) as error:
         fail(str(error), error)
-    progress = console(stderr=True)
-
-    def show(revision: Revision) -> None:
-        if progress.is_terminal:
-            progress.print(f"verifying {revision.id} ({revision.path.name})", style="dim", highlight=False)
-
+    show, finished = _verify_progress(len(selected) if selected is not None else len(chain))
     signal.signal(signal.SIGTERM, _terminate)  # a CI cancellation still drops the scratch databases
     try:
         with scratch_server(url) as server:
-            reports = ChainVerifier(server, convention, x_arguments or (), initial, project).verify(chain, show)
+            reports = ChainVerifier(server, convention, x_arguments or (), initial, project).verify(
+                chain, show, selected, finished
+            )
     except (ScratchError, EnvPyRefused) as error:
         fail(str(error), error)
     except sa.exc.DBAPIError as error:
@@ -413,6 +420,47 @@ def _project_environment(
         return ProjectEnvironment(option, x_arguments)
     except CommandError as error:
         raise ConfigError(f"{option}: {error}") from error
+
+
+def _verify_progress(total: int) -> tuple[Callable[[Any], None], Callable[[Any], None]]:
+    """What verify says on stderr: the revision it starts on a terminal; when piped, a line per revision as it
+    ends (a long chain is not minutes of silence)."""
+    progress = console(stderr=True)
+    counted = itertools.count(1)
+
+    def show(revision: Any) -> None:  # a codemod.verify.chain.Revision
+        if progress.is_terminal:
+            progress.print(f"verifying {revision.id} ({revision.path.name})", style="dim", highlight=False)
+
+    def finished(report: Any) -> None:  # a codemod.verify.scenarios.RevisionReport
+        if progress.is_terminal:
+            return
+        results = report.results.items()
+        failing = [f"{name} ({result.cause or 'fail'})" for name, result in results if result.status == "fail"]
+        verdict = "fails: " + ", ".join(failing) if failing else "holds"
+        typer.echo(f"[{next(counted)}/{total}] {report.revision.id} ({report.revision.path.name}) {verdict}", err=True)
+
+    return show, finished
+
+
+def _revision_range(option: str, order: list[str]) -> set[str]:
+    """``--revisions A:B``: the ids from A to B in chain order; each side an id or a unique prefix of one."""
+    first, colon, last = option.partition(":")
+    if not colon:
+        raise ValueError(f"--revisions {option!r}: expected A:B (A: or :B for an open end)")
+
+    def position(part: str, default: int) -> int:
+        if not part:
+            return default
+        found = [index for index, revision in enumerate(order) if revision.startswith(part)]
+        if len(found) != 1:
+            raise ValueError(f"--revisions: {'no' if not found else 'more than one'} revision {part!r} in the chain")
+        return found[0]
+
+    start, end = position(first.strip(), 0), position(last.strip(), len(order) - 1)
+    if start > end:
+        raise ValueError(f"--revisions {option!r}: {first} comes after {last} in the chain")
+    return set(order[start : end + 1])
 
 
 def _make_project_importable(versions: Path) -> None:

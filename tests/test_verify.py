@@ -161,7 +161,7 @@ def test_the_text_report_names_failures_with_file_and_line(chains: tuple[Path, P
     original, _ = chains
     result = CliRunner().invoke(app, ["verify", str(original)])
     assert result.exit_code == 1
-    assert "3c9e6a0b1d33 re-run: fail: upgrade run again:" in result.stdout
+    assert "3c9e6a0b1d33 re-run: fail (other): upgrade run again:" in result.stdout
     assert "4 of 4 revisions fail" in result.stdout
 
 

@@ -32,6 +32,7 @@ def render_json(reports: list[RevisionReport]) -> str:
                     "path": str(relative_to_cwd(report.revision.path)),
                     "scenarios": {
                         name: {"status": result.status, "detail": result.detail}
+                        | ({"cause": result.cause} if result.cause else {})
                         for name, result in report.results.items()
                     },
                 }
@@ -57,15 +58,22 @@ def print_text(reports: list[RevisionReport], console: Console) -> None:
             status = result.status if result is not None else "not run"
             cells.append(f"[{_STYLE[status]}]{'-' if status == 'not checked' else status}[/]")
         table.add_row(report.revision.id, *cells)
-    console.print(table)
-    for report in reports:
-        for name, result in report.results.items():
-            quiet = result.status in ("ok", "not run") or (result.status == "not checked" and _routine(result.detail))
-            if not quiet:
-                line = (
-                    f"{report.revision.id} {name}: [{_STYLE[result.status]}]{result.status}[/]: {escape(result.detail)}"
-                )
-                console.print(line, highlight=False, soft_wrap=True)
+    # Never cut: as wide as the table needs, whatever the terminal's width.
+    console.print(table, width=max(console.width, console.measure(table).maximum), crop=False)
+    findings = [
+        (report, name, result)
+        for report in reports
+        for name, result in report.results.items()
+        if not (result.status in ("ok", "not run") or (result.status == "not checked" and _routine(result.detail)))
+    ]
+    # The rewrite's defects first: those are what to fix in idempotify's output.
+    findings.sort(key=lambda finding: finding[2].cause != "guard" or finding[2].status != "fail")
+    for report, name, result in findings:
+        cause = f" ({result.cause})" if result.cause and result.status == "fail" else ""
+        status = f"[{_STYLE[result.status]}]{result.status}[/]{cause}"
+        console.print(
+            f"{report.revision.id} {name}: {status}: {escape(result.detail)}", highlight=False, soft_wrap=True
+        )
     if any(result.status == "not checked" for report in reports for result in report.results.values()):
         legend = "-: not checked (no baseline to compare with, or fewer than two ops to stop between)"
         console.print(f"[dim]{legend}[/]", highlight=False, soft_wrap=True)

@@ -18,12 +18,14 @@ on MariaDB they are rebuilt by replaying the chain.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import traceback
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from codemod.verify.causes import GUARD_PREFIX, op_cause
 from codemod.verify.chain import Revision
 from codemod.verify.database import Scratch, ScratchServer
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
@@ -35,10 +37,16 @@ SCENARIOS = ("upgrade", "equivalence", "re-run", "crash", "downgrade", "offline"
 
 @dataclass
 class Result:
-    """One scenario for one revision: ``ok``, ``fail``, ``warn``, ``not checked`` or ``not run``."""
+    """One scenario for one revision: ``ok``, ``fail``, ``warn``, ``not checked`` or ``not run``.
+
+    A failure carries its ``cause``: ``guard`` (an op the rewrite guarded, or a
+    guard itself), ``unguarded`` (an op the rewrite left unguarded, with its
+    reason), ``baseline`` (the original fails the same way) or ``other``.
+    """
 
     status: str
     detail: str = ""
+    cause: str = ""
 
 
 @dataclass
@@ -57,15 +65,26 @@ def _statements(sql: str) -> list[str]:
 
 
 class _Failed(Exception):
-    """A run failed; ``detail`` says where and why."""
+    """A run failed; ``detail`` says where and why, ``line`` is the revision file's line it failed at."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, line: int | None = None, in_guard: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.line = line
+        self.in_guard = in_guard
+
+
+# What brought a scratch database to its state: each revision with the source run for it (None: none ran).
+History = list[tuple[Revision, "str | None"]]
 
 
 class ChainVerifier:
-    """Walks a chain on scratch databases and reports every scenario of every revision."""
+    """Walks a chain on scratch databases and reports every scenario of every revision.
+
+    A revision whose upgrade fails does not end the walk: the databases are
+    brought to the baseline's state at that revision (or left before it when
+    the baseline fails too) and the next revision is verified from there.
+    """
 
     def __init__(
         self,
@@ -80,59 +99,125 @@ class ChainVerifier:
         self.naming_convention = naming_convention
         self.x_arguments = tuple(x_arguments)
         self.initial_schema = initial_schema
-        self.original_broken = ""
+        self.disk_history: History = []
+        self.original_history: History = []
 
-    def verify(self, chain: list[Revision], progress: Callable[[Revision], None] | None = None) -> list[RevisionReport]:
-        reports = [RevisionReport(revision) for revision in chain]
-        disk = self._fresh()
-        original = self._fresh()
-        broken = ""
-        for index, report in enumerate(reports):
+    def verify(
+        self,
+        chain: list[Revision],
+        progress: Callable[[Revision], None] | None = None,
+        selected: Collection[str] | None = None,
+        done: Callable[[RevisionReport], None] | None = None,
+    ) -> list[RevisionReport]:
+        """Reports for the revisions of ``chain`` (those in ``selected``, if given; the others only run)."""
+        reports = []
+        self.disk, self.original = self._fresh(), self._fresh()
+        last = len(chain) - 1
+        if selected is not None:
+            last = max((index for index, revision in enumerate(chain) if revision.id in selected), default=-1)
+        for revision in chain[: last + 1]:
+            if selected is not None and revision.id not in selected:
+                self._advance(revision)
+                continue
             if progress is not None:
-                progress(report.revision)
-            if broken:
-                report.results = {name: Result("not run", broken) for name in SCENARIOS}
-                continue
-            try:
-                self._verify_revision(chain, index, report, disk, original)
-            except _Failed as failure:
-                report.results = {name: Result("not run", "its upgrade fails") for name in SCENARIOS}
-                report.results["upgrade"] = Result("fail", failure.detail)
-                broken = f"{report.revision.id} fails to upgrade"
-                continue
+                progress(revision)
+            report = RevisionReport(revision)
+            self._verify_revision(report)
             if report.results["equivalence"].status == "fail":
                 # Compare what follows from here on, rather than report this difference again and again.
-                self.server.drop(original)
-                original = self._clone(disk, chain[: index + 1])
+                self._resync_original()
+            reports.append(report)
+            if done is not None:
+                done(report)
         return reports
 
-    def _verify_revision(
-        self, chain: list[Revision], index: int, report: RevisionReport, disk: Scratch, original: Scratch
-    ) -> None:
+    def _advance(self, revision: Revision) -> None:
+        """Run a revision outside the range on both databases, as a deploy would have."""
+        with self._copy(self.disk, self.disk_history) as pre:
+            try:
+                self._run(self.disk, revision, revision.source, "upgrade")
+            except _Failed:
+                self._recover(revision, pre)
+                return
+            self.disk_history.append((revision, revision.source))
+        if self._run_original(revision):
+            self._resync_original()
+
+    def _run_original(self, revision: Revision) -> str:
+        """Upgrade the baseline's database by the baseline of ``revision``; the error, or ""."""
+        try:
+            self._run(self.original, revision, revision.original, "upgrade")
+        except _Failed as failure:
+            return failure.detail
+        self.original_history.append((revision, revision.original))
+        return ""
+
+    def _resync_original(self) -> None:
+        """The baseline's database becomes a copy of the chain's."""
+        self.server.drop(self.original)
+        self.original = self._clone(self.disk, self.disk_history)
+        self.original_history = list(self.disk_history)
+
+    def _recover(self, revision: Revision, pre: Scratch) -> str | None:
+        """After the revision's upgrade failed on the chain's database: the baseline's error ("" when it runs;
+        None without a baseline). The chain's database goes to the baseline's state at the revision, or, when
+        the baseline fails too, back to the state before it, and the baseline's follows."""
+        baseline_error = self._run_original(revision) if revision.baseline is not None else None
+        self.server.drop(self.disk)
+        if baseline_error == "":
+            self.disk = self._clone(self.original, self.original_history)
+            self.disk_history = list(self.original_history)
+        else:
+            self.disk = self._clone(pre, self.disk_history)
+            self.disk_history.append((revision, None))
+            self._resync_original()
+        return baseline_error
+
+    def _verify_revision(self, report: RevisionReport) -> None:
         revision = report.revision
+        disk = self.disk
         before = self._snapshot(disk)
-        with self._copy(disk, chain[:index]) as pre:
+        with self._copy(disk, self.disk_history) as pre:
             try:
                 ops = self._run(disk, revision, revision.source, "upgrade")
             except _Failed as failure:
-                raise _Failed(failure.detail + self._baseline_verdict(pre, chain[:index], revision)) from failure
+                self._upgrade_failed(report, failure, pre)
+                return
+            replay_before = list(self.disk_history)
+            self.disk_history.append((revision, revision.source))
             report.results["upgrade"] = Result("ok")
             expected = self._snapshot(disk)
-            if not self.original_broken:
-                try:
-                    ops = self._run(original, revision, revision.original, "upgrade")
-                except _Failed as failure:
-                    self.original_broken = f"the baseline of {revision.id} fails to upgrade: {failure.detail}"
-            if self.original_broken:
-                report.results["equivalence"] = Result("not checked", self.original_broken)
+            baseline_error = self._run_original(revision)
+            if baseline_error:
+                self._resync_original()
+                detail = f"the baseline fails to upgrade here, the revision on disk does not: {baseline_error}"
+                report.results["equivalence"] = Result("warn", detail, "baseline")
             else:
-                report.results["equivalence"] = self._equivalence(revision, self._snapshot(original), expected)
-            with self._copy(disk, chain[: index + 1]) as again:
+                report.results["equivalence"] = self._equivalence(revision, self._snapshot(self.original), expected)
+            with self._copy(disk, self.disk_history) as again:
                 report.results["re-run"] = self._rerun(again, revision, expected)
-            crashing = revision.source if self.original_broken else revision.original
-            report.results["crash"] = self._crash(pre, chain[:index], revision, crashing, ops, expected)
-        report.results["downgrade"] = self._downgrade(chain[: index + 1], revision, disk, original, before)
+            crashing = revision.source if baseline_error else revision.original
+            report.results["crash"] = self._crash(pre, replay_before, revision, crashing, ops, expected)
+        report.results["downgrade"] = self._downgrade(revision, before, baseline_error)
         report.results["offline"] = self._offline(revision)
+
+    def _upgrade_failed(self, report: RevisionReport, failure: _Failed, pre: Scratch) -> None:
+        """The revision's upgrade fails: say whose fault it is, then go on from the baseline's state."""
+        revision = report.revision
+        baseline_error = self._recover(revision, pre)
+        report.results = {name: Result("not run", "its upgrade fails") for name in SCENARIOS}
+        if baseline_error:
+            detail = f"{failure.detail} (the baseline fails too: {baseline_error})"
+            report.results["upgrade"] = Result("fail", detail, "baseline")
+        elif baseline_error == "":
+            report.results["upgrade"] = self._failure(revision, failure, suffix=" (the baseline's upgrade succeeds)")
+        else:
+            report.results["upgrade"] = self._failure(revision, failure)
+
+    def _failure(self, revision: Revision, failure: _Failed, prefix: str = "", suffix: str = "") -> Result:
+        """A failing scenario, with its cause read off the op it failed at."""
+        cause, why = op_cause(revision.source, failure.line, in_guard=failure.in_guard)
+        return Result("fail", prefix + failure.detail + suffix + why, cause)
 
     def _fresh(self) -> Scratch:
         """A new database holding the initial schema, if the chain starts from one."""
@@ -145,33 +230,28 @@ class ChainVerifier:
     def _snapshot(scratch: Scratch) -> Snapshot:
         return scratch.database.run(snapshot_of)
 
-    def _baseline_verdict(self, pre: Scratch, replay: list[Revision], revision: Revision) -> str:
-        """Whether the baseline fails the same upgrade: the chain's fault, or the rewrite's."""
-        if revision.baseline is None:
-            return ""
-        with self._copy(pre, replay) as scratch:
-            try:
-                self._run(scratch, revision, revision.baseline, "upgrade")
-            except _Failed as failure:
-                return f" (the baseline fails too: {failure.detail})"
-        return " (the baseline's upgrade succeeds here)"
-
     def _equivalence(self, revision: Revision, original: Snapshot, actual: Snapshot) -> Result:
         if revision.baseline is None:
             return Result("not checked", "no baseline (no --baseline, and the file is not a modified git file)")
         diff = differences(original, actual)
-        return Result("fail", "schema differs from the baseline's: " + "; ".join(diff)) if diff else Result("ok")
+        if diff:
+            return Result(
+                "fail", f"{revision.path.name}: schema differs from the baseline's: " + "; ".join(diff), "other"
+            )
+        return Result("ok")
 
-    def _rerun(self, disk: Scratch, revision: Revision, expected: Snapshot) -> Result:
+    def _rerun(self, scratch: Scratch, revision: Revision, expected: Snapshot) -> Result:
         try:
-            self._run(disk, revision, revision.source, "upgrade")
+            self._run(scratch, revision, revision.source, "upgrade")
         except _Failed as failure:
-            return Result("fail", f"upgrade run again: {failure.detail}")
-        diff = differences(expected, self._snapshot(disk))
-        return Result("fail", "upgrade run again changed the schema: " + "; ".join(diff)) if diff else Result("ok")
+            return self._failure(revision, failure, "upgrade run again: ")
+        diff = differences(expected, self._snapshot(scratch))
+        if diff:
+            return Result("fail", "upgrade run again changed the schema: " + "; ".join(diff), "other")
+        return Result("ok")
 
     def _crash(
-        self, pre: Scratch, replay: list[Revision], revision: Revision, original: str, ops: int, expected: Snapshot
+        self, pre: Scratch, replay: History, revision: Revision, original: str, ops: int, expected: Snapshot
     ) -> Result:
         if ops < 2:
             return Result("not checked", "fewer than two ops: nothing to stop half-way")
@@ -179,42 +259,41 @@ class ChainVerifier:
             with self._copy(pre, replay) as scratch:
                 with suppress(Crash, _Failed):  # stopped either way
                     self._run(scratch, revision, original, "upgrade", crash_after=crash_after)
+                prefix = f"after a crash after op {crash_after} of {ops}: "
                 try:
                     self._run(scratch, revision, revision.source, "upgrade")
                 except _Failed as failure:
-                    return Result("fail", f"after a crash after op {crash_after} of {ops}: {failure.detail}")
+                    return self._failure(revision, failure, prefix)
                 diff = differences(expected, self._snapshot(scratch))
                 if diff:
-                    return Result("fail", f"after a crash after op {crash_after} of {ops}: " + "; ".join(diff))
+                    return Result("fail", prefix + "; ".join(diff), "other")
         return Result("ok", f"stopped after each of ops 1..{ops - 1}, then completed")
 
-    def _downgrade(
-        self, replay: list[Revision], revision: Revision, disk: Scratch, original: Scratch, before: Snapshot
-    ) -> Result:
-        with self._copy(disk, replay) as scratch:
+    def _downgrade(self, revision: Revision, before: Snapshot, baseline_error: str) -> Result:
+        with self._copy(self.disk, self.disk_history) as scratch:
             baseline: Snapshot | None = None
-            baseline_error = self.original_broken
-            if not self.original_broken:
-                with self._copy(original, replay, baseline=True) as reference:
+            original_fails = False
+            if not baseline_error:
+                with self._copy(self.original, self.original_history) as reference:
                     try:
                         self._run(reference, revision, revision.original, "downgrade")
                         baseline = self._snapshot(reference)
                     except _Failed as failure:
-                        baseline_error = f"the original's downgrade fails: {failure.detail}"
+                        baseline_error, original_fails = f"the original's downgrade fails: {failure.detail}", True
             try:
                 self._run(scratch, revision, revision.source, "downgrade")
                 first = self._snapshot(scratch)
             except _Failed as failure:
-                if baseline is None and baseline_error.startswith("the original's downgrade fails"):
-                    return Result("warn", f"{baseline_error}; so does this one: {failure.detail}")
-                return Result("fail", f"downgrade: {failure.detail}")
+                if original_fails:
+                    return Result("warn", f"{baseline_error}; so does this one: {failure.detail}", "baseline")
+                return self._failure(revision, failure, "downgrade: ")
             try:
                 self._run(scratch, revision, revision.source, "downgrade")
             except _Failed as failure:
-                return Result("fail", f"downgrade run again: {failure.detail}")
+                return self._failure(revision, failure, "downgrade run again: ")
             diff = differences(first, self._snapshot(scratch))
             if diff:
-                return Result("fail", "downgrade run again changed the schema: " + "; ".join(diff))
+                return Result("fail", "downgrade run again changed the schema: " + "; ".join(diff), "other")
         if baseline is None:
             left = differences(before, first)
             note = f"not compared with the baseline ({baseline_error})"
@@ -223,7 +302,7 @@ class ChainVerifier:
             return Result("ok", note)
         diff = differences(baseline, first)
         if diff:
-            return Result("fail", "downgrade ends elsewhere than the original's: " + "; ".join(diff))
+            return Result("fail", "downgrade ends elsewhere than the original's: " + "; ".join(diff), "other")
         left = differences(before, first)
         if left:
             return Result("warn", "downgrade does not restore the schema before the revision: " + "; ".join(left))
@@ -241,7 +320,7 @@ class ChainVerifier:
                 return Result(
                     "ok", f"{function}: the same statements; the indexes a create_table emits may change order"
                 )
-            return Result("fail", f"{function} --sql output differs from the baseline's")
+            return Result("fail", f"{revision.path.name}: {function} --sql output differs from the baseline's", "other")
         return Result("ok")
 
     def _sql(self, revision: Revision, source: str, function: str) -> str:
@@ -275,22 +354,27 @@ class ChainVerifier:
         except (Crash, EnvPyRefused):
             raise
         except Exception as error:  # any failure of the migration is a finding
-            raise _Failed(f"{where(error, path)}: {type(error).__name__}: {error}".splitlines()[0]) from error
+            frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]
+            detail = f"{where(error, path)}: {type(error).__name__}: {error}".splitlines()[0]
+            line = frames[-1].lineno if frames else None
+            in_guard = any(frame.name.startswith(GUARD_PREFIX) for frame in frames)
+            raise _Failed(detail, line, in_guard) from error
 
     @contextmanager
-    def _copy(self, state: Scratch, replay: list[Revision], *, baseline: bool = False) -> Iterator[Scratch]:
+    def _copy(self, state: Scratch, replay: History) -> Iterator[Scratch]:
         """A scratch copy of ``state``, dropped afterwards."""
-        scratch = self._clone(state, replay, baseline=baseline)
+        scratch = self._clone(state, replay)
         try:
             yield scratch
         finally:
             self.server.drop(scratch)
 
-    def _clone(self, state: Scratch, replay: list[Revision], *, baseline: bool = False) -> Scratch:
-        """A copy of ``state``: copied where cheap, else rebuilt by replaying ``replay``."""
+    def _clone(self, state: Scratch, replay: History) -> Scratch:
+        """A copy of ``state``: copied where cheap, else rebuilt by replaying what built it."""
         if self.server.can_copy:
             return self.server.create(template=state)
         scratch = self._fresh()
-        for revision in replay:
-            self._run(scratch, revision, revision.original if baseline else revision.source, "upgrade")
+        for revision, source in replay:
+            if source is not None:
+                self._run(scratch, revision, source, "upgrade")
         return scratch

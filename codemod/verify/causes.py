@@ -1,0 +1,81 @@
+"""Whose fault a failure is, read off the op of the revision file it failed at.
+
+An op inside an ``if`` that calls one of the generated ``_idempotify_*`` helpers,
+or a failure inside such a helper, is the rewrite's (``guard``). An op the
+rewrite reports as left unguarded is expected to fail on a re-run
+(``unguarded``, with the rewrite's reason). Anything else is ``other``.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+
+from codemod.formatting import Style
+from codemod.results import Outcome
+from codemod.runner import rewrite_source
+
+GUARD_PREFIX = "_idempotify_"
+
+
+def op_cause(source: str, line: int | None, *, in_guard: bool = False) -> tuple[str, str]:
+    """``(cause, explanation)`` for a failure at ``line`` of ``source``; the explanation names the op."""
+    if in_guard:
+        return "guard", " [a guard helper fails: the rewrite's defect]"
+    if line is None:
+        return "other", ""
+    statement = _statement_at(source, line)
+    if statement is None:
+        return "other", ""
+    op = ast.get_source_segment(source, statement) or ""
+    shown = op.splitlines()[0].strip() if op else ""
+    end = statement.end_lineno or statement.lineno
+    if any(first <= statement.lineno and end <= last for first, last in _guarded_spans(source)):
+        return "guard", f" [op `{shown}`, guarded by the rewrite: the rewrite's defect]"
+    for report_line, reason in _unguarded(source):
+        if statement.lineno <= report_line <= end:
+            return "unguarded", f" [op `{shown}`, left unguarded by the rewrite: {reason}]"
+    return "other", f" [at `{shown}`]" if shown else ""
+
+
+def _statement_at(source: str, line: int) -> ast.stmt | None:
+    """The innermost simple statement spanning ``line``, else a ``with`` block starting there (a batch block
+    runs its ops as it ends)."""
+    found: ast.stmt | None = None
+    compound = (ast.If, ast.With, ast.FunctionDef, ast.For, ast.While, ast.Try)
+    statements = [node for node in ast.walk(_parse(source)) if isinstance(node, ast.stmt)]
+    for node in statements:
+        spans = node.lineno <= line <= (node.end_lineno or node.lineno)
+        if spans and not isinstance(node, compound) and (found is None or node.lineno >= found.lineno):
+            found = node
+    if found is None:
+        found = next((node for node in statements if isinstance(node, ast.With) and node.lineno == line), None)
+    return found
+
+
+@cache
+def _parse(source: str) -> ast.Module:
+    return ast.parse(source)
+
+
+@cache
+def _guarded_spans(source: str) -> tuple[tuple[int, int], ...]:
+    """The line spans of ``if`` bodies whose test calls a generated guard helper."""
+    spans = []
+    for node in ast.walk(_parse(source)):
+        if isinstance(node, ast.If) and any(
+            isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id.startswith(GUARD_PREFIX)
+            for call in ast.walk(node.test)
+        ):
+            spans.append((node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno))
+    return tuple(spans)
+
+
+@cache
+def _unguarded(source: str) -> tuple[tuple[int, str], ...]:
+    """The ops the rewrite leaves unguarded in ``source``, by line, with its reason."""
+    try:
+        _, reports = rewrite_source(source.encode(), Style())
+    except Exception:  # noqa: BLE001 - a file the rewrite cannot read has no unguarded ops to name
+        return ()
+    return tuple((report.line, report.reason) for report in reports if report.outcome is Outcome.UNGUARDED)

@@ -1,0 +1,100 @@
+"""``idempotify verify`` past a failure: the revisions after it are still verified, a range verifies only its
+revisions, and each failure says whose fault it is (``cause``). On SQLite: the walk does not depend on the server."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from codemod.cli import app
+from tests.fixtures import FIXTURES
+from tests.test_verify import REVISIONS, statuses, verify
+
+DEMO = FIXTURES / "demo" / "versions"
+SECOND = "2b7d4c8e0a22_wellness_state.py"
+THIRD = "3c9e6a0b1d33_add_updated_at.py"
+BROKEN = '    op.execute("UPDATE no_such_table SET x = 1")\n'  # data: the rewrite leaves it unguarded
+
+
+def chains(tmp_path: Path) -> tuple[Path, Path]:
+    original, rewritten = tmp_path / "original", tmp_path / "rewritten"
+    shutil.copytree(DEMO, original)
+    shutil.copytree(DEMO, rewritten)
+    assert CliRunner().invoke(app, ["-q", str(rewritten)]).exit_code == 0
+    return original, rewritten
+
+
+def append_to_upgrade(path: Path, line: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    head, marker, tail = text.partition("\n\ndef downgrade")
+    assert marker
+    path.write_text(head.rstrip("\n") + "\n" + line + marker + tail, encoding="utf-8")
+
+
+def test_a_failing_middle_revision_does_not_hide_the_ones_after_it(tmp_path: Path) -> None:
+    original, rewritten = chains(tmp_path)
+    append_to_upgrade(rewritten / SECOND, BROKEN)
+    result, report = verify("sqlite", rewritten, "--baseline", str(original))
+    assert result.exit_code == 1
+    found = statuses(report)
+    assert list(found) == REVISIONS
+    assert found[REVISIONS[1]]["upgrade"] == "fail"
+    second = report["revisions"][1]["scenarios"]["upgrade"]
+    assert second["cause"] == "unguarded"
+    assert f"{SECOND}:" in second["detail"]
+    assert "op `op.execute(" in second["detail"]
+    assert "(the baseline's upgrade succeeds)" in second["detail"]
+    for revision in REVISIONS[2:]:  # verified from the baseline's state at the failing revision
+        assert "fail" not in found[revision].values(), report["revisions"]
+        assert found[revision]["upgrade"] == "ok"
+    assert "[2/4] 2b7d4c8e0a22" in result.stderr  # a line per revision on stderr when piped
+
+
+def test_a_revision_whose_baseline_fails_too_is_the_baselines_fault(tmp_path: Path) -> None:
+    original, rewritten = chains(tmp_path)
+    append_to_upgrade(rewritten / SECOND, BROKEN)
+    append_to_upgrade(original / SECOND, BROKEN)
+    result, report = verify("sqlite", rewritten, "--baseline", str(original))
+    assert result.exit_code == 1
+    upgrade = report["revisions"][1]["scenarios"]["upgrade"]
+    assert upgrade["cause"] == "baseline"
+    assert "(the baseline fails too:" in upgrade["detail"]
+    assert [revision["revision"] for revision in report["revisions"]] == REVISIONS
+
+
+def test_a_broken_guard_is_the_rewrites_defect_and_is_printed_first(tmp_path: Path) -> None:
+    original, rewritten = chains(tmp_path)
+    append_to_upgrade(rewritten / SECOND, BROKEN)  # an unguarded failure earlier in the chain
+    path = rewritten / THIRD
+    text = path.read_text(encoding="utf-8")
+    wrong = text.replace(
+        '_idempotify_column_missing("player_wellness_state", "updated_at")',
+        '_idempotify_column_missing("player_wellness_state", "created_at")',
+    )
+    assert wrong != text
+    path.write_text(wrong, encoding="utf-8")
+    result, report = verify("sqlite", rewritten, "--baseline", str(original))
+    assert result.exit_code == 1
+    rerun = report["revisions"][2]["scenarios"]["re-run"]
+    assert rerun["cause"] == "guard"
+    assert "guarded by the rewrite: the rewrite's defect" in rerun["detail"]
+    assert "op `op.add_column(" in rerun["detail"]
+    text_result = CliRunner().invoke(app, ["verify", str(rewritten), "--baseline", str(original)])
+    findings = [line for line in text_result.stdout.splitlines() if ": fail (" in line]
+    assert findings[0].startswith("3c9e6a0b1d33 re-run: fail (guard)"), findings
+    assert any(line.startswith("2b7d4c8e0a22 upgrade: fail (unguarded)") for line in findings[1:])
+
+
+def test_a_range_verifies_only_its_revisions(tmp_path: Path) -> None:
+    original, rewritten = chains(tmp_path)
+    result, report = verify("sqlite", rewritten, "--baseline", str(original), "--revisions", "2b7d:3c9e")
+    assert result.exit_code == 0, result.stdout
+    assert list(statuses(report)) == REVISIONS[1:3]
+    assert statuses(report)[REVISIONS[2]]["equivalence"] == "ok"
+    result, report = verify("sqlite", rewritten, "--revisions", "3c9e:")
+    assert list(statuses(report)) == REVISIONS[2:]
+    result, _ = verify("sqlite", rewritten, "--revisions", "3c9e:2b7d")
+    assert result.exit_code == 2
+    assert "comes after" in result.stdout
