@@ -98,3 +98,14 @@ def test_a_range_verifies_only_its_revisions(tmp_path: Path) -> None:
     result, _ = verify("sqlite", rewritten, "--revisions", "3c9e:2b7d")
     assert result.exit_code == 2
     assert "comes after" in result.stdout
+
+
+def test_an_unchanged_revision_whose_sql_holds_the_clock_is_not_a_failure(tmp_path: Path) -> None:
+    original, rewritten = chains(tmp_path)
+    path = rewritten / "1a0c5e2f9b11_create_players.py"
+    append_to_upgrade(path, "    op.execute(f\"UPDATE players SET team = '{datetime.datetime.now().isoformat()}'\")\n")
+    path.write_text("import datetime\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    shutil.copy(path, original / path.name)  # the same file on both sides
+    result, report = verify("sqlite", rewritten, "--baseline", str(original))
+    assert statuses(report)[REVISIONS[0]]["offline"] == "ok", report["revisions"][0]
+    assert result.exit_code == 0, result.stdout
