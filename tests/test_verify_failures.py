@@ -109,3 +109,31 @@ def test_an_unchanged_revision_whose_sql_holds_the_clock_is_not_a_failure(tmp_pa
     result, report = verify("sqlite", rewritten, "--baseline", str(original))
     assert statuses(report)[REVISIONS[0]]["offline"] == "ok", report["revisions"][0]
     assert result.exit_code == 0, result.stdout
+
+
+def test_a_lost_seed_row_is_a_difference(tmp_path: Path) -> None:
+    original, rewritten = chains(tmp_path)
+    path = rewritten / SECOND
+    text = path.read_text(encoding="utf-8")
+    fewer = text.replace(', {"code": "injured", "label": "Injured"}', "")
+    assert fewer != text
+    path.write_text(fewer, encoding="utf-8")
+    result, report = verify("sqlite", rewritten, "--baseline", str(original))
+    assert result.exit_code == 1
+    equivalence = report["revisions"][1]["scenarios"]["equivalence"]
+    assert equivalence["status"] == "fail"
+    assert "rows of wellness_statuses: expected" in equivalence["detail"]
+
+
+def test_a_chain_without_downgrades_says_so_once(tmp_path: Path) -> None:
+    _, rewritten = chains(tmp_path)
+    for path in rewritten.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        head, marker, _ = text.partition("\ndef downgrade():")  # the last function of each file
+        assert marker
+        path.write_text(head + marker + "\n    pass\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["verify", str(rewritten)], env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.stdout
+    assert "downgrade not checked for 4 of 4 revisions: no downgrade: it runs no op" in result.stdout
+    assert "downgrade: not checked" not in result.stdout
+    assert "offline" in result.stdout and "…" not in result.stdout  # a narrow terminal does not cut the table

@@ -78,14 +78,19 @@ class ProjectEnvironment:
             os.chdir(previous)
 
     def run(
-        self, connection: sa.Connection, module: types.ModuleType, function: str, crash_after: int | None = None
+        self,
+        connection: sa.Connection,
+        module: types.ModuleType,
+        function: str,
+        crash_after: int | None = None,
+        inserted: set[str] | None = None,
     ) -> int:
         """``function`` of ``module`` on ``connection``, through env.py; the number of ops it ran."""
         done: list[int] = []
         configured: list[bool] = []
 
         def work(heads: Any, context: MigrationContext) -> list[Any]:
-            done.append(run_in_context(context, module, function, crash_after))
+            done.append(run_in_context(context, module, function, crash_after, inserted))
             return []
 
         def configure(*args: Any, **options: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import traceback
 import types
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from alembic.operations import Operations
+from alembic.operations import Operations, ops
 from alembic.runtime.environment import EnvironmentContext
 
 
@@ -35,13 +36,15 @@ class OpCounter:
     ``alembic.op`` proxy calls, so the migration runs exactly as under Alembic.
     """
 
-    def __init__(self, operations: Operations, crash_after: int | None) -> None:
+    def __init__(self, operations: Operations, crash_after: int | None, inserted: set[str] | None = None) -> None:
         self.crash_after = crash_after
         self.done = 0
+        self.inserted = inserted if inserted is not None else set()  # tables the ops insert rows into
         self._batch_depth = 0
         invoke, batch_alter_table = operations.invoke, operations.batch_alter_table
 
         def counted_invoke(operation: Any) -> Any:
+            self.inserted.update(inserted_into(operation))
             result = invoke(operation)
             if self._batch_depth == 0:
                 self._count()
@@ -64,6 +67,21 @@ class OpCounter:
         self.done += 1
         if self.crash_after is not None and self.done >= self.crash_after:
             raise Crash(f"stopped after op {self.done}")
+
+
+_INSERT_INTO = re.compile(r"\binsert\s+(?:ignore\s+)?into\s+[`\"\[]?(\w+)", re.IGNORECASE)
+
+
+def inserted_into(operation: object) -> set[str]:
+    """The tables an op inserts rows into: ``bulk_insert``, and ``execute`` of an INSERT (text or construct)."""
+    if isinstance(operation, ops.BulkInsertOp):
+        return {operation.table.name}
+    if isinstance(operation, ops.ExecuteSQLOp):
+        statement = operation.sqltext
+        if isinstance(statement, sa.Insert):
+            return {statement.table.name}
+        return set(_INSERT_INTO.findall(str(statement)))
+    return set()
 
 
 def load_migration(source: str, path: Path | str = "migration") -> types.ModuleType:
@@ -120,19 +138,26 @@ def run_on_connection(
     naming_convention: dict[str, str] | None = None,
     crash_after: int | None = None,
     x_arguments: Sequence[str] = (),
+    inserted: set[str] | None = None,
 ) -> int:
     """``function`` of ``module`` on ``connection`` with no ``env.py``: the bare harness."""
     with environment(x_arguments):
         context = MigrationContext.configure(connection, opts=context_options(naming_convention))
         with context.begin_transaction():  # as env.py does; run_migrations' own per-revision block follows
-            return run_in_context(context, module, function, crash_after)
+            return run_in_context(context, module, function, crash_after, inserted)
 
 
-def run_in_context(context: MigrationContext, module: types.ModuleType, function: str, crash_after: int | None) -> int:
+def run_in_context(
+    context: MigrationContext,
+    module: types.ModuleType,
+    function: str,
+    crash_after: int | None,
+    inserted: set[str] | None = None,
+) -> int:
     """One revision's ``function`` in a configured context, inside the per-revision transaction
     ``MigrationContext.run_migrations`` opens (so ``autocommit_block()`` finds the transaction it commits)."""
     with context.begin_transaction(_per_migration=True), Operations.context(context) as operations:
-        counter = OpCounter(operations, crash_after)
+        counter = OpCounter(operations, crash_after, inserted)
         getattr(module, function)()
     return counter.done
 

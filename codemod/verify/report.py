@@ -11,14 +11,14 @@ from rich.table import Table
 
 from codemod import __version__
 from codemod.output import escape_data, escape_property, relative_to_cwd
-from codemod.verify.scenarios import SCENARIOS, RevisionReport
+from codemod.verify.scenarios import NO_DOWNGRADE, SCENARIOS, Result, RevisionReport
 
 _STYLE = {"ok": "green", "fail": "bold red", "warn": "yellow", "not checked": "dim", "not run": "dim"}
 
 
 def _routine(detail: str) -> bool:
     """A "not checked" that needs no explanation line: no baseline given, or one op only."""
-    return detail.startswith(("no baseline", "fewer than two ops"))
+    return detail.startswith(("no baseline", "fewer than two ops", NO_DOWNGRADE))
 
 
 def render_json(reports: list[RevisionReport]) -> str:
@@ -59,7 +59,11 @@ def print_text(reports: list[RevisionReport], console: Console) -> None:
             cells.append(f"[{_STYLE[status]}]{'-' if status == 'not checked' else status}[/]")
         table.add_row(report.revision.id, *cells)
     # Never cut: as wide as the table needs, whatever the terminal's width.
-    console.print(table, width=max(console.width, console.measure(table).maximum), crop=False)
+    needed = table.__rich_measure__(console, console.options.update_width(10_000)).maximum
+    width = console.width
+    console.width = max(width, needed)
+    console.print(table, crop=False)
+    console.width = width
     findings = [
         (report, name, result)
         for report in reports
@@ -74,8 +78,11 @@ def print_text(reports: list[RevisionReport], console: Console) -> None:
         console.print(
             f"{report.revision.id} {name}: {status}: {escape(result.detail)}", highlight=False, soft_wrap=True
         )
+    without = sum(report.results.get("downgrade", Result("ok")).detail == NO_DOWNGRADE for report in reports)
+    if without:  # said once, not once per revision: many chains have no downgrades at all
+        console.print(f"[dim]downgrade not checked for {without} of {len(reports)} revisions: {NO_DOWNGRADE}[/]")
     if any(result.status == "not checked" for report in reports for result in report.results.values()):
-        legend = "-: not checked (no baseline to compare with, or fewer than two ops to stop between)"
+        legend = "-: not checked (no baseline to compare with, fewer than two ops to stop between, or no downgrade)"
         console.print(f"[dim]{legend}[/]", highlight=False, soft_wrap=True)
     failed = sum(report.failed for report in reports)
     if failed:

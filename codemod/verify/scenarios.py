@@ -30,8 +30,9 @@ from codemod.verify.chain import Revision
 from codemod.verify.database import Scratch, ScratchServer
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
 from codemod.verify.execution import Crash, load_migration, offline_sql_or_error, run_on_connection, where
-from codemod.verify.schema import Snapshot, differences, snapshot_of
+from codemod.verify.schema import Snapshot, differences, rows_of, schema_only, snapshot_of
 
+NO_DOWNGRADE = "no downgrade: it runs no op"
 SCENARIOS = ("upgrade", "equivalence", "re-run", "crash", "downgrade", "offline")
 
 
@@ -100,6 +101,7 @@ class ChainVerifier:
         self.x_arguments = tuple(x_arguments)
         self.initial_schema = initial_schema
         self.disk_history: History = []
+        self.inserted: set[str] = set()  # the tables the revision being verified inserts rows into
         self.original_history: History = []
 
     def verify(
@@ -179,21 +181,25 @@ class ChainVerifier:
         before = self._snapshot(disk)
         with self._copy(disk, self.disk_history) as pre:
             try:
-                ops = self._run(disk, revision, revision.source, "upgrade")
+                inserted: set[str] = set()
+                ops = self._run(disk, revision, revision.source, "upgrade", inserted=inserted)
             except _Failed as failure:
                 self._upgrade_failed(report, failure, pre)
                 return
             replay_before = list(self.disk_history)
             self.disk_history.append((revision, revision.source))
             report.results["upgrade"] = Result("ok")
-            expected = self._snapshot(disk)
+            self.inserted = inserted
+            expected = self._snapshot(disk, inserted)
             baseline_error = self._run_original(revision)
             if baseline_error:
                 self._resync_original()
                 detail = f"the baseline fails to upgrade here, the revision on disk does not: {baseline_error}"
                 report.results["equivalence"] = Result("warn", detail, "baseline")
             else:
-                report.results["equivalence"] = self._equivalence(revision, self._snapshot(self.original), expected)
+                report.results["equivalence"] = self._equivalence(
+                    revision, self._snapshot(self.original, inserted), expected
+                )
             with self._copy(disk, self.disk_history) as again:
                 report.results["re-run"] = self._rerun(again, revision, expected)
             crashing = revision.source if baseline_error else revision.original
@@ -227,8 +233,9 @@ class ChainVerifier:
         return scratch
 
     @staticmethod
-    def _snapshot(scratch: Scratch) -> Snapshot:
-        return scratch.database.run(snapshot_of)
+    def _snapshot(scratch: Scratch, inserted: Collection[str] = ()) -> Snapshot:
+        """The schema, and the rows of the tables in ``inserted`` (those the revision inserts into)."""
+        return scratch.database.run(lambda connection: snapshot_of(connection) | rows_of(connection, inserted))
 
     def _equivalence(self, revision: Revision, original: Snapshot, actual: Snapshot) -> Result:
         if revision.baseline is None:
@@ -245,7 +252,7 @@ class ChainVerifier:
             self._run(scratch, revision, revision.source, "upgrade")
         except _Failed as failure:
             return self._failure(revision, failure, "upgrade run again: ")
-        diff = differences(expected, self._snapshot(scratch))
+        diff = differences(expected, self._snapshot(scratch, self.inserted))
         if diff:
             return Result("fail", "upgrade run again changed the schema: " + "; ".join(diff), "other")
         return Result("ok")
@@ -264,38 +271,47 @@ class ChainVerifier:
                     self._run(scratch, revision, revision.source, "upgrade")
                 except _Failed as failure:
                     return self._failure(revision, failure, prefix)
-                diff = differences(expected, self._snapshot(scratch))
+                diff = differences(expected, self._snapshot(scratch, self.inserted))
                 if diff:
                     return Result("fail", prefix + "; ".join(diff), "other")
         return Result("ok", f"stopped after each of ops 1..{ops - 1}, then completed")
 
     def _downgrade(self, revision: Revision, before: Snapshot, baseline_error: str) -> Result:
+        # An unchanged file is its own original: nothing to compare, and its failures are the chain's.
+        unchanged = revision.baseline is not None and revision.baseline == revision.source
         with self._copy(self.disk, self.disk_history) as scratch:
             baseline: Snapshot | None = None
             original_fails = False
-            if not baseline_error:
+            if unchanged:
+                baseline_error = baseline_error or "the file is unchanged"
+            elif not baseline_error:
                 with self._copy(self.original, self.original_history) as reference:
                     try:
                         self._run(reference, revision, revision.original, "downgrade")
-                        baseline = self._snapshot(reference)
+                        baseline = self._snapshot(reference, self.inserted)
                     except _Failed as failure:
                         baseline_error, original_fails = f"the original's downgrade fails: {failure.detail}", True
             try:
-                self._run(scratch, revision, revision.source, "downgrade")
-                first = self._snapshot(scratch)
+                ops = self._run(scratch, revision, revision.source, "downgrade")
+                first = self._snapshot(scratch, self.inserted)
             except _Failed as failure:
                 if original_fails:
                     return Result("warn", f"{baseline_error}; so does this one: {failure.detail}", "baseline")
+                if unchanged:
+                    detail = f"the downgrade of this unchanged file fails: {failure.detail}"
+                    return Result("warn", detail, "baseline")
                 return self._failure(revision, failure, "downgrade: ")
+            if ops == 0:
+                return Result("not checked", NO_DOWNGRADE)
             try:
                 self._run(scratch, revision, revision.source, "downgrade")
             except _Failed as failure:
                 return self._failure(revision, failure, "downgrade run again: ")
-            diff = differences(first, self._snapshot(scratch))
+            diff = differences(first, self._snapshot(scratch, self.inserted))
             if diff:
                 return Result("fail", "downgrade run again changed the schema: " + "; ".join(diff), "other")
         if baseline is None:
-            left = differences(before, first)
+            left = differences(before, schema_only(first))
             note = f"not compared with the baseline ({baseline_error})"
             if left:
                 return Result("warn", f"{note}; it does not restore the schema before the revision: " + "; ".join(left))
@@ -303,7 +319,7 @@ class ChainVerifier:
         diff = differences(baseline, first)
         if diff:
             return Result("fail", "downgrade ends elsewhere than the original's: " + "; ".join(diff), "other")
-        left = differences(before, first)
+        left = differences(before, schema_only(first))
         if left:
             return Result("warn", "downgrade does not restore the schema before the revision: " + "; ".join(left))
         return Result("ok")
@@ -336,7 +352,13 @@ class ChainVerifier:
         )
 
     def _run(
-        self, scratch: Scratch, revision: Revision, source: str, function: str, crash_after: int | None = None
+        self,
+        scratch: Scratch,
+        revision: Revision,
+        source: str,
+        function: str,
+        crash_after: int | None = None,
+        inserted: set[str] | None = None,
     ) -> int:
         """Run ``function`` of ``source`` on ``scratch``: through the project's env.py, else the bare harness."""
         # Errors in the baseline name it, since its line numbers are not those of the file on disk.
@@ -346,9 +368,9 @@ class ChainVerifier:
         def work(connection: sa.Connection) -> int:
             module = load_migration(source, path)
             if project is not None:
-                return project.run(connection, module, function, crash_after)
+                return project.run(connection, module, function, crash_after, inserted)
             return run_on_connection(
-                connection, module, function, self.naming_convention, crash_after, self.x_arguments
+                connection, module, function, self.naming_convention, crash_after, self.x_arguments, inserted
             )
 
         try:

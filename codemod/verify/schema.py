@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,6 +45,26 @@ def snapshot_of(connection: sa.Connection) -> Snapshot:
     return tables
 
 
+def rows_of(connection: sa.Connection, tables: Collection[str]) -> Snapshot:
+    """The rows of ``tables`` (those that exist), as ``"rows of <table>"`` entries beside a snapshot's tables:
+    a seed row lost by a guard is as much a difference as a lost column. Each row by column name, since a
+    batch block on SQLite may move a column."""
+    if not tables:
+        return {}
+    quote = connection.dialect.identifier_preparer.quote
+    found: Snapshot = {}
+    for name in sorted(set(tables) & set(sa.inspect(connection).get_table_names())):
+        result = connection.execute(sa.text(f"SELECT * FROM {quote(name)}"))
+        found[f"{ROWS}{name}"] = sorted(repr(sorted(row._mapping.items())) for row in result)
+    return found
+
+
+def schema_only(state: Snapshot) -> Snapshot:
+    """``state`` without the rows ``rows_of`` added."""
+    return {name: value for name, value in state.items() if not name.startswith(ROWS)}
+
+
+ROWS = "rows of "
 _KEEP = 20_000
 _REFLECTED: dict[tuple[str, str, str], dict[str, Any]] = {}
 
