@@ -508,6 +508,71 @@ def _idempotify_enum_missing(enum_name, schema=None):
     inspector = _idempotify_inspector()
     return inspector is None or not _idempotify_has_enum(inspector, enum_name, schema)
 """,
+    "_idempotify_has_object": '''
+def _idempotify_has_object(inspector, kind, name, schema, table_name, enum_name):
+    """Whether a view, trigger, extension or enum value that SQL makes is there.
+
+    None when its table is missing, or where the database has no such objects.
+    """
+    import sqlalchemy
+
+    dialect = inspector.bind.dialect.name
+    if table_name is not None and not inspector.has_table(table_name, schema=schema):
+        return None
+    if kind == "view":
+        return name in inspector.get_view_names(schema=schema)
+    here = "coalesce(:schema, current_schema())"
+    if dialect in ("mysql", "mariadb"):
+        here = "coalesce(:schema, database())"
+    queries = {
+        ("trigger", "postgresql"): "SELECT 1 FROM pg_trigger g"
+        " JOIN pg_class t ON t.oid = g.tgrelid"
+        " JOIN pg_namespace n ON n.oid = t.relnamespace"
+        " WHERE g.tgname = :name AND n.nspname = " + here,
+        ("trigger", "mysql"): "SELECT 1 FROM information_schema.triggers"
+        " WHERE trigger_name = :name AND trigger_schema = " + here,
+        ("trigger", "sqlite"): "SELECT 1 FROM sqlite_master"
+        " WHERE type = 'trigger' AND name = :name",
+        ("extension", "postgresql"): "SELECT 1 FROM pg_extension"
+        " WHERE extname = :name",
+        ("enum_value", "postgresql"): "SELECT 1 FROM pg_enum e"
+        " JOIN pg_type t ON t.oid = e.enumtypid"
+        " JOIN pg_namespace n ON n.oid = t.typnamespace"
+        " WHERE e.enumlabel = :name AND t.typname = :enum"
+        " AND n.nspname = " + here,
+    }
+    query = queries.get((kind, "mysql" if dialect == "mariadb" else dialect))
+    if query is None:
+        return None
+    if kind == "trigger" and table_name is not None and dialect != "sqlite":
+        on = " AND t.relname = :table" if dialect == "postgresql" else " AND event_object_table = :table"
+        query += on
+    # SQLAlchemy binds those of them the query names.
+    params = {"name": name, "schema": schema, "table": table_name, "enum": enum_name}
+    return inspector.bind.execute(sqlalchemy.text(query), params).first() is not None
+''',
+    "_idempotify_object_exists": """
+def _idempotify_object_exists(kind, name, schema=None, table_name=None, enum_name=None, skip_without_table=False):
+    inspector = _idempotify_inspector()
+    if inspector is None:
+        return True
+    found = _idempotify_has_object(inspector, kind, name, schema, table_name, enum_name)
+    # No table, or no such objects here: run as written, unless the function drops the table.
+    if found is None:
+        return not (skip_without_table and table_name is not None)
+    return found
+""",
+    "_idempotify_object_missing": """
+def _idempotify_object_missing(kind, name, schema=None, table_name=None, enum_name=None, skip_without_table=False):
+    inspector = _idempotify_inspector()
+    if inspector is None:
+        return True
+    found = _idempotify_has_object(inspector, kind, name, schema, table_name, enum_name)
+    # No table, or no such objects here: run as written, unless the function drops the table.
+    if found is None:
+        return not (skip_without_table and table_name is not None)
+    return not found
+""",
 }
 
 _INDEX_HELPERS = ("_idempotify_inspector", "_idempotify_schema_objects", "_idempotify_has_index")
@@ -532,6 +597,8 @@ _DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "_idempotify_sequence_missing": ("_idempotify_inspector", "_idempotify_has_sequence"),
     "_idempotify_enum_exists": ("_idempotify_inspector", "_idempotify_has_enum"),
     "_idempotify_enum_missing": ("_idempotify_inspector", "_idempotify_has_enum"),
+    "_idempotify_object_exists": ("_idempotify_inspector", "_idempotify_has_object"),
+    "_idempotify_object_missing": ("_idempotify_inspector", "_idempotify_has_object"),
 }
 
 

@@ -31,6 +31,9 @@ class Check:
     ``unique``, ``foreignkey``, ``check``, ``exclude``), or ``type_param`` the
     parameter that gives it; a check on a column, index or constraint takes
     ``skip_without_table`` when the migration function removes its table.
+    ``object_kind`` names the kind for the catalog checks of objects that
+    only SQL makes (views, triggers, extensions, enum values), whose helper
+    takes the kind as its first argument.
     """
 
     helper_suffix: str
@@ -43,6 +46,7 @@ class Check:
     removes_with: str | None = None
     constraint_type: str | None = None
     type_param: str | None = None
+    object_kind: str | None = None
 
     @property
     def helper(self) -> str:
@@ -57,6 +61,8 @@ class Check:
     @property
     def kind(self) -> str:
         """The kind of object checked: table, column, index, sequence, or constraint."""
+        if self.object_kind is not None:
+            return self.object_kind
         kind = self.helper_suffix.rsplit("_", 1)[0]
         return kind if kind in {"table", "column", "index", "sequence", "enum"} else "constraint"
 
@@ -350,6 +356,52 @@ SPECS: dict[str, OpSpec] = {
         ),
     )
 }
+
+
+def _catalog_check(helper: str, kind: str, subject: str, on: tuple[str, ...]) -> Check:
+    return Check(helper, ("kind", subject), subject=subject, keywords=("schema", *on), object_kind=kind)
+
+
+def _catalog_spec(name: str, kind: str, subject: str, on: tuple[str, ...], description: str) -> OpSpec:
+    """An op only SQL spells (``CREATE VIEW v``...): its object checked in the catalog, by kind."""
+    helper = "object_missing" if name.startswith(("create_", "add_")) else "object_exists"
+    return OpSpec(
+        name=name,
+        checks=(_catalog_check(helper, kind, subject, on),),
+        op_params=("kind", subject, *on),
+        batch_params=None,
+        optional=frozenset(on),
+        via_sql=True,
+        description=description,
+    )
+
+
+_ON_ENUM = ("enum_name",)
+SPECS.update(
+    (spec.name, spec)
+    for spec in (
+        _catalog_spec("create_view", "view", "view_name", (), "view absent"),
+        _catalog_spec("drop_view", "view", "view_name", (), "view present"),
+        _catalog_spec("create_trigger", "trigger", "trigger_name", ("table_name",), "trigger absent (on its table)"),
+        _catalog_spec("drop_trigger", "trigger", "trigger_name", ("table_name",), "trigger present"),
+        _catalog_spec("create_extension", "extension", "extension_name", (), "extension absent (PostgreSQL)"),
+        _catalog_spec("drop_extension", "extension", "extension_name", (), "extension present (PostgreSQL)"),
+        _catalog_spec(
+            "add_enum_value", "enum_value", "value", _ON_ENUM, "the enum type has no such value (PostgreSQL)"
+        ),
+        OpSpec(
+            name="rename_enum_value",
+            checks=(
+                _catalog_check("object_exists", "enum_value", "value", _ON_ENUM),
+                _catalog_check("object_missing", "enum_value", "new_value", _ON_ENUM),
+            ),
+            op_params=("kind", "value", "new_value", "enum_name"),
+            batch_params=None,
+            via_sql=True,
+            description="old value present and new value absent (PostgreSQL)",
+        ),
+    )
+)
 
 EXECUTE_SPECS: dict[str, OpSpec] = {spec.via_execute: spec for spec in SPECS.values() if spec.via_execute}
 METHOD_SPECS: dict[str, OpSpec] = {spec.via_method: spec for spec in SPECS.values() if spec.via_method}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import Token, TokenType, exp
 from sqlglot.errors import SqlglotError
 
 # sqlglot names the dialects of the databases idempotify runs on; SQLAlchemy's names map onto them.
@@ -83,12 +83,29 @@ def read_sql(sql: str, dialect: str | None) -> tuple[Part, ...]:
         return (Part(reason=f"its SQL could not be parsed: {error}"),)
     reader = _Reader(used, exact=dialect in DIALECTS)
     parts: list[Part] = []
+    in_body = False  # sqlglot splits a trigger's BEGIN ... END body at its semicolons: skip to its END
     for statement in parsed:
+        if in_body:
+            in_body = not isinstance(statement, exp.EndStatement)
+            continue
         try:
             parts.extend(reader.statement(statement))
         except _Unsure as unsure:
             parts.append(Part(reason=str(unsure)))
+        in_body = isinstance(statement, exp.Command) and "BEGIN" in _words(statement, used, 64)
     return tuple(parts) or (Part(safe="its SQL holds no statement", inert=True),)
+
+
+def _tokens(node: exp.Command, dialect: str) -> list[Token]:
+    """The tokens of a statement sqlglot reads only as a command, after its first keyword."""
+    try:
+        return list(sqlglot.tokenize(str(node.expression), read=dialect))
+    except SqlglotError:
+        return []
+
+
+def _words(node: exp.Command, dialect: str, count: int) -> list[str]:
+    return [token.text.upper() for token in _tokens(node, dialect)[:count]]
 
 
 def _message(failure: SqlglotError) -> str:
@@ -162,16 +179,38 @@ class _Reader:
         keyword = str(node.this).upper()
         if keyword in _INERT_COMMANDS:
             return Part(safe=_INERT_COMMANDS[keyword], inert=True)
-        try:
-            words = [token.text.upper() for token in sqlglot.tokenize(str(node.expression), read=self.dialect)[:4]]
-        except SqlglotError:
-            words = []
+        tokens = _tokens(node, self.dialect)
+        words = [token.text.upper() for token in tokens[:8]]
         if keyword == "CREATE" and words[:2] == ["OR", "REPLACE"]:
             return Part(safe="its SQL says CREATE OR REPLACE")
-        if words[1:4] == ["IF", "NOT", "EXISTS"] or words[:2] == ["IF", "EXISTS"]:
+        if words[1:4] == ["IF", "NOT", "EXISTS"] or words[1:3] == ["IF", "EXISTS"]:
             return Part(safe="its SQL says IF [NOT] EXISTS")
+        if "IF" in words and words[words.index("IF") + 1 : words.index("IF") + 3] in (["NOT", "EXISTS"], ["EXISTS"]):
+            return Part(safe="its SQL says IF [NOT] EXISTS")
+        names = _NameTokens(tokens, self)
+        if keyword in {"CREATE", "DROP"} and words[:1] == ["EXTENSION"]:
+            op = {"CREATE": "create_extension", "DROP": "drop_extension"}[keyword]
+            return Part(op=op, args={"kind": "extension", "extension_name": names.name(1)})
+        if keyword == "CREATE" and words[:1] == ["TRIGGER"]:
+            return Part(
+                op="create_trigger", args={"kind": "trigger", "trigger_name": names.name(1), **names.after("ON")}
+            )
+        if keyword == "ALTER" and words[:1] == ["TYPE"]:
+            return self._enum_value(names)
         what = " ".join([keyword, *words[:1]]) if words[:1] and words[0].isidentifier() else keyword
         return Part(reason=f"its SQL: no guard for {what} yet (sqlglot reads it only as a command)")
+
+    def _enum_value(self, names: _NameTokens) -> Part:
+        """``ALTER TYPE t ADD VALUE 'v'`` and ``RENAME VALUE 'a' TO 'b'`` (PostgreSQL enum types)."""
+        enum, end = names.qualified(1)
+        words = names.words(end, 2)
+        args: dict[str, Value] = {"kind": "enum_value", **enum}
+        if words == ["ADD", "VALUE"]:
+            return Part(op="add_enum_value", args={**args, "value": names.string(end + 2)})
+        if words == ["RENAME", "VALUE"] and names.words(end + 3, 1) == ["TO"]:
+            renamed = {"value": names.string(end + 2), "new_value": names.string(end + 4)}
+            return Part(op="rename_enum_value", args={**args, **renamed})
+        return Part(reason="its SQL: no guard for this ALTER TYPE yet")
 
     def _create(self, node: exp.Create) -> Part:
         kind = str(node.args.get("kind") or "").upper()
@@ -194,6 +233,18 @@ class _Reader:
             return Part(op="create_index", args=args)
         if kind == "SEQUENCE" and isinstance(target, exp.Table):
             return Part(op="create_sequence", args=self._table(target, "sequence_name"))
+        if kind == "VIEW" and isinstance(target, exp.Table):
+            if node.find(exp.MaterializedProperty):
+                return Part(reason="its SQL makes a materialized view, which is not guarded")
+            return Part(op="create_view", args={"kind": "view", **self._table(target, "view_name")})
+        if kind == "TRIGGER" and isinstance(node.this, exp.Identifier):
+            on = node.find(exp.TriggerProperties)
+            table = on.args.get("table") if on is not None else None
+            args = {"kind": "trigger", "trigger_name": self._name(node.this)}
+            return Part(
+                op="create_trigger",
+                args={**args, **(self._table(table, "table_name") if isinstance(table, exp.Table) else {})},
+            )
         if kind == "TYPE" and isinstance(target, exp.Table):
             enum = node.args.get("expression")
             if isinstance(enum, exp.DataType) and enum.this == exp.DataType.Type.ENUM:
@@ -210,6 +261,14 @@ class _Reader:
         if kind in ops:
             op, param = ops[kind]
             return [Part(op=op, args=self._table(table, param)) for table in tables]
+        if kind == "VIEW" and not node.args.get("materialized"):
+            return [Part(op="drop_view", args={"kind": "view", **self._table(table, "view_name")}) for table in tables]
+        if kind == "TRIGGER" and len(tables) == 1:
+            trigger: dict[str, Value] = {"kind": "trigger", "trigger_name": self._name(tables[0].this)}
+            on = node.args.get("cluster")
+            if isinstance(on, exp.OnProperty) and isinstance(on.this, exp.Table):
+                trigger.update(self._table(on.this, "table_name"))
+            return [Part(op="drop_trigger", args=trigger)]
         if kind == "INDEX" and len(tables) == 1:
             args = self._table(tables[0], "index_name")
             on = node.args.get("cluster")  # MySQL: DROP INDEX ix ON t
@@ -358,6 +417,50 @@ class _Reader:
             f"its SQL names {name}, with capitals: how the database stores it depends on the database "
             "(put the SQL under `if op.get_bind().dialect.name == ...` to say which)"
         )
+
+
+class _NameTokens:
+    """Names read from the tokens of a statement sqlglot reads only as a command."""
+
+    def __init__(self, tokens: Sequence[Token], reader: _Reader) -> None:
+        self.tokens = tokens
+        self.reader = reader
+
+    def words(self, start: int, count: int) -> list[str]:
+        return [token.text.upper() for token in self.tokens[start : start + count]]
+
+    def name(self, index: int) -> str:
+        """The name at ``index``, past an ``IF [NOT] EXISTS``."""
+        while self.words(index, 1) in (["IF"], ["NOT"], ["EXISTS"]):
+            index += 1
+        if index >= len(self.tokens) or self.tokens[index].token_type not in _NAME_TOKENS:
+            raise _Unsure("its SQL names an object where it cannot be read")
+        token = self.tokens[index]
+        return self.reader._name(exp.Identifier(this=token.text, quoted=token.token_type == TokenType.IDENTIFIER))
+
+    def qualified(self, index: int) -> tuple[dict[str, Value], int]:
+        """``{"enum_name": name}`` and ``schema`` for ``schema.name`` at ``index``, and the index after it."""
+        if self.words(index + 1, 1) == ["."]:
+            return {"enum_name": self.name(index + 2), "schema": self.name(index)}, index + 3
+        return {"enum_name": self.name(index)}, index + 1
+
+    def after(self, keyword: str) -> dict[str, Value]:
+        """``{"table_name": ...}`` for the name after the first ``keyword`` (``ON t``), and its schema."""
+        words = self.words(0, len(self.tokens))
+        if keyword not in words:
+            raise _Unsure(f"its SQL has no {keyword} where a table was expected")
+        index = words.index(keyword) + 1
+        if self.words(index + 1, 1) == ["."]:
+            return {"table_name": self.name(index + 2), "schema": self.name(index)}
+        return {"table_name": self.name(index)}
+
+    def string(self, index: int) -> str:
+        if index >= len(self.tokens) or self.tokens[index].token_type != TokenType.STRING:
+            raise _Unsure("its SQL has no quoted value where one was expected")
+        return self.tokens[index].text
+
+
+_NAME_TOKENS = frozenset({TokenType.VAR, TokenType.IDENTIFIER})
 
 
 def _schema_of(args: Mapping[str, Value]) -> dict[str, Value]:

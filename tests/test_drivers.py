@@ -73,6 +73,9 @@ MATRIX = {
     "create_enum/op": "PostgreSQL enum type",
     "drop_constraint/batch_naming_convention": "an unnamed foreign key named by a batch block's naming_convention=",
     "drop_index/batch": "a batch block's leftover copy (_alembic_tmp_<table>) looked for before the block",
+    "execute/catalog_objects": "SQL: a view (get_view_names), a trigger (pg_trigger, information_schema...)",
+    "execute/enum_values_and_extensions": "SQL: PostgreSQL enum values (pg_enum) and an extension (pg_extension)",
+    "execute/constraints": "SQL: constraints looked up under the very name the SQL gives them (op.f)",
 }
 # Outside SQLite a batch block runs its ops as they are: these cases would repeat the op cases' queries there.
 SQLITE_ONLY = {

@@ -225,6 +225,8 @@ QUESTIONS = {
     "sequence_missing": ("legacy_seq",),
     "enum_exists": ("legacy_status",),
     "enum_missing": ("legacy_status",),
+    "object_exists": ("view", "active_users"),
+    "object_missing": ("trigger", "trg_users", None, "users"),
 }
 # Helpers that are parts of others, or give the migration something other than an answer.
 NOT_QUESTIONS = {"inspector", "schema_objects", "table", "named_by_convention"}

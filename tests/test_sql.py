@@ -73,6 +73,31 @@ def _one(sql: str, dialect: str | None = None) -> Part:
         ),
         ("DROP INDEX ix ON t", "drop_index", {"index_name": "ix", "table_name": "t"}),
         ("ALTER INDEX s.ix RENAME TO iy", "rename_index", {"index_name": "ix", "schema": "s", "new_index_name": "iy"}),
+        ("CREATE VIEW v AS SELECT 1", "create_view", {"kind": "view", "view_name": "v"}),
+        ("DROP VIEW s.v", "drop_view", {"kind": "view", "view_name": "v", "schema": "s"}),
+        (
+            "CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()",
+            "create_trigger",
+            {"kind": "trigger", "trigger_name": "tr", "table_name": "t"},
+        ),
+        (
+            "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET a = 1; DELETE FROM u; END",
+            "create_trigger",
+            {"kind": "trigger", "trigger_name": "tr", "table_name": "t"},
+        ),
+        ("DROP TRIGGER tr ON t", "drop_trigger", {"kind": "trigger", "trigger_name": "tr", "table_name": "t"}),
+        ("CREATE EXTENSION citext", "create_extension", {"kind": "extension", "extension_name": "citext"}),
+        ("DROP EXTENSION citext", "drop_extension", {"kind": "extension", "extension_name": "citext"}),
+        (
+            "ALTER TYPE s.mood ADD VALUE 'c' BEFORE 'a'",
+            "add_enum_value",
+            {"kind": "enum_value", "enum_name": "mood", "schema": "s", "value": "c"},
+        ),
+        (
+            "ALTER TYPE mood RENAME VALUE 'a' TO 'b'",
+            "rename_enum_value",
+            {"kind": "enum_value", "enum_name": "mood", "value": "a", "new_value": "b"},
+        ),
     ],
 )
 def test_ddl_is_read_as_the_op_it_spells(sql: str, op: str, args: dict[str, Value]) -> None:
@@ -89,6 +114,8 @@ def test_ddl_is_read_as_the_op_it_spells(sql: str, op: str, args: dict[str, Valu
         ("CREATE EXTENSION IF NOT EXISTS pg_trgm", False),
         ("ALTER TABLE t ALTER COLUMN c TYPE BIGINT", False),
         ("ALTER TABLE t ALTER COLUMN c SET NOT NULL", False),
+        ("ALTER TYPE mood ADD VALUE IF NOT EXISTS 'c'", False),
+        ("DROP TRIGGER IF EXISTS tr ON t", False),
         ("COMMENT ON TABLE t IS 'x'", False),
         ("SELECT 1", True),
         ("SET lock_timeout = '5s'", True),
@@ -108,7 +135,8 @@ def test_statements_that_re_run_harmlessly_are_safe(sql: str, inert: bool) -> No
         ("ALTER TABLE t ALTER COLUMN c TYPE INT USING c::int", None, "its SQL changes a column's type USING"),
         ("ALTER TABLE T ADD COLUMN c INT", None, "its SQL names T, with capitals"),
         ("ALTER TABLE T ADD COLUMN c INT", "mysql", "its SQL names T, with capitals"),
-        ("CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()", None, "its SQL: no guard for"),
+        ("DO $$ BEGIN PERFORM 1; END $$", None, "its SQL: no guard for DO"),
+        ("CREATE MATERIALIZED VIEW v AS SELECT 1", None, "its SQL makes a materialized view"),
         ("CREATE TABLE (", None, "its SQL could not be parsed: "),
     ],
 )
