@@ -395,7 +395,7 @@ class ChainVerifier:
 
     def _clone(self, state: Scratch, replay: History) -> Scratch:
         """A copy of ``state``: copied where cheap, else rebuilt by replaying what built it."""
-        if self.server.can_copy:
+        if self.server.can_copy(state):
             return self.server.create(template=state)
         scratch = self._fresh()
         for revision, source in replay:

@@ -1,0 +1,49 @@
+"""Copies of a scratch database hold what the original holds: schema (keys, foreign keys, indexes, sequences)
+and rows, on every database; and every copy is dropped when the server closes."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from codemod.verify.database import scratch_server
+from codemod.verify.schema import rows_of, snapshot_of
+from tests.conftest import require_dialect
+from tests.databases import DIALECTS, SERVERS
+
+SCHEMA = sa.MetaData()
+sa.Table("teams", SCHEMA, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(20), unique=True))
+sa.Table(
+    "players",
+    SCHEMA,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id", name="fk_players_team")),
+    sa.Index("ix_players_team_id", "team_id"),
+)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_copy_holds_the_schema_and_the_rows(dialect: str) -> None:
+    require_dialect(dialect)
+    with scratch_server(SERVERS.get(dialect)) as server:
+        state = server.create()
+
+        def fill(connection: sa.Connection) -> None:
+            SCHEMA.create_all(connection)
+            connection.execute(sa.text("INSERT INTO teams (id, name) VALUES (1, 'a'), (2, 'b')"))
+            connection.execute(sa.text("INSERT INTO players (id, team_id) VALUES (7, 2)"))
+
+        state.database.run(fill)
+        assert server.can_copy(state)
+        copy = server.create(template=state)
+
+        def seen(connection: sa.Connection) -> dict[str, object]:
+            return snapshot_of(connection) | rows_of(connection, ["teams", "players"])
+
+        expected = state.database.run(seen)
+        assert expected["rows of players"], "the rows to copy are there"
+        assert copy.database.run(seen) == expected
+        copy.database.run(
+            lambda connection: connection.execute(sa.text("INSERT INTO teams (id, name) VALUES (3, 'c')"))
+        )
+        assert state.database.run(seen) == expected, "the copy is a database of its own"
