@@ -812,9 +812,30 @@ class GuardTransformer(cst.CSTTransformer):
         ]
         churned = self._churned_objects(ops)
         if churned:
-            return left(f"its SQL both creates and removes {_names(churned)}: {_CHURN}")
+            return left(*self._churned_sql(ops, churned))
         first, *rest = ops
         return _OpCall(first.spec, name, display, call, first.args, parts=tuple(rest))
+
+    def _churned_sql(self, ops: list[_OpCall], churned: dict[tuple[str, str], str]) -> tuple[str, bool]:
+        """Why SQL that both creates and removes an object is left alone, and whether that is safe.
+
+        Dropping an object and creating it again re-applies it on every run: safe
+        when the string does nothing else. Creating then dropping leaves no trace.
+        """
+        keys = [[_object_key(effect) for effect in self._effects(op)] for op in ops]
+        first = {key: index for index, found in reversed(list(enumerate(keys))) for key in found}
+        # Re-making a table or column would lose its rows; an index, constraint, view or trigger holds none.
+        rowless = {"index", "constraint", "view", "trigger"}
+        removed_first = all(not _creates(ops[first[key]]) and key[0] in rowless for key in churned)
+        if removed_first and all(key in churned for found in keys for key in found):
+            return f"its SQL drops and re-creates {_names(churned)}, so a re-run applies it again", True
+        if removed_first:
+            return (
+                f"its SQL drops and re-creates {_names(churned)}, which runs every time, beside statements "
+                f"guarded by name; {_SPLIT}",
+                False,
+            )
+        return f"its SQL both creates and removes {_names(churned)}: {_CHURN}", False
 
     def _sql_text(self, expression: cst.BaseExpression) -> str | None:
         """The SQL a string expression holds: literals, ``text(...)``, ``dedent(...)`` and module-level constants."""
@@ -1102,6 +1123,10 @@ def _statement_built(expression: cst.BaseExpression) -> str | None:
     if isinstance(expression, cst.Call) and isinstance(expression.func, cst.Name):
         return expression.func.value if expression.func.value in _BUILT_STATEMENTS else None
     return None
+
+
+def _creates(found: _OpCall) -> bool:
+    return found.spec is not None and found.spec.checks[0].creates
 
 
 def _called_name(func: cst.BaseExpression) -> str | None:

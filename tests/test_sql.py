@@ -211,3 +211,30 @@ def test_an_insert_is_a_seed_only_into_a_table_its_function_creates() -> None:
     output, reports = _rewrite(body)
     assert '    if _idempotify_table_empty("flags"):\n' in output
     assert reports[2][0] is Outcome.UNGUARDED and reports[2][1].startswith("its SQL inserts rows")
+
+
+@pytest.mark.parametrize(
+    ("sql", "outcome", "reason"),
+    [
+        (
+            "ALTER TABLE t DROP CONSTRAINT ck_a; ALTER TABLE t ADD CONSTRAINT ck_a CHECK (a > 1)",
+            Outcome.ALREADY_SAFE,
+            'its SQL drops and re-creates constraint "ck_a", so a re-run applies it again',
+        ),
+        (
+            "DROP TABLE t; CREATE TABLE t (id INT)",
+            Outcome.UNGUARDED,
+            'its SQL both creates and removes table "t": whether it already ran cannot be told from the schema; '
+            "guard it by hand, and mark it `# idempotify: skip`",
+        ),
+        (
+            "ALTER TABLE t DROP CONSTRAINT ck_c; ALTER TABLE t DROP CONSTRAINT ck_d; "
+            "ALTER TABLE t ADD CONSTRAINT ck_c CHECK (a > 1)",
+            Outcome.UNGUARDED,
+            'its SQL drops and re-creates constraint "ck_c", which runs every time, beside statements guarded by '
+            "name; split it into one execute per statement",
+        ),
+    ],
+)
+def test_sql_that_drops_and_re_creates(sql: str, outcome: Outcome, reason: str) -> None:
+    assert _rewrite(f"    op.execute({sql!r})\n")[1] == [(outcome, reason)]
