@@ -10,7 +10,11 @@ its own process on all CPUs: LibCST's codemod runner doing nothing
 resident memory of the process and its workers, sampled every 50 ms.
 verify: chains of 10, 100 and 300 generated revisions (each creates a table
 with an index and adds a column to the previous one) on SQLite; the time per
-revision should stay flat as the chain grows (linear total cost).
+revision should stay flat as the chain grows (linear total cost). Then, per
+database, verify of a rewritten 120-revision chain (IDEMPOTIFY_BENCH_REVISIONS)
+through its project's env.py, against ``alembic upgrade head`` plus ``alembic
+downgrade base`` of the original chain on the same server: the ratio, whose
+goal is at most 10.
 """
 
 from __future__ import annotations
@@ -78,6 +82,73 @@ def bench_verify() -> None:
         per = elapsed / count * 1000
         base = base or per
         print(f"{count:>10} {elapsed:>9.2f} {per:>12.1f} {per / base:>6.2f}")
+
+
+PROJECT_ENV = """from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+config = context.config
+
+
+def do_run_migrations(connection):
+    context.configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online():
+    if (connection := config.attributes.get("connection")) is not None:
+        return do_run_migrations(connection)
+    engine = engine_from_config(config.get_section(config.config_ini_section, {}), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        do_run_migrations(connection)
+
+
+run_migrations_online()
+"""
+
+
+def bench_verify_ratio(count: int) -> None:
+    """verify of a rewritten ``count``-revision chain against ``alembic upgrade head`` + ``downgrade base`` of
+    the original chain, on the same server; the goal is a ratio of at most 10."""
+    from tests.databases import DIALECTS, SERVERS, server_unreachable  # noqa: PLC0415 - bench only
+
+    print(f"verify vs alembic upgrade head + downgrade base ({count} generated revisions, 3 ops each; goal <= 10x)")
+    print(f"{'database':>10} {'alembic s':>10} {'verify s':>9} {'ratio':>6}")
+    for dialect in DIALECTS:
+        if dialect != "sqlite" and server_unreachable(dialect):
+            print(f"{dialect:>10} skipped: {server_unreachable(dialect)}")
+            continue
+        with tempfile.TemporaryDirectory() as directory, scratch_server(SERVERS.get(dialect)) as server:
+            project = Path(directory) / "project"
+            (project / "original").mkdir(parents=True)
+            for index in range(count):
+                (project / "original" / f"r{index:05d}.py").write_text(_generated(index), encoding="utf-8")
+            write_chain(project / "versions", count)
+            (project / "env.py").write_text(PROJECT_ENV, encoding="utf-8")
+            scratch = server.create()
+            url = scratch.database.url.render_as_string(hide_password=False)
+            ini = project / "alembic.ini"
+            ini.write_text(
+                f"[alembic]\nscript_location = %(here)s\nversion_locations = %(here)s/original\n"
+                f"sqlalchemy.url = {url.replace('%', '%%')}\n",
+                encoding="utf-8",
+            )
+            alembic = [sys.executable, "-m", "alembic", "-c", str(ini)]
+            start = time.perf_counter()
+            subprocess.run([*alembic, "upgrade", "head"], check=True, capture_output=True)
+            subprocess.run([*alembic, "downgrade", "base"], check=True, capture_output=True)
+            plain = time.perf_counter() - start
+            ini.write_text(ini.read_text(encoding="utf-8").replace("/original", "/versions"), encoding="utf-8")
+            command = [sys.executable, "-m", "codemod", "verify", str(project / "versions")]
+            command += ["--baseline", str(project / "original")]
+            if dialect != "sqlite":
+                command += ["--url", SERVERS[dialect]]
+            start = time.perf_counter()
+            verified = subprocess.run(command, capture_output=True, text=True, check=False)
+            elapsed = time.perf_counter() - start
+        assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
+        print(f"{dialect:>10} {plain:>10.2f} {elapsed:>9.2f} {elapsed / plain:>6.1f}")
 
 
 TREE_SIZE = 2000
@@ -191,6 +262,8 @@ def main() -> None:
     bench_rewrite()
     print()
     bench_verify()
+    print()
+    bench_verify_ratio(int(os.environ.get("IDEMPOTIFY_BENCH_REVISIONS", "120")))
 
 
 if __name__ == "__main__":
