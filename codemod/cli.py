@@ -18,7 +18,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
 
@@ -377,7 +377,8 @@ def verify(
     show, finished = _verify_progress(len(selected) if selected is not None else len(chain))
     signal.signal(signal.SIGTERM, _terminate)  # a CI cancellation still drops the scratch databases
     try:
-        with scratch_server(url) as server:
+        # What revisions and env.py print goes to stderr: stdout is the report (and JSON must parse).
+        with scratch_server(url) as server, redirect_stdout(sys.stderr):
             reports = ChainVerifier(server, convention, x_arguments or (), initial, project).verify(
                 chain, show, selected, finished
             )

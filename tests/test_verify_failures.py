@@ -137,3 +137,12 @@ def test_a_chain_without_downgrades_says_so_once(tmp_path: Path) -> None:
     assert "downgrade not checked for 4 of 4 revisions: no downgrade: it runs no op" in result.stdout
     assert "downgrade: not checked" not in result.stdout
     assert "offline" in result.stdout and "…" not in result.stdout  # a narrow terminal does not cut the table
+
+
+def test_what_a_revision_prints_goes_to_stderr_not_into_the_report(tmp_path: Path) -> None:
+    _, rewritten = chains(tmp_path)
+    append_to_upgrade(rewritten / SECOND, '    print("seeding statuses")\n')
+    result, report = verify("sqlite", rewritten)
+    assert result.exit_code == 0, result.stdout
+    assert report["ok"] is True  # stdout is the JSON report alone
+    assert "seeding statuses" in result.stderr
