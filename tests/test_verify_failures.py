@@ -81,6 +81,7 @@ def test_a_broken_guard_is_the_rewrites_defect_and_is_printed_first(tmp_path: Pa
     assert rerun["cause"] == "guard"
     assert "guarded by the rewrite: the rewrite's defect" in rerun["detail"]
     assert "op `op.add_column(" in rerun["detail"]
+    assert "(the original fails the same way: " in rerun["detail"]
     text_result = CliRunner().invoke(app, ["verify", str(rewritten), "--baseline", str(original)])
     findings = [line for line in text_result.stdout.splitlines() if ": fail (" in line]
     assert findings[0].startswith("3c9e6a0b1d33 re-run: fail (guard)"), findings

@@ -251,11 +251,22 @@ class ChainVerifier:
         try:
             self._run(scratch, revision, revision.source, "upgrade")
         except _Failed as failure:
-            return self._failure(revision, failure, "upgrade run again: ")
+            return self._failure(revision, failure, "upgrade run again: ", self._original_rerun(revision))
         diff = differences(expected, self._snapshot(scratch, self.inserted))
         if diff:
             return Result("fail", "upgrade run again changed the schema: " + "; ".join(diff), "other")
         return Result("ok")
+
+    def _original_rerun(self, revision: Revision) -> str:
+        """Whether the original's upgrade, run again on its own result, fails too (said with a re-run failure)."""
+        if revision.baseline is None or revision.baseline == revision.source:
+            return ""
+        with self._copy(self.original, self.original_history) as scratch:
+            try:
+                self._run(scratch, revision, revision.original, "upgrade")
+            except _Failed as failure:
+                return f" (the original fails the same way: {failure.detail})"
+        return " (the original's re-run succeeds)"
 
     def _crash(
         self, pre: Scratch, replay: History, revision: Revision, original: str, ops: int, expected: Snapshot
