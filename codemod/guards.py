@@ -200,8 +200,13 @@ def _idempotify_has_index(inspector, table_name, index_name, schema, columns=Non
         index = sqlalchemy.Index(index_name)
     # The name as the database stores it: a long op.f() name is truncated.
     preparer = inspector.bind.dialect.identifier_preparer
-    index_name = preparer.format_constraint(index, _alembic_quote=False)
     dialect = inspector.bind.dialect.name
+    try:
+        index_name = preparer.format_constraint(index, _alembic_quote=False)
+    except sqlalchemy.exc.IdentifierError:  # A long name in SQL: PostgreSQL cuts it.
+        if dialect == "postgresql":
+            limit = inspector.bind.dialect.max_identifier_length
+            index_name = index_name.encode()[:limit].decode("utf-8", "ignore")
     if dialect == "sqlite":
         master = "sqlite_master" if schema is None else preparer.quote_schema(schema) + ".sqlite_master"
         query = (

@@ -32,6 +32,7 @@ from sqlglot.errors import SqlglotError
 DIALECTS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
 _TRIED = ("postgres", "mysql", "sqlite")
 
+QUERY = "its SQL is a query"
 DATA_CHANGE = "its SQL changes data: it re-runs only if its WHERE makes it so"
 NOT_A_SEED = (
     "its SQL inserts rows: an INSERT is guarded only into a table its function creates (it runs while that is empty)"
@@ -129,7 +130,7 @@ def _parse(sql: str, dialect: str) -> list[exp.Expression]:
 
 
 _INERT = {
-    exp.Select: "its SQL is a query",
+    exp.Select: QUERY,
     exp.Set: "its SQL sets a session variable",
     exp.Pragma: "its SQL is a PRAGMA",
     exp.Show: "its SQL is a SHOW",
@@ -227,7 +228,7 @@ class _Reader:
             if target.this is None:
                 return Part(reason="its SQL makes an index without a name: the database names it")
             table = target.args.get("table")
-            args: dict[str, Value] = {"index_name": self._name(target.this)}
+            args: dict[str, Value] = {"index_name": self._name(target.this, index=True)}
             if isinstance(table, exp.Table):
                 args.update(self._table(table, "table_name"))
             return Part(op="create_index", args=args)
@@ -287,7 +288,8 @@ class _Reader:
             renamed = actions[0]
             if isinstance(renamed, exp.AlterRename) and isinstance(renamed.this, exp.Table):
                 args = self._table(table, "index_name")
-                return [Part(op="rename_index", args={**args, "new_index_name": self._name(renamed.this.this)})]
+                new_name = self._name(renamed.this.this, index=True)
+                return [Part(op="rename_index", args={**args, "new_index_name": new_name})]
         if kind != "TABLE" or not isinstance(table, exp.Table):
             return [Part(reason=f"its SQL: no guard for ALTER {kind} yet")]
         on_table = self._table(table, "table_name")
@@ -309,7 +311,7 @@ class _Reader:
             if kind == "COLUMN":
                 return Part(op="drop_column", args={**on_table, "column_name": self._name(name)})
             if kind == "INDEX":
-                return Part(op="drop_index", args={**on_table, "index_name": self._name(name)})
+                return Part(op="drop_index", args={**on_table, "index_name": self._name(name, index=True)})
             types = {"CONSTRAINT": None, "FOREIGN KEY": "foreignkey"}
             if kind in types:
                 constraint = Verbatim(self._name(name))
@@ -390,7 +392,7 @@ class _Reader:
         """``{param: name}``, and ``schema`` when the name is qualified."""
         if table.args.get("catalog"):
             raise _Unsure("its SQL names an object qualified by its database")
-        args: dict[str, Value] = {param: self._name(table.this)}
+        args: dict[str, Value] = {param: self._name(table.this, index=param == "index_name")}
         if table.args.get("db"):
             args["schema"] = self._name(table.args["db"])
         return args
@@ -404,14 +406,26 @@ class _Reader:
             names.append(self._name(inner))
         return tuple(names)
 
-    def _name(self, node: exp.Expression) -> str:
-        """The name as the database stores it (see the module docstring)."""
+    def _name(self, node: exp.Expression, *, index: bool = False) -> str:
+        """The name as the database stores it (see the module docstring).
+
+        PostgreSQL cuts a name longer than 63 bytes; SQLite keeps it whole. Only
+        the index helpers look such a name up as the database at hand stores it.
+        """
         if not isinstance(node, exp.Identifier):
             raise _Unsure(f"its SQL names an object by an expression ({node.sql(self.dialect)})")
         name = str(node.this)
+        postgresql = self.exact and self.dialect == "postgres"
+        if len(name.encode()) > _LONGEST and not index:
+            if not postgresql:
+                raise _Unsure(
+                    f"its SQL names {name}, longer than {_LONGEST} bytes: PostgreSQL stores it cut short, "
+                    "other databases whole (put the SQL under `if op.get_bind().dialect.name == ...`)"
+                )
+            name = name.encode()[:_LONGEST].decode("utf-8", "ignore")
         if name == name.lower():
             return name
-        if self.exact and self.dialect == "postgres":
+        if postgresql:
             return name if node.quoted else name.lower()
         raise _Unsure(
             f"its SQL names {name}, with capitals: how the database stores it depends on the database "
@@ -459,6 +473,8 @@ class _NameTokens:
             raise _Unsure("its SQL has no quoted value where one was expected")
         return self.tokens[index].text
 
+
+_LONGEST = 63  # bytes of a name PostgreSQL keeps
 
 _NAME_TOKENS = frozenset({TokenType.VAR, TokenType.IDENTIFIER})
 

@@ -27,7 +27,7 @@ from codemod.guards import KEYWORD_HELPERS, guard_test, helper_block_source, is_
 from codemod.lines import NodeLines
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
-from codemod.sql import Value, Verbatim, read_sql
+from codemod.sql import QUERY, Value, Verbatim, read_sql
 
 SKIP_MARKER = "idempotify: skip"
 _CONNECTION_SQL = "SQL run on the connection is not guarded"
@@ -138,6 +138,8 @@ class GuardTransformer(cst.CSTTransformer):
         self._tests: dict[int, str | None] = {}
         self._removed_tables: dict[str, set[str]] = {}
         self._made_tables: dict[str, set[str]] = {}
+        self._column_drops: dict[str, set[str]] = {}
+        self._function_drops: list[bool] = [False]
         self._function_removes: list[set[str]] = [set()]
         self._function_makes: list[set[str]] = [set()]
         self._constants: dict[str, cst.BaseExpression] = {}
@@ -159,6 +161,7 @@ class GuardTransformer(cst.CSTTransformer):
         tree = self._lines.tree
         self._removed_tables = _tables_by_function(tree, {"drop_table": "table_name", "rename_table": "old_table_name"})
         self._made_tables = _tables_by_function(tree, {"create_table": "table_name"})
+        self._column_drops = _tables_by_function(tree, {"drop_column": "table_name"})
         self._constants = _string_constants(node)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
@@ -169,6 +172,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._early_exits.append([])
         self._function_removes.append(self._removed_tables.get(node.name.value, set()))
         self._function_makes.append(self._made_tables.get(node.name.value, set()))
+        self._function_drops.append(bool(self._function_removes[-1] or self._column_drops.get(node.name.value)))
         self._created_tables.append({})
 
     def leave_FunctionDef(
@@ -179,6 +183,7 @@ class GuardTransformer(cst.CSTTransformer):
             self._mark_at_risk(scope)
         self._function_removes.pop()
         self._function_makes.pop()
+        self._function_drops.pop()
         self._created_tables.pop()
         self._helper_def_depth -= is_helper_name(original_node.name.value)
         return updated_node
@@ -281,7 +286,8 @@ class GuardTransformer(cst.CSTTransformer):
             if found.safe:
                 self._seen_calls[id(node)] = (self._line(node), found.display, found.reason or "", Outcome.ALREADY_SAFE)
             else:
-                reason = found.reason if found.reason == _CONNECTION_SQL else _NOT_A_STATEMENT
+                # An op it could guard, were it a statement of its own; else its own reason (SQL, or no guard).
+                reason = found.reason if found.spec is None and found.reason is not None else _NOT_A_STATEMENT
                 self._seen_calls[id(node)] = (self._line(node), found.display, reason, Outcome.UNGUARDED)
         if found is not None:
             # The arguments of an op call are most of a migration: skip them unless they may hold an op.
@@ -780,7 +786,7 @@ class GuardTransformer(cst.CSTTransformer):
             built = _statement_built(statement) if statement is not None else None
             if built in _BUILT_STATEMENTS:
                 reason, safe = _BUILT_STATEMENTS[built]
-                return _OpCall(None, name, display, call, reason=reason, safe=safe)
+                return self._query(_OpCall(None, name, display, call, reason=reason, safe=safe))
             return _OpCall(None, name, display, call, reason=otherwise)
         parts = read_sql(sql, self._dialects_here())
 
@@ -797,7 +803,7 @@ class GuardTransformer(cst.CSTTransformer):
         guarded = [part for part in parts if part.op is not None]
         if not guarded:
             reasons = [part.safe for part in parts if not part.inert] or [part.safe for part in parts]
-            return left(str(reasons[0]), safe=True)
+            return self._query(left(str(reasons[0]), safe=True))
         rerun = [part.safe for part in parts if part.safe is not None and not part.inert]
         if rerun:
             return left(
@@ -815,6 +821,16 @@ class GuardTransformer(cst.CSTTransformer):
             return left(*self._churned_sql(ops, churned))
         first, *rest = ops
         return _OpCall(first.spec, name, display, call, first.args, parts=tuple(rest))
+
+    def _query(self, found: _OpCall) -> _OpCall:
+        """A query, already safe unless its function drops tables or columns, which a re-run may no longer find."""
+        if not (found.safe and found.reason in _QUERIES and self._function_drops[-1]):
+            return found
+        reason = (
+            f"{found.reason}, in a function that drops tables or columns: a re-run fails if it reads one of "
+            f"them; {_BY_HAND}"
+        )
+        return _OpCall(None, found.name, found.display, found.call, reason=reason)
 
     def _churned_sql(self, ops: list[_OpCall], churned: dict[tuple[str, str], str]) -> tuple[str, bool]:
         """Why SQL that both creates and removes an object is left alone, and whether that is safe.
@@ -1110,6 +1126,9 @@ _BUILT_STATEMENTS = {
     "delete": ("its statement changes data: it re-runs only if its WHERE makes it so", False),
     "insert": ("its statement inserts rows, which is not guarded", False),
 }
+
+
+_QUERIES = frozenset({_BUILT_STATEMENTS["select"][0], QUERY})
 
 
 def _statement_built(expression: cst.BaseExpression) -> str | None:

@@ -238,3 +238,20 @@ def test_an_insert_is_a_seed_only_into_a_table_its_function_creates() -> None:
 )
 def test_sql_that_drops_and_re_creates(sql: str, outcome: Outcome, reason: str) -> None:
     assert _rewrite(f"    op.execute({sql!r})\n")[1] == [(outcome, reason)]
+
+
+def test_a_query_in_a_function_that_drops_what_it_may_read_is_not_called_safe() -> None:
+    body = (
+        "    rows = op.get_bind().execute(sa.text('SELECT id FROM legacy')).fetchall()\n    op.drop_table('legacy')\n"
+    )
+    (outcome, reason), _ = _rewrite(body)[1]
+    assert outcome is Outcome.UNGUARDED
+    assert reason.startswith("its SQL is a query, in a function that drops tables or columns: a re-run fails")
+
+
+def test_a_long_index_name_is_left_to_the_helper_and_other_long_names_need_the_dialect() -> None:
+    long = "ix_" + "x" * 70
+    assert _one(f"DROP INDEX {long}").args == {"index_name": long}
+    assert str(_one(f"DROP TABLE t_{'x' * 70}").reason).startswith("its SQL names t_xxx")
+    cut = _one(f"DROP TABLE t_{'x' * 70}", "postgresql").args["table_name"]
+    assert isinstance(cut, str) and len(cut) == 63
