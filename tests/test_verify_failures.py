@@ -86,6 +86,9 @@ def test_a_broken_guard_is_the_rewrites_defect_and_is_printed_first(tmp_path: Pa
     findings = [line for line in text_result.stdout.splitlines() if ": fail (" in line]
     assert findings[0].startswith("3c9e6a0b1d33 re-run: fail (guard)"), findings
     assert any(line.startswith("2b7d4c8e0a22 upgrade: fail (unguarded)") for line in findings[1:])
+    github = CliRunner().invoke(app, ["verify", str(rewritten), "--baseline", str(original), "--format", "github"])
+    annotations = [line for line in github.stdout.splitlines() if line.startswith("::error ")]
+    assert any(THIRD in line and "re-run (guard)::" in line for line in annotations), annotations
 
 
 def test_a_range_verifies_only_its_revisions(tmp_path: Path) -> None:
@@ -130,9 +133,10 @@ def test_a_chain_without_downgrades_says_so_once(tmp_path: Path) -> None:
     _, rewritten = chains(tmp_path)
     for path in rewritten.glob("*.py"):
         text = path.read_text(encoding="utf-8")
-        head, marker, _ = text.partition("\ndef downgrade():")  # the last function of each file
-        assert marker
-        path.write_text(head + marker + "\n    pass\n", encoding="utf-8")
+        lines = text.splitlines(keepends=True)
+        start = lines.index("def downgrade():\n") + 1
+        end = next((i for i in range(start, len(lines)) if lines[i][:1] not in ("", " ", "\n")), len(lines))
+        path.write_text("".join([*lines[:start], "    pass\n\n\n", *lines[end:]]), encoding="utf-8")
     result = CliRunner().invoke(app, ["verify", str(rewritten)], env={"COLUMNS": "40"})
     assert result.exit_code == 0, result.stdout
     assert "downgrade not checked for 4 of 4 revisions: no downgrade: it runs no op" in result.stdout

@@ -99,5 +99,6 @@ def print_github(reports: list[RevisionReport]) -> None:
         for name, result in report.results.items():
             if result.status in ("fail", "warn"):
                 level = "error" if result.status == "fail" else "warning"
-                title = escape_property(f"idempotify verify: {name}")
+                cause = f" ({result.cause})" if result.cause else ""
+                title = escape_property(f"idempotify verify: {name}{cause}")
                 print(f"::{level} file={path},title={title}::{escape_data(result.detail)}")
