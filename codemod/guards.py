@@ -515,9 +515,9 @@ def _idempotify_enum_missing(enum_name, schema=None):
 """,
     "_idempotify_has_object": '''
 def _idempotify_has_object(inspector, kind, name, schema, table_name, enum_name):
-    """Whether a view, trigger, extension or enum value that SQL makes is there.
+    """Whether a view, trigger, extension or enum value (made by SQL) is there.
 
-    None when its table is missing, or where the database has no such objects.
+    None when its table is missing, or where the database has none of them.
     """
     import sqlalchemy
 
@@ -550,8 +550,8 @@ def _idempotify_has_object(inspector, kind, name, schema, table_name, enum_name)
     if query is None:
         return None
     if kind == "trigger" and table_name is not None and dialect != "sqlite":
-        on = " AND t.relname = :table" if dialect == "postgresql" else " AND event_object_table = :table"
-        query += on
+        column = "t.relname" if dialect == "postgresql" else "event_object_table"
+        query += " AND " + column + " = :table"
     # SQLAlchemy binds those of them the query names.
     params = {"name": name, "schema": schema, "table": table_name, "enum": enum_name}
     return inspector.bind.execute(sqlalchemy.text(query), params).first() is not None
@@ -562,7 +562,8 @@ def _idempotify_object_exists(kind, name, schema=None, table_name=None, enum_nam
     if inspector is None:
         return True
     found = _idempotify_has_object(inspector, kind, name, schema, table_name, enum_name)
-    # No table, or no such objects here: run as written, unless the function drops the table.
+    # No table, or none of them here: run as written, unless the
+    # function drops the table.
     if found is None:
         return not (skip_without_table and table_name is not None)
     return found
@@ -573,7 +574,8 @@ def _idempotify_object_missing(kind, name, schema=None, table_name=None, enum_na
     if inspector is None:
         return True
     found = _idempotify_has_object(inspector, kind, name, schema, table_name, enum_name)
-    # No table, or no such objects here: run as written, unless the function drops the table.
+    # No table, or none of them here: run as written, unless the
+    # function drops the table.
     if found is None:
         return not (skip_without_table and table_name is not None)
     return not found

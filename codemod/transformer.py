@@ -917,26 +917,24 @@ class GuardTransformer(cst.CSTTransformer):
         return self._lines.line(node)
 
     def _with_helper_block(self, module: cst.Module) -> cst.Module:
-        kept: list[cst.BaseStatement] = []
-        position: int | None = None
-        for statement in module.body:
-            if isinstance(statement, cst.FunctionDef) and is_helper_name(statement.name.value):
-                position = len(kept) if position is None else position
-                continue
-            kept.append(statement)
+        """The module with one generated block, after the migration's own code, holding the helpers it calls.
+
+        A block found anywhere else (where idempotify used to put it, before
+        ``upgrade()``) is taken out, so a re-run moves it to the end.
+        """
+        kept = [
+            statement
+            for statement in module.body
+            if not (isinstance(statement, cst.FunctionDef) and is_helper_name(statement.name.value))
+        ]
         used = tuple(sorted(self._helpers_called))
         if not used:
-            return module if position is None else module.with_changes(body=kept)
+            return module if len(kept) == len(module.body) else module.with_changes(body=kept)
         header, block = _helper_block(used, self.style, self._module.default_indent, self._module.default_newline)
         first = block[0].with_changes(
             leading_lines=[cst.EmptyLine(), cst.EmptyLine(), *header, *block[0].leading_lines]
         )
-        if position is None:
-            position = next(
-                (i for i, statement in enumerate(kept) if isinstance(statement, (cst.FunctionDef, cst.ClassDef))),
-                len(kept),
-            )
-        return module.with_changes(body=[*kept[:position], first, *block[1:], *kept[position:]])
+        return module.with_changes(body=[*kept, first, *block[1:]])
 
 
 @cache

@@ -194,7 +194,8 @@ def test_tabs_indent_the_new_lines_with_tabs(tmp_path: Path) -> None:
     assert run(path).exit_code == 0
     text = path.read_text(encoding="utf-8")
     assert '\tif _idempotify_column_missing("player_wellness_state", "updated_at"):\n\t\top.add_column(' in text
-    assert "\n    " not in text.split("def upgrade")[0].split("_idempotify_inspector")[1]
+    generated = text.split("def _idempotify_inspector")[1]
+    assert "\n\t" in generated and "\n    " not in generated
 
 
 def test_version() -> None:
