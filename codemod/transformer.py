@@ -151,6 +151,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._helpers_called: set[str] = set()
         self._helper_def_depth = 0
         self._handled_calls: set[int] = set()
+        self._sharing_a_line: set[int] = set()
 
     # Context: the module, aliases of alembic.op, batch blocks, enclosing ifs, depth.
 
@@ -271,6 +272,10 @@ class GuardTransformer(cst.CSTTransformer):
             )
             self.reports[index] = OpReport(report.line, report.call, Outcome.UNGUARDED, reason)
 
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        if len(node.body) > 1:  # op.a(); op.b()
+            self._sharing_a_line.update(id(small.value) for small in node.body if isinstance(small, cst.Expr))
+
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         self._indents.append(node.indent if node.indent is not None else self._module.default_indent)
         self._dialects.append(self._dialect_blocks.get(id(node)))
@@ -288,6 +293,8 @@ class GuardTransformer(cst.CSTTransformer):
             else:
                 # An op it could guard, were it a statement of its own; else its own reason (SQL, or no guard).
                 reason = found.reason if found.spec is None and found.reason is not None else _NOT_A_STATEMENT
+                if found.spec is not None and id(node) in self._sharing_a_line:
+                    reason = _SHARES_A_LINE
                 self._seen_calls[id(node)] = (self._line(node), found.display, reason, Outcome.UNGUARDED)
         if found is not None:
             # The arguments of an op call are most of a migration: skip them unless they may hold an op.
@@ -356,7 +363,7 @@ class GuardTransformer(cst.CSTTransformer):
             test, report = self._decide(found, original, originals[index + 1 :])
             if test is not None and any(_object_key(effect) in churned for effect in self._effects(found)):
                 test = None
-                reason = f"this block both creates and removes {_names(churned)}: {_CHURN}"
+                reason = f"its function (or the branch it is in) both creates and removes {_names(churned)}: {_CHURN}"
                 report = OpReport(report.line, report.call, Outcome.UNGUARDED, reason)
             elif test is not None:
                 test, report = self._in_batch(found, test, report)
@@ -1060,6 +1067,7 @@ _BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
 _ENCLOSING = "already guarded by an enclosing if or an early return"
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
 _NOT_A_STATEMENT = "not a statement of its own (inside an expression or a one-line block)"
+_SHARES_A_LINE = "shares its line with another statement (`;`): put it on a line of its own to have it guarded"
 _CHURN = f"whether it already ran cannot be told from the schema; {_BY_HAND}"
 _SPLIT = "split it into one execute per statement"
 

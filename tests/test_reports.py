@@ -256,3 +256,9 @@ def test_an_early_return_on_another_object_puts_the_ops_after_it_at_risk() -> No
     found = reports(body)
     assert [report.outcome for report in found] == [Outcome.ALREADY_SAFE, Outcome.UNGUARDED]
     assert found[1].reason.startswith("at risk:")
+
+
+def test_ops_that_share_a_line_are_told_to_take_a_line_each() -> None:
+    body = "    op.drop_column('users', 'a'); op.drop_column('users', 'b')\n"
+    reason = "shares its line with another statement (`;`): put it on a line of its own to have it guarded"
+    assert [(report.outcome, report.reason) for report in reports(body)] == [(Outcome.UNGUARDED, reason)] * 2
