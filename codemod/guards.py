@@ -30,15 +30,31 @@ def _idempotify_inspector():
         return None
     return sqlalchemy.inspect(op.get_bind())
 ''',
+    "_idempotify_found": '''
+def _idempotify_found(answer, found, *names):
+    """``answer``; when it is to skip, what was found goes to the log."""
+    if not answer:
+        import logging
+
+        log = logging.getLogger("alembic.runtime.migration")
+        log.info("idempotify: " + found, *names)
+    return answer
+''',
     "_idempotify_table_exists": """
 def _idempotify_table_exists(table_name, schema=None):
     inspector = _idempotify_inspector()
-    return inspector is None or inspector.has_table(table_name, schema=schema)
+    if inspector is None:
+        return True
+    found = inspector.has_table(table_name, schema=schema)
+    return _idempotify_found(found, "table %s is absent", table_name)
 """,
     "_idempotify_table_missing": """
 def _idempotify_table_missing(table_name, schema=None):
     inspector = _idempotify_inspector()
-    return inspector is None or not inspector.has_table(table_name, schema=schema)
+    if inspector is None:
+        return True
+    found = inspector.has_table(table_name, schema=schema)
+    return _idempotify_found(not found, "table %s exists", table_name)
 """,
     "_idempotify_table": '''
 def _idempotify_table(table_name, schema=None):
@@ -61,7 +77,8 @@ def _idempotify_table_empty(table_name, schema=None):
     if inspector is None or not inspector.has_table(table_name, schema=schema):
         return True
     query = sqlalchemy.select(sqlalchemy.literal(1)).select_from(sqlalchemy.table(table_name, schema=schema))
-    return inspector.bind.execute(query.limit(1)).first() is None
+    empty = inspector.bind.execute(query.limit(1)).first() is None
+    return _idempotify_found(empty, "table %s has rows", table_name)
 ''',
     "_idempotify_recover_batch": '''
 def _idempotify_recover_batch(table_name, schema=None):
@@ -166,8 +183,8 @@ def _idempotify_column_exists(table_name, column_name, schema=None, skip_without
     found = _idempotify_has_column(inspector, table_name, column_name, schema)
     # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
-        return not skip_without_table
-    return bool(found)
+        return _idempotify_found(not skip_without_table, "table %s is absent", table_name)
+    return _idempotify_found(bool(found), "column %s.%s is absent", table_name, column_name)
 """,
     "_idempotify_column_missing": """
 def _idempotify_column_missing(table_name, column_name, schema=None, skip_without_table=False):
@@ -177,8 +194,8 @@ def _idempotify_column_missing(table_name, column_name, schema=None, skip_withou
     found = _idempotify_has_column(inspector, table_name, column_name, schema)
     # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
-        return not skip_without_table
-    return not found
+        return _idempotify_found(not skip_without_table, "table %s is absent", table_name)
+    return _idempotify_found(not found, "column %s.%s exists", table_name, column_name)
 """,
     "_idempotify_has_index": '''
 def _idempotify_has_index(inspector, table_name, index_name, schema, columns=None, drop_invalid=False):
@@ -264,8 +281,8 @@ def _idempotify_index_exists(table_name, index_name, schema=None, skip_without_t
     found = _idempotify_has_index(inspector, table_name, index_name, schema)
     # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
-        return not skip_without_table
-    return bool(found)
+        return _idempotify_found(not skip_without_table, "table %s is absent", table_name)
+    return _idempotify_found(bool(found), "index %s is absent", index_name)
 """,
     "_idempotify_index_missing": """
 def _idempotify_index_missing(table_name, index_name, schema=None, columns=None, skip_without_table=False):
@@ -275,8 +292,8 @@ def _idempotify_index_missing(table_name, index_name, schema=None, columns=None,
     found = _idempotify_has_index(inspector, table_name, index_name, schema, columns, drop_invalid=True)
     # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
-        return not skip_without_table
-    return not found
+        return _idempotify_found(not skip_without_table, "table %s is absent", table_name)
+    return _idempotify_found(not found, "index %s exists", index_name)
 """,
     "_idempotify_has_constraint": '''
 def _idempotify_has_constraint(inspector, constraint, type_):
@@ -372,8 +389,8 @@ def _idempotify_unique_missing(constraint_name, table_name, columns, schema=None
     found = _idempotify_has_constraint(inspector, constraint, "unique")
     # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
-        return not skip_without_table
-    return not found
+        return _idempotify_found(not skip_without_table, "table %s is absent", table_name)
+    return _idempotify_found(not found, "unique constraint %s on %s exists", constraint_name, table_name)
 """,
     "_idempotify_primary_key_missing": """
 def _idempotify_primary_key_missing(constraint_name, table_name, columns, schema=None, skip_without_table=False):
@@ -386,8 +403,8 @@ def _idempotify_primary_key_missing(constraint_name, table_name, columns, schema
     found = _idempotify_has_constraint(inspector, constraint, "primary")
     # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
-        return not skip_without_table
-    return not found
+        return _idempotify_found(not skip_without_table, "table %s is absent", table_name)
+    return _idempotify_found(not found, "primary key %s on %s exists", constraint_name, table_name)
 """,
     "_idempotify_foreign_key_missing": """
 def _idempotify_foreign_key_missing(
@@ -415,8 +432,8 @@ def _idempotify_foreign_key_missing(
     found = _idempotify_has_constraint(inspector, constraint, "foreignkey")
     # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
-        return not skip_without_table
-    return not found
+        return _idempotify_found(not skip_without_table, "table %s is absent", source_table)
+    return _idempotify_found(not found, "foreign key %s on %s exists", constraint_name, source_table)
 """,
     "_idempotify_check_missing": """
 def _idempotify_check_missing(constraint_name, table_name, condition, schema=None, skip_without_table=False):
@@ -427,8 +444,8 @@ def _idempotify_check_missing(constraint_name, table_name, condition, schema=Non
     found = _idempotify_has_constraint(inspector, constraint, "check")
     # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
-        return not skip_without_table
-    return not found
+        return _idempotify_found(not skip_without_table, "table %s is absent", table_name)
+    return _idempotify_found(not found, "check constraint %s on %s exists", constraint_name, table_name)
 """,
     "_idempotify_exclude_missing": """
 def _idempotify_exclude_missing(constraint_name, table_name, schema=None, skip_without_table=False):
@@ -439,8 +456,8 @@ def _idempotify_exclude_missing(constraint_name, table_name, schema=None, skip_w
     found = _idempotify_has_constraint(inspector, constraint, "exclude")
     # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
-        return not skip_without_table
-    return not found
+        return _idempotify_found(not skip_without_table, "table %s is absent", table_name)
+    return _idempotify_found(not found, "exclusion constraint %s on %s exists", constraint_name, table_name)
 """,
     "_idempotify_constraint_exists": """
 def _idempotify_constraint_exists(
@@ -453,10 +470,10 @@ def _idempotify_constraint_exists(
     found = _idempotify_has_constraint(inspector, constraint, type_)
     # No table: run and fail as unguarded, unless the function drops it.
     if found is None:
-        return not skip_without_table
+        return _idempotify_found(not skip_without_table, "table %s is absent", table_name)
     if not found and naming_convention:
         found = _idempotify_named_by_convention(inspector, constraint, type_, naming_convention)
-    return bool(found)
+    return _idempotify_found(bool(found), "constraint %s on %s is absent", constraint_name, table_name)
 """,
     "_idempotify_named_by_convention": '''
 def _idempotify_named_by_convention(inspector, constraint, type_, naming_convention):
@@ -490,12 +507,18 @@ def _idempotify_has_sequence(inspector, sequence_name, schema):
     "_idempotify_sequence_exists": """
 def _idempotify_sequence_exists(sequence_name, schema=None):
     inspector = _idempotify_inspector()
-    return inspector is None or _idempotify_has_sequence(inspector, sequence_name, schema) is not False
+    if inspector is None:
+        return True
+    found = _idempotify_has_sequence(inspector, sequence_name, schema) is not False
+    return _idempotify_found(found, "sequence %s is absent", sequence_name)
 """,
     "_idempotify_sequence_missing": """
 def _idempotify_sequence_missing(sequence_name, schema=None):
     inspector = _idempotify_inspector()
-    return inspector is None or not _idempotify_has_sequence(inspector, sequence_name, schema)
+    if inspector is None:
+        return True
+    found = _idempotify_has_sequence(inspector, sequence_name, schema)
+    return _idempotify_found(not found, "sequence %s exists", sequence_name)
 """,
     "_idempotify_has_enum": """
 def _idempotify_has_enum(inspector, enum_name, schema):
@@ -506,12 +529,18 @@ def _idempotify_has_enum(inspector, enum_name, schema):
     "_idempotify_enum_exists": """
 def _idempotify_enum_exists(enum_name, schema=None):
     inspector = _idempotify_inspector()
-    return inspector is None or _idempotify_has_enum(inspector, enum_name, schema) is not False
+    if inspector is None:
+        return True
+    found = _idempotify_has_enum(inspector, enum_name, schema) is not False
+    return _idempotify_found(found, "enum type %s is absent", enum_name)
 """,
     "_idempotify_enum_missing": """
 def _idempotify_enum_missing(enum_name, schema=None):
     inspector = _idempotify_inspector()
-    return inspector is None or not _idempotify_has_enum(inspector, enum_name, schema)
+    if inspector is None:
+        return True
+    found = _idempotify_has_enum(inspector, enum_name, schema)
+    return _idempotify_found(not found, "enum type %s exists", enum_name)
 """,
     "_idempotify_has_object": '''
 def _idempotify_has_object(inspector, kind, name, schema, table_name, enum_name):
@@ -565,8 +594,8 @@ def _idempotify_object_exists(kind, name, schema=None, table_name=None, enum_nam
     # No table, or none of them here: run as written, unless the
     # function drops the table.
     if found is None:
-        return not (skip_without_table and table_name is not None)
-    return found
+        return _idempotify_found(not (skip_without_table and table_name is not None), "table %s is absent", table_name)
+    return _idempotify_found(found, "%s %s is absent", kind, name)
 """,
     "_idempotify_object_missing": """
 def _idempotify_object_missing(kind, name, schema=None, table_name=None, enum_name=None, skip_without_table=False):
@@ -577,35 +606,44 @@ def _idempotify_object_missing(kind, name, schema=None, table_name=None, enum_na
     # No table, or none of them here: run as written, unless the
     # function drops the table.
     if found is None:
-        return not (skip_without_table and table_name is not None)
-    return not found
+        return _idempotify_found(not (skip_without_table and table_name is not None), "table %s is absent", table_name)
+    return _idempotify_found(not found, "%s %s exists", kind, name)
 """,
 }
 
 _INDEX_HELPERS = ("_idempotify_inspector", "_idempotify_schema_objects", "_idempotify_has_index")
 _CONSTRAINT_HELPERS = ("_idempotify_inspector", "_idempotify_schema_objects", "_idempotify_has_constraint")
 _DEPENDENCIES: dict[str, tuple[str, ...]] = {
-    "_idempotify_table_exists": ("_idempotify_inspector",),
-    "_idempotify_table_missing": ("_idempotify_inspector",),
-    "_idempotify_table_empty": ("_idempotify_inspector",),
+    "_idempotify_table_exists": (
+        "_idempotify_found",
+        "_idempotify_inspector",
+    ),
+    "_idempotify_table_missing": (
+        "_idempotify_found",
+        "_idempotify_inspector",
+    ),
+    "_idempotify_table_empty": (
+        "_idempotify_found",
+        "_idempotify_inspector",
+    ),
     "_idempotify_recover_batch": ("_idempotify_inspector",),
     "_idempotify_reuse_enum_types": ("_idempotify_inspector",),
-    "_idempotify_column_exists": ("_idempotify_inspector", "_idempotify_has_column"),
-    "_idempotify_column_missing": ("_idempotify_inspector", "_idempotify_has_column"),
-    "_idempotify_index_exists": _INDEX_HELPERS,
-    "_idempotify_index_missing": _INDEX_HELPERS,
-    "_idempotify_unique_missing": _CONSTRAINT_HELPERS,
-    "_idempotify_primary_key_missing": _CONSTRAINT_HELPERS,
-    "_idempotify_foreign_key_missing": _CONSTRAINT_HELPERS,
-    "_idempotify_check_missing": _CONSTRAINT_HELPERS,
-    "_idempotify_exclude_missing": _CONSTRAINT_HELPERS,
-    "_idempotify_constraint_exists": _CONSTRAINT_HELPERS,
-    "_idempotify_sequence_exists": ("_idempotify_inspector", "_idempotify_has_sequence"),
-    "_idempotify_sequence_missing": ("_idempotify_inspector", "_idempotify_has_sequence"),
-    "_idempotify_enum_exists": ("_idempotify_inspector", "_idempotify_has_enum"),
-    "_idempotify_enum_missing": ("_idempotify_inspector", "_idempotify_has_enum"),
-    "_idempotify_object_exists": ("_idempotify_inspector", "_idempotify_has_object"),
-    "_idempotify_object_missing": ("_idempotify_inspector", "_idempotify_has_object"),
+    "_idempotify_column_exists": ("_idempotify_found", "_idempotify_inspector", "_idempotify_has_column"),
+    "_idempotify_column_missing": ("_idempotify_found", "_idempotify_inspector", "_idempotify_has_column"),
+    "_idempotify_index_exists": ("_idempotify_found", *_INDEX_HELPERS),
+    "_idempotify_index_missing": ("_idempotify_found", *_INDEX_HELPERS),
+    "_idempotify_unique_missing": ("_idempotify_found", *_CONSTRAINT_HELPERS),
+    "_idempotify_primary_key_missing": ("_idempotify_found", *_CONSTRAINT_HELPERS),
+    "_idempotify_foreign_key_missing": ("_idempotify_found", *_CONSTRAINT_HELPERS),
+    "_idempotify_check_missing": ("_idempotify_found", *_CONSTRAINT_HELPERS),
+    "_idempotify_exclude_missing": ("_idempotify_found", *_CONSTRAINT_HELPERS),
+    "_idempotify_constraint_exists": ("_idempotify_found", *_CONSTRAINT_HELPERS),
+    "_idempotify_sequence_exists": ("_idempotify_found", "_idempotify_inspector", "_idempotify_has_sequence"),
+    "_idempotify_sequence_missing": ("_idempotify_found", "_idempotify_inspector", "_idempotify_has_sequence"),
+    "_idempotify_enum_exists": ("_idempotify_found", "_idempotify_inspector", "_idempotify_has_enum"),
+    "_idempotify_enum_missing": ("_idempotify_found", "_idempotify_inspector", "_idempotify_has_enum"),
+    "_idempotify_object_exists": ("_idempotify_found", "_idempotify_inspector", "_idempotify_has_object"),
+    "_idempotify_object_missing": ("_idempotify_found", "_idempotify_inspector", "_idempotify_has_object"),
 }
 
 

@@ -229,7 +229,7 @@ QUESTIONS = {
     "object_missing": ("trigger", "trg_users", None, "users"),
 }
 # Helpers that are parts of others, or give the migration something other than an answer.
-NOT_QUESTIONS = {"inspector", "schema_objects", "table", "named_by_convention"}
+NOT_QUESTIONS = {"inspector", "schema_objects", "table", "named_by_convention", "found"}
 
 
 def test_every_helper_that_answers_is_asked_offline() -> None:
@@ -601,3 +601,28 @@ def test_a_batch_copy_that_holds_the_tables_constraints_is_left_to_fail(
             " with its copy, after moving the table's named constraints to the copy; put them right by hand"
         ]
         assert sa.inspect(engine).get_pk_constraint(leftover)["constrained_columns"] == ["id"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_guard_that_skips_says_what_it_found_and_one_that_runs_says_nothing(
+    dialect: str, scratch: Scratch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deploy log (Alembic's logger, at INFO) names the object a skipped op found; a run adds nothing."""
+    helpers = _helpers()
+    with scratch(dialect) as engine, engine.connect() as connection, _migration(connection):
+        _base(engine)
+        with caplog.at_level(logging.INFO, logger="alembic.runtime.migration"):
+            answers = [
+                _call(helpers, "column_missing", ("users", "name")),
+                _call(helpers, "table_missing", ("users",)),
+                _call(helpers, "index_exists", ("users", "ix_users_nope")),
+                _call(helpers, "column_missing", ("users", "nickname")),
+                _call(helpers, "table_exists", ("users",)),
+            ]
+    assert answers == [False, False, False, True, True]
+    assert _idempotify_said(caplog) == [
+        "idempotify: column users.name exists",
+        "idempotify: table users exists",
+        "idempotify: index ix_users_nope is absent",
+    ]
+    assert all(record.levelno == logging.INFO for record in caplog.records if "idempotify" in record.getMessage())
