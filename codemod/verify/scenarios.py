@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -202,10 +202,14 @@ class ChainVerifier:
                 )
             with self._copy(disk, self.disk_history) as again:
                 report.results["re-run"] = self._rerun(again, revision, expected)
+                if report.results["re-run"].status == "ok":  # again holds the revision's result: one copy fewer
+                    report.results["downgrade"] = self._downgrade(revision, before, baseline_error, again)
             crashing = revision.source if baseline_error else revision.original
             report.results["crash"] = self._crash(pre, replay_before, revision, crashing, ops, expected)
-        report.results["downgrade"] = self._downgrade(revision, before, baseline_error)
+        if "downgrade" not in report.results:
+            report.results["downgrade"] = self._downgrade(revision, before, baseline_error)
         report.results["offline"] = self._offline(revision)
+        report.results = {name: report.results[name] for name in SCENARIOS}
 
     def _upgrade_failed(self, report: RevisionReport, failure: _Failed, pre: Scratch) -> None:
         """The revision's upgrade fails: say whose fault it is, then go on from the baseline's state."""
@@ -287,10 +291,14 @@ class ChainVerifier:
                     return Result("fail", prefix + "; ".join(diff), "other")
         return Result("ok", f"stopped after each of ops 1..{ops - 1}, then completed")
 
-    def _downgrade(self, revision: Revision, before: Snapshot, baseline_error: str) -> Result:
+    def _downgrade(
+        self, revision: Revision, before: Snapshot, baseline_error: str, start: Scratch | None = None
+    ) -> Result:
+        """Downgrade twice from the revision's result (``start``, a copy of it, else a new copy of the chain's)."""
         # An unchanged file is its own original: nothing to compare, and its failures are the chain's.
         unchanged = revision.baseline is not None and revision.baseline == revision.source
-        with self._copy(self.disk, self.disk_history) as scratch:
+        copied = nullcontext(start) if start is not None else self._copy(self.disk, self.disk_history)
+        with copied as scratch:
             baseline: Snapshot | None = None
             original_fails = False
             if unchanged:
