@@ -366,7 +366,7 @@ def verify(
     try:
         versions = versions or _alembic_versions(printer)
         config = load_config(versions[0])
-        _make_project_importable(versions[0])
+        _make_project_importable(alembic_config or versions[0])
         convention = _convention_for(naming_convention, config)
         initial = _metadata(initial_schema) if initial_schema is not None else None
         chain = load_chain(versions, baseline)

@@ -178,3 +178,18 @@ def test_a_missing_driver_exits_2(project: Path) -> None:
     )
     assert result.exit_code == 2
     assert "no database driver for postgresql+pg8000://u@127.0.0.1/x: No module named 'pg8000'" in result.stderr
+
+
+def test_config_names_the_project_whose_env_py_runs_the_chain(tmp_path: Path) -> None:
+    """The versions live elsewhere (a copy): without --config the bare harness runs them, with it the env.py."""
+    copy = tmp_path / "project"
+    shutil.copytree(PROJECT, copy)
+    (copy / "env.py").write_text(IGNORING_ENV, encoding="utf-8")
+    versions = tmp_path / "elsewhere" / "versions"
+    shutil.copytree(PROJECT / "versions", versions)
+    convention = json.dumps({"uq": "uq_%(table_name)s_%(column_0_name)s"})
+    bare = CliRunner().invoke(app, ["verify", str(versions), "--naming-convention", convention])
+    assert "does not run on the connection" not in bare.stderr
+    through = CliRunner().invoke(app, ["verify", str(versions), "--config", str(copy / "alembic.ini")])
+    assert through.exit_code == 2
+    assert "(it configured a connection to another database)" in through.stderr
