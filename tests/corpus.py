@@ -40,6 +40,8 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     sql: Counter[str] = field(default_factory=Counter)  # SQL ops (execute calls): outcome and reason
+    helper_lines: list[int] = field(default_factory=list)  # per rewritten file: lines of the generated block
+    growth: list[int] = field(default_factory=list)  # per rewritten file: lines added
     failed: list[str] = field(default_factory=list)
     not_compiling: list[str] = field(default_factory=list)
     unstable: list[str] = field(default_factory=list)
@@ -50,6 +52,8 @@ class Tally:
         self.outcomes += other.outcomes
         self.reasons += other.reasons
         self.sql += other.sql
+        self.helper_lines += other.helper_lines
+        self.growth += other.growth
         for name in ("failed", "not_compiling", "unstable", "touched"):
             getattr(self, name).extend(getattr(other, name))
 
@@ -107,6 +111,11 @@ def check(name: str, source: bytes) -> Tally:
             tally.reasons[report.reason.split(":")[0][:90]] += 1
         if report.call.endswith((".execute", ".exec_driver_sql")):
             tally.sql[f"{report.outcome.value:<15} {report.reason.split(':')[0][:80]}"] += 1
+    if output != source:
+        lines = output.decode("utf-8", "replace").splitlines()
+        header = next((i for i, line in enumerate(lines) if line.startswith("# idempotify: generated guards")), None)
+        tally.helper_lines.append(0 if header is None else len(lines) - header)
+        tally.growth.append(len(lines) - len(source.decode("utf-8", "replace").splitlines()))
     try:
         compile(output, name, "exec")
     except SyntaxError as error:
@@ -131,6 +140,12 @@ def main() -> int:
         total.add(tally)
         row(requirement, tally)
     row("total", total)
+    for title, values in (
+        ("generated helper lines per rewritten file", total.helper_lines),
+        ("lines added per rewritten file", total.growth),
+    ):
+        spread = f"median {_percentile(values, 50)}, 90th percentile {_percentile(values, 90)}"
+        print(f"\n{title}: {spread}, max {max(values, default=0)}")
     print("\nSQL ops (execute, exec_driver_sql), by outcome and reason:")
     for kind, count in sorted(total.sql.items(), key=lambda item: (item[0][:15], -item[1])):
         print(f"{count:>6}  {kind}")
@@ -148,6 +163,11 @@ def main() -> int:
             for item in items[:30]:
                 print(f"  {item}")
     return 1 if total.failed or total.not_compiling or total.unstable or total.touched else 0
+
+
+def _percentile(values: list[int], percent: int) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, len(ordered) * percent // 100)] if ordered else 0
 
 
 def row(name: str, tally: Tally) -> None:
