@@ -160,9 +160,10 @@ class GuardTransformer(cst.CSTTransformer):
         self._lines = NodeLines(node, self._source_bytes)
         self._op_names = {"op"} | set(_op_aliases(node))
         tree = self._lines.tree
-        self._removed_tables = _tables_by_function(tree, {"drop_table": "table_name", "rename_table": "old_table_name"})
-        self._made_tables = _tables_by_function(tree, {"create_table": "table_name"})
-        self._column_drops = _tables_by_function(tree, {"drop_column": "table_name"})
+        by_function = _tables_by_function(tree)
+        self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
+        self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
+        self._column_drops = {name: ops["drop_column"] for name, ops in by_function.items()}
         self._constants = _string_constants(node)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
@@ -1072,12 +1073,22 @@ _CHURN = f"whether it already ran cannot be told from the schema; {_BY_HAND}"
 _SPLIT = "split it into one execute per statement"
 
 
-def _tables_by_function(tree: ast.Module | None, parameters: dict[str, str]) -> dict[str, set[str]]:
-    """Per function name, the tables (normalised source) named by its calls of the ops in ``parameters``.
+# The op that names a table each of the per-function lists is about, and the parameter that names it.
+_TABLE_OPS = {
+    "drop_table": "table_name",
+    "rename_table": "old_table_name",
+    "create_table": "table_name",
+    "drop_column": "table_name",
+}
 
-    ``parameters`` maps an op to the parameter naming the table, e.g. ``{"drop_table": "table_name"}``.
+
+def _tables_by_function(tree: ast.Module | None) -> dict[str, dict[str, set[str]]]:
+    """Per function name and op of ``_TABLE_OPS``, the tables (normalised source) its calls of the op name.
+
+    SQL strings count too: ``op.execute("DROP TABLE t")`` drops ``t``. One walk of
+    Python's tree answers every op.
     """
-    found: dict[str, set[str]] = {}
+    found: dict[str, dict[str, set[str]]] = {}
     if tree is None:
         return found
     constants = {
@@ -1090,17 +1101,17 @@ def _tables_by_function(tree: ast.Module | None, parameters: dict[str, str]) -> 
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        tables = found.setdefault(function.name, set())
+        tables = found.setdefault(function.name, {op: set() for op in _TABLE_OPS})
         for call in ast.walk(function):
             if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
                 continue
             if call.func.attr in {"execute", "exec_driver_sql"} and call.args:
                 sql = _ast_sql(call.args[0], constants)
                 for part in read_sql(sql, None) if sql is not None else ():
-                    name = part.args.get(parameters.get(part.op or "", ""))
-                    if isinstance(name, str):
-                        tables.add(ast.dump(ast.Expression(body=ast.Constant(value=name))))
-            parameter = parameters.get(call.func.attr)
+                    name = part.args.get(_TABLE_OPS.get(part.op or "", ""))
+                    if isinstance(name, str) and part.op is not None:
+                        tables[part.op].add(ast.dump(ast.Expression(body=ast.Constant(value=name))))
+            parameter = _TABLE_OPS.get(call.func.attr)
             if parameter is None:
                 continue
             keywords = {keyword.arg: keyword.value for keyword in call.keywords}
@@ -1110,7 +1121,7 @@ def _tables_by_function(tree: ast.Module | None, parameters: dict[str, str]) -> 
             if isinstance(table, ast.Constant) and isinstance(table.value, str):
                 table = ast.Constant(value=table.value)
             if table is not None and not isinstance(table, ast.Starred):
-                tables.add(ast.dump(ast.Expression(body=table)))
+                tables[call.func.attr].add(ast.dump(ast.Expression(body=table)))
     return found
 
 
