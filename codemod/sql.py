@@ -58,6 +58,7 @@ class Part:
     safe: str | None = None
     inert: bool = False
     reason: str | None = None
+    query: bool = False  # reads tables: a re-run fails if its function dropped them
 
 
 class _Unsure(Exception):
@@ -155,7 +156,7 @@ class _Reader:
     def statement(self, node: exp.Expression) -> list[Part]:
         for kind, reason in _INERT.items():
             if isinstance(node, kind):
-                return [Part(safe=reason, inert=True)]
+                return [Part(safe=reason, inert=True, query=kind is exp.Select)]
         for kind, reason in _REAPPLIED.items():
             if isinstance(node, kind):
                 return [Part(safe=reason)]
@@ -184,9 +185,8 @@ class _Reader:
         words = [token.text.upper() for token in tokens[:8]]
         if keyword == "CREATE" and words[:2] == ["OR", "REPLACE"]:
             return Part(safe="its SQL says CREATE OR REPLACE")
-        if words[1:4] == ["IF", "NOT", "EXISTS"] or words[1:3] == ["IF", "EXISTS"]:
-            return Part(safe="its SQL says IF [NOT] EXISTS")
-        if "IF" in words and words[words.index("IF") + 1 : words.index("IF") + 3] in (["NOT", "EXISTS"], ["EXISTS"]):
+        after_if = words[words.index("IF") + 1 :][:2] if "IF" in words else []
+        if after_if == ["NOT", "EXISTS"] or after_if[:1] == ["EXISTS"]:
             return Part(safe="its SQL says IF [NOT] EXISTS")
         names = _NameTokens(tokens, self)
         if keyword in {"CREATE", "DROP"} and words[:1] == ["EXTENSION"]:
@@ -203,7 +203,7 @@ class _Reader:
 
     def _enum_value(self, names: _NameTokens) -> Part:
         """``ALTER TYPE t ADD VALUE 'v'`` and ``RENAME VALUE 'a' TO 'b'`` (PostgreSQL enum types)."""
-        enum, end = names.qualified(1)
+        enum, end = names.qualified(1, "enum_name")
         words = names.words(end, 2)
         args: dict[str, Value] = {"kind": "enum_value", **enum}
         if words == ["ADD", "VALUE"]:
@@ -293,7 +293,7 @@ class _Reader:
         if kind != "TABLE" or not isinstance(table, exp.Table):
             return [Part(reason=f"its SQL: no guard for ALTER {kind} yet")]
         on_table = self._table(table, "table_name")
-        return [self._action(action, on_table) for action in node.args.get("actions") or ()]
+        return [self._action(action, on_table) for action in actions]
 
     def _action(self, action: exp.Expression, on_table: dict[str, Value]) -> Part:
         if isinstance(action, exp.ColumnDef):
@@ -452,21 +452,18 @@ class _NameTokens:
         token = self.tokens[index]
         return self.reader._name(exp.Identifier(this=token.text, quoted=token.token_type == TokenType.IDENTIFIER))
 
-    def qualified(self, index: int) -> tuple[dict[str, Value], int]:
-        """``{"enum_name": name}`` and ``schema`` for ``schema.name`` at ``index``, and the index after it."""
+    def qualified(self, index: int, param: str) -> tuple[dict[str, Value], int]:
+        """``{param: name}``, and ``schema`` for ``schema.name``, at ``index``; and the index after the name."""
         if self.words(index + 1, 1) == ["."]:
-            return {"enum_name": self.name(index + 2), "schema": self.name(index)}, index + 3
-        return {"enum_name": self.name(index)}, index + 1
+            return {param: self.name(index + 2), "schema": self.name(index)}, index + 3
+        return {param: self.name(index)}, index + 1
 
     def after(self, keyword: str) -> dict[str, Value]:
         """``{"table_name": ...}`` for the name after the first ``keyword`` (``ON t``), and its schema."""
         words = self.words(0, len(self.tokens))
         if keyword not in words:
             raise _Unsure(f"its SQL has no {keyword} where a table was expected")
-        index = words.index(keyword) + 1
-        if self.words(index + 1, 1) == ["."]:
-            return {"table_name": self.name(index + 2), "schema": self.name(index)}
-        return {"table_name": self.name(index)}
+        return self.qualified(words.index(keyword) + 1, "table_name")[0]
 
     def string(self, index: int) -> str:
         if index >= len(self.tokens) or self.tokens[index].token_type != TokenType.STRING:

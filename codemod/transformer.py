@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
-import textwrap
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -27,7 +26,7 @@ from codemod.guards import KEYWORD_HELPERS, guard_test, helper_block_source, is_
 from codemod.lines import NodeLines
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
-from codemod.sql import QUERY, Value, Verbatim, read_sql
+from codemod.sql import DIALECTS, Value, Verbatim, read_sql
 
 SKIP_MARKER = "idempotify: skip"
 _CONNECTION_SQL = "SQL run on the connection is not guarded"
@@ -142,7 +141,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_drops: list[bool] = [False]
         self._function_removes: list[set[str]] = [set()]
         self._function_makes: list[set[str]] = [set()]
-        self._constants: dict[str, cst.BaseExpression] = {}
+        self._constants: dict[str, ast.expr] = {}
         self._dialect_blocks: dict[int, str] = {}
         self._dialects: list[str | None] = []
         self._created_tables: list[dict[str, tuple[str, str | None]]] = [{}]
@@ -160,11 +159,11 @@ class GuardTransformer(cst.CSTTransformer):
         self._lines = NodeLines(node, self._source_bytes)
         self._op_names = {"op"} | set(_op_aliases(node))
         tree = self._lines.tree
-        by_function = _tables_by_function(tree)
+        self._constants = _module_constants(tree)
+        by_function = _tables_by_function(tree, self._constants)
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] for name, ops in by_function.items()}
-        self._constants = _string_constants(node)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._helper_def_depth += is_helper_name(node.name.value)
@@ -794,45 +793,41 @@ class GuardTransformer(cst.CSTTransformer):
             built = _statement_built(statement) if statement is not None else None
             if built in _BUILT_STATEMENTS:
                 reason, safe = _BUILT_STATEMENTS[built]
-                return self._query(_OpCall(None, name, display, call, reason=reason, safe=safe))
+                return self._query(_OpCall(None, name, display, call, reason=reason, safe=safe), built == "select")
             return _OpCall(None, name, display, call, reason=otherwise)
-        parts = read_sql(sql, self._dialects_here())
+        parts = read_sql(sql, self._dialect_here())
 
         def left(reason: str, safe: bool = False) -> _OpCall:
             return _OpCall(None, name, display, call, reason=reason, safe=safe)
 
-        unguarded = [part for part in parts if part.op is None and part.safe is None]
         if len(parts) == 1 and parts[0].op == "insert":
-            args = {key: self._literal(value) for key, value in parts[0].args.items()}
-            return _OpCall(None, "insert", display, call, args, reason=parts[0].reason)
-        unguarded += [part for part in parts if part.op == "insert"]
+            return _OpCall(None, "insert", display, call, self._literals(parts[0].args), reason=parts[0].reason)
+        unguarded = [part for part in parts if part.safe is None and part.op in (None, "insert")]
         if unguarded:
             return left(str(unguarded[0].reason))
-        guarded = [part for part in parts if part.op is not None]
-        if not guarded:
+        ops = [
+            _OpCall(SPECS[part.op], name, display, call, self._literals(part.args))
+            for part in parts
+            if part.op is not None
+        ]
+        if not ops:
             reasons = [part.safe for part in parts if not part.inert] or [part.safe for part in parts]
-            return self._query(left(str(reasons[0]), safe=True))
+            return self._query(left(str(reasons[0]), safe=True), any(part.query for part in parts))
         rerun = [part.safe for part in parts if part.safe is not None and not part.inert]
         if rerun:
             return left(
                 f"its SQL mixes statements guarded by name with one that runs every time ({rerun[0]}); {_SPLIT}"
             )
-        ops = [
-            _OpCall(
-                SPECS[part.op], name, display, call, {key: self._literal(value) for key, value in part.args.items()}
-            )
-            for part in guarded
-            if part.op is not None
-        ]
         churned = self._churned_objects(ops)
         if churned:
             return left(*self._churned_sql(ops, churned))
         first, *rest = ops
         return _OpCall(first.spec, name, display, call, first.args, parts=tuple(rest))
 
-    def _query(self, found: _OpCall) -> _OpCall:
-        """A query, already safe unless its function drops tables or columns, which a re-run may no longer find."""
-        if not (found.safe and found.reason in _QUERIES and self._function_drops[-1]):
+    def _query(self, found: _OpCall, reads: bool) -> _OpCall:
+        """Already safe, unless it ``reads`` tables and its function drops tables or columns, which a re-run
+        may no longer find."""
+        if not (found.safe and reads and self._function_drops[-1]):
             return found
         reason = (
             f"{found.reason}, in a function that drops tables or columns: a re-run fails if it reads one of "
@@ -862,25 +857,19 @@ class GuardTransformer(cst.CSTTransformer):
         return f"its SQL both creates and removes {_names(churned)}: {_CHURN}", False
 
     def _sql_text(self, expression: cst.BaseExpression) -> str | None:
-        """The SQL a string expression holds: literals, ``text(...)``, ``dedent(...)`` and module-level constants."""
-        if isinstance(expression, cst.Call) and len(expression.args) == 1 and not expression.args[0].keyword:
-            wrapper = _called_name(expression.func)
-            if wrapper == "text":
-                return self._sql_text(expression.args[0].value)
-            if wrapper == "dedent":
-                inner = self._sql_text(expression.args[0].value)
-                return None if inner is None else textwrap.dedent(inner)
+        """The SQL a string expression holds, read from Python's tree as ``_tables_by_function`` reads it."""
+        try:
+            parsed = ast.parse(f"({self._source(expression)})", mode="eval")
+        except SyntaxError:
             return None
-        if isinstance(expression, cst.Name) and expression.value in self._constants:
-            return self._sql_text(self._constants[expression.value])
-        if isinstance(expression, (cst.SimpleString, cst.ConcatenatedString)):
-            value = expression.evaluated_value
-            return value if isinstance(value, str) else None
-        return None
+        return _ast_sql(parsed.body, self._constants)
 
-    def _dialects_here(self) -> str | None:
+    def _dialect_here(self) -> str | None:
         """The dialect the enclosing ``if ...dialect.name == "..."`` branch runs on, if any."""
         return next((dialect for dialect in reversed(self._dialects) if dialect is not None), None)
+
+    def _literals(self, args: Mapping[str, Value]) -> dict[str, cst.BaseExpression]:
+        return {key: self._literal(value) for key, value in args.items()}
 
     def _literal(self, value: Value) -> cst.BaseExpression:
         """A name read from SQL as an argument of the op it spells: a constraint's as ``op.f(...)``."""
@@ -1082,7 +1071,7 @@ _TABLE_OPS = {
 }
 
 
-def _tables_by_function(tree: ast.Module | None) -> dict[str, dict[str, set[str]]]:
+def _tables_by_function(tree: ast.Module | None, constants: dict[str, ast.expr]) -> dict[str, dict[str, set[str]]]:
     """Per function name and op of ``_TABLE_OPS``, the tables (normalised source) its calls of the op name.
 
     SQL strings count too: ``op.execute("DROP TABLE t")`` drops ``t``. One walk of
@@ -1091,13 +1080,6 @@ def _tables_by_function(tree: ast.Module | None) -> dict[str, dict[str, set[str]
     found: dict[str, dict[str, set[str]]] = {}
     if tree is None:
         return found
-    constants = {
-        statement.targets[0].id: statement.value
-        for statement in tree.body
-        if isinstance(statement, ast.Assign)
-        and len(statement.targets) == 1
-        and isinstance(statement.targets[0], ast.Name)
-    }
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
@@ -1125,6 +1107,22 @@ def _tables_by_function(tree: ast.Module | None) -> dict[str, dict[str, set[str]
     return found
 
 
+def _module_constants(tree: ast.Module | None) -> dict[str, ast.expr]:
+    """Module-level ``NAME = ...`` assigned once, for SQL kept in a constant."""
+    found: dict[str, ast.expr] = {}
+    seen: set[str] = set()
+    for statement in tree.body if tree is not None else ():
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+            target = statement.targets[0]
+            if isinstance(target, ast.Name):
+                if target.id in seen:
+                    found.pop(target.id, None)
+                else:
+                    found[target.id] = statement.value
+                seen.add(target.id)
+    return found
+
+
 def _ast_sql(node: ast.expr, constants: dict[str, ast.expr]) -> str | None:
     """The SQL a string expression holds, read from Python's tree (see ``GuardTransformer._sql_text``)."""
     if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
@@ -1145,20 +1143,16 @@ _BUILT_STATEMENTS = {
 }
 
 
-_QUERIES = frozenset({_BUILT_STATEMENTS["select"][0], QUERY})
-
-
 def _statement_built(expression: cst.BaseExpression) -> str | None:
     """``select`` for ``sa.select(...).where(...)`` or ``table.select()``: the call a statement chain starts from."""
-    while isinstance(expression, cst.Call) and isinstance(expression.func, cst.Attribute):
-        if expression.func.attr.value in _BUILT_STATEMENTS:
-            inner = expression.func.value
-            if not (isinstance(inner, cst.Call) and _statement_built(inner) is not None):
-                return expression.func.attr.value
+    found = None
+    while isinstance(expression, cst.Call):
+        name = _called_name(expression.func)
+        found = name if name in _BUILT_STATEMENTS else found
+        if not isinstance(expression.func, cst.Attribute):
+            break
         expression = expression.func.value
-    if isinstance(expression, cst.Call) and isinstance(expression.func, cst.Name):
-        return expression.func.value if expression.func.value in _BUILT_STATEMENTS else None
-    return None
+    return found
 
 
 def _creates(found: _OpCall) -> bool:
@@ -1172,12 +1166,9 @@ def _called_name(func: cst.BaseExpression) -> str | None:
     return func.value if isinstance(func, cst.Name) else None
 
 
-_DIALECT_NAMES = frozenset({"postgresql", "mysql", "mariadb", "sqlite"})
-
-
 def _dialect_tested(test: cst.BaseExpression) -> str | None:
-    """The dialect an ``if`` runs its body on: ``<...dialect...> == "postgresql"`` (or ``in ("mysql", ...)``
-    naming one kind of database); None for anything else."""
+    """The dialect an ``if`` runs its body on: ``<...dialect...> == "postgresql"`` (or ``in ("mysql", "mariadb")``,
+    names of one kind of database), as a key of ``codemod.sql.DIALECTS``; None for anything else."""
     if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
         return None
     target = test.comparisons[0]
@@ -1189,28 +1180,9 @@ def _dialect_tested(test: cst.BaseExpression) -> str | None:
         values = [_string_value(target.comparator)]
     elif isinstance(target.operator, cst.In) and isinstance(target.comparator, (cst.Tuple, cst.List, cst.Set)):
         values = [_string_value(element.value) for element in target.comparator.elements]
-    kinds = {"mariadb": "mysql"}
-    found = {kinds.get(value, value) for value in values if value in _DIALECT_NAMES}
-    return found.pop() if len(found) == 1 and len(values) >= 1 and all(v in _DIALECT_NAMES for v in values) else None
-
-
-def _string_constants(module: cst.Module) -> dict[str, cst.BaseExpression]:
-    """Module-level ``NAME = "..."`` assignments (each name assigned once), for SQL kept in a constant."""
-    found: dict[str, cst.BaseExpression] = {}
-    seen: set[str] = set()
-    for statement in module.body:
-        if not isinstance(statement, cst.SimpleStatementLine):
-            continue
-        for small in statement.body:
-            target = small.targets[0].target if isinstance(small, cst.Assign) and len(small.targets) == 1 else None
-            if isinstance(small, cst.Assign) and isinstance(target, cst.Name):
-                name = target.value
-                if name in seen:
-                    found.pop(name, None)
-                elif isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString, cst.Call)):
-                    found[name] = small.value
-                seen.add(name)
-    return found
+    if not values or not all(value in DIALECTS for value in values):
+        return None
+    return values[0] if len({DIALECTS[str(value)] for value in values}) == 1 else None
 
 
 def _object_key(effect: Effect) -> tuple[str, str] | None:
