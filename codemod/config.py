@@ -27,12 +27,15 @@ import sys
 from dataclasses import dataclass, fields
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 
 class ConfigError(Exception):
@@ -152,14 +155,25 @@ class AlembicProject:
     sys_path: tuple[str, ...] = ()
 
 
+def alembic_config(config_file: Path) -> AlembicConfig:
+    """Alembic's ``Config`` for ``alembic.ini`` (with ``[tool.alembic]`` of the ``pyproject.toml`` beside it,
+    if any) or for a ``pyproject.toml`` alone, as ``alembic`` reads them."""
+    from alembic.config import Config as AlembicConfig  # noqa: PLC0415 - only for an Alembic project
+
+    pyproject = config_file.parent / "pyproject.toml"
+    toml = str(pyproject) if _tool_table(pyproject, "alembic") is not None else None
+    if config_file.name == "pyproject.toml":
+        return AlembicConfig(toml_file=toml)
+    return AlembicConfig(str(config_file), toml_file=toml)
+
+
 def find_alembic_project(start: Path) -> AlembicProject | None:
     """The Alembic project configured at or above ``start``.
 
     ``$ALEMBIC_CONFIG`` when set (as for ``alembic``), else the first folder
     holding ``alembic.ini`` or a ``pyproject.toml`` with ``[tool.alembic]``.
     """
-    from alembic.config import Config as AlembicConfig  # noqa: PLC0415 - only when no path is given
-    from alembic.script import ScriptDirectory  # noqa: PLC0415
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - only when no path is given
     from alembic.util import CommandError  # noqa: PLC0415
 
     start = start.resolve()
@@ -173,12 +187,9 @@ def find_alembic_project(start: Path) -> AlembicProject | None:
     for folder, ini in candidates:
         pyproject = folder / "pyproject.toml"
         toml = _tool_table(pyproject, "alembic")
-        if ini.is_file():
-            config = AlembicConfig(str(ini), toml_file=str(pyproject) if toml is not None else None)
-        elif toml is not None:
-            config = AlembicConfig(toml_file=str(pyproject))
-        else:
+        if not ini.is_file() and toml is None:
             continue
+        config = alembic_config(ini if ini.is_file() else pyproject)
         found = pyproject if toml is not None and "script_location" in toml else ini
         previous = Path.cwd()
         os.chdir(folder)  # relative locations are relative to where alembic runs: beside its configuration

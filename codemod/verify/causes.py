@@ -12,10 +12,9 @@ import ast
 from functools import cache
 
 from codemod.formatting import Style
+from codemod.guards import is_helper_name
 from codemod.results import Outcome
 from codemod.runner import rewrite_source
-
-GUARD_PREFIX = "_idempotify_"
 
 
 def op_cause(source: str, line: int | None, *, in_guard: bool = False) -> tuple[str, str]:
@@ -64,7 +63,7 @@ def _guarded_spans(source: str) -> tuple[tuple[int, int], ...]:
     spans = []
     for node in ast.walk(_parse(source)):
         if isinstance(node, ast.If) and any(
-            isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id.startswith(GUARD_PREFIX)
+            isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and is_helper_name(call.func.id)
             for call in ast.walk(node.test)
         ):
             spans.append((node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno))

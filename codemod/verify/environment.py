@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from codemod.config import alembic_config
 from codemod.verify.execution import run_in_context
 
 # The two lines, first in env.py's run_migrations_online(); do_run_migrations(connection) is the body that
@@ -55,12 +55,7 @@ class ProjectEnvironment:
     def __init__(self, config_file: Path, x_arguments: Sequence[str] = ()) -> None:
         self.config_file = config_file.resolve()
         self.folder = self.config_file.parent
-        pyproject = self.folder / "pyproject.toml"
-        toml = str(pyproject) if pyproject.is_file() and "[tool.alembic]" in pyproject.read_text("utf-8") else None
-        if self.config_file.name == "pyproject.toml":
-            self.config = Config(toml_file=str(self.config_file))
-        else:
-            self.config = Config(str(self.config_file), toml_file=toml)
+        self.config = alembic_config(self.config_file)
         self.config.cmd_opts = argparse.Namespace(x=list(x_arguments))
         with self._inside():
             self.script = ScriptDirectory.from_config(self.config)

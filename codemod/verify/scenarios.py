@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from codemod.verify.causes import GUARD_PREFIX, op_cause
+from codemod.guards import is_helper_name
+from codemod.verify.causes import op_cause
 from codemod.verify.chain import Revision
 from codemod.verify.database import Scratch, ScratchServer
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
@@ -400,7 +401,7 @@ class ChainVerifier:
             frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]
             detail = f"{where(error, path)}: {type(error).__name__}: {error}".splitlines()[0]
             line = frames[-1].lineno if frames else None
-            in_guard = any(frame.name.startswith(GUARD_PREFIX) for frame in frames)
+            in_guard = any(is_helper_name(frame.name) for frame in frames)
             raise _Failed(detail, line, in_guard) from error
 
     @contextmanager
