@@ -155,6 +155,27 @@ SPECS: dict[str, OpSpec] = {
             description="old index present and new index absent (ALTER INDEX ... RENAME TO ..., in SQL only)",
         ),
         OpSpec(
+            name="rename_sequence",
+            checks=(
+                Check("sequence_exists", ("sequence_name",), subject="sequence_name"),
+                Check("sequence_missing", ("new_sequence_name",), subject="new_sequence_name"),
+            ),
+            op_params=("sequence_name", "new_sequence_name"),
+            batch_params=None,
+            via_sql=True,
+            description="old sequence present and new sequence absent (ALTER SEQUENCE ... RENAME TO ..., in SQL only)",
+        ),
+        OpSpec(
+            name="rename_constraint",
+            # Only the old name is looked up: a constraint's kind is not spelled, and a rename of one that is gone
+            # has nothing left to do.
+            checks=(Check("constraint_exists", ("constraint_name", "table_name"), subject="constraint_name"),),
+            op_params=("constraint_name", "new_constraint_name", "table_name"),
+            batch_params=None,
+            via_sql=True,
+            description="a constraint of the old name is present (ALTER TABLE ... RENAME CONSTRAINT, in SQL only)",
+        ),
+        OpSpec(
             name="add_column",
             checks=(Check("column_missing", ("table_name", "column"), subject="column", keywords=_ON_TABLE),),
             op_params=("table_name", "column"),

@@ -198,6 +198,10 @@ class _Reader:
             )
         if keyword == "ALTER" and words[:1] == ["TYPE"]:
             return self._enum_value(names)
+        if keyword == "ALTER" and words[:1] == ["SEQUENCE"]:
+            return self._alter_sequence(names)
+        if keyword == "ALTER" and words[:1] == ["TABLE"]:
+            return self._rename_constraint(names)
         what = " ".join([keyword, *words[:1]]) if words[:1] and words[0].isidentifier() else keyword
         return Part(reason=f"its SQL: no guard for {what} yet (sqlglot reads it only as a command)")
 
@@ -212,6 +216,27 @@ class _Reader:
             renamed = {"value": names.string(end + 2), "new_value": names.string(end + 4)}
             return Part(op="rename_enum_value", args={**args, **renamed})
         return Part(reason="its SQL: no guard for this ALTER TYPE yet")
+
+    def _alter_sequence(self, names: _NameTokens) -> Part:
+        """``ALTER SEQUENCE s RENAME TO r`` is a rename; its settings (``OWNED BY``, ``INCREMENT BY``...) re-apply
+        the same state, except ``RESTART``, which moves the sequence back on every run."""
+        sequence, end = names.qualified(1, "sequence_name")
+        words = names.words(end, len(names.tokens))
+        if words[:2] == ["RENAME", "TO"]:
+            return Part(op="rename_sequence", args={**sequence, "new_sequence_name": names.name(end + 2)})
+        if "RESTART" in words:
+            return Part(reason="its SQL restarts a sequence, which moves it back on every run")
+        if words[:1] in (["OWNED"], ["INCREMENT"], ["MINVALUE"], ["MAXVALUE"], ["NO"], ["CACHE"], ["START"]):
+            return Part(safe="its SQL ALTER SEQUENCE re-applies the same settings")
+        return Part(reason="its SQL: no guard for this ALTER SEQUENCE yet")
+
+    def _rename_constraint(self, names: _NameTokens) -> Part:
+        """``ALTER TABLE t RENAME CONSTRAINT a TO b``, which sqlglot reads only as a command."""
+        table, end = names.qualified(1, "table_name")
+        if names.words(end, 2) == ["RENAME", "CONSTRAINT"] and names.words(end + 3, 1) == ["TO"]:
+            renamed = {"constraint_name": Verbatim(str(names.name(end + 2)))}
+            return Part(op="rename_constraint", args={**table, **renamed, "new_constraint_name": names.name(end + 4)})
+        return Part(reason="its SQL: no guard for this ALTER TABLE yet (sqlglot reads it only as a command)")
 
     def _create(self, node: exp.Create) -> Part:
         kind = str(node.args.get("kind") or "").upper()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -160,7 +161,8 @@ class GuardTransformer(cst.CSTTransformer):
         self._op_names = {"op"} | set(_op_aliases(node))
         tree = self._lines.tree
         self._constants = _module_constants(tree)
-        by_function = _tables_by_function(tree, self._constants)
+        self._scopes: list[dict[str, ast.expr]] = [self._constants]  # names whose value is known, innermost last
+        by_function, self._function_values = _tables_by_function(tree, self._constants)
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] for name, ops in by_function.items()}
@@ -175,6 +177,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_makes.append(self._made_tables.get(node.name.value, set()))
         self._function_drops.append(bool(self._function_removes[-1] or self._column_drops.get(node.name.value)))
         self._created_tables.append({})
+        self._scopes.append(_scope(self._constants, self._function_values.get(node.name.value, {})))
 
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
@@ -186,6 +189,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_makes.pop()
         self._function_drops.pop()
         self._created_tables.pop()
+        self._scopes.pop()
         self._helper_def_depth -= is_helper_name(original_node.name.value)
         return updated_node
 
@@ -788,9 +792,10 @@ class GuardTransformer(cst.CSTTransformer):
         it is skipped only when every statement's work is there already.
         """
         name = call.func.attr.value if isinstance(call.func, cst.Attribute) else "execute"
-        sql = self._sql_text(statement) if statement is not None else None
+        node = self._python_expression(statement) if statement is not None else None
+        sql = _ast_sql(node, self._scopes[-1]) if node is not None else None
         if sql is None:
-            built = _statement_built(statement) if statement is not None else None
+            built = _statement_built(node, self._scopes[-1]) if node is not None else None
             if built in _BUILT_STATEMENTS:
                 reason, safe = _BUILT_STATEMENTS[built]
                 return self._query(_OpCall(None, name, display, call, reason=reason, safe=safe), built == "select")
@@ -856,13 +861,12 @@ class GuardTransformer(cst.CSTTransformer):
             )
         return f"its SQL both creates and removes {_names(churned)}: {_CHURN}", False
 
-    def _sql_text(self, expression: cst.BaseExpression) -> str | None:
-        """The SQL a string expression holds, read from Python's tree as ``_tables_by_function`` reads it."""
+    def _python_expression(self, expression: cst.BaseExpression) -> ast.expr | None:
+        """``expression`` in Python's tree, read as ``_tables_by_function`` reads the module."""
         try:
-            parsed = ast.parse(f"({self._source(expression)})", mode="eval")
+            return ast.parse(f"({self._source(expression)})", mode="eval").body
         except SyntaxError:
             return None
-        return _ast_sql(parsed.body, self._constants)
 
     def _dialect_here(self) -> str | None:
         """The dialect the enclosing ``if ...dialect.name == "..."`` branch runs on, if any."""
@@ -1071,24 +1075,33 @@ _TABLE_OPS = {
 }
 
 
-def _tables_by_function(tree: ast.Module | None, constants: dict[str, ast.expr]) -> dict[str, dict[str, set[str]]]:
-    """Per function name and op of ``_TABLE_OPS``, the tables (normalised source) its calls of the op name.
+def _tables_by_function(
+    tree: ast.Module | None, constants: dict[str, ast.expr]
+) -> tuple[dict[str, dict[str, set[str]]], dict[str, dict[str, ast.expr | None]]]:
+    """Per function name and op of ``_TABLE_OPS``, the tables (normalised source) its calls of the op name;
+    and per function name, its names bound once, by a plain assignment (see ``_values_bound_once``).
 
-    SQL strings count too: ``op.execute("DROP TABLE t")`` drops ``t``. One walk of
-    Python's tree answers every op.
+    SQL strings count too: ``op.execute("DROP TABLE t")`` drops ``t``, and so does
+    ``sql = "DROP TABLE t"`` then ``op.execute(sql)``. One walk of each function
+    answers every op.
     """
     found: dict[str, dict[str, set[str]]] = {}
+    values: dict[str, dict[str, ast.expr | None]] = {}
     if tree is None:
-        return found
+        return found, values
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         tables = found.setdefault(function.name, {op: set() for op in _TABLE_OPS})
-        for call in ast.walk(function):
+        nodes = list(ast.walk(function))
+        # Two functions of one name: neither's values can be told apart, so none is used.
+        values[function.name] = {} if function.name in values else _values_bound_once(function, nodes)
+        scope = _scope(constants, values[function.name])
+        for call in nodes:
             if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
                 continue
             if call.func.attr in {"execute", "exec_driver_sql"} and call.args:
-                sql = _ast_sql(call.args[0], constants)
+                sql = _ast_sql(call.args[0], scope)
                 for part in read_sql(sql, None) if sql is not None else ():
                     name = part.args.get(_TABLE_OPS.get(part.op or "", ""))
                     if isinstance(name, str) and part.op is not None:
@@ -1104,7 +1117,38 @@ def _tables_by_function(tree: ast.Module | None, constants: dict[str, ast.expr])
                 table = ast.Constant(value=table.value)
             if table is not None and not isinstance(table, ast.Starred):
                 tables[call.func.attr].add(ast.dump(ast.Expression(body=table)))
-    return found
+    return found, values
+
+
+def _values_bound_once(
+    function: ast.FunctionDef | ast.AsyncFunctionDef, nodes: list[ast.AST]
+) -> dict[str, ast.expr | None]:
+    """The names ``function`` binds exactly once, by ``name = value``, with their value: a statement or its SQL
+    kept in a variable (``query = sa.select(...)``, ``sql = "CREATE INDEX ..."``) before it is run.
+
+    Any other binding of the name anywhere in the function (a parameter, a loop or
+    ``with`` target, ``+=``, an import, a nested function's own) makes it unknown.
+    """
+    bound: Counter[str] = Counter(arg.arg for arg in ast.walk(function.args) if isinstance(arg, ast.arg))
+    assigned: dict[str, ast.expr] = {}
+    for node in nodes:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound[node.id] += 1
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ExceptHandler)):
+            bound.update([node.name] if node.name and node is not function else [])
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound.update({name: 2 for name in node.names})
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            assigned[node.targets[0].id] = node.value
+    # None: a name the function binds otherwise, which hides a module constant of that name.
+    return {name: assigned.get(name) if count == 1 else None for name, count in bound.items()}
+
+
+def _scope(constants: dict[str, ast.expr], values: dict[str, ast.expr | None]) -> dict[str, ast.expr]:
+    """The names whose value is known inside a function: module constants it does not rebind, its own values."""
+    return {name: value for name, value in {**constants, **values}.items() if value is not None}
 
 
 def _module_constants(tree: ast.Module | None) -> dict[str, ast.expr]:
@@ -1123,15 +1167,26 @@ def _module_constants(tree: ast.Module | None) -> dict[str, ast.expr]:
     return found
 
 
-def _ast_sql(node: ast.expr, constants: dict[str, ast.expr]) -> str | None:
-    """The SQL a string expression holds, read from Python's tree (see ``GuardTransformer._sql_text``)."""
+def _ast_sql(node: ast.expr, scope: dict[str, ast.expr], depth: int = 0) -> str | None:
+    """The SQL a string expression holds, read from Python's tree: a literal (concatenated), ``text(...)``,
+    ``dedent(...)``, or a name of ``scope`` (module constants, a function's values) holding one of them."""
     if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
-        func = node.func
-        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
-        return _ast_sql(node.args[0], constants) if name in {"text", "dedent"} else None
-    if isinstance(node, ast.Name) and node.id in constants:
-        return _ast_sql(constants[node.id], {})
+        name = _ast_called_name(node.func)
+        return _ast_sql(node.args[0], scope, depth) if name in {"text", "dedent"} else None
+    if isinstance(node, ast.Name) and node.id in scope and depth < _NAME_DEPTH:
+        return _ast_sql(scope[node.id], scope, depth + 1)
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+# How many names in a row are followed to a value (``sql = QUERY``, ``QUERY = "..."``); a cycle stops there.
+_NAME_DEPTH = 3
+
+
+def _ast_called_name(func: ast.expr) -> str | None:
+    """``f`` of ``f(...)`` or ``module.f(...)``."""
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else None
 
 
 # Statements built with SQLAlchemy, by the call they start from: what they do, and whether that is safe.
@@ -1143,27 +1198,23 @@ _BUILT_STATEMENTS = {
 }
 
 
-def _statement_built(expression: cst.BaseExpression) -> str | None:
-    """``select`` for ``sa.select(...).where(...)`` or ``table.select()``: the call a statement chain starts from."""
+def _statement_built(node: ast.expr, scope: dict[str, ast.expr], depth: int = 0) -> str | None:
+    """``select`` for ``sa.select(...).where(...)``, ``table.select()``, or a name of ``scope`` holding one
+    (``query = sa.select(...)``, then ``connection.execute(query.limit(10))``): the call its chain starts from."""
     found = None
-    while isinstance(expression, cst.Call):
-        name = _called_name(expression.func)
+    while isinstance(node, ast.Call):
+        name = _ast_called_name(node.func)
         found = name if name in _BUILT_STATEMENTS else found
-        if not isinstance(expression.func, cst.Attribute):
+        if not isinstance(node.func, ast.Attribute):
             break
-        expression = expression.func.value
+        node = node.func.value
+    if found is None and isinstance(node, ast.Name) and node.id in scope and depth < _NAME_DEPTH:
+        return _statement_built(scope[node.id], scope, depth + 1)
     return found
 
 
 def _creates(found: _OpCall) -> bool:
     return found.spec is not None and found.spec.checks[0].creates
-
-
-def _called_name(func: cst.BaseExpression) -> str | None:
-    """``f`` of ``f(...)`` or ``module.f(...)``."""
-    if isinstance(func, cst.Attribute):
-        return func.attr.value
-    return func.value if isinstance(func, cst.Name) else None
 
 
 def _dialect_tested(test: cst.BaseExpression) -> str | None:

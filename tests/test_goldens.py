@@ -43,6 +43,8 @@ SPELLED_IN_SQL = {
     "drop_extension": "DROP EXTENSION",
     "add_enum_value": "ADD VALUE",
     "rename_enum_value": "RENAME VALUE",
+    "rename_sequence": "ALTER SEQUENCE legacy_seq RENAME",
+    "rename_constraint": "RENAME CONSTRAINT",
 }
 
 

@@ -37,6 +37,16 @@ def _one(sql: str, dialect: str | None = None) -> Part:
         ("DROP INDEX CONCURRENTLY s.ix", "drop_index", {"index_name": "ix", "schema": "s"}),
         ("CREATE SEQUENCE q START 5", "create_sequence", {"sequence_name": "q"}),
         ("DROP SEQUENCE q", "drop_sequence", {"sequence_name": "q"}),
+        (
+            "ALTER SEQUENCE s.q RENAME TO r",
+            "rename_sequence",
+            {"sequence_name": "q", "schema": "s", "new_sequence_name": "r"},
+        ),
+        (
+            "ALTER TABLE t RENAME CONSTRAINT pk_a TO pk_b",
+            "rename_constraint",
+            {"table_name": "t", "constraint_name": Verbatim("pk_a"), "new_constraint_name": "pk_b"},
+        ),
         ("CREATE TYPE mood AS ENUM ('a')", "create_enum", {"enum_name": "mood"}),
         ("DROP TYPE mood", "drop_enum", {"enum_name": "mood"}),
         (
@@ -117,6 +127,8 @@ def test_ddl_is_read_as_the_op_it_spells(sql: str, op: str, args: dict[str, Valu
         ("ALTER TYPE mood ADD VALUE IF NOT EXISTS 'c'", False),
         ("DROP TRIGGER IF EXISTS tr ON t", False),
         ("COMMENT ON TABLE t IS 'x'", False),
+        ("ALTER SEQUENCE q OWNED BY t.id", False),
+        ("ALTER SEQUENCE q INCREMENT BY 5", False),
         ("SELECT 1", True),
         ("SET lock_timeout = '5s'", True),
         ("PRAGMA foreign_keys = OFF", True),
@@ -138,6 +150,8 @@ def test_statements_that_re_run_harmlessly_are_safe(sql: str, inert: bool) -> No
         ("DO $$ BEGIN PERFORM 1; END $$", None, "its SQL: no guard for DO"),
         ("CREATE MATERIALIZED VIEW v AS SELECT 1", None, "its SQL makes a materialized view"),
         ("CREATE TABLE (", None, "its SQL could not be parsed: "),
+        ("ALTER SEQUENCE q RESTART WITH 100", None, "its SQL restarts a sequence"),
+        ("ALTER TABLE t RENAME CONSTRAINT a", None, "its SQL: no guard for this ALTER TABLE"),
     ],
 )
 def test_what_cannot_be_guarded_says_why(sql: str, dialect: str | None, reason_starts: str) -> None:
@@ -255,3 +269,37 @@ def test_a_long_index_name_is_left_to_the_helper_and_other_long_names_need_the_d
     assert str(_one(f"DROP TABLE t_{'x' * 70}").reason).startswith("its SQL names t_xxx")
     cut = _one(f"DROP TABLE t_{'x' * 70}", "postgresql").args["table_name"]
     assert isinstance(cut, str) and len(cut) == 63
+
+
+def test_sql_or_a_statement_kept_in_a_variable_is_read_through_it() -> None:
+    body = (
+        "    sql = 'CREATE INDEX ix_users_age ON users (age)'\n"
+        "    op.execute(sql)\n"
+        "    query = sa.select(sa.table('users'))\n"
+        "    rows = op.get_bind().execute(query.limit(10)).fetchall()\n"
+        "    change = sa.table('users').update()\n"
+        "    op.get_bind().execute(change, [{'age': 1}])\n"
+    )
+    output, reports = _rewrite(body)
+    assert '    if _idempotify_index_missing("users", "ix_users_age"):\n        op.execute(sql)\n' in output
+    assert [outcome for outcome, _ in reports] == [Outcome.GUARDED, Outcome.ALREADY_SAFE, Outcome.UNGUARDED]
+    assert reports[1][1] == "its statement is a query"
+    assert reports[2][1].startswith("its statement changes data")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Bound twice: which value runs depends on the path taken.
+        "    sql = 'CREATE INDEX ix_a ON users (age)'\n    sql = 'DROP TABLE users'\n    op.execute(sql)\n",
+        # A loop variable, or a changed value, under a module constant's name.
+        "    for SQL in ('DROP TABLE users',):\n        op.execute(SQL)\n",
+        "    SQL += ' WHERE 1 = 1'\n    op.execute(SQL)\n",
+    ],
+)
+def test_a_name_bound_more_than_once_is_not_read(body: str) -> None:
+    constant = "SQL = 'CREATE INDEX ix_users_age ON users (age)'\n"
+    source = HEADER.replace("revision = 'x'\n", f"revision = 'x'\n{constant}") + body
+    output, reports = rewrite_source(source.encode(), Style())
+    assert [report.outcome for report in reports] == [Outcome.UNGUARDED]
+    assert output.decode() == source
