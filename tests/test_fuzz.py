@@ -2,8 +2,9 @@
 
 Each example is a valid migration on a fresh database: a random sequence of
 the core ops (tables, columns, indexes), in op and batch form, and batch
-blocks that drop an index or unique constraint and create one in its place
-(under a new name, or the same one), with names as literals, ``op.f()``,
+blocks that drop an index, unique constraint or primary key and create one in
+its place (under a new name, or the same one; a primary key also on another
+column), with names as literals, ``op.f()``,
 module constants and loop variables. On SQLite (and on PostgreSQL and MariaDB
 under ``CI=true``) the rewrite must build the same schema, survive a re-run
 unchanged, and complete the original after a crash after any of its ops.
@@ -34,8 +35,10 @@ DIALECTS = ["sqlite"] + (["postgresql", "mariadb"] if os.environ.get("CI", "").l
 
 
 BASE = "from alembic import op\nimport sqlalchemy as sa\n\n\ndef upgrade():\n" + "".join(
-    f"    op.create_table('b{i}', sa.Column('id', sa.Integer, primary_key=True), sa.Column('c0', sa.String(20)),"
-    f" sa.Column('c1', sa.Integer), sa.UniqueConstraint('c1', name='uq_b{i}_c1'))\n"
+    # A named primary key without AUTO_INCREMENT, which MariaDB would not let a swap drop.
+    f"    op.create_table('b{i}', sa.Column('id', sa.Integer, autoincrement=False, nullable=False),"
+    f" sa.Column('c0', sa.String(20)), sa.Column('c1', sa.Integer, nullable=False),"
+    f" sa.PrimaryKeyConstraint('id', name='pk_b{i}'), sa.UniqueConstraint('c1', name='uq_b{i}_c1'))\n"
     f"    op.create_index('ix_b{i}_c0', 'b{i}', ['c0'])\n"
     for i in (1, 2)
 )
@@ -53,8 +56,13 @@ class Model:
     uniques: dict[str, tuple[str, str]] = field(
         default_factory=lambda: {"uq_b1_c1": ("b1", "c1"), "uq_b2_c1": ("b2", "c1")}
     )
+    primary_keys: dict[str, tuple[str, str]] = field(
+        default_factory=lambda: {"pk_b1": ("b1", "id"), "pk_b2": ("b2", "id")}
+    )
     base: set[str] = field(
-        default_factory=lambda: {"b1", "b2", "c0", "c1", "ix_b1_c0", "ix_b2_c0", "uq_b1_c1", "uq_b2_c1"}
+        default_factory=lambda: {
+            *("b1", "b2", "c0", "c1", "ix_b1_c0", "ix_b2_c0", "uq_b1_c1", "uq_b2_c1", "pk_b1", "pk_b2")
+        }
     )
     counter: int = 0
 
@@ -99,7 +107,8 @@ def _table_level_op(draw: st.DrawFn, model: Model, constants: dict[str, str], ki
     table = draw(st.sampled_from(sorted(model.tables)))
     receiver = "batch_op" if batch else "op"
     table_arg = "" if batch else f"{_name(draw, table, constants)}, "
-    indexed = {column for where, column in (*model.indexes.values(), *model.uniques.values()) if where == table}
+    keys = (*model.indexes.values(), *model.uniques.values(), *model.primary_keys.values())
+    indexed = {column for where, column in keys if where == table}
     if kind == "add_column":
         column = model.fresh("n")
         model.tables[table].append(column)
@@ -135,27 +144,32 @@ def _table_level_op(draw: st.DrawFn, model: Model, constants: dict[str, str], ki
 
 
 def _batch_swap(draw: st.DrawFn, model: Model, constants: dict[str, str]) -> str | None:
-    """A batch block that drops an index or unique constraint of the base schema and creates one in its place:
-    under a new name (decided together: the create runs whenever the drop does) or the same name (left alone)."""
+    """A batch block that drops an index, unique constraint or primary key of the base schema and creates one in
+    its place: under a new name (decided together: the create runs whenever the drop does) or the same name (left
+    alone); a primary key on its own column or on another (a swap)."""
     table = draw(st.sampled_from(sorted(model.tables)))
-    kind = draw(st.sampled_from(["index", "unique"]))
-    objects = model.indexes if kind == "index" else model.uniques
+    kind = draw(st.sampled_from(["index", "unique", "primary"]))
+    objects = {"index": model.indexes, "unique": model.uniques, "primary": model.primary_keys}[kind]
     names = [name for name, where in objects.items() if where[0] == table and name in model.base]
-    columns = [column for column in ("c0", "c1") if column in model.tables[table]]
+    candidates = ("id", "c1") if kind == "primary" else ("c0", "c1")  # c0 is nullable: no primary key on it
+    columns = [column for column in candidates if column in model.tables[table]]
     if not names or not columns:
         return None
     old = draw(st.sampled_from(names))
     del objects[old]
     model.base.discard(old)  # dropped here: a later op must not drop it again
-    new = old if draw(st.booleans()) else model.fresh("ix_" if kind == "index" else "uq_")
+    new = old if draw(st.booleans()) else model.fresh({"index": "ix_", "unique": "uq_", "primary": "pk_"}[kind])
     column = draw(st.sampled_from(columns))
     objects[new] = (table, column)
     if kind == "index":
         drop = f"batch_op.drop_index({_name(draw, old, constants, 'batch_op')})"
         create = f"batch_op.create_index({_name(draw, new, constants, 'batch_op')}, [{column!r}])"
-    else:
+    elif kind == "unique":
         drop = f"batch_op.drop_constraint({_name(draw, old, constants, 'batch_op')}, type_='unique')"
         create = f"batch_op.create_unique_constraint({_name(draw, new, constants, 'batch_op')}, [{column!r}])"
+    else:
+        drop = f"batch_op.drop_constraint({_name(draw, old, constants, 'batch_op')}, type_='primary')"
+        create = f"batch_op.create_primary_key({_name(draw, new, constants, 'batch_op')}, [{column!r}])"
     return f"with op.batch_alter_table({_name(draw, table, constants)}) as batch_op:\n    {drop}\n    {create}"
 
 
