@@ -186,8 +186,16 @@ def _pg_dump(connection: sa.Connection, url: sa.URL, copy: LiveCopy) -> bool:
         sections.append("\n".join(line for line in done.stdout.splitlines() if not line.startswith("\\")))
     copy.method = "pg_dump"
     copy.schema, copy.constraints = [sections[0]], [sections[1]]
-    query = "SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences WHERE last_value IS NOT NULL"
-    copy.sequences = {str(name): int(value) for name, value in connection.exec_driver_sql(query)}
+    # Each sequence read as a relation (ACCESS SHARE): pg_sequences' last_value takes ROW EXCLUSIVE on it.
+    listed = connection.exec_driver_sql(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S'"
+        " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    )
+    for (name,) in listed.all():
+        value, called = connection.exec_driver_sql(f"SELECT last_value, is_called FROM {name}").one()
+        if called:
+            copy.sequences[str(name)] = int(value)
     return True
 
 
@@ -224,37 +232,52 @@ def _rows(connection: sa.Connection, inspector: sa.Inspector, copy: LiveCopy) ->
 
 
 def copy_into(scratch: Scratch, copy: LiveCopy) -> None:
-    """Build the live database's schema and small tables' rows on the (empty) scratch database."""
+    """Build the live database's schema and small tables' rows on the (empty) scratch database: the schema,
+    the rows, then the constraints (pg_dump's post-data section: indexes, keys, triggers)."""
 
-    def build(connection: sa.Connection) -> None:
-        if copy.dialect == "mariadb":
-            connection.exec_driver_sql("SET SESSION foreign_key_checks = 0")
-        for statement in copy.schema:
-            _execute_script(connection, statement)
+    def schema(connection: sa.Connection) -> None:
+        _no_foreign_key_checks(connection)
+        for script in copy.schema:
+            _execute_script(connection, script)
         if copy.metadata is not None:
             copy.metadata.create_all(connection)
+
+    def rows(connection: sa.Connection) -> None:
+        _no_foreign_key_checks(connection)
         tables = sa.MetaData()
-        tables.reflect(connection, only=list(copy.rows))
-        for name, rows in copy.rows.items():
-            if rows:
-                connection.execute(tables.tables[name].insert(), rows)
-        for statement in copy.constraints:
-            _execute_script(connection, statement)
+        tables.reflect(connection, only=[name for name, found in copy.rows.items() if found])
+        for name, found in copy.rows.items():
+            if found:
+                connection.execute(tables.tables[name].insert(), found)
+
+    def constraints(connection: sa.Connection) -> None:
+        for script in copy.constraints:
+            _execute_script(connection, script)
         for sequence, value in copy.sequences.items():
             connection.execute(sa.text("SELECT setval(:name, :value)"), {"name": sequence, "value": value})
-        if copy.dialect == "mariadb":
-            connection.exec_driver_sql("SET SESSION foreign_key_checks = 1")
 
-    scratch.database.run(build)
+    for phase in (schema, rows, constraints):
+        scratch.database.run(phase)
+
+
+def _no_foreign_key_checks(connection: sa.Connection) -> None:
+    """On MariaDB, tables are created in name order and rows inserted in any: no foreign key checks meanwhile."""
+    if connection.dialect.name in ("mysql", "mariadb"):
+        connection.exec_driver_sql("SET SESSION foreign_key_checks = 0")
 
 
 def _execute_script(connection: sa.Connection, script: str) -> None:
-    """A statement, or pg_dump's script of them, run as the driver's own text (no bound parameters)."""
+    """A statement, or pg_dump's script of them, run as the driver's own text (no bound parameters); the
+    search_path pg_dump's script empties is put back (the connection goes back to the pool)."""
+    postgresql = connection.dialect.name == "postgresql"
+    search_path = connection.exec_driver_sql("SHOW search_path").scalar() if postgresql else None
     cursor = connection.connection.cursor()
     try:
         cursor.execute(script)
     finally:
         cursor.close()
+    if postgresql:
+        connection.execute(sa.text("SELECT pg_catalog.set_config('search_path', :path, false)"), {"path": search_path})
 
 
 def _shown(url: sa.URL) -> str:

@@ -87,9 +87,9 @@ def _print_revision(revision: RevisionPlan, console: Console) -> None:
     rows = [(f"{op.line if op.line is not None else '-'}", op.call, op.action, op.detail) for op in revision.ops]
     widths = [max((len(row[column]) for row in rows), default=0) for column in range(3)]
     for op, (line, call, action, detail) in zip(revision.ops, rows, strict=True):
-        styled = f"[{_STYLE.get(action, 'dim')}]{escape(action.ljust(widths[2]))}[/]"
-        text = f"  {line.rjust(widths[0])}  {escape(call.ljust(widths[1]))}  {styled}  {escape(detail)}"
-        console.print(text.rstrip(), highlight=False)
+        shown = f"{action.ljust(widths[2])}  {detail}" if detail else action
+        styled = f"[{_STYLE.get(action, 'dim')}]{escape(action)}[/]{escape(shown[len(action) :])}"
+        console.print(f"  {line.rjust(widths[0])}  {escape(call.ljust(widths[1]))}  {styled}", highlight=False)
         for line_of_drift in op.drift:
             console.print(f"      [bold red]drift[/]: {escape(line_of_drift)}", highlight=False)
         if op.approximate:

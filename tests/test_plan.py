@@ -1,0 +1,301 @@
+"""``idempotify plan`` on live databases whose schema is ahead of ``alembic_version``, on all three databases.
+
+The live database is the demo project's, brought to a revision with Alembic, then
+changed by hand: the post-mortem's ``updated_at`` added ahead of its revision,
+or a revision that died half-way (its first op committed, as on MariaDB). Each
+test checks the plan, and that the live database is byte-for-byte (SQLite) or
+catalog-for-catalog unchanged, and that no scratch database is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from typer.testing import CliRunner, Result
+
+from codemod.cli import app
+from codemod.plan import live, planner
+from codemod.verify import database
+from tests.conftest import require_dialect
+from tests.databases import DIALECTS, scratch_database
+from tests.test_verify import _leftovers
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "fixtures" / "demo"
+HALF_APPLIED = '''"""nickname for players, filled from the name, and indexed
+
+Revision ID: 5e2a9c1d7f55
+Revises: 4d1f7b2c3e44
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "5e2a9c1d7f55"
+down_revision = "4d1f7b2c3e44"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("players", sa.Column("nickname", sa.String(40), nullable=True))
+    op.execute("UPDATE players SET nickname = name WHERE nickname IS NULL")
+    op.create_index("ix_players_nickname", "players", ["nickname"])
+
+
+def downgrade():
+    op.drop_index("ix_players_nickname", table_name="players")
+    op.drop_column("players", "nickname")
+'''
+
+
+@dataclass
+class Live:
+    """The demo project (its versions not rewritten) and its live database."""
+
+    dialect: str
+    folder: Path
+    url: str
+    engine: sa.Engine
+
+    @property
+    def versions(self) -> Path:
+        return self.folder / "versions"
+
+    def upgrade(self, revision: str) -> None:
+        config = Config(str(self.folder / "alembic.ini"))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        command.upgrade(config, revision)
+
+    def execute(self, *statements: str) -> None:
+        with self.engine.begin() as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+
+    def plan(self, *options: str) -> Result:
+        arguments = ["plan", str(self.versions), "--url", self.url, "--config", str(self.folder / "alembic.ini")]
+        return CliRunner().invoke(app, [*arguments, *options])
+
+
+@pytest.fixture(params=DIALECTS)
+def live_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
+    dialect: str = request.param
+    require_dialect(dialect)
+    folder = tmp_path / "demo"
+    shutil.copytree(DEMO, folder)
+    (folder / "versions" / "5e2a9c1d7f55_nickname.py").write_text(HALF_APPLIED, encoding="utf-8")
+    if dialect == "sqlite":
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'live.db'}")
+        yield Live(dialect, folder, engine.url.render_as_string(hide_password=False), engine)
+        engine.dispose()
+        return
+    with scratch_database(dialect) as engine:
+        yield Live(dialect, folder, engine.url.render_as_string(hide_password=False), engine)
+        engine.dispose()
+
+
+@pytest.fixture
+def no_scratch_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Afterwards, none of the scratch databases (or SQLite scratch folders) plan made may be left."""
+    prefix = f"{database.PREFIX}p{uuid.uuid4().hex[:6]}_"
+    monkeypatch.setattr(database, "PREFIX", prefix)
+    servers: list[database.ScratchServer] = []
+    made = planner.scratch_server
+
+    @contextmanager
+    def recorded(url: str | None) -> Iterator[database.ScratchServer]:
+        with made(url) as server:
+            servers.append(server)
+            yield server
+
+    monkeypatch.setattr(planner, "scratch_server", recorded)
+    yield
+    for server in servers:
+        assert not server.directory.exists(), "plan left its SQLite scratch folder"
+        if server.dialect != "sqlite":
+            assert _leftovers(server.dialect, prefix) == [], "plan left scratch databases behind"
+
+
+def checksum(live_db: Live) -> str:
+    """The live database's catalog and alembic_version (SQLite: the file's bytes)."""
+    if live_db.dialect == "sqlite":
+        assert live_db.engine.url.database is not None
+        return hashlib.sha256(Path(live_db.engine.url.database).read_bytes()).hexdigest()
+    queries = {
+        "postgresql": [
+            "SELECT c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+            " WHERE n.nspname = 'public' ORDER BY 1, 3",
+            "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2",
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE connamespace = 'public'::regnamespace ORDER BY 1",
+            "SELECT * FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, column_name",
+        ],
+        "mariadb": [
+            "SELECT * FROM information_schema.columns WHERE table_schema = database() ORDER BY table_name, column_name",
+            "SELECT * FROM information_schema.statistics WHERE table_schema = database()"
+            " ORDER BY table_name, index_name, seq_in_index",
+            "SELECT * FROM information_schema.table_constraints WHERE table_schema = database() ORDER BY 3, 5",
+        ],
+    }[live_db.dialect]
+    digest = hashlib.sha256()
+    with live_db.engine.connect() as connection:
+        for query in queries:
+            digest.update(repr(connection.exec_driver_sql(query).all()).encode())
+        if live_db.dialect == "mariadb":
+            for table in sorted(sa.inspect(connection).get_table_names()):
+                digest.update(connection.exec_driver_sql(f"SHOW CREATE TABLE `{table}`").one()[1].encode())
+        digest.update(repr(connection.exec_driver_sql("SELECT * FROM alembic_version").all()).encode())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def read_only_checked(monkeypatch: pytest.MonkeyPatch) -> Callable[[Live], AbstractContextManager[None]]:
+    """The live database is unchanged by what runs in the block; on PostgreSQL, plan's read transaction, seen
+    from another connection right before it ends, holds no lock stronger than ACCESS SHARE and no
+    transaction id (a transaction gets one at its first write)."""
+
+    @contextmanager
+    def checked(live_db: Live) -> Iterator[None]:
+        seen: list[list[Any]] = []
+        if live_db.dialect == "postgresql":
+            name = live_db.engine.url.database
+
+            def locks(connection: sa.Connection) -> None:
+                query = sa.text(
+                    "SELECT l.locktype, l.mode, c.relname FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " LEFT JOIN pg_class c ON c.oid = l.relation"
+                    " WHERE a.application_name = :name AND a.datname = :database AND l.locktype <> 'virtualxid'"
+                )
+                with live_db.engine.connect() as other:
+                    seen.append(list(other.execute(query, {"name": live.APPLICATION_NAME, "database": name})))
+
+            monkeypatch.setattr(live, "before_read_ends", locks)
+        before = checksum(live_db)
+        yield
+        assert checksum(live_db) == before, "plan changed the live database"
+        if live_db.dialect == "postgresql":
+            assert len(seen) == 1, "plan's read transaction was not seen"
+            modes = {(locktype, mode) for locktype, mode, _ in seen[0]}
+            assert ("relation", "AccessShareLock") in modes, seen  # it did read tables: the check sees its locks
+            assert modes == {("relation", "AccessShareLock")}, seen
+
+    return checked
+
+
+def run_plan(live_db: Live, checked: Callable[[Live], AbstractContextManager[None]], *options: str) -> Result:
+    with checked(live_db):
+        return live_db.plan(*options)
+
+
+def revision_of(report: dict[str, Any], revision: str) -> dict[str, Any]:
+    return next(found for found in report["revisions"] if found["revision"] == revision)
+
+
+DUPLICATE = {
+    "sqlite": "OperationalError: duplicate column name: updated_at",
+    "postgresql": 'DuplicateColumn: column "updated_at" of relation "player_wellness_state" already exists',
+    "mariadb": "OperationalError: (1060, \"Duplicate column name 'updated_at'\")",
+}
+
+
+@pytest.mark.usefixtures("no_scratch_left")
+def test_schema_ahead_of_alembic_version(
+    live_database: Live, read_only_checked: Callable[[Live], AbstractContextManager[None]]
+) -> None:
+    """The post-mortem: updated_at added by hand (as text) before its revision ran."""
+    live_database.upgrade("2b7d4c8e0a22")
+    live_database.execute("ALTER TABLE player_wellness_state ADD COLUMN updated_at VARCHAR(20)")
+    result = run_plan(live_database, read_only_checked, "--format", "json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["heads"] == ["2b7d4c8e0a22"]
+    assert [found["revision"] for found in report["revisions"]] == ["3c9e6a0b1d33", "4d1f7b2c3e44", "5e2a9c1d7f55"]
+    added = revision_of(report, "3c9e6a0b1d33")
+    assert added["original"] == {
+        "status": "fails",
+        "error": DUPLICATE[live_database.dialect],
+        "path": str(live_database.versions / "3c9e6a0b1d33_add_updated_at.py"),
+        "line": 20,
+        "op": "op.add_column",
+    }
+    [op] = added["ops"]
+    assert (op["line"], op["op"], op["action"]) == (20, "op.add_column", "skip (exists)")
+    assert "player_wellness_state" in op["detail"] and "updated_at" in op["detail"]
+    [drift] = op["drift"]
+    assert drift.startswith("column player_wellness_state.updated_at: the chain makes ")
+    assert "VARCHAR(20) NULL" in drift.split("the database has ")[1]
+    later = revision_of(report, "4d1f7b2c3e44")
+    assert [(op["line"], op["action"]) for op in later["ops"]] == [(21, "run"), (22, "run")]
+    assert later["original"]["status"] == "not reached"
+    assert (
+        report["copy"]["method"]
+        == {
+            "sqlite": "sqlite_master",
+            "postgresql": "pg_dump",
+            "mariadb": "SHOW CREATE TABLE",
+        }[live_database.dialect]
+    )
+
+
+@pytest.mark.usefixtures("no_scratch_left")
+def test_half_applied_revision(
+    live_database: Live, read_only_checked: Callable[[Live], AbstractContextManager[None]]
+) -> None:
+    """A deploy died after the first op of 5e2a9c1d7f55 (each DDL commits at once on MariaDB): the column is
+    there, the index and the version bump are not."""
+    live_database.upgrade("4d1f7b2c3e44")
+    live_database.execute("ALTER TABLE players ADD COLUMN nickname VARCHAR(40)")
+    result = run_plan(live_database, read_only_checked)
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("5e2a9c1d7f55 ")))
+    assert lines[start + 1 :] == [
+        "  16  op.add_column    skip (exists)               idempotify: column players.nickname exists",
+        "  17  op.execute       unguarded (runs unchecked)  its SQL changes data: it re-runs only if its WHERE makes"
+        " it so",
+        "  18  op.create_index  run",
+        f"  original: fails at line 16 (op.add_column): {duplicate(live_database.dialect, 'players', 'nickname')}",
+        "the original chain fails at 5e2a9c1d7f55; the rewritten chain runs",
+    ]
+
+
+def duplicate(dialect: str, table: str, column: str) -> str:
+    return DUPLICATE[dialect].replace("player_wellness_state", table).replace("updated_at", column)
+
+
+@pytest.mark.usefixtures("no_scratch_left")
+def test_a_clean_deploy_exits_0(
+    live_database: Live, read_only_checked: Callable[[Live], AbstractContextManager[None]]
+) -> None:
+    live_database.upgrade("2b7d4c8e0a22")
+    result = run_plan(live_database, read_only_checked, "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert {found["original"]["status"] for found in report["revisions"]} == {"runs"}
+    actions = [op["action"] for found in report["revisions"] for op in found["ops"]]
+    assert actions == ["run", "run", "run", "run", "unguarded (runs unchecked)", "run"]
+
+
+@pytest.mark.usefixtures("no_scratch_left")
+def test_nothing_pending(live_database: Live) -> None:
+    live_database.upgrade("head")
+    result = live_database.plan()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"idempotify plan: {sa.engine.make_url(live_database.url).render_as_string()} is at 5e2a9c1d7f55; "
+        "nothing pending"
+    ]
