@@ -111,7 +111,7 @@ def no_scratch_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     prefix = f"{database.PREFIX}p{uuid.uuid4().hex[:6]}_"
     monkeypatch.setattr(database, "PREFIX", prefix)
     servers: list[database.ScratchServer] = []
-    made = planner.scratch_server
+    made = database.scratch_server
 
     @contextmanager
     def recorded(url: str | None) -> Iterator[database.ScratchServer]:
