@@ -88,9 +88,9 @@ class Live:
         return CliRunner().invoke(app, [*arguments, *options])
 
 
-@pytest.fixture(params=DIALECTS)
-def live_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
-    dialect: str = request.param
+@contextmanager
+def live_project(dialect: str, tmp_path: Path) -> Iterator[Live]:
+    """A copy of the demo project (with a fifth revision) and an empty live database for it."""
     require_dialect(dialect)
     folder = tmp_path / "demo"
     shutil.copytree(DEMO, folder)
@@ -103,6 +103,12 @@ def live_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Li
     with scratch_database(dialect) as engine:
         yield Live(dialect, folder, engine.url.render_as_string(hide_password=False), engine)
         engine.dispose()
+
+
+@pytest.fixture(params=DIALECTS)
+def live_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
+    with live_project(request.param, tmp_path) as found:
+        yield found
 
 
 @pytest.fixture
@@ -299,3 +305,148 @@ def test_nothing_pending(live_database: Live) -> None:
         f"idempotify plan: {sa.engine.make_url(live_database.url).render_as_string()} is at 5e2a9c1d7f55; "
         "nothing pending"
     ]
+
+
+@pytest.mark.usefixtures("no_scratch_left")
+def test_seed_rows_are_copied(
+    live_database: Live, read_only_checked: Callable[[Live], AbstractContextManager[None]]
+) -> None:
+    """The lookup table made and filled by hand before its revision: the copy has its rows, so the seed insert's
+    guard skips it as it will on the live database."""
+    live_database.upgrade("1a0c5e2f9b11")
+    live_database.execute(
+        "CREATE TABLE wellness_statuses (code VARCHAR(16) PRIMARY KEY, label VARCHAR(40) NOT NULL)",
+        "INSERT INTO wellness_statuses (code, label) VALUES ('fit', 'Fit'), ('injured', 'Injured')",
+    )
+    result = run_plan(live_database, read_only_checked, "--format", "json")
+    report = json.loads(result.stdout)
+    seeded = revision_of(report, "2b7d4c8e0a22")
+    assert [(op["op"], op["action"], op["detail"]) for op in seeded["ops"][:2]] == [
+        ("op.create_table", "skip (exists)", "idempotify: table wellness_statuses exists"),
+        ("op.bulk_insert", "skip (exists)", "idempotify: table wellness_statuses has rows"),
+    ]
+    assert seeded["original"]["status"] == "fails"
+    assert seeded["original"]["op"] == "op.create_table"
+    assert result.exit_code == 1
+
+
+@pytest.mark.usefixtures("no_scratch_left")
+def test_rows_of_large_tables_are_not_copied_and_their_decisions_are_approximate(
+    live_database: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live_database.upgrade("1a0c5e2f9b11")
+    live_database.execute(
+        "CREATE TABLE wellness_statuses (code VARCHAR(16) PRIMARY KEY, label VARCHAR(40) NOT NULL)",
+        "INSERT INTO wellness_statuses (code, label) VALUES ('fit', 'Fit'), ('injured', 'Injured')",
+    )
+    monkeypatch.setattr(live, "ROW_LIMIT", 1)
+    report = json.loads(live_database.plan("--format", "json").stdout)
+    assert report["copy"]["rows_not_copied"] == ["wellness_statuses"]
+    [_, insert, *_] = revision_of(report, "2b7d4c8e0a22")["ops"]
+    assert (insert["op"], insert["action"]) == ("op.bulk_insert", "run")
+    assert insert["approximate"].startswith("rows of wellness_statuses not copied")
+
+
+@pytest.mark.usefixtures("no_scratch_left")
+def test_already_rewritten_files_take_their_original_from_the_baseline(
+    live_database: Live, read_only_checked: Callable[[Live], AbstractContextManager[None]], tmp_path: Path
+) -> None:
+    live_database.upgrade("2b7d4c8e0a22")
+    live_database.execute("ALTER TABLE player_wellness_state ADD COLUMN updated_at VARCHAR(20)")
+    shutil.copytree(live_database.versions, tmp_path / "old_versions")
+    assert CliRunner().invoke(app, ["-q", str(live_database.versions)]).exit_code == 0
+    result = run_plan(live_database, read_only_checked, "--format", "json")
+    report = json.loads(result.stdout)
+    added = revision_of(report, "3c9e6a0b1d33")
+    assert added["rewritten_in_memory"] is False
+    assert added["original"]["status"] == "not known"
+    [op] = added["ops"]
+    assert (op["action"], op["line"]) == ("skip (exists)", op["rewritten_line"])
+    assert result.exit_code == 1  # the drift
+    with_baseline = live_database.plan("--format", "json", "--baseline", str(tmp_path / "old_versions"))
+    original = revision_of(json.loads(with_baseline.stdout), "3c9e6a0b1d33")["original"]
+    assert (original["status"], original["line"], original["op"]) == ("fails", 20, "op.add_column")
+    assert original["path"] == str(tmp_path / "old_versions" / "3c9e6a0b1d33_add_updated_at.py")
+
+
+@pytest.mark.usefixtures("no_scratch_left")
+def test_postgresql_without_pg_dump_reflects_the_schema(
+    read_only_checked: Callable[[Live], AbstractContextManager[None]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("codemod.plan.live.shutil.which", lambda name: None)
+    with live_project("postgresql", tmp_path) as live_db:
+        live_db.upgrade("2b7d4c8e0a22")
+        live_db.execute("ALTER TABLE player_wellness_state ADD COLUMN updated_at VARCHAR(20)")
+        result = run_plan(live_db, read_only_checked, "--format", "json")
+    report = json.loads(result.stdout)
+    assert report["copy"]["method"] == "reflection"
+    assert report["copy"]["not_carried"] == [
+        "triggers, functions, views and domains (no pg_dump on PATH: the schema is reflected)"
+    ]
+    added = revision_of(report, "3c9e6a0b1d33")
+    assert added["ops"][0]["action"] == "skip (exists)"
+    assert added["original"]["error"] == DUPLICATE["postgresql"]
+    assert [op["action"] for op in revision_of(report, "4d1f7b2c3e44")["ops"]] == ["run", "run"]
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> Iterator[Live]:
+    with live_project("sqlite", tmp_path) as found:
+        yield found
+
+
+def test_text_and_github_formats(sqlite_database: Live) -> None:
+    """The formats are the same on every database: SQLite's run is the quickest."""
+    live_database = sqlite_database
+    live_database.upgrade("2b7d4c8e0a22")
+    live_database.execute("ALTER TABLE player_wellness_state ADD COLUMN updated_at VARCHAR(20)")
+    text = live_database.plan()
+    assert text.exit_code == 1
+    assert text.stdout.splitlines()[2:6] == [
+        "",
+        f"3c9e6a0b1d33 {live_database.versions / '3c9e6a0b1d33_add_updated_at.py'} (rewritten in memory; lines are "
+        "the file's)",
+        "  20  op.add_column  skip (exists)  idempotify: column player_wellness_state.updated_at exists",
+        "      drift: column player_wellness_state.updated_at: the chain makes DATETIME NULL; the database has "
+        "VARCHAR(20) NULL",
+    ]
+    github = live_database.plan("--format", "github")
+    assert github.exit_code == 1
+    path = live_database.versions / "3c9e6a0b1d33_add_updated_at.py"
+    assert github.stdout.splitlines()[:2] == [
+        f"::error file={path},line=20,title=idempotify plan%3A the original fails here::3c9e6a0b1d33: "
+        "op.add_column: OperationalError: duplicate column name: updated_at",
+        f"::error file={path},line=20,title=idempotify plan%3A drift::op.add_column is skipped: column "
+        "player_wellness_state.updated_at: the chain makes DATETIME NULL; the database has VARCHAR(20) NULL",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "postgresql+psycopg2://postgres@127.0.0.1:1/test",
+            "cannot read postgresql+psycopg2://postgres@127.0.0.1:1/test",
+        ),
+        ("postgresql+pg8000://postgres@127.0.0.1/test", "no database driver for postgresql+pg8000"),
+        ("sqlite:///no/such/file.db", "no such SQLite database file"),
+        ("not a url", "bad database URL"),
+    ],
+)
+def test_a_database_plan_cannot_read_exits_2(url: str, message: str, tmp_path: Path) -> None:
+    shutil.copytree(DEMO, tmp_path / "demo")
+    result = CliRunner().invoke(app, ["plan", str(tmp_path / "demo" / "versions"), "--url", url])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
+def test_a_database_at_a_revision_the_chain_does_not_have_exits_2(tmp_path: Path) -> None:
+    shutil.copytree(DEMO, tmp_path / "demo")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'live.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        connection.exec_driver_sql("INSERT INTO alembic_version VALUES ('ffffffffffff')")
+    engine.dispose()
+    result = CliRunner().invoke(app, ["plan", str(tmp_path / "demo" / "versions"), "--url", str(engine.url)])
+    assert result.exit_code == 2, result.output
+    assert "the database is at revision ffffffffffff, which" in result.stderr
