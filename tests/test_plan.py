@@ -450,3 +450,19 @@ def test_a_database_at_a_revision_the_chain_does_not_have_exits_2(tmp_path: Path
     result = CliRunner().invoke(app, ["plan", str(tmp_path / "demo" / "versions"), "--url", str(engine.url)])
     assert result.exit_code == 2, result.output
     assert "the database is at revision ffffffffffff, which" in result.stderr
+
+
+def test_a_rewritten_chain_that_fails_is_said(sqlite_database: Live) -> None:
+    """An op left unguarded fails on the live schema (a column dropped by hand): both chains fail there."""
+    sqlite_database.upgrade("4d1f7b2c3e44")
+    sqlite_database.execute("ALTER TABLE players DROP COLUMN name")
+    result = sqlite_database.plan("--format", "json")
+    assert result.exit_code == 1, result.output
+    nickname = revision_of(json.loads(result.stdout), "5e2a9c1d7f55")
+    assert [(op["op"], op["action"]) for op in nickname["ops"]] == [
+        ("op.add_column", "run"),
+        ("op.execute", "fails"),
+        ("op.create_index", "not reached"),
+    ]
+    assert nickname["rewritten_error"] == "OperationalError: no such column: name"
+    assert (nickname["original"]["status"], nickname["original"]["line"]) == ("fails", 17)
