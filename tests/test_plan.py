@@ -466,3 +466,25 @@ def test_a_rewritten_chain_that_fails_is_said(sqlite_database: Live) -> None:
     ]
     assert nickname["rewritten_error"] == "OperationalError: no such column: name"
     assert (nickname["original"]["status"], nickname["original"]["line"]) == ("fails", 17)
+
+
+@pytest.mark.usefixtures("no_scratch_left")
+@pytest.mark.parametrize(
+    ("dialect", "driver"), [("sqlite", "aiosqlite"), ("postgresql", "asyncpg"), ("mariadb", "aiomysql")]
+)
+def test_async_drivers(
+    dialect: str, driver: str, tmp_path: Path, read_only_checked: Callable[[Live], AbstractContextManager[None]]
+) -> None:
+    """An async URL reads the live database and makes the copies through an async engine, as verify does."""
+    with live_project(dialect, tmp_path) as live_db:
+        live_db.upgrade("2b7d4c8e0a22")
+        live_db.execute("ALTER TABLE player_wellness_state ADD COLUMN updated_at VARCHAR(20)")
+        url = sa.engine.make_url(live_db.url)
+        live_db.url = url.set(drivername=f"{url.get_backend_name()}+{driver}").render_as_string(hide_password=False)
+        result = run_plan(live_db, read_only_checked, "--format", "json")
+    assert result.exit_code == 1, result.output
+    added = revision_of(json.loads(result.stdout), "3c9e6a0b1d33")
+    assert added["ops"][0]["action"] == "skip (exists)"
+    assert added["ops"][0]["drift"]
+    expected = DUPLICATE[dialect].replace("DuplicateColumn:", "DuplicateColumnError:")  # asyncpg's own class
+    assert added["original"]["error"] == expected

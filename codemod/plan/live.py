@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.util import await_only
 
 from codemod.verify.database import Database, Scratch
 
@@ -271,11 +272,14 @@ def _execute_script(connection: sa.Connection, script: str) -> None:
     search_path pg_dump's script empties is put back (the connection goes back to the pool)."""
     postgresql = connection.dialect.name == "postgresql"
     search_path = connection.exec_driver_sql("SHOW search_path").scalar() if postgresql else None
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(script)
-    finally:
-        cursor.close()
+    if connection.dialect.driver == "asyncpg":  # its cursor prepares statements: one at a time
+        await_only(connection.connection.driver_connection.execute(script))  # type: ignore[union-attr]
+    else:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(script)
+        finally:
+            cursor.close()
     if postgresql:
         connection.execute(sa.text("SELECT pg_catalog.set_config('search_path', :path, false)"), {"path": search_path})
 

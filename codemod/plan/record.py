@@ -120,8 +120,17 @@ def run_recorded(
         except EnvPyRefused:
             raise
         except Exception as error:  # noqa: BLE001 - the revision's failure is what plan reports
-            cause = error.orig if isinstance(error, sa.exc.DBAPIError) else error
-            found.error = f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
+            found.error = _error_text(error)
             lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == label]
             found.error_line = lines[-1] if lines else None
     return found
+
+
+def _error_text(error: BaseException) -> str:
+    """The database's error, named by the driver's own class (``DuplicateColumn``): the exception SQLAlchemy
+    wraps, or under an async adapter the driver's exception it wraps in turn."""
+    cause: BaseException = error.orig if isinstance(error, sa.exc.DBAPIError) and error.orig is not None else error
+    while isinstance(error, sa.exc.DBAPIError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    text = str(cause).strip()
+    return f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"
