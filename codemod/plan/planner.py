@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from codemod.formatting import style_for
@@ -129,8 +130,6 @@ def build_plan(
 def _server_of(url: str, dialect: str) -> str | None:
     """Where scratch databases go by default: the live server, through its maintenance database (never through
     the live database); SQLite: temporary files."""
-    import sqlalchemy as sa  # noqa: PLC0415
-
     if dialect == "sqlite":
         return None
     parsed = sa.engine.make_url(url)
@@ -286,6 +285,4 @@ def _drift(
 
 
 def _safe(url: str) -> str:
-    import sqlalchemy as sa  # noqa: PLC0415
-
     return sa.engine.make_url(url).render_as_string(hide_password=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -15,8 +16,6 @@ _STYLE = {RUN: "green", SKIP: "cyan", UNGUARDED: "yellow", FAILS: "bold red"}
 
 
 def _path(path: object) -> str:
-    from pathlib import Path  # noqa: PLC0415
-
     return str(relative_to_cwd(Path(str(path)))) if path else ""
 
 
