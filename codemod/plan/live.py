@@ -60,7 +60,7 @@ class LiveCopy:
     not_carried: list[str] = field(default_factory=list)
 
 
-def read_live(url: str, *, server_dump: bool = True) -> LiveCopy:
+def read_live(url: str) -> LiveCopy:
     """Read the live database at ``url`` in one read-only transaction."""
     try:
         parsed = sa.engine.make_url(url)
@@ -73,7 +73,7 @@ def read_live(url: str, *, server_dump: bool = True) -> LiveCopy:
     except ImportError as error:
         raise LiveError(f"no database driver for {_shown(parsed)}: {error}; install it") from error
     try:
-        return database.run(lambda connection: _read(connection, parsed, server_dump), autocommit=True)
+        return database.run(lambda connection: _read(connection, parsed), autocommit=True)
     except ImportError as error:
         raise LiveError(f"no database driver for {_shown(parsed)}: {error}; install it") from error
     except sa.exc.DBAPIError as error:
@@ -92,7 +92,7 @@ def _sqlite_read_only(url: sa.URL) -> sa.URL:
     return url.set(database=f"file:{path}", query={**url.query, "mode": "ro", "uri": "true"})
 
 
-def _read(connection: sa.Connection, url: sa.URL, server_dump: bool) -> LiveCopy:
+def _read(connection: sa.Connection, url: sa.URL) -> LiveCopy:
     dialect = "mariadb" if connection.dialect.name in ("mysql", "mariadb") else connection.dialect.name
     if dialect not in ("sqlite", "postgresql", "mariadb"):
         raise LiveError(f"plan supports SQLite, PostgreSQL and MariaDB, not {connection.dialect.name}")
@@ -108,7 +108,7 @@ def _read(connection: sa.Connection, url: sa.URL, server_dump: bool) -> LiveCopy
             _sqlite_schema(connection, copy)
         elif dialect == "mariadb":
             _mariadb_schema(connection, copy)
-        elif not (server_dump and _pg_dump(connection, url, copy)):
+        elif not _pg_dump(connection, url, copy):
             _reflected_schema(connection, copy)
         _rows(connection, inspector, copy)
         before_read_ends(connection)

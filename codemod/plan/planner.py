@@ -114,11 +114,10 @@ def build_plan(
     project: ProjectEnvironment | None = None,
     naming_convention: dict[str, str] | None = None,
     scratch_url: str | None = None,
-    server_dump: bool = True,
 ) -> Plan:
     """Read the live database at ``url`` (read-only) and plan the pending revisions of ``versions`` on copies."""
     chain = load_chain(versions, baseline)
-    live = read_live(url, server_dump=server_dump)
+    live = read_live(url)
     pending = [_sources(revision) for revision in _pending(versions, chain, live.heads)]
     plans = [RevisionPlan(item.revision.id, item.revision.path, _in_memory(item)) for item in pending]
     if pending:
