@@ -20,13 +20,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from codemod.formatting import style_for
+from codemod.formatting import Style, style_for
 from codemod.guards import BLOCK_HEADER
 from codemod.plan.drift import describe, drift
 from codemod.plan.live import LiveCopy, copy_into, read_live
 from codemod.plan.record import Recording, run_recorded
 from codemod.results import OpReport, Outcome
-from codemod.runner import rewrite_source
+from codemod.runner import rewrite_source as _rewrite_source
 from codemod.verify.chain import Revision, load_chain
 from codemod.verify.database import Scratch, ScratchServer, scratch_server
 from codemod.verify.environment import ProjectEnvironment
@@ -167,6 +167,13 @@ def _sources(revision: Revision) -> _Sources:
         if [report.call for report in first] == [report.call for report in reports]:
             line_in_file = {after.line: before.line for before, after in zip(first, reports, strict=True)}
     return _Sources(revision, rewritten, original, original_path, reports, original_reports, line_in_file)
+
+
+@functools.lru_cache(maxsize=256)
+def rewrite_source(source: bytes, style: Style) -> tuple[bytes, list[OpReport]]:
+    """idempotify's rewrite of ``source``, once per source: a pending revision's is used again for drift, and a
+    file already rewritten is its own rewrite."""
+    return _rewrite_source(source, style)
 
 
 def _in_memory(item: _Sources) -> bool:
