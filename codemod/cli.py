@@ -1,7 +1,8 @@
 """The ``idempotify`` command: options, messages and exit codes.
 
 ``idempotify PATH...`` rewrites (the ``rewrite`` command, the default);
-``idempotify verify PATH`` proves a chain on scratch databases. Diffs and
+``idempotify verify PATH`` proves a chain on scratch databases; ``idempotify
+plan`` says what the next deploy runs and skips on a live database. Diffs and
 reports go to stdout; every message and the summary go to stderr.
 Exit codes: 0 ok, 1 changes needed (``--check`` / ``--diff``) or a verify
 scenario failed, 2 errors.
@@ -548,6 +549,122 @@ def _exit_code(results: list[FileResult], *, report_changes: bool, strict: bool)
     if strict and any(report.outcome is Outcome.UNGUARDED for result in results for report in result.reports):
         return EXIT_CHANGES
     return EXIT_OK
+
+
+@app.command()
+@_unexpected_is_an_error
+def plan(
+    versions: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="VERSIONS",
+            show_default=False,
+            help="The directories holding the revision files [default: the versions directories of the "
+            "Alembic project here (alembic.ini or [tool.alembic])].",
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The live database (SQLAlchemy URL), read only [default: the project's sqlalchemy.url]."),
+    ] = None,
+    scratch_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The server to make the scratch copies on [default: the live database's server, through its "
+            "maintenance database; SQLite: temporary files]."
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="The versions directory before idempotify: the original of files already rewritten "
+            "[default: the committed version of each modified git-tracked file]."
+        ),
+    ] = None,
+    alembic_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="The Alembic project's alembic.ini (or pyproject.toml) whose env.py runs the revisions "
+            "[default: the one at or above VERSIONS].",
+        ),
+    ] = None,
+    no_env_py: Annotated[
+        bool, typer.Option("--no-env-py", help="Run the revisions without the project's env.py (the bare harness).")
+    ] = False,
+    output_format: Annotated[
+        Format, typer.Option("--format", help="text for people, json for machines, github for CI annotations.")
+    ] = Format.TEXT,
+) -> None:
+    """Say what the next deploy will run and skip on the live database, without touching it.
+
+    Reads the live database's alembic_version and schema in a read-only
+    transaction, copies the schema to a scratch database, and runs the pending
+    revisions there: the rewritten chain (rewritten in memory when the files
+    are not yet) and the original. Each op is run, skip (exists), or
+    unguarded (runs unchecked); a skipped create whose existing object differs
+    is drift. The scratch databases are dropped afterwards.
+
+    Exit codes: 0 the deploy goes through, 1 the original (or rewritten) chain
+    would fail or drift was found, 2 plan could not run.
+    """
+    import sqlalchemy as sa  # noqa: PLC0415 - deferred so a rewrite starts fast
+
+    from codemod.plan.live import LiveError  # noqa: PLC0415
+    from codemod.plan.planner import PlanError, build_plan  # noqa: PLC0415
+    from codemod.plan.report import print_github, print_text, render_json  # noqa: PLC0415
+    from codemod.verify.chain import ChainError  # noqa: PLC0415
+    from codemod.verify.database import ScratchError  # noqa: PLC0415
+    from codemod.verify.environment import EnvPyRefused  # noqa: PLC0415
+
+    printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
+
+    def fail(message: str, error: BaseException | None = None) -> NoReturn:
+        if output_format is Format.JSON:
+            typer.echo(json.dumps({"ok": False, "error": message}, indent=2))
+        else:
+            printer.error(message)
+        raise typer.Exit(EXIT_ERROR) from error
+
+    signal.signal(signal.SIGTERM, _terminate)  # a CI cancellation still drops the scratch databases
+    try:
+        versions = versions or _alembic_versions(printer)
+        config = load_config(versions[0])
+        _make_project_importable(alembic_config or versions[0])
+        project = _project_environment(versions, alembic_config, ())
+        live = url or _project_url(project, versions)
+        with redirect_stdout(sys.stderr):
+            found = build_plan(
+                versions,
+                live,
+                baseline=baseline,
+                project=None if no_env_py else project,
+                naming_convention=_convention_for(None, config),
+                scratch_url=scratch_url,
+            )
+    except (ChainError, ValueError, ConfigError, LiveError, PlanError, ScratchError, EnvPyRefused) as error:
+        fail(str(error), error)
+    except sa.exc.DBAPIError as error:
+        fail(f"the database failed outside any revision: {error.orig}", error)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; the scratch databases were dropped", err=True)
+        raise typer.Exit(130) from None
+    if output_format is Format.JSON:
+        typer.echo(render_json(found))
+    elif output_format is Format.GITHUB:
+        print_github(found)
+    else:
+        print_text(found, console(stderr=False))
+    raise typer.Exit(EXIT_CHANGES if found.failed else EXIT_OK)
+
+
+def _project_url(project: ProjectEnvironment | None, versions: list[Path]) -> str:
+    """The live database plan reads by default: the Alembic project's ``sqlalchemy.url``."""
+    found = project.config.get_main_option("sqlalchemy.url") if project is not None else None
+    if not found:
+        where = project.config_file if project is not None else f"no Alembic project at or above {versions[0]}"
+        raise ConfigError(f"no --url, and no sqlalchemy.url to read in {where}: name the live database with --url")
+    return found
 
 
 def main() -> None:
