@@ -27,7 +27,7 @@ REVISIONS = ("l1", "l2", "l3", "l4")
 ALEMBIC = str(Path(sys.executable).parent / "alembic")
 WAITING = "another process holds the migration lock; waiting for it"
 _RUNNING = re.compile(r"Running upgrade \S* ?-> (\w+)")
-_RAISED = re.compile(r"(?m)^([\w.]+(?:Error|Exception|Detected)): (?:\(([\w.]+)\))?")
+_RAISED = re.compile(r"(?m)^([\w.]+(?:Error|Exception|Detected)): (?:\(([\w.]+)\)(?: \((\d+),)?)?")
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,11 @@ class Race:
     def errors(self) -> list[str]:
         """The exception each failing process died of (the driver's, when SQLAlchemy wraps one)."""
         found = []
-        for code, output in zip(self.returncodes, self.outputs):
-            if code:
+        for returncode, output in zip(self.returncodes, self.outputs, strict=True):
+            if returncode:
                 raised = _RAISED.findall(output)
-                found.append((raised[-1][1] or raised[-1][0]) if raised else output.strip().splitlines()[-1])
+                wrapper, driver, code = raised[-1] if raised else (output.strip().splitlines()[-1], "", "")
+                found.append(f"{driver or wrapper} {code}".strip())
         return found
 
 
@@ -106,8 +107,8 @@ def _race_without_the_lock(dialect: str, processes: int) -> str:
                 connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
             )
     errors = Counter(race.errors())
-    started = ", ".join(f"{revision}×{race.runs[revision]}" for revision in REVISIONS)
-    logged = ", ".join(f"{revision}×{rows[revision]}" for revision in REVISIONS)
+    started = ", ".join(f"{revision} x{race.runs[revision]}" for revision in REVISIONS)
+    logged = ", ".join(f"{revision} x{rows[revision]}" for revision in REVISIONS)
     return (
         f"{dialect}: {failed}/{processes} exited non-zero {dict(errors)}; revisions started {started}; "
         f"log rows {logged}; alembic_version {heads}"

@@ -8,12 +8,15 @@ recipe of ``codemod/lock.py``, sync or async by the URL's driver.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner, Result
 
+from codemod.cli import app
 from codemod.lock import RECIPE
 from codemod.verify.schema import differences, snapshot
 from tests.conftest import require_dialect
@@ -69,3 +72,107 @@ def test_concurrent_upgrades_run_each_revision_once(
         options = ("-x", "transaction_per_migration=true") if per_migration else ()
         assert_each_revision_ran_once(project, engine, *options)
         assert differences(expected, snapshot(engine)) == []
+
+
+def alembic_init(directory: Path, template: str) -> Path:
+    """The env.py ``alembic init -t template`` writes (a project in ``directory``), and its alembic.ini beside."""
+    directory.mkdir(exist_ok=True)
+    subprocess.run([ALEMBIC, "init", "-t", template, "migrations"], cwd=directory, check=True, capture_output=True)
+    return directory / "migrations" / "env.py"
+
+
+def lock(*args: str) -> Result:
+    return CliRunner().invoke(app, ["lock-env", *args])
+
+
+@pytest.mark.parametrize("template", ["generic", "async"])
+def test_lock_env_locks_the_templates_once(template: str, tmp_path: Path) -> None:
+    env_py = alembic_init(tmp_path, template)
+    original = env_py.read_bytes()
+    assert lock("--check", str(env_py)).exit_code == 1
+    assert env_py.read_bytes() == original
+    result = lock(str(env_py))
+    assert result.exit_code == 0, result.output
+    locked = env_py.read_text(encoding="utf-8")
+    compile(locked, str(env_py), "exec")
+    assert RECIPE in locked
+    assert locked.count("with migration_lock(connection):") == 1
+    assert lock(str(env_py)).exit_code == 0
+    assert env_py.read_text(encoding="utf-8") == locked, "a second run changes nothing"
+    checked = lock("--check", str(env_py))
+    assert (checked.exit_code, "takes a migration lock already" in checked.output) == (0, True)
+
+
+def test_lock_env_diff_is_a_patch_git_applies(tmp_path: Path) -> None:
+    env_py = alembic_init(tmp_path, "generic")
+    original = env_py.read_bytes()
+    result = CliRunner().invoke(app, ["lock-env", "--diff"], catch_exceptions=False)  # the project here: cwd
+    assert result.exit_code == 2  # no project at the test's working directory
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        diff = lock("--diff")
+    assert diff.exit_code == 1
+    assert env_py.read_bytes() == original
+    patch_file = tmp_path / "lock.patch"
+    patch_file.write_text(diff.stdout, encoding="utf-8")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "apply", "-p0", "lock.patch"], cwd=tmp_path, check=True)
+    applied = env_py.read_bytes()
+    env_py.write_bytes(original)
+    assert lock(str(env_py)).exit_code == 0
+    assert applied == env_py.read_bytes()
+
+
+def test_lock_env_locks_a_connection_handed_over_in_config_attributes(tmp_path: Path) -> None:
+    env_py = tmp_path / "env.py"
+    shutil.copyfile(Path(__file__).parent / "verify_project" / "env.py", env_py)
+    assert lock(str(env_py)).exit_code == 0
+    locked = env_py.read_text(encoding="utf-8")
+    assert "    with migration_lock(connection):\n        context.configure(connection=connection," in locked
+    assert 'if (connection := config.attributes.get("connection")) is not None:' in locked
+
+
+def test_an_env_py_lock_env_does_not_recognise_is_left_untouched(tmp_path: Path) -> None:
+    env_py = alembic_init(tmp_path, "generic")
+    source = env_py.read_text(encoding="utf-8")
+    unusual = source.replace("        with context.begin_transaction():\n", "        if True:\n")
+    env_py.write_text(unusual, encoding="utf-8")
+    result = lock(str(env_py))
+    line = unusual.splitlines().index("        context.configure(") + 1
+    assert result.exit_code == 1
+    assert f"{env_py}: not changed" in result.output
+    assert f"line {line}: context.configure(connection=...) is not followed by" in result.output
+    assert "paste the recipe of the README" in result.output
+    assert env_py.read_text(encoding="utf-8") == unusual
+
+
+# (template, dialect, driver): the generic template on a sync driver, the async one on an async driver.
+RUNS = [
+    ("generic", "sqlite", "pysqlite"),
+    ("async", "sqlite", "aiosqlite"),
+    ("generic", "postgresql", "psycopg2"),
+    ("async", "postgresql", "asyncpg"),
+    ("generic", "mariadb", "pymysql"),
+]
+
+
+@pytest.mark.parametrize(("template", "dialect", "driver"), RUNS)
+def test_a_locked_template_runs_the_chain(template: str, dialect: str, driver: str, tmp_path: Path) -> None:
+    require_dialect(dialect)
+    env_py = alembic_init(tmp_path / "init", template)
+    assert lock(str(env_py)).exit_code == 0
+    with scratch_database(dialect) as engine:
+        url = engine.url.set(drivername=f"{engine.url.get_backend_name()}+{driver}")
+        project = project_on(tmp_path, url, env_py)
+        run = subprocess.run([ALEMBIC, "upgrade", "head"], cwd=project, capture_output=True, text=True, check=False)
+        assert run.returncode == 0, run.stderr
+        assert log_rows(engine) == dict.fromkeys(REVISIONS, 1)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
+def test_concurrent_upgrades_through_an_env_py_lock_env_rewrote(dialect: str, tmp_path: Path) -> None:
+    require_dialect(dialect)
+    env_py = alembic_init(tmp_path / "init", "generic")
+    assert lock(str(env_py)).exit_code == 0
+    with scratch_database(dialect) as engine:
+        assert_each_revision_ran_once(project_on(tmp_path, engine.url, env_py), engine)
