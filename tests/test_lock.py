@@ -8,8 +8,11 @@ recipe of ``codemod/lock.py``, sync or async by the URL's driver.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,13 +21,14 @@ from typer.testing import CliRunner, Result
 
 from codemod.cli import app
 from codemod.lock import RECIPE
-from codemod.verify.schema import differences, snapshot
+from codemod.verify.schema import Snapshot, differences, snapshot
 from tests.conftest import require_dialect
-from tests.databases import scratch_database
+from tests.databases import SERVERS, scratch_database
 from tests.lock_race import ALEMBIC, PROJECT, REVISIONS, log_rows, project_on, upgrade_together
 from tests.test_readme import fenced_blocks
 
 PROCESSES = 5
+IDEMPOTIFY = str(Path(sys.executable).parent / "idempotify")
 
 # (dialect, driver, transaction_per_migration): each database's default driver with either transaction layout,
 # and an async driver (env.py's run_sync path).
@@ -44,12 +48,18 @@ def test_the_project_and_the_readme_hold_the_recipe_as_lock_env_writes_it() -> N
     assert any(RECIPE in block for block in python), "README.md shows the recipe of codemod/lock.py"
 
 
-def single_run(directory: Path, dialect: str) -> dict[str, object]:
-    """The schema one ``alembic upgrade head`` builds, alone."""
-    with scratch_database(dialect) as engine:
-        project = project_on(directory, engine.url)
-        subprocess.run([ALEMBIC, "upgrade", "head"], cwd=project, check=True, capture_output=True)
-        return snapshot(engine)
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Snapshot]:
+    """The schema one ``alembic upgrade head`` builds alone, on each database (built once per module)."""
+
+    @functools.cache
+    def build(dialect: str) -> Snapshot:
+        with scratch_database(dialect) as engine:
+            project = project_on(tmp_path_factory.mktemp(dialect), engine.url)
+            subprocess.run([ALEMBIC, "upgrade", "head"], cwd=project, check=True, capture_output=True)
+            return snapshot(engine)
+
+    return build
 
 
 def assert_each_revision_ran_once(project: Path, engine: sa.Engine, *options: str) -> None:
@@ -62,10 +72,10 @@ def assert_each_revision_ran_once(project: Path, engine: sa.Engine, *options: st
 
 @pytest.mark.parametrize(("dialect", "driver", "per_migration"), CASES)
 def test_concurrent_upgrades_run_each_revision_once(
-    dialect: str, driver: str, per_migration: bool, tmp_path: Path
+    dialect: str, driver: str, per_migration: bool, single_run: Callable[[str], Snapshot], tmp_path: Path
 ) -> None:
     require_dialect(dialect)
-    expected = single_run(tmp_path / "single", dialect)
+    expected = single_run(dialect)
     with scratch_database(dialect) as engine:
         url = engine.url.set(drivername=f"{engine.url.get_backend_name()}+{driver}")
         project = project_on(tmp_path, url)
@@ -176,3 +186,19 @@ def test_concurrent_upgrades_through_an_env_py_lock_env_rewrote(dialect: str, tm
     assert lock(str(env_py)).exit_code == 0
     with scratch_database(dialect) as engine:
         assert_each_revision_ran_once(project_on(tmp_path, engine.url, env_py), engine)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
+def test_verify_runs_through_an_env_py_lock_env_rewrote(dialect: str, tmp_path: Path) -> None:
+    """verify hands env.py its scratch connection; the lock taken on it changes no verdict."""
+    require_dialect(dialect)
+    project = tmp_path / "project"
+    shutil.copytree(Path(__file__).parent / "verify_project", project)
+    shutil.copytree(project / "versions", tmp_path / "original")
+    assert lock(str(project / "env.py")).exit_code == 0
+    assert CliRunner().invoke(app, ["-q", str(project / "versions")]).exit_code == 0
+    url = SERVERS[dialect]
+    command = [IDEMPOTIFY, "verify", "versions", "--baseline", str(tmp_path / "original"), "--url", url]
+    run = subprocess.run(command, cwd=project, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "all 3 revisions hold" in run.stdout
