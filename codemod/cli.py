@@ -560,13 +560,14 @@ def lock_env_command(
 
     try:
         path = env_py or _project_env_py()
-        original = path.read_bytes()
-        locked = lock_env(original.decode("utf-8")).encode("utf-8")
     except ConfigError as error:
         typer.echo(f"idempotify: {error}", err=True)
         raise typer.Exit(EXIT_ERROR) from error
+    try:
+        original = path.read_bytes()
+        locked = lock_env(original.decode("utf-8")).encode("utf-8")
     except OSError as error:
-        typer.echo(f"idempotify: {env_py}: cannot read: {error.strerror or error}", err=True)
+        typer.echo(f"idempotify: {path}: cannot read: {error.strerror or error}", err=True)
         raise typer.Exit(EXIT_ERROR) from error
     except (UnicodeDecodeError, cst.ParserSyntaxError) as error:
         typer.echo(f"idempotify: {path}: cannot parse: {error}", err=True)

@@ -116,10 +116,8 @@ def test_lock_env_locks_the_templates_once(template: str, tmp_path: Path) -> Non
 def test_lock_env_diff_is_a_patch_git_applies(tmp_path: Path) -> None:
     env_py = alembic_init(tmp_path, "generic")
     original = env_py.read_bytes()
-    result = CliRunner().invoke(app, ["lock-env", "--diff"], catch_exceptions=False)  # the project here: cwd
-    assert result.exit_code == 2  # no project at the test's working directory
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(tmp_path)
+        patch.chdir(tmp_path)  # no ENV_PY: the project's, from its alembic.ini
         diff = lock("--diff")
     assert diff.exit_code == 1
     assert env_py.read_bytes() == original
@@ -140,6 +138,24 @@ def test_lock_env_locks_a_connection_handed_over_in_config_attributes(tmp_path: 
     locked = env_py.read_text(encoding="utf-8")
     assert "    with migration_lock(connection):\n        context.configure(connection=connection," in locked
     assert 'if (connection := config.attributes.get("connection")) is not None:' in locked
+
+
+def test_lock_env_locks_each_connection_of_the_cookbook_env_py(tmp_path: Path) -> None:
+    """Alembic's cookbook "Sharing a Connection": one configure on the connection handed over, one on its own."""
+    env_py = tmp_path / "env.py"
+    shutil.copyfile(Path(__file__).parent / "lock_env" / "cookbook_env.py", env_py)
+    assert lock(str(env_py)).exit_code == 0
+    locked = env_py.read_text(encoding="utf-8")
+    assert "            with migration_lock(connection):\n                context.configure(" in locked
+    assert "        with migration_lock(connectable):\n            context.configure(" in locked
+    compile(locked, str(env_py), "exec")
+
+
+def test_lock_env_outside_a_project_names_what_it_looked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = lock()
+    assert result.exit_code == 2
+    assert f"no ENV_PY given, and no alembic.ini or pyproject.toml with [tool.alembic] in {tmp_path}" in result.output
 
 
 def test_an_env_py_lock_env_does_not_recognise_is_left_untouched(tmp_path: Path) -> None:
@@ -202,3 +218,12 @@ def test_verify_runs_through_an_env_py_lock_env_rewrote(dialect: str, tmp_path: 
     run = subprocess.run(command, cwd=project, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "all 3 revisions hold" in run.stdout
+
+
+def test_an_env_py_that_does_not_parse_is_an_error_and_left_untouched(tmp_path: Path) -> None:
+    env_py = tmp_path / "env.py"
+    env_py.write_text("def run_migrations_online(:\n", encoding="utf-8")
+    result = lock("--check", str(env_py))
+    assert result.exit_code == 2
+    assert f"{env_py}: cannot parse" in result.output
+    assert env_py.read_text(encoding="utf-8") == "def run_migrations_online(:\n"
