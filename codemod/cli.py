@@ -32,7 +32,8 @@ from codemod import __version__
 from codemod.cache import ResultCache
 from codemod.config import Config, ConfigError, find_alembic_project, load_config
 from codemod.formatting import Style, style_for
-from codemod.output import Format, Printer, console, relative_to_cwd
+from codemod.lock import PASTE, EnvPyNotRecognised, env_py_of, lock_env
+from codemod.output import Format, Printer, console, relative_to_cwd, unified_diff
 from codemod.results import FileResult, Outcome, Status
 from codemod.runner import (
     ChangedOnDiskError,
@@ -528,6 +529,78 @@ def _import(value: str, option: str) -> Any:
         return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError, ValueError) as error:
         raise ValueError(f"{option} {value!r}: {error}") from error
+
+
+@app.command("lock-env")
+@_unexpected_is_an_error
+def lock_env_command(
+    env_py: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="ENV_PY",
+            show_default=False,
+            help="The env.py to lock [default: the one of the Alembic project here (alembic.ini or [tool.alembic])].",
+        ),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if env.py does not take the lock (for CI).")
+    ] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff; write nothing; exit 1 if any.")] = False,
+) -> None:
+    """Make env.py take a migration lock, so concurrent `alembic upgrade` processes run each revision once.
+
+    Puts the recipe of the README ("Concurrent deploys") before env.py's first
+    function, and `with migration_lock(connection):` around each
+    context.configure(connection=...) and the `with context.begin_transaction():`
+    block after it. An env.py that takes a lock already is left as it is.
+
+    Exit codes: 0 env.py takes the lock (now), 1 it does not (--check, --diff;
+    or an env.py lock-env does not recognise, left untouched), 2 errors.
+    """
+    import libcst as cst  # noqa: PLC0415 - as verify's, deferred
+
+    try:
+        path = env_py or _project_env_py()
+    except ConfigError as error:
+        typer.echo(f"idempotify: {error}", err=True)
+        raise typer.Exit(EXIT_ERROR) from error
+    try:
+        original = path.read_bytes()
+        locked = lock_env(original.decode("utf-8")).encode("utf-8")
+    except OSError as error:
+        typer.echo(f"idempotify: {path}: cannot read: {error.strerror or error}", err=True)
+        raise typer.Exit(EXIT_ERROR) from error
+    except (UnicodeDecodeError, cst.ParserSyntaxError) as error:
+        typer.echo(f"idempotify: {path}: cannot parse: {error}", err=True)
+        raise typer.Exit(EXIT_ERROR) from error
+    except EnvPyNotRecognised as error:
+        typer.echo(f"idempotify: {path}: not changed: lock-env does not recognise it ({error}); {PASTE}", err=True)
+        raise typer.Exit(EXIT_CHANGES) from error
+    shown = relative_to_cwd(path)
+    if locked == original:
+        typer.echo(f"{shown} takes a migration lock already", err=True)
+        return
+    result = FileResult(shown, Status.CHANGED, original, locked)
+    if diff:
+        sys.stdout.write(unified_diff(result))
+    if check or diff:
+        typer.echo(f"Would lock {shown}", err=True)
+        raise typer.Exit(EXIT_CHANGES)
+    written = _write(result)
+    if written.status is Status.FAILED:
+        typer.echo(f"idempotify: {shown}: {written.message}", err=True)
+        raise typer.Exit(EXIT_ERROR)
+    typer.echo(f"Locked {shown}: it takes the migration lock before running migrations", err=True)
+
+
+def _project_env_py() -> Path:
+    """The env.py of the Alembic project at or above the working directory."""
+    project = find_alembic_project(Path.cwd())
+    if project is None:
+        raise ConfigError(
+            f"no ENV_PY given, and no alembic.ini or pyproject.toml with [tool.alembic] in {Path.cwd()} or above"
+        )
+    return relative_to_cwd(env_py_of(project.config_file))
 
 
 def _write(result: FileResult) -> FileResult:
