@@ -6,6 +6,12 @@ template and dropped when the run ends, whatever way it ends. Nothing else on
 the server is touched. An async URL (``postgresql+asyncpg``, ``mysql+aiomysql``,
 ``sqlite+aiosqlite``, psycopg under asyncio) is used as async applications use
 it: an ``AsyncConnection`` hands its sync facade to the work through ``run_sync``.
+
+Where DDL is transactional (PostgreSQL, and SQLite once its driver is made to
+emit BEGIN), a database can be *held*: every run goes to one connection, in a
+savepoint of one transaction, so a scenario is tried and rolled back instead of
+run on a copy. A run that leaves that transaction (commits it, or enters
+``autocommit_block()``) raises ``LeftTransaction``, saying whether it committed.
 """
 
 from __future__ import annotations
@@ -25,11 +31,23 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 PREFIX = "idempotify_scratch_"
+# Set in Connection.info while a database is held: what runs on it must stay inside its transaction.
+IN_ONE_TRANSACTION = "idempotify.in_one_transaction"
 T = TypeVar("T")
 
 
 class ScratchError(Exception):
     """The scratch database cannot be made or used (bad URL, missing driver, server down, not empty)."""
+
+
+class LeftTransaction(Exception):
+    """A run on a held database left its transaction: ``committed``, part of it is in the database for good;
+    ``every_revision``, every run would (env.py uses a connection of its own)."""
+
+    def __init__(self, why: str, *, committed: bool = False, every_revision: bool = False) -> None:
+        super().__init__(why)
+        self.committed = committed
+        self.every_revision = every_revision
 
 
 class Database:
@@ -43,6 +61,7 @@ class Database:
         self.url = url
         self.is_async = bool(url.get_dialect().is_async)
         self._engine = None if self.is_async else sa.create_engine(url)
+        self._held: sa.Connection | None = None
 
     @property
     def engine(self) -> sa.Engine:
@@ -53,6 +72,8 @@ class Database:
 
     def run(self, work: Callable[[sa.Connection], T], *, autocommit: bool = False) -> T:
         """``work(connection)`` on a new connection, committed afterwards (rolled back if it raises)."""
+        if self._held is not None:
+            return self._run_held(self._held, work, keep=autocommit)
         options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
         if self._engine is None:
             return asyncio.run(self._run_async(work, options))
@@ -76,6 +97,72 @@ class Database:
                 return result
         finally:
             await engine.dispose()
+
+    @property
+    def can_hold(self) -> bool:
+        """Whether ``held()`` works here: a sync driver of a database with transactional DDL."""
+        return self._engine is not None and self.url.get_backend_name() in ("postgresql", "sqlite")
+
+    @property
+    def is_held(self) -> bool:
+        return self._held is not None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Every ``run`` inside goes to one connection, in one transaction committed at the end (rolled back when
+        the block raises); each run in a savepoint of it, released when it succeeds, rolled back when it fails."""
+        engine = self.engine
+        if self.url.get_backend_name() == "sqlite":
+            engine = _transactional_sqlite(self.url)
+        try:
+            with engine.connect() as connection:
+                transaction = connection.begin()
+                connection.info[IN_ONE_TRANSACTION] = True
+                self._held = connection
+                try:
+                    yield
+                except BaseException:
+                    if transaction.is_active:
+                        transaction.rollback()
+                    raise
+                finally:
+                    self._held = None
+                    connection.info.pop(IN_ONE_TRANSACTION, None)
+                transaction.commit()
+        finally:
+            if engine is not self._engine:
+                engine.dispose()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """What runs inside is rolled back at the end (the database must be held)."""
+        if self._held is None:
+            raise TypeError("Database.savepoint needs a held database")
+        savepoint = self._held.begin_nested()
+        try:
+            yield
+        finally:
+            if savepoint.is_active:
+                savepoint.rollback()
+
+    @staticmethod
+    def _run_held(connection: sa.Connection, work: Callable[[sa.Connection], T], *, keep: bool) -> T:
+        """``work`` in a savepoint; with ``keep``, what a run that raised did before it raised stays (as with
+        autocommit), unless the database refused a statement (PostgreSQL then aborts the savepoint)."""
+        root = connection.get_transaction()
+        savepoint = connection.begin_nested()
+        try:
+            result = work(connection)
+        except BaseException as error:
+            _still_in(connection, root)
+            if savepoint.is_active and keep and not isinstance(error, (sa.exc.DBAPIError, LeftTransaction)):
+                savepoint.commit()
+            elif savepoint.is_active:
+                savepoint.rollback()
+            raise
+        _still_in(connection, root)
+        savepoint.commit()
+        return result
 
     def dispose(self) -> None:
         """Close pooled connections (before a file copy, or a template copy, of this database)."""
@@ -208,6 +295,27 @@ class ScratchServer:
         if failed:
             names = ", ".join(f"{name} ({error})" for name, error in failed)
             raise ScratchError(f"could not drop the scratch databases {names}; drop them by hand")
+
+
+def _still_in(connection: sa.Connection, root: sa.RootTransaction | None) -> None:
+    if root is None or not root.is_active or connection.get_transaction() is not root:
+        raise LeftTransaction("the revision committed the transaction it was run in", committed=True)
+
+
+def _transactional_sqlite(url: sa.URL) -> sa.Engine:
+    """An engine whose transactions hold DDL too: sqlite3 begins none before DDL, so BEGIN is emitted here
+    (SQLAlchemy's recipe for SAVEPOINT and transactional DDL on pysqlite)."""
+    engine = sa.create_engine(url, poolclass=NullPool)
+
+    @sa.event.listens_for(engine, "connect")
+    def no_implicit_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
 
 
 def _copy_tables(connection: sa.Connection, source: str) -> None:
