@@ -62,6 +62,7 @@ class Database:
         self.is_async = bool(url.get_dialect().is_async)
         self._engine = None if self.is_async else sa.create_engine(url)
         self._held: sa.Connection | None = None
+        self.runs = 0  # how many runs it has had: what was read of it holds while this stays
 
     @property
     def engine(self) -> sa.Engine:
@@ -72,6 +73,7 @@ class Database:
 
     def run(self, work: Callable[[sa.Connection], T], *, autocommit: bool = False) -> T:
         """``work(connection)`` on a new connection, committed afterwards (rolled back if it raises)."""
+        self.runs += 1
         if self._held is not None:
             return self._run_held(self._held, work, keep=autocommit)
         options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
@@ -191,6 +193,7 @@ class ScratchServer:
         self._admin: Database | None = None
         self._dropper: ThreadPoolExecutor | None = None
         self._dropping: list[tuple[str, Future[Any]]] = []
+        self._definitions: dict[tuple[str, int], list[_Definition] | None] = {}  # MariaDB: by database, runs
         try:
             self.url = sa.engine.make_url(url or "sqlite://")
             if self.url.get_backend_name() == "sqlite":
@@ -225,14 +228,7 @@ class ScratchServer:
     def can_copy(self, state: Scratch) -> bool:
         """Whether ``create(template=state)`` can copy ``state``: a SQLite file copy, a PostgreSQL template, or
         on MariaDB a copy of its tables (not of views, triggers or routines: those are rebuilt by replay)."""
-        if self.dialect != "mariadb":
-            return True
-        query = sa.text(
-            "SELECT (SELECT COUNT(*) FROM information_schema.views WHERE table_schema = :name)"
-            " + (SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = :name)"
-            " + (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = :name)"
-        )
-        return state.database.run(lambda connection: connection.execute(query, {"name": state.name}).scalar()) == 0
+        return self.dialect != "mariadb" or self._definitions_of(state) is not None
 
     def create(self, template: Scratch | None = None) -> Scratch:
         """A new database: empty, or a copy of ``template`` (on MariaDB, when ``can_copy(template)``)."""
@@ -255,13 +251,27 @@ class ScratchServer:
             statement = sa.text(f"CREATE DATABASE {name}{clause}")
             self._admin.run(lambda connection: connection.execute(statement), autocommit=True)
             if template is not None and self.dialect == "mariadb":
-                source = template.name
-                scratch.database.run(lambda connection: _copy_tables(connection, source))
+                source, definitions = template.name, self._definitions_of(template)
+                if definitions is None:
+                    raise ScratchError(f"{source} holds views, triggers or routines: it cannot be copied")
+                scratch.database.run(lambda connection: _copy_tables(connection, source, definitions))
         if scratch not in self._made:
             self._made.append(scratch)
         if template is None and scratch.database.run(lambda connection: sa.inspect(connection).get_table_names()):
             raise ScratchError(f"the new scratch database {name} is not empty; refusing to use it")
         return scratch
+
+    def _definitions_of(self, state: Scratch) -> list[_Definition] | None:
+        """``_definitions`` of ``state``, read again only once it has run something since: the copies of one
+        state (before a revision, one per crash point) share one reading."""
+        key = (state.name, state.database.runs)
+        if key not in self._definitions:
+            if len(self._definitions) >= 8:  # the states of one revision are enough
+                del self._definitions[next(iter(self._definitions))]
+            name = state.name
+            definitions = state.database.run(lambda connection: _definitions(connection, name))
+            self._definitions[(state.name, state.database.runs)] = definitions
+        return self._definitions[(state.name, state.database.runs)]
 
     def drop(self, scratch: Scratch) -> None:
         """Drop ``scratch``: at once on SQLite; on a server in the background, ``close`` waiting for it.
@@ -318,19 +328,47 @@ def _transactional_sqlite(url: sa.URL) -> sa.Engine:
     return engine
 
 
-def _copy_tables(connection: sa.Connection, source: str) -> None:
-    """Copy the tables and sequences of the MariaDB database ``source`` into the one ``connection`` uses: each
-    created as ``SHOW CREATE`` gives it (keys, foreign keys, AUTO_INCREMENT), then its rows."""
-    connection.execute(sa.text("SET SESSION foreign_key_checks = 0"))
+# A MariaDB table or sequence to copy: its name, its CREATE statement, whether it holds rows.
+_Definition = tuple[str, str, bool]
+
+
+def _definitions(connection: sa.Connection, source: str) -> list[_Definition] | None:
+    """What ``_copy_tables`` copies of the MariaDB database ``source``: each table and sequence as ``SHOW
+    CREATE`` gives it (keys, foreign keys, AUTO_INCREMENT), and whether the table holds rows, asked of all
+    tables in one query per hundred of them. None when it holds views, triggers or routines, not copied."""
+    others = sa.text(
+        "SELECT (SELECT COUNT(*) FROM information_schema.views WHERE table_schema = :name)"
+        " + (SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = :name)"
+        " + (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = :name)"
+    )
+    if connection.execute(others, {"name": source}).scalar():
+        return None
     listed = connection.execute(
         sa.text("SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = :name"),
         {"name": source},
     )
+    definitions = []
     for table, kind in sorted(listed):
         sequence = kind == "SEQUENCE"
         shown = connection.execute(sa.text(f"SHOW CREATE {'SEQUENCE' if sequence else 'TABLE'} `{source}`.`{table}`"))
-        connection.execute(sa.text(shown.one()[1].replace(":", "\\:")))
-        if not sequence:
+        definitions.append((str(table), str(shown.one()[1]), not sequence))
+    tables = [name for name, _, is_table in definitions if is_table]
+    filled: set[str] = set()
+    for start in range(0, len(tables), 100):
+        chunk = tables[start : start + 100]
+        probes = ", ".join(f"(SELECT 1 FROM `{source}`.`{name}` LIMIT 1)" for name in chunk)
+        row = connection.execute(sa.text(f"SELECT {probes}")).one()
+        filled.update(name for name, found in zip(chunk, row, strict=True) if found is not None)
+    return [(name, statement, name in filled) for name, statement, _ in definitions]
+
+
+def _copy_tables(connection: sa.Connection, source: str, definitions: list[_Definition]) -> None:
+    """Create ``definitions`` of the MariaDB database ``source`` in the one ``connection`` uses, and copy the
+    rows of those that hold rows."""
+    connection.execute(sa.text("SET SESSION foreign_key_checks = 0"))
+    for table, statement, filled in definitions:
+        connection.execute(sa.text(statement.replace(":", "\\:")))
+        if filled:
             connection.execute(sa.text(f"INSERT INTO `{table}` SELECT * FROM `{source}`.`{table}`"))
     connection.execute(sa.text("SET SESSION foreign_key_checks = 1"))
 
