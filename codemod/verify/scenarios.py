@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from codemod.guards import is_helper_name
-from codemod.verify.causes import op_cause
+from codemod.verify.causes import line_naming, op_cause
 from codemod.verify.chain import Revision
 from codemod.verify.database import LeftTransaction, Scratch, ScratchServer
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
 from codemod.verify.execution import Crash, load_migration, offline_sql_or_error, run_on_connection, where
-from codemod.verify.schema import Snapshot, differences, rows_of, schema_only, snapshot_of
+from codemod.verify.schema import ROWS, Snapshot, differences, rows_of, schema_only, snapshot_of
 
 NO_DOWNGRADE = "no downgrade: it runs no op"
 SCENARIOS = ("upgrade", "equivalence", "re-run", "crash", "downgrade", "offline")
@@ -357,11 +357,14 @@ class ChainVerifier:
         if revision.baseline is None:
             return Result("not checked", "no baseline (no --baseline, and the file is not a modified git file)")
         diff = differences(original, actual)
-        if diff:
-            return Result(
-                "fail", f"{revision.path.name}: schema differs from the baseline's: " + "; ".join(diff), "other"
-            )
-        return Result("ok")
+        if not diff:
+            return Result("ok")
+        # The op to blame is the first to name a table that differs ("t.columns: ...", "rows of t: ...").
+        tables = {re.split(r"[.:]", line.removeprefix(ROWS), maxsplit=1)[0] for line in diff}
+        line = line_naming(revision.source, tables)
+        cause, why = op_cause(revision.source, line)
+        place = f"{revision.path.name}:{line}" if line else revision.path.name
+        return Result("fail", f"{place}: schema differs from the baseline's: " + "; ".join(diff) + why, cause)
 
     def _rerun(self, scratch: Scratch, revision: Revision, expected: Snapshot) -> Result:
         try:
