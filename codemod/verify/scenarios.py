@@ -165,27 +165,32 @@ class ChainVerifier:
 
     def _advance(self, revision: Revision) -> None:
         """Run a revision outside the range on both databases, as a deploy would have."""
+        if self._holds(revision):
+            try:
+                self._advance_on(revision, held=True)
+                return
+            except LeftTransaction as left:
+                self._left(left)
+        self._advance_on(revision, held=False)
+
+    def _advance_on(self, revision: Revision, *, held: bool) -> None:
+        """``_advance`` in a transaction on the held database (a failure rolls back), else on a copy that
+        becomes the chain's database when the revision runs."""
         try:
-            if self._holds(revision):
-                try:
-                    with self.disk.database.held():  # a failure rolls back: the database stays before it
-                        self._run(self.disk, revision, revision.source, "upgrade")
-                except _Failed:
-                    self._recover(revision)
-                    return
+            if held:
+                with self.disk.database.held():
+                    self._run(self.disk, revision, revision.source, "upgrade")
             else:
                 trial = self._clone(self.disk, self.disk_history)
                 try:
                     self._run(trial, revision, revision.source, "upgrade")
                 except _Failed:
                     self.server.drop(trial)
-                    self._recover(revision)
-                    return
+                    raise
                 self.server.drop(self.disk)
                 self.disk = trial
-        except LeftTransaction as left:
-            self._left(left)
-            self._advance(revision)
+        except _Failed:
+            self._recover(revision)
             return
         self.disk_history.append((revision, revision.source))
         if self._run_original(revision):
@@ -202,8 +207,9 @@ class ChainVerifier:
 
     def _left(self, left: LeftTransaction) -> None:
         """A run left the transaction it was held in: what it committed is undone by rebuilding the databases,
-        and the revision runs again on copies."""
-        if left.every_revision:
+        and the revision runs again on copies. After a commit no scan of the text foresaw (env.py may commit
+        every run), or an env.py with a connection of its own, the rest of the chain runs on copies too."""
+        if left.every_revision or left.committed:
             self._transactions_off = True
         if left.committed:
             for name, history in (("disk", self.disk_history), ("original", self.original_history)):

@@ -1,4 +1,4 @@
-"""A table after the ones that leave the transaction: back to savepoints."""
+"""A table after a revision that committed: verified on copies too (env.py may commit every run)."""
 
 import sqlalchemy as sa
 from alembic import op

@@ -3,16 +3,16 @@
 import sqlalchemy as sa
 from alembic import op
 
-revision = "t2"
-down_revision = "t1"
+revision = "t3"
+down_revision = "t2"
 
 
 def upgrade() -> None:
-    op.create_table("t3", sa.Column("id", sa.Integer, primary_key=True))
+    op.create_table("t5", sa.Column("id", sa.Integer, primary_key=True))
     getattr(op.get_bind(), "com" + "mit")()
-    op.create_table("t4", sa.Column("id", sa.Integer, primary_key=True))
+    op.create_table("t6", sa.Column("id", sa.Integer, primary_key=True))
 
 
 def downgrade() -> None:
-    op.drop_table("t4")
-    op.drop_table("t3")
+    op.drop_table("t6")
+    op.drop_table("t5")
