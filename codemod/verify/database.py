@@ -76,6 +76,18 @@ class Database:
         self.runs += 1
         if self._held is not None:
             return self._run_held(self._held, work, keep=autocommit)
+        return self._run_new(work, autocommit=autocommit)
+
+    def read(self, work: Callable[[sa.Connection], T]) -> T:
+        """``run`` for ``work`` that only reads: on a held database, without a savepoint of its own."""
+        if self._held is None:
+            return self.run(work)
+        root = self._held.get_transaction()
+        result = work(self._held)
+        _still_in(self._held, root)
+        return result
+
+    def _run_new(self, work: Callable[[sa.Connection], T], *, autocommit: bool) -> T:
         options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
         if self._engine is None:
             return asyncio.run(self._run_async(work, options))

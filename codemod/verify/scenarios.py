@@ -12,8 +12,12 @@ baselines. At each revision:
   restores the schema from before the revision (or says what it leaves);
 - offline: ``--sql`` output of the baseline and of the file on disk are equal.
 
-Copies of a state are cheap on SQLite (file copy) and PostgreSQL (template);
-on MariaDB they are rebuilt by replaying the chain.
+On PostgreSQL and SQLite (sync drivers) both databases are held in one
+transaction per revision and each scenario runs in a savepoint, rolled back;
+a revision that leaves the transaction (``may_leave_transaction``, or
+``LeftTransaction`` at run time) is verified on copies: a SQLite file copy, a
+PostgreSQL template, MariaDB's tables copied (or the chain replayed where a
+database holds views, triggers or routines).
 """
 
 from __future__ import annotations
@@ -357,7 +361,7 @@ class ChainVerifier:
     @staticmethod
     def _snapshot(scratch: Scratch, inserted: Collection[str] = ()) -> Snapshot:
         """The schema, and the rows of the tables in ``inserted`` (those the revision inserts into)."""
-        return scratch.database.run(lambda connection: snapshot_of(connection) | rows_of(connection, inserted))
+        return scratch.database.read(lambda connection: snapshot_of(connection) | rows_of(connection, inserted))
 
     def _equivalence(self, revision: Revision, original: Snapshot, actual: Snapshot) -> Result:
         if revision.baseline is None:
