@@ -337,6 +337,13 @@ def verify(
     output_format: Annotated[
         Format, typer.Option("--format", help="text for people, json for machines, github for CI annotations.")
     ] = Format.TEXT,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Also exit 1 when the only failures are at ops the rewrite left unguarded (expected ones).",
+        ),
+    ] = False,
 ) -> None:
     """Prove a revision chain on scratch databases: same schema as the baseline, re-runnable, crash-safe.
 
@@ -345,15 +352,16 @@ def verify(
     run, a downgrade run twice, and offline (--sql) output. The scratch
     databases are dropped afterwards, also on failure or Ctrl-C.
 
-    Exit codes: 0 every scenario holds, 1 some scenario fails, 2 verify could
-    not run.
+    Exit codes: 0 every scenario holds (or fails only at ops the rewrite left
+    unguarded, as it said it would; --strict: 1), 1 a scenario fails at a guard
+    or elsewhere, 2 verify could not run.
     """
     import sqlalchemy as sa  # noqa: PLC0415 - verify's imports are deferred so a rewrite starts fast
 
     from codemod.verify.chain import ChainError, load_chain  # noqa: PLC0415
     from codemod.verify.database import ScratchError, scratch_server  # noqa: PLC0415
     from codemod.verify.environment import EnvPyRefused  # noqa: PLC0415
-    from codemod.verify.report import print_github, print_text, render_json  # noqa: PLC0415
+    from codemod.verify.report import fails, print_github, print_text, render_json  # noqa: PLC0415
     from codemod.verify.scenarios import ChainVerifier  # noqa: PLC0415
 
     printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
@@ -396,8 +404,8 @@ def verify(
     elif output_format is Format.GITHUB:
         print_github(reports)
     else:
-        print_text(reports, console(stderr=False))
-    raise typer.Exit(EXIT_CHANGES if any(report.failed for report in reports) else EXIT_OK)
+        print_text(reports, console(stderr=False), strict=strict)
+    raise typer.Exit(EXIT_CHANGES if fails(reports, strict=strict) else EXIT_OK)
 
 
 def _project_environment(

@@ -20,6 +20,7 @@ sa.Table(
     sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id", name="fk_players_team")),
     sa.Index("ix_players_team_id", "team_id"),
 )
+sa.Table("coaches", SCHEMA, sa.Column("id", sa.Integer, primary_key=True))  # no rows
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -38,7 +39,7 @@ def test_a_copy_holds_the_schema_and_the_rows(dialect: str) -> None:
         copy = server.create(template=state)
 
         def seen(connection: sa.Connection) -> dict[str, object]:
-            return snapshot_of(connection) | rows_of(connection, ["teams", "players"])
+            return snapshot_of(connection) | rows_of(connection, ["teams", "players", "coaches"])
 
         expected = state.database.run(seen)
         assert expected["rows of players"], "the rows to copy are there"
@@ -47,3 +48,6 @@ def test_a_copy_holds_the_schema_and_the_rows(dialect: str) -> None:
             lambda connection: connection.execute(sa.text("INSERT INTO teams (id, name) VALUES (3, 'c')"))
         )
         assert state.database.run(seen) == expected, "the copy is a database of its own"
+        state.database.run(lambda connection: connection.execute(sa.text("INSERT INTO coaches (id) VALUES (5)")))
+        changed = state.database.run(seen)
+        assert server.create(template=state).database.run(seen) == changed, "a copy made later holds what came since"

@@ -37,7 +37,8 @@ def test_a_failing_middle_revision_does_not_hide_the_ones_after_it(tmp_path: Pat
     original, rewritten = chains(tmp_path)
     append_to_upgrade(rewritten / SECOND, BROKEN)
     result, report = verify("sqlite", rewritten, "--baseline", str(original))
-    assert result.exit_code == 1
+    assert result.exit_code == 0, "failing only at an op the rewrite left unguarded is what it announced"
+    assert not report["ok"]
     found = statuses(report)
     assert list(found) == REVISIONS
     assert found[REVISIONS[1]]["upgrade"] == "fail"
@@ -151,3 +152,36 @@ def test_what_a_revision_prints_goes_to_stderr_not_into_the_report(tmp_path: Pat
     assert result.exit_code == 0, result.stdout
     assert report["ok"] is True  # stdout is the JSON report alone
     assert "seeding statuses" in result.stderr
+
+
+def test_an_equivalence_failure_names_the_file_line_and_op(tmp_path: Path) -> None:
+    original, rewritten = chains(tmp_path)
+    path = rewritten / THIRD
+    text = path.read_text(encoding="utf-8")
+    skipping = text.replace(  # a guard that finds the column already there skips the op
+        '_idempotify_column_missing("player_wellness_state", "updated_at")',
+        '_idempotify_column_missing("player_wellness_state", "id")',
+    )
+    assert skipping != text
+    path.write_text(skipping, encoding="utf-8")
+    result, report = verify("sqlite", rewritten, "--baseline", str(original))
+    assert result.exit_code == 1
+    (third,) = (found for found in report["revisions"] if found["revision"] == "3c9e6a0b1d33")
+    equivalence = third["scenarios"]["equivalence"]
+    assert equivalence["status"] == "fail"
+    assert equivalence["cause"] == "guard", equivalence["detail"]
+    line = next(number for number, text in enumerate(skipping.splitlines(), 1) if "op.add_column(" in text)
+    assert equivalence["detail"].startswith(f"{THIRD}:{line}: schema differs from the baseline's: ")
+    assert "[op `op.add_column(" in equivalence["detail"]
+
+
+def test_failures_only_at_unguarded_ops_exit_0_and_1_with_strict(tmp_path: Path) -> None:
+    original, rewritten = chains(tmp_path)
+    append_to_upgrade(rewritten / SECOND, BROKEN)
+    arguments = ["verify", str(rewritten), "--baseline", str(original)]
+    text = CliRunner().invoke(app, arguments)
+    assert text.exit_code == 0
+    assert "1 of 4 revisions fail, only at ops the rewrite left unguarded, as it said (exit 0; --strict exits 1)" in (
+        text.stdout
+    )
+    assert CliRunner().invoke(app, [*arguments, "--strict"]).exit_code == 1

@@ -9,6 +9,7 @@ rewrite reports as left unguarded is expected to fail on a re-run
 from __future__ import annotations
 
 import ast
+from collections.abc import Collection
 from functools import cache
 
 from codemod.formatting import Style
@@ -35,6 +36,28 @@ def op_cause(source: str, line: int | None, *, in_guard: bool = False) -> tuple[
         if statement.lineno <= report_line <= end:
             return "unguarded", f" [op `{shown}`, left unguarded by the rewrite: {reason}]"
     return "other", f" [at `{shown}`]" if shown else ""
+
+
+def line_naming(source: str, tables: Collection[str]) -> int | None:
+    """The first line of ``upgrade()`` naming one of ``tables`` in a string (an op's table argument): where a
+    schema difference in those tables comes from."""
+    upgrade = next(
+        (node for node in _parse(source).body if isinstance(node, ast.FunctionDef) and node.name == "upgrade"), None
+    )
+    if upgrade is None:
+        return None
+    in_guards = {  # a guard's arguments name the table too: the op is what to point at
+        id(inner)
+        for call in ast.walk(upgrade)
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and is_helper_name(call.func.id)
+        for inner in ast.walk(call)
+    }
+    lines = [
+        node.lineno
+        for node in ast.walk(upgrade)
+        if isinstance(node, ast.Constant) and node.value in tables and id(node) not in in_guards
+    ]
+    return min(lines, default=None)
 
 
 def _statement_at(source: str, line: int) -> ast.stmt | None:

@@ -6,6 +6,12 @@ template and dropped when the run ends, whatever way it ends. Nothing else on
 the server is touched. An async URL (``postgresql+asyncpg``, ``mysql+aiomysql``,
 ``sqlite+aiosqlite``, psycopg under asyncio) is used as async applications use
 it: an ``AsyncConnection`` hands its sync facade to the work through ``run_sync``.
+
+Where DDL is transactional (PostgreSQL, and SQLite once its driver is made to
+emit BEGIN), a database can be *held*: every run goes to one connection, in a
+savepoint of one transaction, so a scenario is tried and rolled back instead of
+run on a copy. A run that leaves that transaction (commits it, or enters
+``autocommit_block()``) raises ``LeftTransaction``, saying whether it committed.
 """
 
 from __future__ import annotations
@@ -25,11 +31,23 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 PREFIX = "idempotify_scratch_"
+# Set in Connection.info while a database is held: what runs on it must stay inside its transaction.
+IN_ONE_TRANSACTION = "idempotify.in_one_transaction"
 T = TypeVar("T")
 
 
 class ScratchError(Exception):
     """The scratch database cannot be made or used (bad URL, missing driver, server down, not empty)."""
+
+
+class LeftTransaction(Exception):
+    """A run on a held database left its transaction: ``committed``, part of it is in the database for good;
+    ``every_revision``, every run would (env.py uses a connection of its own)."""
+
+    def __init__(self, why: str, *, committed: bool = False, every_revision: bool = False) -> None:
+        super().__init__(why)
+        self.committed = committed
+        self.every_revision = every_revision
 
 
 class Database:
@@ -43,6 +61,8 @@ class Database:
         self.url = url
         self.is_async = bool(url.get_dialect().is_async)
         self._engine = None if self.is_async else sa.create_engine(url)
+        self._held: sa.Connection | None = None
+        self.runs = 0  # how many runs it has had: what was read of it holds while this stays
 
     @property
     def engine(self) -> sa.Engine:
@@ -53,6 +73,21 @@ class Database:
 
     def run(self, work: Callable[[sa.Connection], T], *, autocommit: bool = False) -> T:
         """``work(connection)`` on a new connection, committed afterwards (rolled back if it raises)."""
+        self.runs += 1
+        if self._held is not None:
+            return self._run_held(self._held, work, keep=autocommit)
+        return self._run_new(work, autocommit=autocommit)
+
+    def read(self, work: Callable[[sa.Connection], T]) -> T:
+        """``run`` for ``work`` that only reads: on a held database, without a savepoint of its own."""
+        if self._held is None:
+            return self.run(work)
+        root = self._held.get_transaction()
+        result = work(self._held)
+        _still_in(self._held, root)
+        return result
+
+    def _run_new(self, work: Callable[[sa.Connection], T], *, autocommit: bool) -> T:
         options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
         if self._engine is None:
             return asyncio.run(self._run_async(work, options))
@@ -76,6 +111,72 @@ class Database:
                 return result
         finally:
             await engine.dispose()
+
+    @property
+    def can_hold(self) -> bool:
+        """Whether ``held()`` works here: a sync driver of a database with transactional DDL."""
+        return self._engine is not None and self.url.get_backend_name() in ("postgresql", "sqlite")
+
+    @property
+    def is_held(self) -> bool:
+        return self._held is not None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Every ``run`` inside goes to one connection, in one transaction committed at the end (rolled back when
+        the block raises); each run in a savepoint of it, released when it succeeds, rolled back when it fails."""
+        engine = self.engine
+        if self.url.get_backend_name() == "sqlite":
+            engine = _transactional_sqlite(self.url)
+        try:
+            with engine.connect() as connection:
+                transaction = connection.begin()
+                connection.info[IN_ONE_TRANSACTION] = True
+                self._held = connection
+                try:
+                    yield
+                except BaseException:
+                    if transaction.is_active:
+                        transaction.rollback()
+                    raise
+                finally:
+                    self._held = None
+                    connection.info.pop(IN_ONE_TRANSACTION, None)
+                transaction.commit()
+        finally:
+            if engine is not self._engine:
+                engine.dispose()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """What runs inside is rolled back at the end (the database must be held)."""
+        if self._held is None:
+            raise TypeError("Database.savepoint needs a held database")
+        savepoint = self._held.begin_nested()
+        try:
+            yield
+        finally:
+            if savepoint.is_active:
+                savepoint.rollback()
+
+    @staticmethod
+    def _run_held(connection: sa.Connection, work: Callable[[sa.Connection], T], *, keep: bool) -> T:
+        """``work`` in a savepoint; with ``keep``, what a run that raised did before it raised stays (as with
+        autocommit), unless the database refused a statement (PostgreSQL then aborts the savepoint)."""
+        root = connection.get_transaction()
+        savepoint = connection.begin_nested()
+        try:
+            result = work(connection)
+        except BaseException as error:
+            _still_in(connection, root)
+            if savepoint.is_active and keep and not isinstance(error, (sa.exc.DBAPIError, LeftTransaction)):
+                savepoint.commit()
+            elif savepoint.is_active:
+                savepoint.rollback()
+            raise
+        _still_in(connection, root)
+        savepoint.commit()
+        return result
 
     def dispose(self) -> None:
         """Close pooled connections (before a file copy, or a template copy, of this database)."""
@@ -104,6 +205,7 @@ class ScratchServer:
         self._admin: Database | None = None
         self._dropper: ThreadPoolExecutor | None = None
         self._dropping: list[tuple[str, Future[Any]]] = []
+        self._definitions: dict[tuple[str, int], list[_Definition] | None] = {}  # MariaDB: by database, runs
         try:
             self.url = sa.engine.make_url(url or "sqlite://")
             if self.url.get_backend_name() == "sqlite":
@@ -138,14 +240,7 @@ class ScratchServer:
     def can_copy(self, state: Scratch) -> bool:
         """Whether ``create(template=state)`` can copy ``state``: a SQLite file copy, a PostgreSQL template, or
         on MariaDB a copy of its tables (not of views, triggers or routines: those are rebuilt by replay)."""
-        if self.dialect != "mariadb":
-            return True
-        query = sa.text(
-            "SELECT (SELECT COUNT(*) FROM information_schema.views WHERE table_schema = :name)"
-            " + (SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = :name)"
-            " + (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = :name)"
-        )
-        return state.database.run(lambda connection: connection.execute(query, {"name": state.name}).scalar()) == 0
+        return self.dialect != "mariadb" or self._definitions_of(state) is not None
 
     def create(self, template: Scratch | None = None) -> Scratch:
         """A new database: empty, or a copy of ``template`` (on MariaDB, when ``can_copy(template)``)."""
@@ -168,13 +263,27 @@ class ScratchServer:
             statement = sa.text(f"CREATE DATABASE {name}{clause}")
             self._admin.run(lambda connection: connection.execute(statement), autocommit=True)
             if template is not None and self.dialect == "mariadb":
-                source = template.name
-                scratch.database.run(lambda connection: _copy_tables(connection, source))
+                source, definitions = template.name, self._definitions_of(template)
+                if definitions is None:
+                    raise ScratchError(f"{source} holds views, triggers or routines: it cannot be copied")
+                scratch.database.run(lambda connection: _copy_tables(connection, source, definitions))
         if scratch not in self._made:
             self._made.append(scratch)
         if template is None and scratch.database.run(lambda connection: sa.inspect(connection).get_table_names()):
             raise ScratchError(f"the new scratch database {name} is not empty; refusing to use it")
         return scratch
+
+    def _definitions_of(self, state: Scratch) -> list[_Definition] | None:
+        """``_definitions`` of ``state``, read again only once it has run something since: the copies of one
+        state (before a revision, one per crash point) share one reading."""
+        key = (state.name, state.database.runs)
+        if key not in self._definitions:
+            if len(self._definitions) >= 8:  # the states of one revision are enough
+                del self._definitions[next(iter(self._definitions))]
+            name = state.name
+            definitions = state.database.run(lambda connection: _definitions(connection, name))
+            self._definitions[(state.name, state.database.runs)] = definitions
+        return self._definitions[(state.name, state.database.runs)]
 
     def drop(self, scratch: Scratch) -> None:
         """Drop ``scratch``: at once on SQLite; on a server in the background, ``close`` waiting for it.
@@ -210,19 +319,68 @@ class ScratchServer:
             raise ScratchError(f"could not drop the scratch databases {names}; drop them by hand")
 
 
-def _copy_tables(connection: sa.Connection, source: str) -> None:
-    """Copy the tables and sequences of the MariaDB database ``source`` into the one ``connection`` uses: each
-    created as ``SHOW CREATE`` gives it (keys, foreign keys, AUTO_INCREMENT), then its rows."""
-    connection.execute(sa.text("SET SESSION foreign_key_checks = 0"))
+def _still_in(connection: sa.Connection, root: sa.RootTransaction | None) -> None:
+    if root is None or not root.is_active or connection.get_transaction() is not root:
+        raise LeftTransaction("the revision committed the transaction it was run in", committed=True)
+
+
+def _transactional_sqlite(url: sa.URL) -> sa.Engine:
+    """An engine whose transactions hold DDL too: sqlite3 begins none before DDL, so BEGIN is emitted here
+    (SQLAlchemy's recipe for SAVEPOINT and transactional DDL on pysqlite)."""
+    engine = sa.create_engine(url, poolclass=NullPool)
+
+    @sa.event.listens_for(engine, "connect")
+    def no_implicit_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+# A MariaDB table or sequence to copy: its name, its CREATE statement, whether it holds rows.
+_Definition = tuple[str, str, bool]
+
+
+def _definitions(connection: sa.Connection, source: str) -> list[_Definition] | None:
+    """What ``_copy_tables`` copies of the MariaDB database ``source``: each table and sequence as ``SHOW
+    CREATE`` gives it (keys, foreign keys, AUTO_INCREMENT), and whether the table holds rows, asked of all
+    tables in one query per hundred of them. None when it holds views, triggers or routines, not copied."""
+    others = sa.text(
+        "SELECT (SELECT COUNT(*) FROM information_schema.views WHERE table_schema = :name)"
+        " + (SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = :name)"
+        " + (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = :name)"
+    )
+    if connection.execute(others, {"name": source}).scalar():
+        return None
     listed = connection.execute(
         sa.text("SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = :name"),
         {"name": source},
     )
+    definitions = []
     for table, kind in sorted(listed):
         sequence = kind == "SEQUENCE"
         shown = connection.execute(sa.text(f"SHOW CREATE {'SEQUENCE' if sequence else 'TABLE'} `{source}`.`{table}`"))
-        connection.execute(sa.text(shown.one()[1].replace(":", "\\:")))
-        if not sequence:
+        definitions.append((str(table), str(shown.one()[1]), not sequence))
+    tables = [name for name, _, is_table in definitions if is_table]
+    filled: set[str] = set()
+    for start in range(0, len(tables), 100):
+        chunk = tables[start : start + 100]
+        probes = ", ".join(f"(SELECT 1 FROM `{source}`.`{name}` LIMIT 1)" for name in chunk)
+        row = connection.execute(sa.text(f"SELECT {probes}")).one()
+        filled.update(name for name, found in zip(chunk, row, strict=True) if found is not None)
+    return [(name, statement, name in filled) for name, statement, _ in definitions]
+
+
+def _copy_tables(connection: sa.Connection, source: str, definitions: list[_Definition]) -> None:
+    """Create ``definitions`` of the MariaDB database ``source`` in the one ``connection`` uses, and copy the
+    rows of those that hold rows."""
+    connection.execute(sa.text("SET SESSION foreign_key_checks = 0"))
+    for table, statement, filled in definitions:
+        connection.execute(sa.text(statement.replace(":", "\\:")))
+        if filled:
             connection.execute(sa.text(f"INSERT INTO `{table}` SELECT * FROM `{source}`.`{table}`"))
     connection.execute(sa.text("SET SESSION foreign_key_checks = 1"))
 

@@ -35,6 +35,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from codemod.config import alembic_config
+from codemod.verify.database import IN_ONE_TRANSACTION, LeftTransaction
 from codemod.verify.execution import run_in_context
 
 # The two lines, first in env.py's run_migrations_online(); do_run_migrations(connection) is the body that
@@ -92,6 +93,8 @@ class ProjectEnvironment:
             given = args[0] if args else options.pop("connection", None)
             if given is not connection and not _same_database(given, connection):
                 raise EnvPyRefused(self.refusal("it configured a connection to another database"))
+            if given is not connection and connection.info.get(IN_ONE_TRANSACTION):
+                raise LeftTransaction("env.py runs the revision on a connection of its own", every_revision=True)
             configured.append(True)
             self._remember(options.get("target_metadata"))
             original_configure(given, *args[1:], **{**options, "dont_mutate": True})
@@ -105,7 +108,7 @@ class ProjectEnvironment:
             environment.configure = configure  # type: ignore[method-assign]  # the proxy env.py calls takes it
             with self._inside(), _quiet_info(), environment:
                 self.script.run_env()
-        except EnvPyRefused:
+        except (EnvPyRefused, LeftTransaction):
             raise
         except Exception as error:
             if configured:

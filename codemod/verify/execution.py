@@ -24,6 +24,8 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations, ops
 from alembic.runtime.environment import EnvironmentContext
 
+from codemod.verify.database import IN_ONE_TRANSACTION, LeftTransaction
+
 
 class Crash(Exception):
     """Raised by ``OpCounter`` after the k-th op, as a deploy dies half-way."""
@@ -155,11 +157,20 @@ def run_in_context(
     inserted: set[str] | None = None,
 ) -> int:
     """One revision's ``function`` in a configured context, inside the per-revision transaction
-    ``MigrationContext.run_migrations`` opens (so ``autocommit_block()`` finds the transaction it commits)."""
+    ``MigrationContext.run_migrations`` opens (so ``autocommit_block()`` finds the transaction it commits).
+
+    On a held connection (one transaction for many runs) ``autocommit_block()`` raises ``LeftTransaction``
+    before it commits anything: such a revision is run on copies instead."""
+    if context.connection is not None and context.connection.info.get(IN_ONE_TRANSACTION):
+        context.autocommit_block = _leaves_the_transaction  # type: ignore[method-assign,assignment]
     with context.begin_transaction(_per_migration=True), Operations.context(context) as operations:
         counter = OpCounter(operations, crash_after, inserted)
         getattr(module, function)()
     return counter.done
+
+
+def _leaves_the_transaction() -> Iterator[None]:
+    raise LeftTransaction("the revision enters autocommit_block()")
 
 
 def offline_sql(

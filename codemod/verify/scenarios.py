@@ -12,12 +12,18 @@ baselines. At each revision:
   restores the schema from before the revision (or says what it leaves);
 - offline: ``--sql`` output of the baseline and of the file on disk are equal.
 
-Copies of a state are cheap on SQLite (file copy) and PostgreSQL (template);
-on MariaDB they are rebuilt by replaying the chain.
+On PostgreSQL and SQLite (sync drivers) both databases are held in one
+transaction per revision and each scenario runs in a savepoint, rolled back;
+a revision that leaves the transaction (``may_leave_transaction``, or
+``LeftTransaction`` at run time) is verified on copies: a SQLite file copy, a
+PostgreSQL template, MariaDB's tables copied (or the chain replayed where a
+database holds views, triggers or routines).
 """
 
 from __future__ import annotations
 
+import ast
+import re
 import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
@@ -26,15 +32,41 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from codemod.guards import is_helper_name
-from codemod.verify.causes import op_cause
+from codemod.verify.causes import line_naming, op_cause
 from codemod.verify.chain import Revision
-from codemod.verify.database import Scratch, ScratchServer
+from codemod.verify.database import LeftTransaction, Scratch, ScratchServer
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
 from codemod.verify.execution import Crash, load_migration, offline_sql_or_error, run_on_connection, where
-from codemod.verify.schema import Snapshot, differences, rows_of, schema_only, snapshot_of
+from codemod.verify.schema import ROWS, Snapshot, differences, rows_of, schema_only, snapshot_of
 
 NO_DOWNGRADE = "no downgrade: it runs no op"
 SCENARIOS = ("upgrade", "equivalence", "re-run", "crash", "downgrade", "offline")
+# What leaves a transaction (or cannot run in one), named in a revision or its baseline: such a revision is
+# verified on copies. A run that leaves it all the same is caught (LeftTransaction) and run again on copies.
+_LEAVES_TRANSACTION = re.compile(
+    r"autocommit_block|\bconcurrently\b|\badd\s+value\b|\bcommit\b|\bvacuum\b|\bpragma\b", re.IGNORECASE
+)
+
+
+def may_leave_transaction(source: str) -> bool:
+    """Whether ``source`` names what leaves a transaction, in its code or its strings (SQL), outside its module
+    docstring and idempotify's generated helpers (they leave none; their docstrings name CONCURRENTLY)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return True
+    docstring = ast.get_docstring(tree, clean=False)
+    nodes: list[ast.AST] = [tree]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and is_helper_name(node.name):
+            continue
+        word = {ast.Constant: "value", ast.Attribute: "attr", ast.Name: "id"}.get(type(node))
+        text = getattr(node, word) if word else None
+        if isinstance(text, str) and text != docstring and _LEAVES_TRANSACTION.search(text):
+            return True
+        nodes.extend(ast.iter_child_nodes(node))
+    return False
 
 
 @dataclass
@@ -104,6 +136,7 @@ class ChainVerifier:
         self.disk_history: History = []
         self.inserted: set[str] = set()  # the tables the revision being verified inserts rows into
         self.original_history: History = []
+        self._transactions_off = False  # set once env.py is seen to run revisions on a connection of its own
 
     def verify(
         self,
@@ -136,15 +169,56 @@ class ChainVerifier:
 
     def _advance(self, revision: Revision) -> None:
         """Run a revision outside the range on both databases, as a deploy would have."""
-        with self._copy(self.disk, self.disk_history) as pre:
+        if self._holds(revision):
             try:
-                self._run(self.disk, revision, revision.source, "upgrade")
-            except _Failed:
-                self._recover(revision, pre)
+                self._advance_on(revision, held=True)
                 return
-            self.disk_history.append((revision, revision.source))
+            except LeftTransaction as left:
+                self._left(left)
+        self._advance_on(revision, held=False)
+
+    def _advance_on(self, revision: Revision, *, held: bool) -> None:
+        """``_advance`` in a transaction on the held database (a failure rolls back), else on a copy that
+        becomes the chain's database when the revision runs."""
+        try:
+            if held:
+                with self.disk.database.held():
+                    self._run(self.disk, revision, revision.source, "upgrade")
+            else:
+                trial = self._clone(self.disk, self.disk_history)
+                try:
+                    self._run(trial, revision, revision.source, "upgrade")
+                except _Failed:
+                    self.server.drop(trial)
+                    raise
+                self.server.drop(self.disk)
+                self.disk = trial
+        except _Failed:
+            self._recover(revision)
+            return
+        self.disk_history.append((revision, revision.source))
         if self._run_original(revision):
             self._resync_original()
+
+    def _holds(self, revision: Revision) -> bool:
+        """Whether ``revision`` is verified in transactions, rolled back, on the two databases held (not on
+        copies): where DDL is transactional, unless the revision or env.py may leave the transaction."""
+        return (
+            not self._transactions_off
+            and self.disk.database.can_hold
+            and not any(may_leave_transaction(source) for source in {revision.source, revision.original})
+        )
+
+    def _left(self, left: LeftTransaction) -> None:
+        """A run left the transaction it was held in: what it committed is undone by rebuilding the databases,
+        and the revision runs again on copies. After a commit no scan of the text foresaw (env.py may commit
+        every run), or an env.py with a connection of its own, the rest of the chain runs on copies too."""
+        if left.every_revision or left.committed:
+            self._transactions_off = True
+        if left.committed:
+            for name, history in (("disk", self.disk_history), ("original", self.original_history)):
+                self.server.drop(getattr(self, name))
+                setattr(self, name, self._replay(history))
 
     def _run_original(self, revision: Revision) -> str:
         """Upgrade the baseline's database by the baseline of ``revision``; the error, or ""."""
@@ -161,61 +235,108 @@ class ChainVerifier:
         self.original = self._clone(self.disk, self.disk_history)
         self.original_history = list(self.disk_history)
 
-    def _recover(self, revision: Revision, pre: Scratch) -> str | None:
-        """After the revision's upgrade failed on the chain's database: the baseline's error ("" when it runs;
-        None without a baseline). The chain's database goes to the baseline's state at the revision, or, when
-        the baseline fails too, back to the state before it, and the baseline's follows."""
+    def _recover(self, revision: Revision) -> str | None:
+        """After the revision's upgrade failed (the chain's database is still before it): the baseline's error
+        ("" when it runs; None without a baseline). The chain's database goes to the baseline's state at the
+        revision, or, when the baseline fails too, stays before it, and the baseline's follows."""
         baseline_error = self._run_original(revision) if revision.baseline is not None else None
-        self.server.drop(self.disk)
         if baseline_error == "":
+            self.server.drop(self.disk)
             self.disk = self._clone(self.original, self.original_history)
             self.disk_history = list(self.original_history)
         else:
-            self.disk = self._clone(pre, self.disk_history)
             self.disk_history.append((revision, None))
             self._resync_original()
         return baseline_error
 
     def _verify_revision(self, report: RevisionReport) -> None:
-        revision = report.revision
-        disk = self.disk
-        before = self._snapshot(disk)
-        with self._copy(disk, self.disk_history) as pre:
+        """Every scenario of the revision: in transactions on the held databases where it can, else on copies."""
+        if self._holds(report.revision):
             try:
-                inserted: set[str] = set()
-                ops = self._run(disk, revision, revision.source, "upgrade", inserted=inserted)
-            except _Failed as failure:
-                self._upgrade_failed(report, failure, pre)
+                self._scenarios(report, held=True)
                 return
-            replay_before = list(self.disk_history)
-            self.disk_history.append((revision, revision.source))
-            report.results["upgrade"] = Result("ok")
-            self.inserted = inserted
-            expected = self._snapshot(disk, inserted)
-            baseline_error = self._run_original(revision)
-            if baseline_error:
-                self._resync_original()
-                detail = f"the baseline fails to upgrade here, the revision on disk does not: {baseline_error}"
-                report.results["equivalence"] = Result("warn", detail, "baseline")
-            else:
-                report.results["equivalence"] = self._equivalence(
-                    revision, self._snapshot(self.original, inserted), expected
-                )
-            with self._copy(disk, self.disk_history) as again:
-                report.results["re-run"] = self._rerun(again, revision, expected)
-                if report.results["re-run"].status == "ok":  # again holds the revision's result: one copy fewer
-                    report.results["downgrade"] = self._downgrade(revision, before, baseline_error, again)
-            crashing = revision.source if baseline_error else revision.original
-            report.results["crash"] = self._crash(pre, replay_before, revision, crashing, ops, expected)
-        if "downgrade" not in report.results:
-            report.results["downgrade"] = self._downgrade(revision, before, baseline_error)
+            except LeftTransaction as left:
+                self._left(left)
+                report.results.clear()
+        self._scenarios(report, held=False)
+
+    def _scenarios(self, report: RevisionReport, *, held: bool) -> None:
+        """The revision is tried on ``trial`` (a copy of the chain's database, or a savepoint of it when
+        ``held``), where its result is re-run and downgraded; the crash scenarios start from the chain's
+        database, still before the revision; then the chain's database moves past it (the trial becomes it,
+        or, held, the revision runs on it)."""
+        revision = report.revision
+        failure: _Failed | None = None
+        baseline_error = ""
+        holding = self._holding() if held else nullcontext()
+        with holding:
+            before = self._snapshot(self.disk)
+            trial = self._clone(self.disk, self.disk_history) if not held else self.disk
+            try:
+                with self.disk.database.savepoint() if held else nullcontext():
+                    inserted: set[str] = set()
+                    ops = self._run(trial, revision, revision.source, "upgrade", inserted=inserted)
+                    report.results["upgrade"] = Result("ok")
+                    self.inserted = inserted
+                    expected = self._snapshot(trial, inserted)
+                    baseline_error = self._run_original(revision)
+                    if baseline_error and held:
+                        raise LeftTransaction("the baseline fails here: its database follows the chain's copy")
+                    report.results["equivalence"] = self._baseline_equivalence(revision, baseline_error, expected)
+                    after = [*self.disk_history, (revision, revision.source)]
+                    if baseline_error:
+                        self._resync_to(trial, after)
+                    with self._copy(trial, after) as again:
+                        report.results["re-run"] = self._rerun(again, revision, expected)
+                        if report.results["re-run"].status == "ok":  # again holds the result: one copy fewer
+                            report.results["downgrade"] = self._downgrade(revision, before, baseline_error, again)
+            except _Failed as failed:
+                failure = failed
+                if not held:
+                    self.server.drop(trial)
+            if failure is None:
+                crashing = revision.source if baseline_error else revision.original
+                report.results["crash"] = self._crash(self.disk, revision, crashing, ops, expected)
+                if held:
+                    try:
+                        self._run(self.disk, revision, revision.source, "upgrade")
+                    except _Failed as failed:  # it did on the trial: a revision that fails one run in two
+                        failure = failed
+                else:
+                    self.server.drop(self.disk)
+                    self.disk = trial
+            if failure is None:
+                self.disk_history.append((revision, revision.source))
+                if "downgrade" not in report.results:
+                    report.results["downgrade"] = self._downgrade(revision, before, baseline_error)
+        if failure is not None:
+            self._upgrade_failed(report, failure)
+            return
         report.results["offline"] = self._offline(revision)
         report.results = {name: report.results[name] for name in SCENARIOS}
 
-    def _upgrade_failed(self, report: RevisionReport, failure: _Failed, pre: Scratch) -> None:
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Both databases held, each in one transaction."""
+        with self.disk.database.held(), self.original.database.held():
+            yield
+
+    def _baseline_equivalence(self, revision: Revision, baseline_error: str, expected: Snapshot) -> Result:
+        if baseline_error:
+            detail = f"the baseline fails to upgrade here, the revision on disk does not: {baseline_error}"
+            return Result("warn", detail, "baseline")
+        return self._equivalence(revision, self._snapshot(self.original, self.inserted), expected)
+
+    def _resync_to(self, state: Scratch, history: History) -> None:
+        """The baseline's database becomes a copy of ``state``."""
+        self.server.drop(self.original)
+        self.original = self._clone(state, history)
+        self.original_history = list(history)
+
+    def _upgrade_failed(self, report: RevisionReport, failure: _Failed) -> None:
         """The revision's upgrade fails: say whose fault it is, then go on from the baseline's state."""
         revision = report.revision
-        baseline_error = self._recover(revision, pre)
+        baseline_error = self._recover(revision)
         report.results = {name: Result("not run", "its upgrade fails") for name in SCENARIOS}
         if baseline_error:
             detail = f"{failure.detail} (the baseline fails too: {baseline_error})"
@@ -240,17 +361,20 @@ class ChainVerifier:
     @staticmethod
     def _snapshot(scratch: Scratch, inserted: Collection[str] = ()) -> Snapshot:
         """The schema, and the rows of the tables in ``inserted`` (those the revision inserts into)."""
-        return scratch.database.run(lambda connection: snapshot_of(connection) | rows_of(connection, inserted))
+        return scratch.database.read(lambda connection: snapshot_of(connection) | rows_of(connection, inserted))
 
     def _equivalence(self, revision: Revision, original: Snapshot, actual: Snapshot) -> Result:
         if revision.baseline is None:
             return Result("not checked", "no baseline (no --baseline, and the file is not a modified git file)")
         diff = differences(original, actual)
-        if diff:
-            return Result(
-                "fail", f"{revision.path.name}: schema differs from the baseline's: " + "; ".join(diff), "other"
-            )
-        return Result("ok")
+        if not diff:
+            return Result("ok")
+        # The op to blame is the first to name a table that differs ("t.columns: ...", "rows of t: ...").
+        tables = {re.split(r"[.:]", line.removeprefix(ROWS), maxsplit=1)[0] for line in diff}
+        line = line_naming(revision.source, tables)
+        cause, why = op_cause(revision.source, line)
+        place = f"{revision.path.name}:{line}" if line else revision.path.name
+        return Result("fail", f"{place}: schema differs from the baseline's: " + "; ".join(diff) + why, cause)
 
     def _rerun(self, scratch: Scratch, revision: Revision, expected: Snapshot) -> Result:
         try:
@@ -273,13 +397,13 @@ class ChainVerifier:
                 return f" (the original fails the same way: {failure.detail})"
         return " (the original's re-run succeeds)"
 
-    def _crash(
-        self, pre: Scratch, replay: History, revision: Revision, original: str, ops: int, expected: Snapshot
-    ) -> Result:
+    def _crash(self, pre: Scratch, revision: Revision, original: str, ops: int, expected: Snapshot) -> Result:
+        """The original stopped after each of its first k ops, then the file on disk run in full, from ``pre``
+        (the chain's database before the revision)."""
         if ops < 2:
             return Result("not checked", "fewer than two ops: nothing to stop half-way")
         for crash_after in range(1, ops):
-            with self._copy(pre, replay) as scratch:
+            with self._copy(pre, self.disk_history) as scratch:
                 with suppress(Crash, _Failed):  # stopped either way
                     self._run(scratch, revision, original, "upgrade", crash_after=crash_after)
                 prefix = f"after a crash after op {crash_after} of {ops}: "
@@ -395,7 +519,7 @@ class ChainVerifier:
 
         try:
             return scratch.database.run(work, autocommit=crash_after is not None)
-        except (Crash, EnvPyRefused):
+        except (Crash, EnvPyRefused, LeftTransaction):
             raise
         except Exception as error:  # any failure of the migration is a finding
             frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]
@@ -406,7 +530,11 @@ class ChainVerifier:
 
     @contextmanager
     def _copy(self, state: Scratch, replay: History) -> Iterator[Scratch]:
-        """A scratch copy of ``state``, dropped afterwards."""
+        """A scratch copy of ``state``, dropped afterwards; on a held database, ``state`` itself in a savepoint."""
+        if state.database.is_held:
+            with state.database.savepoint():
+                yield state
+            return
         scratch = self._clone(state, replay)
         try:
             yield scratch
@@ -417,6 +545,10 @@ class ChainVerifier:
         """A copy of ``state``: copied where cheap, else rebuilt by replaying what built it."""
         if self.server.can_copy(state):
             return self.server.create(template=state)
+        return self._replay(replay)
+
+    def _replay(self, replay: History) -> Scratch:
+        """A new database built by running what built a state."""
         scratch = self._fresh()
         for revision, source in replay:
             if source is not None:
