@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -27,9 +28,15 @@ GUARD = runtime.HELPER_PREFIX  # the function every guard calls
 
 # Helpers a guard needs only when it passes this keyword (most files never do).
 KEYWORD_HELPERS: dict[str, str] = {"naming_convention": "_idempotify_named_by_convention"}
+# Helpers that only the helper they ride with calls, when the file needs them; the block holds one only with it.
+RIDERS: dict[str, str] = {
+    "_idempotify_named_by_convention": "_idempotify_constraint",
+    "_idempotify_index_name": "_idempotify_index",  # unnamed, long or computed names
+    "_idempotify_drop_invalid_index": "_idempotify_index",  # files that build indexes concurrently
+}
+_SHORT_NAME = 30  # an index name of at most this many characters is stored as written, on every database
 # Keywords of an op passed to the guard under another name.
 _RENAMED = {"source_schema": "schema", "skip_without_table": "gone"}
-_CHECK_KIND = re.compile(rf"""\b{GUARD}\(\s*(["'])(?:(?!\1)[^\\]|\\.)*?: ([a-z ]+) (?:absent|present)\1""")
 _HELPER_CALL = re.compile(rf"\b({GUARD}\w*)\(")
 
 
@@ -67,7 +74,7 @@ def _sources() -> dict[str, str]:
 @cache
 def _dependencies() -> dict[str, frozenset[str]]:
     """The helpers each helper calls, except those only a keyword of the guard asks for."""
-    optional = set(KEYWORD_HELPERS.values())
+    optional = set(RIDERS)
     found = {}
     for name, source in _sources().items():
         names = {node.id for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Name)}
@@ -91,11 +98,32 @@ def finder_name(kind: str) -> str:
 
 
 def helpers_called(source: str) -> set[str]:
-    """The helpers a guard's source calls, with the finders of the kinds it checks."""
-    called = set(_HELPER_CALL.findall(source))
-    called.update(finder_name(kind) for _, kind in _CHECK_KIND.findall(source) if kind not in ("table", "column"))
-    called.update(helper for key, helper in KEYWORD_HELPERS.items() if f"{key}=" in source)
-    return called & set(_sources())
+    """The helpers a guard's source (an expression or statement) calls, with the finders of the kinds it checks.
+
+    An index named by a literal of at most 30 characters (also through
+    ``op.f``) needs no help with its name; any other index does.
+    """
+    called = set(_HELPER_CALL.findall(source)) & set(_sources())
+    for call in ast.walk(ast.parse(textwrap.dedent(source).strip())):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == GUARD):
+            continue
+        guard = call.args[0] if call.args else None
+        if not (isinstance(guard, ast.Constant) and isinstance(guard.value, str)):
+            continue
+        kind = guard.value.rpartition(": ")[2].rpartition(" ")[0]
+        if kind not in ("table", "column"):
+            called.add(finder_name(kind))
+        if kind == "index" and not _short_literal(call.args[2] if len(call.args) > 2 else None):
+            called.add("_idempotify_index_name")
+        called.update(helper for key, helper in KEYWORD_HELPERS.items() if key in {k.arg for k in call.keywords})
+    return called
+
+
+def _short_literal(node: ast.expr | None) -> bool:
+    """A string literal (or ``op.f`` of one) short enough to be stored as written."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "f" and node.args:
+        node = node.args[0]
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) <= _SHORT_NAME
 
 
 def helper_block_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:
@@ -107,7 +135,8 @@ def helper_block_source(used: Iterable[str], format_function: Callable[[str], st
     """
     sources, dependencies = _sources(), _dependencies()
     wanted: set[str] = set()
-    pending = list(used)
+    used = list(used)
+    pending = [name for name in used if name not in RIDERS]
     while pending:
         name = pending.pop()
         if name not in wanted:
@@ -115,6 +144,7 @@ def helper_block_source(used: Iterable[str], format_function: Callable[[str], st
                 raise ValueError(f"no generated helper named {name}")
             wanted.add(name)
             pending.extend(dependencies[name])
+    wanted.update(name for name in used if RIDERS.get(name) in wanted)
     functions = [format_function(sources[name]).strip("\n") for name in sources if name in wanted]
     return BLOCK_HEADER + "\n\n\n".join(functions) + "\n"
 

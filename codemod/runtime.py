@@ -60,71 +60,89 @@ def _idempotify(
 
 
 # Looked up by name in the catalog: reflection leaves out expression indexes,
-# and a drop_index may not say its table. The name is the one the database
-# stores: an unnamed index is named by the naming convention, as Alembic names
-# it, and PostgreSQL cuts a long name. There, an index left invalid by a failed
-# CREATE INDEX CONCURRENTLY is dropped before a create, and counts as absent.
-def _idempotify_index(
-    db: Any, table: Any, name: Any, schema: Any, columns: Any = None, absent: bool = False, **_: Any
-) -> bool | None:
+# and a drop_index may not say its table. An index left invalid by a failed
+# CREATE INDEX CONCURRENTLY (PostgreSQL) makes a create run as written, unless
+# the file builds indexes concurrently: then it gets the helper that drops it.
+def _idempotify_index(db: Any, table: Any, name: Any, schema: Any, absent: bool = False, **kw: Any) -> bool | None:
     """Whether the index is there."""
     import sqlalchemy
-    from alembic import op
-    from alembic.operations.schemaobj import SchemaObjects
-    from alembic.runtime.migration import log
 
-    index = sqlalchemy.Index(name)
-    if name is None:
-        index = SchemaObjects(op.get_context()).index(None, table, columns, schema=schema)
-    dialect, quoting = db.bind.dialect, db.bind.dialect.identifier_preparer
-    try:
-        name = quoting.format_constraint(index, _alembic_quote=False)
-    except sqlalchemy.exc.IdentifierError:
-        if dialect.name == "postgresql":
-            name = name.encode()[: dialect.max_identifier_length].decode("utf-8", "ignore")
-    here = "coalesce(:schema, current_schema())"
-    query, on = {
-        "sqlite": (
-            "SELECT 1 FROM %s WHERE type = 'index'"
-            " AND name = :name COLLATE NOCASE"
-            % ("sqlite_master" if schema is None else quoting.quote_schema(schema) + ".sqlite_master"),
-            "tbl_name = :table COLLATE NOCASE",
-        ),
-        "postgresql": (
+    if name is None or len(str(name)) > 30:
+        name = _idempotify_index_name(db, table, name, schema, **kw)
+    dialect = db.bind.dialect.name
+    if dialect == "sqlite":
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'index'"
+        if schema is not None:  # An attached database.
+            quoted = db.bind.dialect.identifier_preparer.quote_schema(schema)
+            query = query.replace("sqlite_master", quoted + ".sqlite_master")
+        query += " AND name = :name COLLATE NOCASE"
+        on = "tbl_name = :table COLLATE NOCASE"
+    elif dialect == "postgresql":
+        query = (
             "SELECT i.indisvalid FROM pg_index i"
             " JOIN pg_class c ON c.oid = i.indexrelid"
             " JOIN pg_class t ON t.oid = i.indrelid"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE c.relname = :name AND c.relkind IN ('i', 'I')"
-            " AND n.nspname = " + here,
-            "t.relname = :table",
-        ),
-        "mysql": (
+            " AND n.nspname = coalesce(:schema, current_schema())"
+        )
+        on = "t.relname = :table"
+    elif dialect in ("mysql", "mariadb"):
+        query = (
             "SELECT 1 FROM information_schema.statistics"
             " WHERE index_name = :name"
-            " AND table_schema = coalesce(:schema, database())",
-            "table_name = :table",
-        ),
-    }.get("mysql" if dialect.name == "mariadb" else dialect.name, ("", ""))
-    if not query:
-        # No catalog query known: what reflection says, or the op runs.
+            " AND table_schema = coalesce(:schema, database())"
+        )
+        on = "table_name = :table"
+    else:  # No catalog query known: what reflection says, or the op runs.
         return any(i["name"] == name for i in db.get_indexes(table, schema=schema)) if table else None
     if table is not None:
         query += " AND " + on
     params = {"name": name, "schema": schema, "table": table}
     found = db.bind.execute(sqlalchemy.text(query), params).first()
-    if found is not None and dialect.name == "postgresql" and not found[0] and absent:
-        quoted = quoting.quote(name)
-        if schema is not None:
-            quoted = quoting.quote_schema(schema) + "." + quoted
-        db.bind.execute(sqlalchemy.text("DROP INDEX " + quoted))
-        log.warning(
-            "idempotify: dropped index %s, left invalid by a failed"
-            " CREATE INDEX CONCURRENTLY",
-            name,
-        )
-        return False
+    if found is not None and not found[0] and absent:  # Invalid.
+        drop = globals().get("_idempotify_drop_invalid_index")
+        return drop(db, name, schema) if drop else None
     return found is not None
+
+
+# The name in the catalog: an unnamed index is named by the naming convention,
+# as Alembic names it; a name too long for the database is cut by PostgreSQL
+# (elsewhere the op fails as written).
+def _idempotify_index_name(db: Any, table: Any, name: Any, schema: Any, columns: Any = None, **_: Any) -> Any:
+    """The index's name as the database stores it."""
+    import sqlalchemy
+    from alembic import op
+    from alembic.operations.schemaobj import SchemaObjects
+
+    index = sqlalchemy.Index(name)
+    if name is None:
+        index = SchemaObjects(op.get_context()).index(None, table, columns, schema=schema)
+    dialect = db.bind.dialect
+    try:
+        return dialect.identifier_preparer.format_constraint(index, _alembic_quote=False)
+    except sqlalchemy.exc.IdentifierError:
+        if dialect.name != "postgresql":
+            return name
+        return name.encode()[: dialect.max_identifier_length].decode("utf-8", "ignore")
+
+
+def _idempotify_drop_invalid_index(db: Any, name: Any, schema: Any) -> bool:
+    """False, once the invalid index is dropped: the create then runs."""
+    import sqlalchemy
+    from alembic.runtime.migration import log
+
+    quoting = db.bind.dialect.identifier_preparer
+    quoted = quoting.quote(name)
+    if schema is not None:  # An index lives in its table's schema.
+        quoted = quoting.quote_schema(schema) + "." + quoted
+    db.bind.execute(sqlalchemy.text("DROP INDEX " + quoted))
+    log.warning(
+        "idempotify: dropped index %s, left invalid by a failed"
+        " CREATE INDEX CONCURRENTLY",
+        name,
+    )
+    return False
 
 
 # Named constraints are found by the name Alembic gives them (naming convention
@@ -377,44 +395,27 @@ def _idempotify_table(table_name: Any, schema: Any = None) -> Any:
 # then renames the copy. The table still there: the copy did not replace it,
 # and is dropped (on PostgreSQL, where Alembic first moves the table's named
 # constraints to the copy, both are left for the block to fail on, as it would
-# unguarded). Only the copy there: it is renamed to the table.
+# unguarded). Only the copy there: it is renamed to the table (indexes the
+# block does not create are lost).
 def _idempotify_recover_batch(table_name: Any, schema: Any = None) -> bool:
     """True, once what a batch block that died part-way left is put right."""
     import sqlalchemy
     from alembic import op
     from alembic.runtime.migration import log
 
-    if op.get_context().as_sql:
+    copy = ("_alembic_tmp_%s" % table_name)[:50]  # As Alembic names it.
+    db: Any = None if op.get_context().as_sql else sqlalchemy.inspect(op.get_bind())
+    if db is None or not db.has_table(copy, schema=schema):
         return True
-    db: Any = sqlalchemy.inspect(op.get_bind())
-    leftover = ("_alembic_tmp_%s" % table_name)[:50]  # As Alembic names it.
-    if not db.has_table(leftover, schema=schema):
-        return True
-    impl = op.get_context().impl
+    impl, died = op.get_context().impl, "idempotify: a batch block on %s died part-way: "
     if not db.has_table(table_name, schema=schema):
-        impl.rename_table(leftover, table_name, schema=schema)
-        log.warning(
-            "idempotify: renamed %s to %s: a batch block died after dropping"
-            " the table, before renaming its copy; indexes the table had are"
-            " lost, except those the block creates",
-            leftover,
-            table_name,
-        )
+        impl.rename_table(copy, table_name, schema=schema)
+        log.warning(died + "renamed %s to it, losing indexes it does not make", table_name, copy)
     elif db.bind.dialect.name == "postgresql":
-        log.warning(
-            "idempotify: left %s and %s as they are: a batch block died"
-            " before replacing the table with its copy, after moving the"
-            " table's named constraints to the copy; put them right by hand",
-            leftover,
-            table_name,
-        )
+        log.warning(died + "left %s, which holds its constraints: fix by hand", table_name, copy)
     else:
-        impl.drop_table(sqlalchemy.Table(leftover, sqlalchemy.MetaData(), schema=schema))
-        log.warning(
-            "idempotify: dropped %s: a batch block died before replacing %s",
-            leftover,
-            table_name,
-        )
+        impl.drop_table(sqlalchemy.Table(copy, sqlalchemy.MetaData(), schema=schema))
+        log.warning(died + "dropped %s, an unfinished copy", table_name, copy)
     return True
 
 

@@ -25,6 +25,7 @@ from codemod.formatting import Style
 from codemod.guards import (
     GUARD,
     LEGACY_HELPERS,
+    RIDERS,
     any_of,
     guard_literal,
     guard_test,
@@ -335,6 +336,8 @@ class GuardTransformer(cst.CSTTransformer):
             # By guards already in place; the generated block is rebuilt.
             self._helpers_called.update(helpers_called(self._module.code_for_node(node)))
         found = self._match_op(node)
+        if found is not None and "concurrently" in self._source(node).lower():
+            self._helpers_called.add(_DROP_INVALID_INDEX)  # in the block only with the index finder
         if found is not None:
             if found.safe:
                 self._seen_calls[id(node)] = (self._line(node), found.display, found.reason or "", Outcome.ALREADY_SAFE)
@@ -973,7 +976,7 @@ class GuardTransformer(cst.CSTTransformer):
             if not (isinstance(statement, cst.FunctionDef) and is_helper_name(statement.name.value))
         ]
         used = tuple(sorted(self._helpers_called))
-        if not used:
+        if not set(used) - RIDERS.keys():
             return module if len(kept) == len(module.body) else module.with_changes(body=kept)
         header, block = _helper_block(used, self.style, self._module.default_indent, self._module.default_newline)
         first = block[0].with_changes(
@@ -1129,6 +1132,7 @@ def _string_value(node: cst.BaseExpression) -> str | None:
 _BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
 _ENCLOSING = "already guarded by an enclosing if or an early return"
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
+_DROP_INVALID_INDEX = f"{HELPER_PREFIX}drop_invalid_index"
 _SEEDED = "row absent"  # the check of a seed insert: its table has no row yet
 _NOT_A_STATEMENT = "not a statement of its own (inside an expression or a one-line block)"
 _SHARES_A_LINE = "shares its line with another statement (`;`): put it on a line of its own to have it guarded"

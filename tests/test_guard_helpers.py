@@ -590,8 +590,8 @@ def test_a_batch_block_that_died_part_way_is_completed_without_losing_rows(
         assert _rows(engine, table) == [(1, "a"), (2, "b")]
         said = _idempotify_said(caplog)
         assert len(said) == 1, said  # once: the second run finds nothing left over
-        action = f"dropped {leftover}:" if crash_at == "drop_table" else f"renamed {leftover} to {table}:"
-        assert said[0].startswith(f"idempotify: {action}")
+        action = f"dropped {leftover}, an unfinished copy" if crash_at == "drop_table" else f"renamed {leftover} to it"
+        assert said[0].startswith(f"idempotify: a batch block on {table} died part-way: {action}")
 
 
 def test_a_batch_copy_that_holds_the_tables_constraints_is_left_to_fail(
@@ -610,8 +610,8 @@ def test_a_batch_copy_that_holds_the_tables_constraints_is_left_to_fail(
         ):
             _batch(op, _helpers(), "things")
         assert _idempotify_said(caplog) == [
-            f"idempotify: left {leftover} and things as they are: a batch block died before replacing the table"
-            " with its copy, after moving the table's named constraints to the copy; put them right by hand"
+            f"idempotify: a batch block on things died part-way: left {leftover}, which holds its constraints:"
+            " fix by hand"
         ]
         assert sa.inspect(engine).get_pk_constraint(leftover)["constrained_columns"] == ["id"]
 
