@@ -110,7 +110,7 @@ def helpers_called(source: str) -> set[str]:
         guard = call.args[0] if call.args else None
         if not (isinstance(guard, ast.Constant) and isinstance(guard.value, str)):
             continue
-        kind = guard.value.rpartition(": ")[2].rpartition(" ")[0]
+        kind = guard.value.rpartition(": ")[2].removeprefix("no ")
         if kind not in ("table", "column"):
             called.add(finder_name(kind))
         if kind == "index" and not _short_literal(call.args[2] if len(call.args) > 2 else None):
@@ -160,7 +160,7 @@ def reindent(source: str, indent: str) -> str:
 
 
 def guard_call(call: str, check: Check, args: Mapping[str, str]) -> str:
-    """``_idempotify("op.add_column: column absent", "t", "c")``: the guard for one check of op ``call``.
+    """``_idempotify("op.add_column: no column", "t", "c")``: the guard for one check of op ``call``.
 
     ``args`` maps parameter names to the source of the expressions the op was
     called with: the table the object is on, its name, then what else its

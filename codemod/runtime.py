@@ -32,7 +32,7 @@ HELPER_PREFIX = "_idempotify"
 def _idempotify(
     guard: str, table: Any, name: Any = None, *args: Any, schema: Any = None, gone: bool = False, **kw: Any
 ) -> bool:
-    """Must the op run? ``guard``: "op.add_column: column absent"."""
+    """Must the op run? ``guard`` says when: "op.add_column: no column"."""
     import sqlalchemy
     from alembic import op
     from alembic.runtime.migration import log
@@ -41,17 +41,18 @@ def _idempotify(
         return True
     db: Any = sqlalchemy.inspect(op.get_bind())
     call, _, check = guard.rpartition(": ")
-    kind, _, state = check.rpartition(" ")
+    absent = check.startswith("no ")
+    kind = check[3:] if absent else check
     found = table is None or db.has_table(table, schema=schema)
     if not found and kind != "table":
         # No table: the op runs (and fails), unless the function drops it.
-        kind, state = "table", "present" if gone else "absent"
+        kind, absent = "table", not gone
     elif kind == "column":
         found = name in [c["name"] for c in db.get_columns(table, schema=schema)]
     elif kind != "table":
         finder = globals()["_idempotify_" + kind.replace(" ", "_")]
-        found = finder(db, table, name, schema, *args, absent=state == "absent", **kw)
-    run = found is None or bool(found) == (state == "present")
+        found = finder(db, table, name, schema, *args, absent=absent, **kw)
+    run = found is None or bool(found) != absent
     if not run and not kw.get("quiet"):
         what = ".".join(str(part) for part in (table, name) if part is not None)
         why = kind + (" exists" if found else " is absent")

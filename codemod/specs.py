@@ -64,13 +64,13 @@ class Check:
 
     @property
     def check(self) -> str:
-        """The check in words, as a guard passes it and a skip is logged: ``column absent``."""
+        """What makes the op run, as a guard says it: ``no column`` (it creates one), ``column`` (it needs one)."""
         if self.object_kind is not None:
             label = self.object_kind.replace("_", " ")
         else:
             kind = self.helper_suffix.rsplit("_", 1)[0]
             label = _LABELS.get(kind, kind)
-        return f"{label} {'absent' if self.creates else 'present'}"
+        return f"no {label}" if self.creates else label
 
     @property
     def creates(self) -> bool:

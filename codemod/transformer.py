@@ -1051,7 +1051,7 @@ def _is_legacy_guard(node: cst.If) -> bool:
 
 
 def _calls_guard(test: cst.BaseExpression, check: str) -> bool:
-    """Whether ``test`` calls the guard with ``check`` ("column absent")."""
+    """Whether ``test`` calls the guard with ``check`` ("no column")."""
     for call in m.findall(test, m.Call(func=m.Name(GUARD))):
         guard = _string_value(call.args[0].value) if isinstance(call, cst.Call) and call.args else None
         if guard is not None and guard.rpartition(": ")[2] == check:
@@ -1133,7 +1133,7 @@ _BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
 _ENCLOSING = "already guarded by an enclosing if or an early return"
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
 _DROP_INVALID_INDEX = f"{HELPER_PREFIX}drop_invalid_index"
-_SEEDED = "row absent"  # the check of a seed insert: its table has no row yet
+_SEEDED = "no row"  # the check of a seed insert: its table has no row yet
 _NOT_A_STATEMENT = "not a statement of its own (inside an expression or a one-line block)"
 _SHARES_A_LINE = "shares its line with another statement (`;`): put it on a line of its own to have it guarded"
 _CHURN = f"whether it already ran cannot be told from the schema; {_BY_HAND}"

@@ -230,5 +230,5 @@ def test_line_length_setting_keeps_the_black_string_normalisation(project: Path)
     )
     revision = project / "migrations" / "versions" / "4f2a9c1d7e3b_add_updated_at.py"
     assert run(revision).exit_code == 0
-    guard = "if _idempotify('op.add_column: column absent', 'player_wellness_state', 'updated_at'):"
+    guard = "if _idempotify('op.add_column: no column', 'player_wellness_state', 'updated_at'):"
     assert guard in revision.read_text("utf-8")
