@@ -740,3 +740,21 @@ def test_every_guard_in_a_golden_finds_its_finder_in_the_file(golden: Golden) ->
             assert isinstance(first, ast.Constant) and isinstance(first.value, str)
             kind = first.value.rpartition(": ")[2].removeprefix("no ")
             assert kind in ("table", "column") or finder_name(kind) in defined, (first.value, golden.id)
+
+
+@pytest.mark.parametrize(
+    ("name", "needs_help"),
+    [('"ix_t_a"', False), ('op.f("ix_t_a")', False), (f'"{"i" * 31}"', True), ("name", True), ("None", True)],
+)
+def test_an_index_gets_help_with_its_name_unless_a_short_literal_names_it(name: str, needs_help: bool) -> None:
+    """Stored as written: a literal of at most 30 characters; others are named, or cut, as the database stores them."""
+    called = helpers_called(f'_idempotify("op.create_index: no index", "t", {name})')
+    assert ("_idempotify_index_name" in called) is needs_help
+    assert "_idempotify_index" in called
+
+
+def test_a_rider_comes_only_with_the_helper_it_rides_with() -> None:
+    """A file that builds an index concurrently but guards no index gets no invalid-index drop."""
+    rider = "_idempotify_drop_invalid_index"
+    assert f"def {rider}(" not in helper_block_source(["_idempotify", rider])
+    assert f"def {rider}(" in helper_block_source(["_idempotify", "_idempotify_index", rider])
