@@ -2,8 +2,8 @@
 
 One row per Alembic operation: the parameters it takes in ``op.X(...)`` form
 and in ``batch_op.X(...)`` form, and the checks that decide whether it must
-run. Adding an op kind is adding a row here (and its helper in ``guards.py``,
-if it needs a new one) and a folder under ``fixtures/``.
+run. Adding an op kind is adding a row here (and a finder in ``runtime.py``,
+if it checks a new kind of object) and a folder under ``fixtures/``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HELPER_PREFIX = "_idempotify_"
+# What the checked object is called in a guard and in the deploy log, where its helper's name says it shorter.
+_LABELS = {
+    "unique": "unique constraint",
+    "primary_key": "primary key",
+    "foreign_key": "foreign key",
+    "check": "check constraint",
+    "exclude": "exclusion constraint",
+    "enum": "enum type",
+}
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,18 @@ class Check:
 
     @property
     def helper(self) -> str:
-        """Name of the generated helper that answers this check."""
+        """Name of the helper an older idempotify wrote guards of this check with."""
         return HELPER_PREFIX + self.helper_suffix
+
+    @property
+    def check(self) -> str:
+        """What makes the op run, as a guard says it: ``no column`` (it creates one), ``column`` (it needs one)."""
+        if self.object_kind is not None:
+            label = self.object_kind.replace("_", " ")
+        else:
+            kind = self.helper_suffix.rsplit("_", 1)[0]
+            label = _LABELS.get(kind, kind)
+        return f"no {label}" if self.creates else label
 
     @property
     def creates(self) -> bool:

@@ -23,7 +23,18 @@ import libcst.matchers as m
 
 from codemod.effects import Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
 from codemod.formatting import Style
-from codemod.guards import KEYWORD_HELPERS, guard_test, helper_block_source, is_helper_name, reindent
+from codemod.guards import (
+    GUARD,
+    LEGACY_HELPERS,
+    RIDERS,
+    any_of,
+    guard_literal,
+    guard_test,
+    helper_block_source,
+    helpers_called,
+    is_helper_name,
+    reindent,
+)
 from codemod.lines import NodeLines
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
@@ -32,7 +43,6 @@ from codemod.sql import DIALECTS, Value, Verbatim, read_sql
 SKIP_MARKER = "idempotify: skip"
 _CONNECTION_SQL = "SQL run on the connection is not guarded"
 _ENUM_TYPE = m.Name("ENUM") | m.Name("Enum") | m.Attribute(attr=m.Name("ENUM") | m.Name("Enum"))
-_HELPER_CALL = re.compile(rf"\b({HELPER_PREFIX}\w+)\(")
 
 # Attributes of ``op`` that are not schema operations: never reported.
 NOT_OPS = frozenset(
@@ -113,6 +123,7 @@ class _IfScope:
     test: cst.BaseExpression
     covers: list[str] = field(default_factory=list)
     others: list[int] = field(default_factory=list)
+    legacy: bool = False  # a guard an older idempotify wrote: replaced by the guards of the ops under it
 
 
 class GuardTransformer(cst.CSTTransformer):
@@ -147,6 +158,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._dialects: list[str | None] = []
         self._created_tables: list[dict[str, tuple[str, str | None]]] = [{}]
         self._indents: list[str] = []
+        self._legacy_bodies: set[int] = set()  # blocks under a legacy guard: they lose its indent
         self._seen_calls: dict[int, tuple[int, str, str, Outcome]] = {}
         self._helpers_called: set[str] = set()
         self._helper_def_depth = 0
@@ -250,7 +262,9 @@ class GuardTransformer(cst.CSTTransformer):
 
     def visit_If(self, node: cst.If) -> None:
         self._lines.visit(node)
-        self._ifs.append(_IfScope(node.test))
+        self._ifs.append(_IfScope(node.test, legacy=_is_legacy_guard(node)))
+        if self._ifs[-1].legacy:
+            self._legacy_bodies.add(id(node.body))
         dialect = _dialect_tested(node.test)
         if dialect is not None:
             self._dialect_blocks[id(node.body)] = dialect
@@ -260,8 +274,38 @@ class GuardTransformer(cst.CSTTransformer):
     def leave_If(
         self, original_node: cst.If, updated_node: cst.If
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
-        self._mark_at_risk(self._ifs.pop())
+        scope = self._ifs.pop()
+        if scope.legacy:
+            return self._without_legacy_guard(updated_node)
+        self._mark_at_risk(scope)
+        for call in m.findall(original_node.test, m.Call(func=m.Name())):
+            assert isinstance(call, cst.Call) and isinstance(call.func, cst.Name)
+            if call.func.value in LEGACY_HELPERS:
+                error = SyntaxError(
+                    f"{call.func.value} is a guard helper of an older idempotify, in a test it did not write; "
+                    "put back the original op, or the test it had, and run idempotify again"
+                )
+                error.lineno = self._line(original_node)
+                raise error
         return updated_node
+
+    def _without_legacy_guard(self, node: cst.If) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        """The statements under a guard an older idempotify wrote, each now guarded on its own.
+
+        Its ``else: t = _idempotify_table(...)`` (what stands in for a skipped
+        create_table's result) goes to the new guard of that create_table.
+        """
+        body = list(node.body.body) if isinstance(node.body, cst.IndentedBlock) else []
+        if not body:
+            return node
+        first = body[0]
+        if node.orelse is not None:
+            if len(body) != 1 or not isinstance(first, cst.If) or first.orelse is not None:
+                return node  # left as it was: the legacy names in it are reported when the module is left
+            first = first.with_changes(orelse=node.orelse)
+        if isinstance(first, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            body[0] = first.with_changes(leading_lines=[*node.leading_lines, *first.leading_lines])
+        return cst.FlattenSentinel(body)
 
     def _mark_at_risk(self, scope: _IfScope) -> None:
         """Ops under a hand-written ``if`` (or after an early return) that tests another op's object only."""
@@ -281,16 +325,23 @@ class GuardTransformer(cst.CSTTransformer):
             self._sharing_a_line.update(id(small.value) for small in node.body if isinstance(small, cst.Expr))
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
-        self._indents.append(node.indent if node.indent is not None else self._module.default_indent)
+        indent = node.indent if node.indent is not None else self._module.default_indent
+        self._indents.append("" if id(node) in self._legacy_bodies else indent)
         self._dialects.append(self._dialect_blocks.get(id(node)))
 
     def visit_Call(self, node: cst.Call) -> bool:
         self._lines.visit(node)
-        if isinstance(node.func, cst.Name) and is_helper_name(node.func.value) and not self._helper_def_depth:
-            self._helpers_called.add(node.func.value)  # by guards already in place; the generated block is rebuilt
-            keywords = {arg.keyword.value for arg in node.args if arg.keyword is not None}
-            self._helpers_called.update(helper for key, helper in KEYWORD_HELPERS.items() if key in keywords)
+        if (
+            isinstance(node.func, cst.Name)
+            and is_helper_name(node.func.value)
+            and node.func.value not in LEGACY_HELPERS
+            and not self._helper_def_depth
+        ):
+            # By guards already in place; the generated block is rebuilt.
+            self._helpers_called.update(helpers_called(self._module.code_for_node(node)))
         found = self._match_op(node)
+        if found is not None and "concurrently" in self._source(node).lower():
+            self._helpers_called.add(_DROP_INVALID_INDEX)  # in the block only with the index finder
         if found is not None:
             if found.safe:
                 self._seen_calls[id(node)] = (self._line(node), found.display, found.reason or "", Outcome.ALREADY_SAFE)
@@ -398,7 +449,7 @@ class GuardTransformer(cst.CSTTransformer):
                     f"idempotify, so this one must run whenever that one does; {_BY_HAND}"
                 )
                 return None, OpReport(report.line, report.call, Outcome.UNGUARDED, reason)
-            return " or ".join([*(t for t in tests if t is not None), test]), report
+            return any_of([*(t for t in tests if t is not None), test]), report
         return test, report
 
     def _record(self, report: OpReport, found: _OpCall) -> None:
@@ -415,7 +466,8 @@ class GuardTransformer(cst.CSTTransformer):
 
     def _enclosing_scopes(self, line: int) -> list[_IfScope]:
         """The ``if`` statements around ``line``, innermost first, then the early returns before it."""
-        return [*reversed(self._ifs), *(scope for exit_line, scope in self._early_exits[-1] if exit_line < line)]
+        ifs = [scope for scope in reversed(self._ifs) if not scope.legacy]
+        return [*ifs, *(scope for exit_line, scope in self._early_exits[-1] if exit_line < line)]
 
     def _enclosing_tests(self, line: int) -> list[cst.BaseExpression]:
         return [scope.test for scope in self._enclosing_scopes(line)]
@@ -544,7 +596,7 @@ class GuardTransformer(cst.CSTTransformer):
                 assert why is not None
                 return left(*why)
             tests.append(test)
-        return " or ".join(tests), OpReport(line, found.display, Outcome.GUARDED)
+        return any_of(tests), OpReport(line, found.display, Outcome.GUARDED)
 
     def _test(
         self, found: _OpCall, line: int, statement: cst.BaseStatement, later: Sequence[cst.BaseStatement]
@@ -584,7 +636,7 @@ class GuardTransformer(cst.CSTTransformer):
         target = _assigned_name(statement)
         if target is not None and spec.skipped_result is None and _uses_name(later, target):
             return left(f"its result {target!r} is used further down; {_BY_HAND}")
-        test = guard_test(checks, args)
+        test = guard_test(found.display, checks, args)
         if found.name == "create_table" and self._declares_enum(found.call):
             schema = f", schema={args['schema']}" if "schema" in args else ""
             test += f" and {HELPER_PREFIX}reuse_enum_types({args['table_name']}{schema})"
@@ -618,11 +670,11 @@ class GuardTransformer(cst.CSTTransformer):
         return self._seed(found, line, self._source(table), None if schema is None else self._source(schema))
 
     def _seed(self, found: _OpCall, line: int, name: str, schema: str | None) -> tuple[str | None, OpReport]:
-        helper = f"{HELPER_PREFIX}table_empty"
-        if any(m.findall(test, m.Call(func=m.Name(helper))) for test in self._enclosing_tests(line)):
+        if any(_calls_guard(test, _SEEDED) for test in self._enclosing_tests(line)):
             return None, OpReport(line, found.display, Outcome.ALREADY_SAFE, _ENCLOSING)
         schema_argument = "" if schema is None else f", schema={schema}"
-        return f"{helper}({name}{schema_argument})", OpReport(line, found.display, Outcome.GUARDED)
+        test = f"{GUARD}({guard_literal(f'{found.display}: {_SEEDED}', [name])}, {name}{schema_argument})"
+        return test, OpReport(line, found.display, Outcome.GUARDED)
 
     def _changes_a_checked_type(self, found: _OpCall) -> bool:
         """An alter_column from or to an Enum/Boolean that carries a CHECK constraint: not harmless to re-apply."""
@@ -660,8 +712,7 @@ class GuardTransformer(cst.CSTTransformer):
         """``if <test>:`` around ``statements``, with ``else: <otherwise>`` when given."""
         indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
         header = self.style.if_header(test, indent_width)
-        self._helpers_called.update(_HELPER_CALL.findall(test))
-        self._helpers_called.update(helper for key, helper in KEYWORD_HELPERS.items() if f"{key}=" in test)
+        self._helpers_called.update(helpers_called(test))
         newline = self._module.default_newline
         parsed = cst.parse_statement(header.replace("\n", newline), config=self._module.config_for_parsing)
         assert isinstance(parsed, cst.If)
@@ -670,7 +721,7 @@ class GuardTransformer(cst.CSTTransformer):
         body = [first.with_changes(leading_lines=()), *rest]
         orelse = None
         if otherwise is not None:
-            self._helpers_called.update(_HELPER_CALL.findall(otherwise))
+            self._helpers_called.update(helpers_called(otherwise))
             statement = cst.parse_statement(otherwise + newline, config=self._module.config_for_parsing)
             orelse = cst.Else(body=cst.IndentedBlock(body=[statement]))
         return parsed.with_changes(body=cst.IndentedBlock(body=body), orelse=orelse, leading_lines=first.leading_lines)
@@ -929,7 +980,7 @@ class GuardTransformer(cst.CSTTransformer):
             if not (isinstance(statement, cst.FunctionDef) and is_helper_name(statement.name.value))
         ]
         used = tuple(sorted(self._helpers_called))
-        if not used:
+        if not set(used) - RIDERS.keys():
             return module if len(kept) == len(module.body) else module.with_changes(body=kept)
         header, block = _helper_block(used, self.style, self._module.default_indent, self._module.default_newline)
         first = block[0].with_changes(
@@ -985,6 +1036,31 @@ def _op_aliases(module: cst.Module) -> Iterator[str]:
                         name = _alias_name(alias)
                         if name is not None:
                             yield name
+
+
+def _is_legacy_guard(node: cst.If) -> bool:
+    """An ``if`` an older idempotify wrote: its test only calls its helpers (one per check), with and/or."""
+    test: cst.BaseExpression = node.test
+    parts = [test]
+    calls = 0
+    while parts:
+        part = parts.pop()
+        if isinstance(part, cst.BooleanOperation):
+            parts += [part.left, part.right]
+        elif isinstance(part, cst.Call) and isinstance(part.func, cst.Name) and is_helper_name(part.func.value):
+            calls += part.func.value in LEGACY_HELPERS
+        else:
+            return False
+    return calls > 0
+
+
+def _calls_guard(test: cst.BaseExpression, check: str) -> bool:
+    """Whether ``test`` calls the guard with ``check`` ("no column")."""
+    for call in m.findall(test, m.Call(func=m.Name(GUARD))):
+        guard = _string_value(call.args[0].value) if isinstance(call, cst.Call) and call.args else None
+        if guard is not None and guard.rpartition(": ")[2] == check:
+            return True
+    return False
 
 
 def _is_helper_statement(statement: cst.BaseStatement, helper: str) -> bool:
@@ -1060,6 +1136,8 @@ def _string_value(node: cst.BaseExpression) -> str | None:
 _BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
 _ENCLOSING = "already guarded by an enclosing if or an early return"
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
+_DROP_INVALID_INDEX = f"{HELPER_PREFIX}drop_invalid_index"
+_SEEDED = "no row"  # the check of a seed insert: its table has no row yet
 _NOT_A_STATEMENT = "not a statement of its own (inside an expression or a one-line block)"
 _SHARES_A_LINE = "shares its line with another statement (`;`): put it on a line of its own to have it guarded"
 _CHURN = f"whether it already ran cannot be told from the schema; {_BY_HAND}"
@@ -1276,7 +1354,7 @@ def _already_tests(test: cst.BaseExpression, check: Check, args: dict[str, cst.B
     if subject is None:
         return False
     if _is_none(subject):
-        return bool(m.findall(test, m.Call(func=m.Name(check.helper))))
+        return _calls_guard(test, check.check)
     return _mentions(test, subject)
 
 

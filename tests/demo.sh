@@ -33,7 +33,7 @@ say "3. Rewrite a copy in place, then the same with the REWRITTEN chain"
 alembic upgrade 2b7d4c8e0a22
 add_column_by_hand
 alembic upgrade head | tee "$work/upgrade.log"
-grep -q "idempotify: column player_wellness_state.updated_at exists" "$work/upgrade.log" \
+grep -q "skipped op.add_column(player_wellness_state.updated_at): column exists" "$work/upgrade.log" \
     || { echo "expected the deploy log to say the column was found"; exit 1; }
 echo "-> the upgrade goes through: add_column saw updated_at was there, skipped it, and the log says so"
 

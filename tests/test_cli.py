@@ -64,7 +64,8 @@ def test_diff_prints_a_unified_diff_and_writes_nothing(versions: Path) -> None:
     result = run("--diff", versions)
     assert result.exit_code == 1
     assert result.stdout.startswith(f"--- {path}\n+++ {path}\n@@ ")
-    assert '+    if _idempotify_column_missing("player_wellness_state", "updated_at"):\n' in result.stdout
+    guard = '+    if _idempotify("op.add_column: no column", "player_wellness_state", "updated_at"):\n'
+    assert guard in result.stdout
     assert path.read_text(encoding="utf-8") == INCIDENT.input
 
 
@@ -157,14 +158,15 @@ def test_line_length_comes_from_the_projects_tool_black(tmp_path: Path, versions
     (tmp_path / "pyproject.toml").write_text("[tool.black]\nline-length = 60\n", encoding="utf-8")
     assert run(versions).exit_code == 0
     text = (versions / "4f2a9c1d7e3b_add_updated_at.py").read_text(encoding="utf-8")
-    assert '    if _idempotify_column_missing(\n        "player_wellness_state", "updated_at"\n    ):\n' in text
+    guard = '    if _idempotify(\n        "op.add_column: no column",\n        "player_wellness_state",\n'
+    assert guard in text
 
 
 def test_line_length_option_overrides_the_project(tmp_path: Path, versions: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.black]\nline-length = 60\n", encoding="utf-8")
     assert run("--line-length", "120", versions).exit_code == 0
     text = (versions / "4f2a9c1d7e3b_add_updated_at.py").read_text(encoding="utf-8")
-    assert '    if _idempotify_column_missing("player_wellness_state", "updated_at"):\n' in text
+    assert '    if _idempotify("op.add_column: no column", "player_wellness_state", "updated_at"):\n' in text
 
 
 def test_crlf_line_endings_and_other_bytes_are_kept(tmp_path: Path) -> None:
@@ -193,8 +195,9 @@ def test_tabs_indent_the_new_lines_with_tabs(tmp_path: Path) -> None:
     path.write_text(INCIDENT.input.replace("    op.", "\top."), encoding="utf-8")
     assert run(path).exit_code == 0
     text = path.read_text(encoding="utf-8")
-    assert '\tif _idempotify_column_missing("player_wellness_state", "updated_at"):\n\t\top.add_column(' in text
-    generated = text.split("def _idempotify_inspector")[1]
+    guard = '\tif _idempotify(\n\t    "op.add_column: no column", "player_wellness_state", "updated_at"\n\t):\n'
+    assert guard + "\t\top.add_column(" in text
+    generated = text.split("def _idempotify(")[1]
     assert "\n\t" in generated and "\n    " not in generated
 
 

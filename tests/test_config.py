@@ -38,7 +38,7 @@ def settings(project: Path, body: str) -> None:
 
 
 def longest_line(path: Path) -> int:
-    return max(len(line) for line in path.read_text(encoding="utf-8").splitlines() if "_idempotify_" in line)
+    return max(len(line) for line in path.read_text(encoding="utf-8").splitlines() if "_idempotify" in line)
 
 
 def test_line_length_from_settings_and_the_flag_overrides_it(project: Path) -> None:
@@ -230,4 +230,5 @@ def test_line_length_setting_keeps_the_black_string_normalisation(project: Path)
     )
     revision = project / "migrations" / "versions" / "4f2a9c1d7e3b_add_updated_at.py"
     assert run(revision).exit_code == 0
-    assert "if _idempotify_column_missing('player_wellness_state', 'updated_at'):" in revision.read_text("utf-8")
+    guard = "if _idempotify('op.add_column: no column', 'player_wellness_state', 'updated_at'):"
+    assert guard in revision.read_text("utf-8")

@@ -86,13 +86,14 @@ SQLITE_ONLY = {
     "create_unique_constraint/naming_convention",
 }
 POSTGRESQL_ONLY = {"create_table/enum_column"}  # elsewhere the same queries as create_table/bulk_insert
-# Helpers (less their prefix) that query nothing on a dialect, which has no such objects.
-_NO_ENUM_TYPES = {"reuse_enum_types", "has_enum", "enum_exists", "enum_missing"}
+# Helpers (less their prefix) that query nothing on a dialect, which has no such objects (extensions: PostgreSQL).
+_NO_ENUM_TYPES = {"reuse_enum_types", "enum_type", "enum_value", "extension"}
+# drop_invalid_index: only an index a failed CREATE INDEX CONCURRENTLY left (tests/test_guard_helpers.py makes one).
 NO_QUERY = {
-    "sqlite": {"exclude_missing", "has_sequence", "sequence_exists", "sequence_missing", *_NO_ENUM_TYPES},
+    "sqlite": {"exclusion_constraint", "sequence", "drop_invalid_index", *_NO_ENUM_TYPES},
     # named_by_convention: Alembic's recipe for a foreign key the database reports unnamed, which only SQLite does.
-    "postgresql": {"named_by_convention"},
-    "mariadb": {"exclude_missing", "named_by_convention", *_NO_ENUM_TYPES},
+    "postgresql": {"named_by_convention", "drop_invalid_index"},
+    "mariadb": {"exclusion_constraint", "named_by_convention", "drop_invalid_index", *_NO_ENUM_TYPES},
 }
 
 

@@ -57,10 +57,12 @@ def test_if_header_agrees_with_black(test: str, line_length: int, indent: int, n
 @pytest.mark.parametrize(
     "test",
     [
-        '_idempotify_column_missing("users", "updated_at", schema=None)',
-        "not _idempotify_has_index(op.f('ix_users_email'), 'users')",
-        '_idempotify_unique_missing("uq_dag_run_dag_id_execution_date_key", "dag_run", ["dag_id", "execution_date"])',
-        '_idempotify_column_exists("t", "a") and _idempotify_column_missing("t", "b_with_a_long_name_to_split")',
+        '_idempotify("op.add_column: no column", "users", "updated_at", schema=None)',
+        "not _idempotify('op.drop_index: index', 'users', op.f('ix_users_email'))",
+        '_idempotify("op.create_unique_constraint: no unique constraint", "dag_run",'
+        ' "uq_dag_run_dag_id_execution_date_key", ["dag_id", "execution_date"])',
+        '_idempotify("op.alter_column: column", "t", "a")'
+        ' and _idempotify("op.alter_column: no column", "t", "b_with_a_long_name_to_split")',
     ],
 )
 def test_if_header_on_real_guards(test: str) -> None:

@@ -9,7 +9,9 @@ bind parameters).
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import builtins
 import importlib
 import io
 import logging
@@ -26,7 +28,9 @@ from alembic.operations import Operations
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from codemod.guards import helper_block_source, helper_names
+from codemod import runtime
+from codemod.guards import finder_name, helper_block_source, helper_names, helpers_called
+from codemod.specs import SPECS
 from codemod.verify.execution import run_migration
 from codemod.verify.schema import snapshot
 from tests.conftest import require_dialect
@@ -44,6 +48,10 @@ def _helpers() -> Helpers:
     return namespace
 
 
+# The helpers as tests import them, and as a migration gets them: both must answer alike.
+SOURCES: dict[str, Callable[[], Helpers]] = {"module": lambda: vars(runtime), "generated": _helpers}
+
+
 @contextmanager
 def _migration(connection: sa.Connection, **options: Any) -> Iterator[Operations]:
     """``alembic.op`` bound to ``connection``, as while a migration runs on it."""
@@ -51,9 +59,11 @@ def _migration(connection: sa.Connection, **options: Any) -> Iterator[Operations
         yield operations
 
 
-def _call(helpers: Helpers, name: str, args: tuple[Any, ...], **kwargs: Any) -> Any:
-    """``_idempotify_<name>(*args, **kwargs)``."""
-    return helpers[f"_idempotify_{name}"](*args, **kwargs)
+def _ask(helpers: Helpers, check: str, args: tuple[Any, ...], **kwargs: Any) -> Any:
+    """The guard's answer: must an op run, given ``check`` ("no column") on ``args`` (table, name, ...)."""
+    if check in ("recover_batch", "reuse_enum_types"):
+        return helpers[f"_idempotify_{check}"](*args, **kwargs)
+    return helpers["_idempotify"](f"op.test: {check}", *args, **kwargs)
 
 
 # Objects the answers below look up, beside BASE: indexes reflection leaves out or describes partly.
@@ -76,69 +86,64 @@ EVERYWHERE = frozenset(DIALECTS)
 EXPRESSION = frozenset({"sqlite", "postgresql"})  # MariaDB has no indexes on expressions
 SEQUENCES = frozenset({"postgresql", "mariadb"})
 POSTGRESQL = frozenset({"postgresql"})
-# (helper, args, answer, where): what each helper answers on BASE plus EXTRA_DDL.
+# (check, args, answer, where): what the guard answers on BASE plus EXTRA_DDL; args are (table, name, ...).
 ANSWERS: list[tuple[str, tuple[Any, ...], bool, frozenset[str]]] = [
-    ("table_exists", ("users",), True, EVERYWHERE),
-    ("table_missing", ("users",), False, EVERYWHERE),
-    ("table_missing", ("ghost",), True, EVERYWHERE),
-    ("table_empty", ("users",), True, EVERYWHERE),
-    ("table_empty", ("audit_log",), False, EVERYWHERE),  # one row, inserted below
-    ("table_empty", ("ghost",), True, EVERYWHERE),
+    ("table", ("users",), True, EVERYWHERE),
+    ("no table", ("users",), False, EVERYWHERE),
+    ("no table", ("ghost",), True, EVERYWHERE),
+    ("no row", ("users",), True, EVERYWHERE),
+    ("no row", ("audit_log",), False, EVERYWHERE),  # one row, inserted below
+    ("no row", ("ghost",), True, EVERYWHERE),
     ("recover_batch", ("users",), True, EVERYWHERE),
-    ("column_exists", ("users", "name"), True, EVERYWHERE),
-    ("column_exists", ("users", "nope"), False, EVERYWHERE),
-    ("column_missing", ("users", "name"), False, EVERYWHERE),
-    ("column_missing", ("users", "nope"), True, EVERYWHERE),
-    ("index_exists", ("accounts", "ix_accounts_legacy_code"), True, EVERYWHERE),
-    ("index_exists", (None, "ix_accounts_legacy_code"), True, EVERYWHERE),
-    ("index_exists", ("accounts", "nope"), False, EVERYWHERE),
-    ("index_exists", (None, "nope"), False, EVERYWHERE),
-    ("index_missing", ("accounts", "ix_accounts_legacy_code"), False, EVERYWHERE),
-    ("index_missing", ("accounts", "nope"), True, EVERYWHERE),
-    ("index_missing", ("users", "ix_accounts_legacy_code"), True, EVERYWHERE),  # on another table
-    ("index_missing", ("orders", "ix_orders_large"), False, EVERYWHERE),  # partial, on PostgreSQL and SQLite
-    ("index_missing", ("users", "ix_users_lower_name"), False, EXPRESSION),
-    ("index_exists", ("users", "ix_users_lower_name"), True, EXPRESSION),
-    ("index_exists", (None, "ix_users_lower_name"), True, EXPRESSION),
-    ("index_missing", ("accounts", "uq_accounts_lower_name"), False, EXPRESSION),
-    ("index_exists", (None, "uq_accounts_lower_name"), True, EXPRESSION),
-    ("unique_missing", ("uq_orders_code", "orders", ["code"]), False, EVERYWHERE),
-    ("unique_missing", ("uq_orders_amount", "orders", ["amount"]), True, EVERYWHERE),
-    ("unique_missing", (None, "orders", ["code"]), False, EVERYWHERE),
+    ("column", ("users", "name"), True, EVERYWHERE),
+    ("column", ("users", "nope"), False, EVERYWHERE),
+    ("no column", ("users", "name"), False, EVERYWHERE),
+    ("no column", ("users", "nope"), True, EVERYWHERE),
+    ("index", ("accounts", "ix_accounts_legacy_code"), True, EVERYWHERE),
+    ("index", (None, "ix_accounts_legacy_code"), True, EVERYWHERE),
+    ("index", ("accounts", "nope"), False, EVERYWHERE),
+    ("index", (None, "nope"), False, EVERYWHERE),
+    ("no index", ("accounts", "ix_accounts_legacy_code"), False, EVERYWHERE),
+    ("no index", ("accounts", "nope"), True, EVERYWHERE),
+    ("no index", ("users", "ix_accounts_legacy_code"), True, EVERYWHERE),  # on another table
+    ("no index", ("orders", "ix_orders_large"), False, EVERYWHERE),  # partial, on PostgreSQL and SQLite
+    ("no index", ("users", "ix_users_lower_name"), False, EXPRESSION),
+    ("index", ("users", "ix_users_lower_name"), True, EXPRESSION),
+    ("index", (None, "ix_users_lower_name"), True, EXPRESSION),
+    ("no index", ("accounts", "uq_accounts_lower_name"), False, EXPRESSION),
+    ("index", (None, "uq_accounts_lower_name"), True, EXPRESSION),
+    ("no unique constraint", ("orders", "uq_orders_code", ["code"]), False, EVERYWHERE),
+    ("no unique constraint", ("orders", "uq_orders_amount", ["amount"]), True, EVERYWHERE),
+    ("no unique constraint", ("orders", None, ["code"]), False, EVERYWHERE),
     # users has a primary key of another name: PostgreSQL reports its name (users_pkey), so pk_users is missing
     # (the create runs, and fails as the original does); SQLite and MariaDB report none, so any key answers.
-    ("primary_key_missing", ("pk_users", "users", ["id"]), False, frozenset({"sqlite", "mariadb"})),
-    ("primary_key_missing", ("pk_users", "users", ["id"]), True, POSTGRESQL),
-    ("primary_key_missing", ("pk_links", "links", ["source_id", "target_id"]), True, EVERYWHERE),
-    (
-        "foreign_key_missing",
-        ("fk_orders_user_id_users", "orders", "users", ["user_id"], ["id"]),
-        False,
-        EVERYWHERE,
-    ),
-    ("foreign_key_missing", ("fk_links_source", "links", "users", ["source_id"], ["id"]), True, EVERYWHERE),
-    ("foreign_key_missing", (None, "orders", "users", ["user_id"], ["id"]), False, EVERYWHERE),
-    ("check_missing", ("ck_orders_amount_positive", "orders", "amount > 0"), False, EVERYWHERE),
-    ("check_missing", ("ck_orders_code", "orders", "code <> ''"), True, EVERYWHERE),
-    ("exclude_missing", ("ex_audit_log_id", "audit_log"), False, POSTGRESQL),
-    ("exclude_missing", ("ex_audit_log_other", "audit_log"), True, EVERYWHERE),
-    ("constraint_exists", ("uq_orders_code", "orders", "unique"), True, EVERYWHERE),
-    ("constraint_exists", ("uq_orders_code", "orders"), True, EVERYWHERE),
-    ("constraint_exists", ("fk_orders_user_id_users", "orders", "foreignkey"), True, EVERYWHERE),
-    ("constraint_exists", ("ck_orders_amount_positive", "orders", "check"), True, EVERYWHERE),
-    ("constraint_exists", ("ex_audit_log_id", "audit_log"), True, POSTGRESQL),
-    ("constraint_exists", ("uq_orders_code", "orders", "foreignkey"), False, EVERYWHERE),
-    ("constraint_exists", ("nope", "orders", "unique"), False, EVERYWHERE),
-    ("constraint_exists", ("users_pkey", "users", "primary"), True, POSTGRESQL),  # PostgreSQL's name for it
-    ("constraint_exists", ("pk_other", "users", "primary"), False, POSTGRESQL),
-    ("constraint_exists", ("pk_other", "users", "primary"), True, frozenset({"sqlite", "mariadb"})),  # unnamed
-    ("constraint_exists", ("pk_links", "links", "primary"), False, EVERYWHERE),
-    ("sequence_exists", ("legacy_seq",), True, SEQUENCES),
-    ("sequence_missing", ("legacy_seq",), False, SEQUENCES),
-    ("sequence_missing", ("nope_seq",), True, SEQUENCES),
-    ("enum_exists", ("legacy_status",), True, POSTGRESQL),
-    ("enum_missing", ("legacy_status",), False, POSTGRESQL),
-    ("enum_missing", ("nope_status",), True, POSTGRESQL),
+    ("no primary key", ("users", "pk_users", ["id"]), False, frozenset({"sqlite", "mariadb"})),
+    ("no primary key", ("users", "pk_users", ["id"]), True, POSTGRESQL),
+    ("no primary key", ("links", "pk_links", ["source_id", "target_id"]), True, EVERYWHERE),
+    ("no foreign key", ("orders", "fk_orders_user_id_users", "users", ["user_id"], ["id"]), False, EVERYWHERE),
+    ("no foreign key", ("links", "fk_links_source", "users", ["source_id"], ["id"]), True, EVERYWHERE),
+    ("no foreign key", ("orders", None, "users", ["user_id"], ["id"]), False, EVERYWHERE),
+    ("no check constraint", ("orders", "ck_orders_amount_positive", "amount > 0"), False, EVERYWHERE),
+    ("no check constraint", ("orders", "ck_orders_code", "code <> ''"), True, EVERYWHERE),
+    ("no exclusion constraint", ("audit_log", "ex_audit_log_id"), False, POSTGRESQL),
+    ("no exclusion constraint", ("audit_log", "ex_audit_log_other"), True, EVERYWHERE),
+    ("constraint", ("orders", "uq_orders_code", "unique"), True, EVERYWHERE),
+    ("constraint", ("orders", "uq_orders_code"), True, EVERYWHERE),
+    ("constraint", ("orders", "fk_orders_user_id_users", "foreignkey"), True, EVERYWHERE),
+    ("constraint", ("orders", "ck_orders_amount_positive", "check"), True, EVERYWHERE),
+    ("constraint", ("audit_log", "ex_audit_log_id"), True, POSTGRESQL),
+    ("constraint", ("orders", "uq_orders_code", "foreignkey"), False, EVERYWHERE),
+    ("constraint", ("orders", "nope", "unique"), False, EVERYWHERE),
+    ("constraint", ("users", "users_pkey", "primary"), True, POSTGRESQL),  # PostgreSQL's name for it
+    ("constraint", ("users", "pk_other", "primary"), False, POSTGRESQL),
+    ("constraint", ("users", "pk_other", "primary"), True, frozenset({"sqlite", "mariadb"})),  # unnamed
+    ("constraint", ("links", "pk_links", "primary"), False, EVERYWHERE),
+    ("sequence", (None, "legacy_seq"), True, SEQUENCES),
+    ("no sequence", (None, "legacy_seq"), False, SEQUENCES),
+    ("no sequence", (None, "nope_seq"), True, SEQUENCES),
+    ("enum type", (None, "legacy_status"), True, POSTGRESQL),
+    ("no enum type", (None, "legacy_status"), False, POSTGRESQL),
+    ("no enum type", (None, "nope_status"), True, POSTGRESQL),
 ]
 
 
@@ -188,15 +193,16 @@ def _through(driver: Driver, url: sa.URL, work: Callable[[sa.Connection], Any]) 
     return asyncio.run(run())
 
 
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("driver", [pytest.param(driver, id=driver.name) for driver in (*DRIVERS, PSYCOPG_ASYNC)])
-def test_every_helper_answers_right_under_every_driver(driver: Driver, scratch: Scratch) -> None:
+def test_every_helper_answers_right_under_every_driver(driver: Driver, source: str, scratch: Scratch) -> None:
     _require_driver(driver)
     answers = [(name, args, answer) for name, args, answer, where in ANSWERS if driver.dialect in where]
 
     def ask(connection: sa.Connection) -> list[tuple[str, tuple[Any, ...], Any]]:
-        helpers = _helpers()
+        helpers = SOURCES[source]()
         with _migration(connection):
-            return [(name, args, _call(helpers, name, args)) for name, args, _ in answers]
+            return [(name, args, _ask(helpers, name, args)) for name, args, _ in answers]
 
     with scratch(driver.dialect) as engine:
         _base(engine)
@@ -204,63 +210,70 @@ def test_every_helper_answers_right_under_every_driver(driver: Driver, scratch: 
     assert got == answers
 
 
-# Every helper that answers "must the op run?", called with arguments naming an object.
+# Every check a guard makes, and the helpers that give the migration something else, on an object.
 QUESTIONS = {
-    "table_exists": ("users",),
-    "table_missing": ("users",),
-    "table_empty": ("users",),
+    "table": ("users",),
+    "no table": ("users",),
+    "no row": ("users",),
     "recover_batch": ("users",),
     "reuse_enum_types": ("users",),
-    "column_exists": ("users", "name"),
-    "column_missing": ("users", "name"),
-    "index_exists": ("users", "ix_users_name"),
-    "index_missing": ("users", "ix_users_name"),
-    "unique_missing": ("uq_users_name", "users", ["name"]),
-    "primary_key_missing": ("pk_users", "users", ["id"]),
-    "foreign_key_missing": ("fk_orders_user_id_users", "orders", "users", ["user_id"], ["id"]),
-    "check_missing": ("ck_orders_amount_positive", "orders", "amount > 0"),
-    "exclude_missing": ("ex_orders", "orders"),
-    "constraint_exists": ("uq_orders_code", "orders", "unique"),
-    "sequence_exists": ("legacy_seq",),
-    "sequence_missing": ("legacy_seq",),
-    "enum_exists": ("legacy_status",),
-    "enum_missing": ("legacy_status",),
-    "object_exists": ("view", "active_users"),
-    "object_missing": ("trigger", "trg_users", None, "users"),
+    "column": ("users", "name"),
+    "no column": ("users", "name"),
+    "index": ("users", "ix_users_name"),
+    "no index": ("users", "ix_users_name"),
+    "no unique constraint": ("users", "uq_users_name", ["name"]),
+    "no primary key": ("users", "pk_users", ["id"]),
+    "no foreign key": ("orders", "fk_orders_user_id_users", "users", ["user_id"], ["id"]),
+    "no check constraint": ("orders", "ck_orders_amount_positive", "amount > 0"),
+    "no exclusion constraint": ("orders", "ex_orders"),
+    "constraint": ("orders", "uq_orders_code", "unique"),
+    "sequence": (None, "legacy_seq"),
+    "no sequence": (None, "legacy_seq"),
+    "enum type": (None, "legacy_status"),
+    "no enum type": (None, "legacy_status"),
+    "view": (None, "active_users"),
+    "no view": (None, "active_users"),
+    "trigger": ("users", "trg_users"),
+    "no trigger": ("users", "trg_users"),
+    "extension": (None, "hstore"),
+    "no extension": (None, "hstore"),
+    "enum value": (None, "new", "legacy_status"),
+    "no enum value": (None, "new", "legacy_status"),
 }
-# Helpers that are parts of others, or give the migration something other than an answer.
-NOT_QUESTIONS = {"inspector", "schema_objects", "table", "named_by_convention", "found"}
 
 
-def test_every_helper_that_answers_is_asked_offline() -> None:
-    helpers = {name.removeprefix("_idempotify_") for name in helper_names()}
-    parts = {name for name in helpers if name.startswith("has_")} | NOT_QUESTIONS
-    assert helpers - parts == set(QUESTIONS)
+def test_every_check_a_guard_makes_is_asked_offline() -> None:
+    checks = {check.check for spec in SPECS.values() for check in spec.checks} | {"no row"}
+    assert set(QUESTIONS) == checks | {"recover_batch", "reuse_enum_types"}
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])
 @pytest.mark.parametrize("name", QUESTIONS)
-def test_offline_every_helper_answers_run_and_writes_nothing(dialect: str, name: str) -> None:
-    """``alembic upgrade --sql``: the SQL written is the original's, so every op runs."""
+def test_offline_every_helper_answers_run_and_writes_nothing(
+    dialect: str, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``alembic upgrade --sql``: the SQL written is the original's, so every op runs, and nothing is logged."""
     buffer = io.StringIO()
     context = MigrationContext.configure(dialect_name=dialect, opts={"as_sql": True, "output_buffer": buffer})
-    with Operations.context(context):
-        assert _call(_helpers(), name, QUESTIONS[name]) is True
+    with Operations.context(context), caplog.at_level(logging.DEBUG, logger="alembic"):
+        assert _ask(_helpers(), name, QUESTIONS[name]) is True
     assert buffer.getvalue() == ""
+    assert caplog.records == []
 
 
-# The helpers for ops on a table's columns, indexes and constraints, called on a table that is not there.
+# The checks of ops on a table's columns, indexes and constraints, on a table that is not there.
 ON_A_TABLE = {
-    "column_exists": ("ghost", "c"),
-    "column_missing": ("ghost", "c"),
-    "index_exists": ("ghost", "ix_ghost_c"),
-    "index_missing": ("ghost", "ix_ghost_c"),
-    "unique_missing": ("uq_ghost_c", "ghost", ["c"]),
-    "primary_key_missing": ("pk_ghost", "ghost", ["c"]),
-    "foreign_key_missing": ("fk_ghost_c_users", "ghost", "users", ["c"], ["id"]),
-    "check_missing": ("ck_ghost_c", "ghost", "c > 0"),
-    "exclude_missing": ("ex_ghost_c", "ghost"),
-    "constraint_exists": ("uq_ghost_c", "ghost", "unique"),
+    "column": ("ghost", "c"),
+    "no column": ("ghost", "c"),
+    "index": ("ghost", "ix_ghost_c"),
+    "no index": ("ghost", "ix_ghost_c"),
+    "no unique constraint": ("ghost", "uq_ghost_c", ["c"]),
+    "no primary key": ("ghost", "pk_ghost", ["c"]),
+    "no foreign key": ("ghost", "fk_ghost_c_users", "users", ["c"], ["id"]),
+    "no check constraint": ("ghost", "ck_ghost_c", "c > 0"),
+    "no exclusion constraint": ("ghost", "ex_ghost_c"),
+    "constraint": ("ghost", "uq_ghost_c", "unique"),
+    "no trigger": ("ghost", "trg_ghost"),
 }
 
 
@@ -282,14 +295,14 @@ def base_databases() -> Iterator[Callable[[str], sa.Engine]]:
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("name", ON_A_TABLE)
-@pytest.mark.parametrize("skip_without_table", [False, True])
+@pytest.mark.parametrize("gone", [False, True])
 def test_without_its_table_an_op_runs_unless_the_function_removes_the_table(
-    dialect: str, name: str, skip_without_table: bool, base_databases: Callable[[str], sa.Engine]
+    dialect: str, name: str, gone: bool, base_databases: Callable[[str], sa.Engine]
 ) -> None:
     """Run, the op fails as the original does; skipped only where a re-run finds the table dropped on purpose."""
     with base_databases(dialect).connect() as connection, _migration(connection):
-        answer = _call(_helpers(), name, ON_A_TABLE[name], skip_without_table=skip_without_table)
-    assert answer is (not skip_without_table)
+        answer = _ask(_helpers(), name, ON_A_TABLE[name], gone=gone)
+    assert answer is (not gone)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -299,7 +312,7 @@ def test_skip_without_table_changes_nothing_when_the_table_is_there(
     answers = [(name, args, answer) for name, args, answer, where in ANSWERS if dialect in where and name in ON_A_TABLE]
     with base_databases(dialect).connect() as connection, _migration(connection):
         helpers = _helpers()
-        got = [(name, args, _call(helpers, name, args, skip_without_table=True)) for name, args, _ in answers]
+        got = [(name, args, _ask(helpers, name, args, gone=True)) for name, args, _ in answers]
     assert got == answers
 
 
@@ -317,14 +330,14 @@ def test_a_primary_key_swapped_for_another_is_swapped_once(dialect: str, scratch
             ).create(connection)
         for _ in range(2):
             with engine.connect() as connection, _migration(connection) as op:
-                exists, missing = (
-                    _helpers()["_idempotify_constraint_exists"],
-                    _helpers()["_idempotify_primary_key_missing"],
-                )
+                helpers = _helpers()
+                old = ("parent", "pk_parent_old", "primary")
                 with op.batch_alter_table("parent") as batch_op:
-                    if exists("pk_parent_old", "parent", "primary"):
+                    if _ask(helpers, "constraint", old):
                         batch_op.drop_constraint("pk_parent_old", type_="primary")
-                    if exists("pk_parent_old", "parent", "primary") or missing("pk_parent_new", "parent", ["id"]):
+                    if _ask(helpers, "constraint", old) or _ask(
+                        helpers, "no primary key", ("parent", "pk_parent_new", ["id"])
+                    ):
                         batch_op.create_primary_key("pk_parent_new", ["id"])
                 connection.commit()
             key = sa.inspect(engine).get_pk_constraint("parent")
@@ -380,11 +393,11 @@ def test_an_index_of_that_name_on_another_table_does_not_skip_the_create(dialect
         with engine.connect() as connection, _migration(connection) as op:
             helpers = _helpers()
             op.create_index("ix_shared", "users", ["name"])
-            assert helpers["_idempotify_index_missing"]("accounts", "ix_shared") is True
-            assert helpers["_idempotify_index_exists"]("accounts", "ix_shared") is False
+            assert _ask(helpers, "no index", ("accounts", "ix_shared")) is True
+            assert _ask(helpers, "index", ("accounts", "ix_shared")) is False
             if dialect == "mariadb":
                 op.create_index("ix_shared", "accounts", ["name"])
-                assert helpers["_idempotify_index_missing"]("accounts", "ix_shared") is False
+                assert _ask(helpers, "no index", ("accounts", "ix_shared")) is False
             else:
                 with pytest.raises(sa.exc.DBAPIError, match="already exists"):
                     op.create_index("ix_shared", "accounts", ["name"])
@@ -404,13 +417,13 @@ def test_an_index_is_found_by_name_in_another_schema(dialect: str, scratch: Scra
                 "t", sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.Integer), schema=schema
             )
             helpers = _helpers()
-            assert helpers["_idempotify_index_missing"]("t", "ix_t_v", schema=schema) is True
+            assert _ask(helpers, "no index", ("t", "ix_t_v"), schema=schema) is True
             op.create_index("ix_t_v", "t", ["v"], schema=schema)
-            assert helpers["_idempotify_index_missing"]("t", "ix_t_v", schema=schema) is False
-            assert helpers["_idempotify_index_exists"]("t", "ix_t_v", schema=schema) is True
-            assert helpers["_idempotify_index_exists"](None, "ix_t_v", schema=schema) is True
-            assert helpers["_idempotify_index_exists"](None, "ix_t_v") is False  # not in the default schema
-            assert helpers["_idempotify_index_missing"]("t", "ix_t_v", schema=schema, skip_without_table=True) is False
+            assert _ask(helpers, "no index", ("t", "ix_t_v"), schema=schema) is False
+            assert _ask(helpers, "index", ("t", "ix_t_v"), schema=schema) is True
+            assert _ask(helpers, "index", (None, "ix_t_v"), schema=schema) is True
+            assert _ask(helpers, "index", (None, "ix_t_v")) is False  # not in the default schema
+            assert _ask(helpers, "no index", ("t", "ix_t_v"), schema=schema, gone=True) is False
 
 
 def test_an_index_left_invalid_by_a_failed_concurrent_build_is_rebuilt(scratch: Scratch) -> None:
@@ -429,10 +442,10 @@ def test_an_index_left_invalid_by_a_failed_concurrent_build_is_rebuilt(scratch: 
         with engine.connect() as connection:
             with _migration(connection) as op:
                 helpers = _helpers()
-                assert helpers["_idempotify_index_exists"]("t", "ix_t_v") is True  # a drop_index runs
-                if helpers["_idempotify_index_missing"]("t", "ix_t_v"):
+                assert _ask(helpers, "index", ("t", "ix_t_v")) is True  # a drop_index runs
+                if _ask(helpers, "no index", ("t", "ix_t_v")):
                     op.create_index("ix_t_v", "t", ["v"])
-                assert helpers["_idempotify_index_missing"]("t", "ix_t_v") is False
+                assert _ask(helpers, "no index", ("t", "ix_t_v")) is False
             connection.commit()
             assert connection.exec_driver_sql(validity).one() == (True, False)
 
@@ -448,7 +461,7 @@ def test_a_unique_index_on_duplicates_still_fails_after_its_invalid_leftover_is_
         with pytest.raises(sa.exc.IntegrityError):
             connection.exec_driver_sql("CREATE UNIQUE INDEX CONCURRENTLY ix_t_v ON t (v)")
         with _migration(connection) as op:
-            assert _helpers()["_idempotify_index_missing"]("t", "ix_t_v") is True
+            assert _ask(_helpers(), "no index", ("t", "ix_t_v")) is True
             with pytest.raises(sa.exc.IntegrityError, match="duplicate"):
                 op.create_index("ix_t_v", "t", ["v"], unique=True)
 
@@ -458,12 +471,12 @@ def test_a_seed_insert_runs_while_the_table_is_empty(dialect: str, scratch: Scra
     """A deploy that died between CREATE TABLE and the insert gets its rows on retry, and only once."""
     with scratch(dialect) as engine, engine.connect() as connection, _migration(connection) as op:
         helpers = _helpers()
-        assert helpers["_idempotify_table_empty"]("seeds") is True  # missing: the insert fails as written
+        assert _ask(helpers, "no row", ("seeds",)) is True  # missing: the insert fails as written
         seeds = op.create_table("seeds", sa.Column("id", sa.Integer, primary_key=True))
         for _ in range(2):
-            if helpers["_idempotify_table_empty"]("seeds"):
+            if _ask(helpers, "no row", ("seeds",)):
                 op.bulk_insert(seeds, [{"id": 1}, {"id": 2}])
-        assert helpers["_idempotify_table_empty"]("seeds") is False
+        assert _ask(helpers, "no row", ("seeds",)) is False
         assert connection.execute(sa.select(sa.func.count()).select_from(seeds)).scalar() == 2
         with pytest.raises(sa.exc.DBAPIError):
             op.bulk_insert(sa.table("ghost", sa.column("id")), [{"id": 1}])
@@ -473,9 +486,9 @@ def test_a_seed_insert_runs_while_the_table_is_empty(dialect: str, scratch: Scra
 def _batch(op: Operations, helpers: Helpers, table: str) -> None:
     if helpers["_idempotify_recover_batch"](table):
         with op.batch_alter_table(table, recreate="always") as batch_op:
-            if helpers["_idempotify_column_missing"](table, "extra"):
+            if _ask(helpers, "no column", (table, "extra")):
                 batch_op.add_column(sa.Column("extra", sa.Integer))
-            if helpers["_idempotify_index_missing"](table, f"ix_{table[:20]}_extra"):
+            if _ask(helpers, "no index", (table, f"ix_{table[:20]}_extra")):
                 batch_op.create_index(f"ix_{table[:20]}_extra", ["extra"])
 
 
@@ -577,8 +590,8 @@ def test_a_batch_block_that_died_part_way_is_completed_without_losing_rows(
         assert _rows(engine, table) == [(1, "a"), (2, "b")]
         said = _idempotify_said(caplog)
         assert len(said) == 1, said  # once: the second run finds nothing left over
-        action = f"dropped {leftover}:" if crash_at == "drop_table" else f"renamed {leftover} to {table}:"
-        assert said[0].startswith(f"idempotify: {action}")
+        action = f"dropped {leftover}, an unfinished copy" if crash_at == "drop_table" else f"renamed {leftover} to it"
+        assert said[0].startswith(f"idempotify: a batch block on {table} died part-way: {action}")
 
 
 def test_a_batch_copy_that_holds_the_tables_constraints_is_left_to_fail(
@@ -597,32 +610,151 @@ def test_a_batch_copy_that_holds_the_tables_constraints_is_left_to_fail(
         ):
             _batch(op, _helpers(), "things")
         assert _idempotify_said(caplog) == [
-            f"idempotify: left {leftover} and things as they are: a batch block died before replacing the table"
-            " with its copy, after moving the table's named constraints to the copy; put them right by hand"
+            f"idempotify: a batch block on things died part-way: left {leftover}, which holds its constraints:"
+            " fix by hand"
         ]
         assert sa.inspect(engine).get_pk_constraint(leftover)["constrained_columns"] == ["id"]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_a_guard_that_skips_says_what_it_found_and_one_that_runs_says_nothing(
+def test_a_skipped_op_logs_one_info_line_naming_it_and_an_op_that_runs_logs_nothing(
     dialect: str, scratch: Scratch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The deploy log (Alembic's logger, at INFO) names the object a skipped op found; a run adds nothing."""
-    helpers = _helpers()
-    with scratch(dialect) as engine, engine.connect() as connection, _migration(connection):
-        _base(engine)
-        with caplog.at_level(logging.INFO, logger="alembic.runtime.migration"):
-            answers = [
-                _call(helpers, "column_missing", ("users", "name")),
-                _call(helpers, "table_missing", ("users",)),
-                _call(helpers, "index_exists", ("users", "ix_users_nope")),
-                _call(helpers, "column_missing", ("users", "nickname")),
-                _call(helpers, "table_exists", ("users",)),
+    """The deploy log (Alembic's logger, as ``alembic upgrade`` prints it): the op as written, its object, why."""
+    with scratch(dialect) as engine:
+        BASE.create_all(engine)
+        for run in range(2):
+            with (
+                engine.connect() as connection,
+                _migration(connection) as op,
+                caplog.at_level(logging.INFO, logger="alembic"),
+            ):
+                guard = _helpers()["_idempotify"]
+                caplog.clear()
+                if guard("op.add_column: no column", "player_wellness_state", "updated_at"):
+                    op.add_column("player_wellness_state", sa.Column("updated_at", sa.DateTime()))
+                if guard("op.create_table: no table", "audit_log"):
+                    op.create_table("audit_log", sa.Column("id", sa.Integer, primary_key=True))
+                if guard("batch_op.drop_column: column", "users", "nickname", gone=True):
+                    op.drop_column("users", "nickname")
+                connection.commit()
+            logged = [(record.name, record.levelname, record.getMessage()) for record in caplog.records]
+            skipped_on_every_run = [
+                ("alembic.runtime.migration", "INFO", "skipped op.create_table(audit_log): table exists"),
+                ("alembic.runtime.migration", "INFO", "skipped batch_op.drop_column(users.nickname): column is absent"),
             ]
-    assert answers == [False, False, False, True, True]
-    assert _idempotify_said(caplog) == [
-        "idempotify: column users.name exists",
-        "idempotify: table users exists",
-        "idempotify: index ix_users_nope is absent",
-    ]
-    assert all(record.levelno == logging.INFO for record in caplog.records if "idempotify" in record.getMessage())
+            if run == 0:  # add_column ran: nothing said of it
+                assert logged == skipped_on_every_run
+            else:
+                column = (
+                    "alembic.runtime.migration",
+                    "INFO",
+                    "skipped op.add_column(player_wellness_state.updated_at): column exists",
+                )
+                assert logged == [column, *skipped_on_every_run]
+
+
+def test_a_skip_for_a_missing_table_says_so(scratch: Scratch, caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        scratch("sqlite") as engine,
+        engine.connect() as connection,
+        _migration(connection),
+        caplog.at_level(logging.INFO, logger="alembic"),
+    ):
+        assert _ask(vars(runtime), "index", ("ghost", "ix_ghost_c"), gone=True) is False
+    assert [record.getMessage() for record in caplog.records] == ["skipped op.test(ghost.ix_ghost_c): table is absent"]
+
+
+# What the copy in a migration may use besides its own names: Python's builtins and the other helpers.
+_ALLOWED_IMPORTS = ("sqlalchemy", "alembic")
+
+
+def _free_names(function: ast.FunctionDef) -> set[str]:
+    """Names ``function`` reads that it does not bind itself (parameters, assignments, imports, loops)."""
+    bound = {arg.arg for arg in ast.walk(function.args) if isinstance(arg, ast.arg)}
+    read: set[str] = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.arg)):
+            bound.add(node.name if isinstance(node, ast.FunctionDef) else node.arg)
+    return read - bound
+
+
+@pytest.mark.parametrize("name", helper_names())
+def test_every_generated_helper_is_self_contained(name: str) -> None:
+    """Its copy imports only sqlalchemy and alembic, inside it, and names nothing of idempotify but other helpers."""
+    tree = ast.parse(helper_block_source([name]))
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert len(functions) == len(tree.body), "the block holds only functions"
+    for function in functions.values():
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import):
+                assert all(alias.name.split(".")[0] in _ALLOWED_IMPORTS for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                assert (node.module or "").split(".")[0] in _ALLOWED_IMPORTS
+        assert _free_names(function) - set(dir(builtins)) - set(helper_names()) == set(), function.name
+        assert function.returns is None and all(
+            arg.annotation is None for arg in ast.walk(function.args) if isinstance(arg, ast.arg)
+        )
+
+
+def test_every_kind_a_guard_checks_has_its_finder_in_the_block() -> None:
+    """``_idempotify`` looks a finder up by the kind's name: the block of a guard on that kind holds it."""
+    for spec in SPECS.values():
+        for check in spec.checks:
+            kind = check.check.removeprefix("no ")
+            guard = f'_idempotify("op.{spec.name}: {check.check}", "t", "n")'
+            namespace: Helpers = {}
+            exec(helper_block_source(helpers_called(guard)), namespace)
+            if kind not in ("table", "column"):
+                assert callable(namespace[finder_name(kind)]), check.check
+
+
+def test_a_block_of_the_core_alone_answers_on_sqlite_in_an_empty_namespace(scratch: Scratch) -> None:
+    """The block most files get, run as the migration runs it: nothing of idempotify is there to lean on."""
+    namespace: Helpers = {}
+    exec(compile(helper_block_source(["_idempotify"]), "<migration>", "exec"), namespace)
+    assert [name for name in namespace if name != "__builtins__"] == ["_idempotify"]
+    with scratch("sqlite") as engine, engine.connect() as connection, _migration(connection) as op:
+        assert namespace["_idempotify"]("op.create_table: no table", "t") is True
+        op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))
+        assert namespace["_idempotify"]("op.create_table: no table", "t") is False
+        assert namespace["_idempotify"]("op.add_column: no column", "t", "id") is False
+        assert namespace["_idempotify"]("op.drop_column: column", "t", "v") is False
+
+
+GUARDED_GOLDENS = [golden for golden in (read_golden(path) for path in golden_paths()) if golden.output != golden.input]
+
+
+@pytest.mark.parametrize("golden", GUARDED_GOLDENS, ids=lambda golden: golden.id)
+def test_every_guard_in_a_golden_finds_its_finder_in_the_file(golden: Golden) -> None:
+    """``_idempotify`` looks its finder up at run time: a kind whose finder is missing would fail there, not here."""
+    tree = ast.parse(golden.output)
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_idempotify":
+            first = node.args[0]
+            assert isinstance(first, ast.Constant) and isinstance(first.value, str)
+            kind = first.value.rpartition(": ")[2].removeprefix("no ")
+            assert kind in ("table", "column") or finder_name(kind) in defined, (first.value, golden.id)
+
+
+@pytest.mark.parametrize(
+    ("name", "needs_help"),
+    [('"ix_t_a"', False), ('op.f("ix_t_a")', False), (f'"{"i" * 31}"', True), ("name", True), ("None", True)],
+)
+def test_an_index_gets_help_with_its_name_unless_a_short_literal_names_it(name: str, needs_help: bool) -> None:
+    """Stored as written: a literal of at most 30 characters; others are named, or cut, as the database stores them."""
+    called = helpers_called(f'_idempotify("op.create_index: no index", "t", {name})')
+    assert ("_idempotify_index_name" in called) is needs_help
+    assert "_idempotify_index" in called
+
+
+def test_a_rider_comes_only_with_the_helper_it_rides_with() -> None:
+    """A file that builds an index concurrently but guards no index gets no invalid-index drop."""
+    rider = "_idempotify_drop_invalid_index"
+    assert f"def {rider}(" not in helper_block_source(["_idempotify", rider])
+    assert f"def {rider}(" in helper_block_source(["_idempotify", "_idempotify_index", rider])

@@ -47,7 +47,7 @@ def test_json_report_carries_the_diff(versions: Path) -> None:
     (versions / "broken.py").unlink()
     document = json.loads(run("--diff", "--format", "json", versions).stdout)
     (changed,) = [entry for entry in document["files"] if entry["status"] == "changed"]
-    assert changed["diff"].startswith("---") and "+    if _idempotify_column_missing(" in changed["diff"]
+    assert changed["diff"].startswith("---") and "+    if _idempotify(" in changed["diff"]
 
 
 def test_github_annotations(versions: Path) -> None:
@@ -82,7 +82,7 @@ def test_colour_on_a_terminal_only_and_never_with_no_color(versions: Path) -> No
     assert ESCAPE not in plain.stdout + plain.stderr, "not a terminal: plain text"
     coloured = run("--diff", versions, env={"FORCE_COLOR": "1", "NO_COLOR": ""})
     assert ESCAPE in coloured.stdout and ESCAPE in coloured.stderr
-    assert "+    if _idempotify_column_missing(" in _strip(coloured.stdout)
+    assert "+    if _idempotify(" in _strip(coloured.stdout)
     no_color = run("--diff", versions, env={"FORCE_COLOR": "1", "NO_COLOR": "1", "TTY_COMPATIBLE": "1"})
     assert ESCAPE not in no_color.stdout + no_color.stderr, "NO_COLOR: no escape codes, even on a terminal"
 

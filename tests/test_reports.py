@@ -130,9 +130,9 @@ def test_batch_op_received_as_a_parameter_uses_its_table_at_run_time() -> None:
     output, found = rewrite_source((HEADER + body).encode(), Style())
     assert [report.outcome for report in found] == [Outcome.GUARDED]
     assert (
-        b'if _idempotify_column_exists(\n        batch_op.impl.table_name, "name", schema=batch_op.impl.schema\n    ):'
-        in output
-    )
+        b'        "batch_op.drop_column: column",\n        batch_op.impl.table_name,\n        "name",\n'
+        b"        schema=batch_op.impl.schema,\n"
+    ) in output
 
 
 def test_enclosing_if_on_another_object_does_not_count() -> None:
@@ -154,7 +154,7 @@ def test_a_create_table_used_further_down_and_its_seed_rows_are_guarded_each_on_
     ]
     # Skipped, the create still binds t (to the table as the database has it); the rows go in while it is empty.
     assert b"    else:\n        t = _idempotify_table('t')\n" in output
-    assert b"    if _idempotify_table_empty('t'):\n        op.bulk_insert(t, [])\n" in output.replace(b'"t"', b"'t'")
+    assert b'    if _idempotify("op.bulk_insert: no row", "t"):\n        op.bulk_insert(t, [])\n' in output
 
 
 def test_an_insert_into_a_table_made_elsewhere_is_left_with_reason() -> None:
@@ -173,8 +173,8 @@ def test_a_result_other_than_a_table_used_further_down_is_left_with_reason() -> 
 def test_ops_on_a_table_are_skipped_without_it_only_where_the_function_removes_it() -> None:
     body = "    op.drop_index('ix_t_a', table_name='t')\n    op.drop_column('u', 'a')\n    op.drop_table('t')\n"
     output, _ = rewrite_source((HEADER + body).encode(), Style())
-    assert b'_idempotify_index_exists("t", "ix_t_a", skip_without_table=True)' in output
-    assert b'_idempotify_column_exists("u", "a"):' in output
+    assert b'_idempotify("op.drop_index: index", "t", "ix_t_a", gone=True)' in output
+    assert b'_idempotify("op.drop_column: column", "u", "a"):' in output
 
 
 def test_a_hand_guard_on_another_object_puts_the_ops_it_does_not_test_at_risk() -> None:

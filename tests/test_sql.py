@@ -181,7 +181,7 @@ def _rewrite(body: str) -> tuple[str, list[tuple[Outcome, str]]]:
 def test_sql_the_parser_cannot_read_is_reported_and_the_rest_still_guarded() -> None:
     body = "    op.execute('ALTER TABLE (')\n    op.add_column('users', sa.Column('age', sa.Integer()))\n"
     output, reports = _rewrite(body)
-    assert '    if _idempotify_column_missing("users", "age"):\n' in output
+    assert '    if _idempotify("op.add_column: no column", "users", "age"):\n' in output
     assert "    op.execute('ALTER TABLE (')\n" in output
     assert reports[0][0] is Outcome.UNGUARDED and reports[0][1].startswith("its SQL could not be parsed: ")
     assert reports[1] == (Outcome.GUARDED, "")
@@ -189,7 +189,11 @@ def test_sql_the_parser_cannot_read_is_reported_and_the_rest_still_guarded() -> 
 
 def test_several_statements_run_unless_every_one_is_done() -> None:
     output, _ = _rewrite("    op.execute('CREATE TABLE s (id INT); CREATE INDEX ix_s ON s (id)')\n")
-    assert '    if _idempotify_table_missing("s") or _idempotify_index_missing("s", "ix_s"):\n' in output
+    assert (
+        '    if _idempotify("op.execute: no table", "s", quiet=True) or _idempotify(\n'
+        '        "op.execute: no index", "s", "ix_s"\n'
+        "    ):\n"
+    ) in output
 
 
 def test_a_string_mixing_a_guarded_statement_with_one_that_always_runs_is_left_alone() -> None:
@@ -207,13 +211,13 @@ def test_a_string_mixing_a_guarded_statement_with_one_that_always_runs_is_left_a
 
 def test_a_constraint_named_in_sql_is_looked_up_under_that_very_name() -> None:
     output, _ = _rewrite("    op.execute('ALTER TABLE t DROP CONSTRAINT ck_t')\n")
-    assert '    if _idempotify_constraint_exists(op.f("ck_t"), "t", None):\n' in output
+    assert '    if _idempotify("op.execute: constraint", "t", op.f("ck_t")):\n' in output
 
 
 def test_the_dialect_branch_decides_how_names_are_stored() -> None:
     body = "    if op.get_bind().dialect.name == 'postgresql':\n        op.execute('ALTER TABLE T ADD COLUMN C INT')\n"
     output, _ = _rewrite(body)
-    assert '        if _idempotify_column_missing("t", "c"):\n' in output
+    assert '        if _idempotify("op.execute: no column", "t", "c"):\n' in output
 
 
 def test_an_insert_is_a_seed_only_into_a_table_its_function_creates() -> None:
@@ -223,7 +227,7 @@ def test_an_insert_is_a_seed_only_into_a_table_its_function_creates() -> None:
         "    op.execute('INSERT INTO users (id) VALUES (1)')\n"
     )
     output, reports = _rewrite(body)
-    assert '    if _idempotify_table_empty("flags"):\n' in output
+    assert '    if _idempotify("op.execute: no row", "flags"):\n' in output
     assert reports[2][0] is Outcome.UNGUARDED and reports[2][1].startswith("its SQL inserts rows")
 
 

@@ -109,8 +109,8 @@ def test_a_guard_that_tests_the_wrong_column_fails(dialect: str, chains: tuple[P
     path = rewritten / "3c9e6a0b1d33_add_updated_at.py"
     text = path.read_text(encoding="utf-8")
     wrong = text.replace(
-        '_idempotify_column_missing("player_wellness_state", "updated_at")',
-        '_idempotify_column_missing("player_wellness_state", "created_at")',
+        '"op.add_column: no column", "player_wellness_state", "updated_at"',
+        '"op.add_column: no column", "player_wellness_state", "created_at"',
     )
     assert wrong != text
     path.write_text(wrong, encoding="utf-8")

@@ -71,8 +71,8 @@ def test_a_broken_guard_is_the_rewrites_defect_and_is_printed_first(tmp_path: Pa
     path = rewritten / THIRD
     text = path.read_text(encoding="utf-8")
     wrong = text.replace(
-        '_idempotify_column_missing("player_wellness_state", "updated_at")',
-        '_idempotify_column_missing("player_wellness_state", "created_at")',
+        '"op.add_column: no column", "player_wellness_state", "updated_at"',
+        '"op.add_column: no column", "player_wellness_state", "created_at"',
     )
     assert wrong != text
     path.write_text(wrong, encoding="utf-8")
