@@ -129,6 +129,9 @@ class OpSpec:
 
 _CONSTRAINT = ("constraint_name", "table_name", "columns")
 _ON_TABLE = ("schema", "skip_without_table")
+# A constraint a batch block adds: when Alembic copies the table (always on SQLite), the copy replaces a
+# constraint of the same name, so the op re-applies rather than fails, and its guard lets it run there.
+_IN_A_COPY = (*_ON_TABLE, "copied")
 
 SPECS: dict[str, OpSpec] = {
     spec.name: spec
@@ -268,7 +271,7 @@ SPECS: dict[str, OpSpec] = {
                     "unique_missing",
                     _CONSTRAINT,
                     subject="constraint_name",
-                    keywords=_ON_TABLE,
+                    keywords=_IN_A_COPY,
                     unnamed=True,
                     constraint_type="unique",
                 ),
@@ -284,7 +287,7 @@ SPECS: dict[str, OpSpec] = {
                     "primary_key_missing",
                     _CONSTRAINT,
                     subject="constraint_name",
-                    keywords=_ON_TABLE,
+                    keywords=_IN_A_COPY,
                     unnamed=True,
                     constraint_type="primary",
                 ),
@@ -300,7 +303,7 @@ SPECS: dict[str, OpSpec] = {
                     "foreign_key_missing",
                     ("constraint_name", "source_table", "referent_table", "local_cols", "remote_cols"),
                     subject="constraint_name",
-                    keywords=("source_schema", "referent_schema", "skip_without_table"),
+                    keywords=("source_schema", "referent_schema", "skip_without_table", "copied"),
                     unnamed=True,
                     constraint_type="foreignkey",
                 ),
@@ -320,7 +323,7 @@ SPECS: dict[str, OpSpec] = {
                     "check_missing",
                     ("constraint_name", "table_name", "condition"),
                     subject="constraint_name",
-                    keywords=_ON_TABLE,
+                    keywords=_IN_A_COPY,
                     constraint_type="check",
                 ),
             ),

@@ -631,6 +631,8 @@ class GuardTransformer(cst.CSTTransformer):
             args.update((name, self._source(found.args[name])) for name in keywords if _passed(found.args, name))
         if self._removes_table_of(found):
             args["skip_without_table"] = "True"
+        if found.batch is not None and not _is_none(found.args.get(checks[0].subject)):
+            args["copied"] = "True"  # Only the constraint creates list it among their keywords.
         if any(_already_tests(test, check, found.args) for test in self._enclosing_tests(line) for check in checks):
             return left(_ENCLOSING, Outcome.ALREADY_SAFE)
         target = _assigned_name(statement)

@@ -121,7 +121,13 @@ def _reflect(inspector: sa.Inspector, table: str) -> dict[str, Any]:
             tuple(str(c) for c in unique["column_names"]) for unique in inspector.get_unique_constraints(table)
         ),
         "foreign_keys": sorted(
-            (tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]))
+            (
+                tuple(fk["constrained_columns"]),
+                fk["referred_table"],
+                tuple(fk["referred_columns"]),
+                # ON DELETE / ON UPDATE: a key re-created without them is another key.
+                tuple(sorted((key, str(value)) for key, value in fk.get("options", {}).items() if value)),
+            )
             for fk in inspector.get_foreign_keys(table)
         ),
         "checks": sorted(check["name"] or "" for check in inspector.get_check_constraints(table)),
