@@ -49,7 +49,7 @@ def _idempotify(
         # No table: the op runs (and fails), unless the function drops it.
         kind, absent = "table", not gone
     elif copied and db.bind.dialect.name == "sqlite":
-        # A batch block copies the table on SQLite, and the copy replaces a constraint of that name.
+        # SQLite's batch copy replaces a constraint of that name.
         return True
     elif kind == "column":
         found = name in [c["name"] for c in db.get_columns(table, schema=schema)]
@@ -60,7 +60,8 @@ def _idempotify(
     if not run and not kw.get("quiet"):
         what = ".".join(str(part) for part in (table, name) if part is not None)
         why = kind + (" exists" if found else " is absent")
-        log.info("skipped %s(%s): %s", call, what, why)
+        # The names, for tools reading the log (idempotify plan).
+        log.info("skipped %s(%s): %s", call, what, why, extra={"idempotify": (table, name)})
     return run
 
 

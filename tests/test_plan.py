@@ -269,7 +269,7 @@ def test_half_applied_revision(
     lines = result.stdout.splitlines()
     start = lines.index(next(line for line in lines if line.startswith("5e2a9c1d7f55 ")))
     assert lines[start + 1 :] == [
-        "  16  op.add_column    skip (exists)               idempotify: column players.nickname exists",
+        "  16  op.add_column    skip (exists)               skipped op.add_column(players.nickname): column exists",
         "  17  op.execute       unguarded (runs unchecked)  its SQL changes data: it re-runs only if its WHERE makes"
         " it so",
         "  18  op.create_index  run",
@@ -322,8 +322,8 @@ def test_seed_rows_are_copied(
     report = json.loads(result.stdout)
     seeded = revision_of(report, "2b7d4c8e0a22")
     assert [(op["op"], op["action"], op["detail"]) for op in seeded["ops"][:2]] == [
-        ("op.create_table", "skip (exists)", "idempotify: table wellness_statuses exists"),
-        ("op.bulk_insert", "skip (exists)", "idempotify: table wellness_statuses has rows"),
+        ("op.create_table", "skip (exists)", "skipped op.create_table(wellness_statuses): table exists"),
+        ("op.bulk_insert", "skip (exists)", "skipped op.bulk_insert(wellness_statuses): row exists"),
     ]
     assert seeded["original"]["status"] == "fails"
     assert seeded["original"]["op"] == "op.create_table"
@@ -406,7 +406,7 @@ def test_text_and_github_formats(sqlite_database: Live) -> None:
         "",
         f"3c9e6a0b1d33 {live_database.versions / '3c9e6a0b1d33_add_updated_at.py'} (rewritten in memory; lines are "
         "the file's)",
-        "  20  op.add_column  skip (exists)  idempotify: column player_wellness_state.updated_at exists",
+        "  20  op.add_column  skip (exists)  skipped op.add_column(player_wellness_state.updated_at): column exists",
         "      drift: column player_wellness_state.updated_at: the chain makes DATETIME NULL; the database has "
         "VARCHAR(20) NULL",
     ]

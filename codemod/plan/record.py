@@ -82,7 +82,9 @@ def recording(path: str) -> Iterator[Recording]:
             line = _line_in(path)
             if line is not None:
                 text = str(message) % args if args else str(message)
-                found.logged.append(Logged(line, text, tuple(str(arg) for arg in args)))
+                # A guard's skip names its table and object in ``extra`` (codemod/runtime.py).
+                names = kwargs.get("extra", {}).get("idempotify", args)
+                found.logged.append(Logged(line, text, tuple(str(name) for name in names if name is not None)))
             method(message, *args, **kwargs)
 
         return logged
