@@ -7,8 +7,9 @@ skipped database tests.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from functools import cache
 from pathlib import Path
@@ -49,3 +50,26 @@ def scratch() -> Callable[[str], AbstractContextManager[sa.Engine]]:
 def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test has a cache of its own, empty: never the user's, and never an answer from another test."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """An env.py run in-process calls ``logging.config.fileConfig``: its handlers (on a stream pytest closes), its
+    levels and the loggers it disables must not outlive the test that ran it."""
+    manager = logging.Logger.manager
+    root = logging.getLogger()
+    before = {
+        name: (logger.level, logger.disabled, logger.propagate, logger.handlers[:])
+        for name, logger in [("", root), *manager.loggerDict.items()]
+        if isinstance(logger, logging.Logger)
+    }
+    yield
+    for name, logger in [("", root), *manager.loggerDict.items()]:
+        if not isinstance(logger, logging.Logger):
+            continue
+        level, disabled, propagate, handlers = before.get(name, (logging.NOTSET, False, True, []))
+        logger.setLevel(level)
+        logger.disabled, logger.propagate = disabled, propagate
+        for handler in logger.handlers[:]:
+            if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+                logger.removeHandler(handler)
