@@ -285,7 +285,7 @@ def test_sql_or_a_statement_kept_in_a_variable_is_read_through_it() -> None:
         "    op.get_bind().execute(change, [{'age': 1}])\n"
     )
     output, reports = _rewrite(body)
-    assert '    if _idempotify_index_missing("users", "ix_users_age"):\n        op.execute(sql)\n' in output
+    assert '    if _idempotify("op.execute: no index", "users", "ix_users_age"):\n        op.execute(sql)\n' in output
     assert [outcome for outcome, _ in reports] == [Outcome.GUARDED, Outcome.ALREADY_SAFE, Outcome.UNGUARDED]
     assert reports[1][1] == "its statement is a query"
     assert reports[2][1].startswith("its statement changes data")

@@ -159,8 +159,8 @@ def test_an_equivalence_failure_names_the_file_line_and_op(tmp_path: Path) -> No
     path = rewritten / THIRD
     text = path.read_text(encoding="utf-8")
     skipping = text.replace(  # a guard that finds the column already there skips the op
-        '_idempotify_column_missing("player_wellness_state", "updated_at")',
-        '_idempotify_column_missing("player_wellness_state", "id")',
+        '"op.add_column: no column", "player_wellness_state", "updated_at"',
+        '"op.add_column: no column", "player_wellness_state", "id"',
     )
     assert skipping != text
     path.write_text(skipping, encoding="utf-8")
