@@ -100,6 +100,38 @@ def _unexpected_is_an_error(command: Callable[P, None]) -> Callable[P, None]:
     return run
 
 
+# Arguments the commands share: the chain, the Alembic project that runs it, and the report's format.
+_Versions = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        metavar="VERSIONS",
+        show_default=False,
+        help="The directories holding the revision files [default: the versions directories of the "
+        "Alembic project here (alembic.ini or [tool.alembic])].",
+    ),
+]
+_AlembicConfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="The Alembic project's alembic.ini (or pyproject.toml) whose env.py runs the revisions "
+        "[default: the one at or above VERSIONS].",
+    ),
+]
+_ReportFormat = Annotated[
+    Format, typer.Option("--format", help="text for people, json for machines, github for CI annotations.")
+]
+
+
+def _fail(printer: Printer, message: str, error: BaseException | None = None) -> NoReturn:
+    """End a verify or plan run that could not run: the message (a JSON object when asked for JSON), exit 2."""
+    if printer.format is Format.JSON:
+        typer.echo(json.dumps({"ok": False, "error": message}, indent=2))
+    else:
+        printer.error(message)
+    raise typer.Exit(EXIT_ERROR) from error
+
+
 @app.command()
 @_unexpected_is_an_error
 def rewrite(
@@ -133,9 +165,7 @@ def rewrite(
             "else the project's [tool.black], else 88].",
         ),
     ] = None,
-    output_format: Annotated[
-        Format, typer.Option("--format", help="text for people, json for machines, github for CI annotations.")
-    ] = Format.TEXT,
+    output_format: _ReportFormat = Format.TEXT,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also print every op guarded or safe, and every file skipped.")
@@ -269,15 +299,7 @@ def _progress(printer: Printer, total: int) -> Iterator[Callable[[], None]]:
 @app.command()
 @_unexpected_is_an_error
 def verify(
-    versions: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            metavar="VERSIONS",
-            show_default=False,
-            help="The directories holding the revision files [default: the versions directories of the "
-            "Alembic project here (alembic.ini or [tool.alembic])].",
-        ),
-    ] = None,
+    versions: _Versions = None,
     url: Annotated[
         str | None,
         typer.Option(
@@ -319,14 +341,7 @@ def verify(
             "the base); the revisions before A still run, to reach A's starting schema.",
         ),
     ] = None,
-    alembic_config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="The Alembic project's alembic.ini (or pyproject.toml) whose env.py runs the revisions "
-            "[default: the one at or above VERSIONS].",
-        ),
-    ] = None,
+    alembic_config: _AlembicConfig = None,
     no_env_py: Annotated[
         bool,
         typer.Option(
@@ -334,9 +349,7 @@ def verify(
             help="Run the revisions without the project's env.py (the bare harness; --naming-convention).",
         ),
     ] = False,
-    output_format: Annotated[
-        Format, typer.Option("--format", help="text for people, json for machines, github for CI annotations.")
-    ] = Format.TEXT,
+    output_format: _ReportFormat = Format.TEXT,
     strict: Annotated[
         bool,
         typer.Option(
@@ -365,13 +378,7 @@ def verify(
     from codemod.verify.scenarios import ChainVerifier  # noqa: PLC0415
 
     printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
-
-    def fail(message: str, error: BaseException | None = None) -> NoReturn:
-        if output_format is Format.JSON:
-            typer.echo(json.dumps({"ok": False, "error": message}, indent=2))
-        else:
-            printer.error(message)
-        raise typer.Exit(EXIT_ERROR) from error
+    fail = functools.partial(_fail, printer)
 
     try:
         versions = versions or _alembic_versions(printer)
@@ -635,15 +642,7 @@ def _exit_code(results: list[FileResult], *, report_changes: bool, strict: bool)
 @app.command()
 @_unexpected_is_an_error
 def plan(
-    versions: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            metavar="VERSIONS",
-            show_default=False,
-            help="The directories holding the revision files [default: the versions directories of the "
-            "Alembic project here (alembic.ini or [tool.alembic])].",
-        ),
-    ] = None,
+    versions: _Versions = None,
     url: Annotated[
         str | None,
         typer.Option(help="The live database (SQLAlchemy URL), read only [default: the project's sqlalchemy.url]."),
@@ -662,20 +661,11 @@ def plan(
             "[default: the committed version of each modified git-tracked file]."
         ),
     ] = None,
-    alembic_config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="The Alembic project's alembic.ini (or pyproject.toml) whose env.py runs the revisions "
-            "[default: the one at or above VERSIONS].",
-        ),
-    ] = None,
+    alembic_config: _AlembicConfig = None,
     no_env_py: Annotated[
         bool, typer.Option("--no-env-py", help="Run the revisions without the project's env.py (the bare harness).")
     ] = False,
-    output_format: Annotated[
-        Format, typer.Option("--format", help="text for people, json for machines, github for CI annotations.")
-    ] = Format.TEXT,
+    output_format: _ReportFormat = Format.TEXT,
 ) -> None:
     """Say what the next deploy will run and skip on the live database, without touching it.
 
@@ -699,13 +689,7 @@ def plan(
     from codemod.verify.environment import EnvPyRefused  # noqa: PLC0415
 
     printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
-
-    def fail(message: str, error: BaseException | None = None) -> NoReturn:
-        if output_format is Format.JSON:
-            typer.echo(json.dumps({"ok": False, "error": message}, indent=2))
-        else:
-            printer.error(message)
-        raise typer.Exit(EXIT_ERROR) from error
+    fail = functools.partial(_fail, printer)
 
     signal.signal(signal.SIGTERM, _terminate)  # a CI cancellation still drops the scratch databases
     try:
