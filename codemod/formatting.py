@@ -51,8 +51,15 @@ class Style:
         if simple is not None and len(simple) + 4 <= width:
             return f"if {simple}:\n    pass\n"
         call = _one_call(simple)
-        if call is not None and len(call[0]) + 4 <= width and len(call[1]) + 4 <= width:
-            return f"if {call[0]}(\n    {call[1]}\n):\n    pass\n"
+        if call is not None and len(call[0]) + 4 <= width:
+            head, arguments = call
+            if len(arguments) + 4 <= width:
+                return f"if {head}(\n    {arguments}\n):\n    pass\n"
+            # Too long for one line of their own: black puts each argument on its own line, with a trailing comma.
+            each = _arguments(arguments)
+            if len(each) > 1 and all(len(argument) + 5 <= width for argument in each):
+                lines = "".join(f"    {argument},\n" for argument in each)
+                return f"if {head}(\n{lines}):\n    pass\n"
         return self.format(f"if {test}:\n    pass\n", indent_width)
 
 
@@ -74,6 +81,26 @@ def _one_call(test: str | None) -> tuple[str, str] | None:
         if depth == 0 and index != len(test) - 1:
             return None  # the first call closes before the end: more follows it
     return test[: start.end() - 1], test[start.end() : -1]
+
+
+def _arguments(arguments: str) -> list[str]:
+    """The arguments of a call, split at its own commas: ``a, f(b, c), "d,e"`` gives three."""
+    found: list[str] = []
+    depth, start, quote = 0, 0, ""
+    for index, character in enumerate(arguments):
+        if quote:
+            quote = "" if character == quote else quote  # plain strings only (see _black_string)
+        elif character in "'\"":
+            quote = character
+        elif character in "([":
+            depth += 1
+        elif character in ")]":
+            depth -= 1
+        elif character == "," and depth == 0:
+            found.append(arguments[start:index].strip())
+            start = index + 1
+    found.append(arguments[start:].strip())
+    return found
 
 
 _NO_SPACE_BEFORE = frozenset({")", "]", ",", ".", "="})

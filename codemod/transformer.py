@@ -164,12 +164,15 @@ class GuardTransformer(cst.CSTTransformer):
         self._helper_def_depth = 0
         self._handled_calls: set[int] = set()
         self._sharing_a_line: set[int] = set()
+        self._says_concurrently = True  # the file may build an index concurrently
 
     # Context: the module, aliases of alembic.op, batch blocks, enclosing ifs, depth.
 
     def visit_Module(self, node: cst.Module) -> None:
         self._module = node
         self._lines = NodeLines(node, self._source_bytes)
+        # An op's own source is looked at for CONCURRENTLY only in files that hold the word (rendering each is slow).
+        self._says_concurrently = b"concurrently" in (self._source_bytes or node.bytes).lower()
         self._op_names = {"op"} | set(_op_aliases(node))
         tree = self._lines.tree
         self._constants = _module_constants(tree)
@@ -340,7 +343,7 @@ class GuardTransformer(cst.CSTTransformer):
             # By guards already in place; the generated block is rebuilt.
             self._helpers_called.update(helpers_called(self._module.code_for_node(node)))
         found = self._match_op(node)
-        if found is not None and "concurrently" in self._source(node).lower():
+        if found is not None and self._says_concurrently and "concurrently" in self._source(node).lower():
             self._helpers_called.add(_DROP_INVALID_INDEX)  # in the block only with the index finder
         if found is not None:
             if found.safe:

@@ -38,7 +38,9 @@ def _expressions() -> st.SearchStrategy[str]:
 
 
 def _tests() -> st.SearchStrategy[str]:
-    helper = st.tuples(st.sampled_from(["", "not "]), _expressions()).map(lambda parts: f"{parts[0]}_h({parts[1]})")
+    keyword = st.tuples(NAMES.filter(str.isidentifier), _expressions()).map("=".join)
+    arguments = st.lists(st.one_of(_expressions(), keyword), min_size=1, max_size=6).map(", ".join)
+    helper = st.tuples(st.sampled_from(["", "not "]), arguments).map(lambda parts: f"{parts[0]}_h({parts[1]})")
     return st.lists(helper, min_size=1, max_size=2).map(" and ".join)
 
 
@@ -54,6 +56,23 @@ def test_if_header_agrees_with_black(test: str, line_length: int, indent: int, n
     assert style.if_header(test, indent) == style.format(f"if {test}:\n    pass\n", indent)
 
 
+def _guards() -> st.SearchStrategy[str]:
+    """Guard calls as the transformer writes them: many plain arguments, often too many for one line."""
+    words = st.text("abcxyz_", min_size=1, max_size=30)
+    string = st.one_of(words.map(lambda word: f'"{word}"'), words.map(lambda word: f"'{word}, {word}'"))
+    atom = st.one_of(string, NAMES, st.lists(string, min_size=1, max_size=3).map(lambda xs: f"[{', '.join(xs)}]"))
+    argument = st.one_of(atom, st.tuples(NAMES.filter(str.isidentifier), atom).map("=".join))
+    arguments = st.lists(argument, min_size=2, max_size=7).map(", ".join)
+    return st.tuples(st.sampled_from(["", "not "]), arguments).map(lambda parts: f"{parts[0]}_idempotify({parts[1]})")
+
+
+@settings(max_examples=300, deadline=None)
+@given(test=_guards(), line_length=st.sampled_from([40, 60, 88]), indent=st.sampled_from([0, 4, 8, 12]))
+def test_if_header_splits_arguments_as_black_does(test: str, line_length: int, indent: int) -> None:
+    style = Style(line_length=line_length)
+    assert style.if_header(test, indent) == style.format(f"if {test}:\n    pass\n", indent)
+
+
 @pytest.mark.parametrize(
     "test",
     [
@@ -61,6 +80,11 @@ def test_if_header_agrees_with_black(test: str, line_length: int, indent: int, n
         "not _idempotify('op.drop_index: index', 'users', op.f('ix_users_email'))",
         '_idempotify("op.create_unique_constraint: no unique constraint", "dag_run",'
         ' "uq_dag_run_dag_id_execution_date_key", ["dag_id", "execution_date"])',
+        '_idempotify("batch_op.create_foreign_key: no foreign key", "task_reschedule", "task_reschedule_ti_fkey",'
+        ' "task_instance", ["ti_id"], ["id"], copied=True)',
+        '_idempotify("batch_op.drop_constraint: constraint", foreign, name or f"fk_{foreign}_datasource_name",'
+        ' "foreignkey", naming_convention=conv)',
+        '_idempotify("op.create_index: no index", "a, b", "ix_with_a_comma_in_the_table_name_and_a_long_name_too")',
         '_idempotify("op.alter_column: column", "t", "a")'
         ' and _idempotify("op.alter_column: no column", "t", "b_with_a_long_name_to_split")',
     ],
