@@ -258,7 +258,9 @@ def test_idempotify_verify(idempotify_revision: str, idempotify_project: Path, p
     path = verified.paths[idempotify_revision]
     for name, result in scenarios.items():
         if result["status"] == "warn":
-            warnings.warn(IdempotifyWarning(f"{path}: {name}: {result['detail']}"), stacklevel=1)
+            # Shown at the revision file, not at this line.
+            message = IdempotifyWarning(f"{name}: {result['detail']}")
+            warnings.warn_explicit(message, IdempotifyWarning, str(idempotify_project.parent / path), 1)
     failing = {name: result for name, result in scenarios.items() if result["status"] == "fail"}
     if not failing:
         return
