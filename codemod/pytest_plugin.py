@@ -120,7 +120,7 @@ class Runs:
                 self._chains[project] = result.stderr.strip() or result.stdout.strip()
         found = self._chains[project]
         if isinstance(found, str):
-            raise LookupError(f"idempotify: cannot list the revisions of {project}: {found}")
+            raise LookupError(f"cannot list the revisions of {project}: {found}")
         return found
 
     def check(self, project: Path) -> subprocess.CompletedProcess[str]:
@@ -167,14 +167,17 @@ def _verified(result: subprocess.CompletedProcess[str]) -> Verified:
 
 def print_chain() -> None:
     """Print the revision ids of the Alembic project here as JSON, in upgrade order (the listing subprocess)."""
-    from codemod.verify.chain import load_chain  # noqa: PLC0415 - only in the listing subprocess
+    from codemod.verify.chain import ChainError, load_chain  # noqa: PLC0415 - only in the listing subprocess
 
-    project = find_alembic_project(Path.cwd())
-    if project is None:
-        raise SystemExit(f"no Alembic project in {Path.cwd()} (ALEMBIC_CONFIG={os.environ.get('ALEMBIC_CONFIG')})")
-    sys.path[:0] = [entry for entry in (*project.sys_path, str(Path.cwd())) if entry not in sys.path]
-    with redirect_stdout(sys.stderr):  # what a revision prints when it is imported
-        chain = load_chain([path for path in project.versions if path.is_dir()])
+    try:
+        project = find_alembic_project(Path.cwd())
+        if project is None:
+            raise ConfigError(f"no Alembic project in {Path.cwd()}")
+        sys.path[:0] = [entry for entry in (*project.sys_path, str(Path.cwd())) if entry not in sys.path]
+        with redirect_stdout(sys.stderr):  # what a revision prints when it is imported
+            chain = load_chain([path for path in project.versions if path.is_dir()])
+    except (ConfigError, ChainError) as error:
+        raise SystemExit(str(error)) from None  # the message alone, on stderr
     print(json.dumps([revision.id for revision in chain]))
 
 

@@ -140,6 +140,20 @@ def test_a_verify_warning_is_an_idempotify_warning(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines(
         [f"*/versions/{first}:1: IdempotifyWarning: downgrade: downgrade does not restore the schema*players*"]
     )
+    result = run(pytester, "sqlite", "-W", "error::idempotify.testing.IdempotifyWarning")
+    expected = dict.fromkeys(ITEMS, "PASSED") | {f"test_idempotify_verify[{REVISIONS[0]}]": "FAILED"}
+    assert outcomes(result) == expected, result.stdout.str()
+
+
+def test_a_revision_that_does_not_import_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    demo_project(pytester.path)
+    with (pytester.path / "versions" / THIRD).open("a", encoding="utf-8") as file:
+        file.write("import no_such_module\n")
+    result = run(pytester, "sqlite")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [f"idempotify: cannot list the revisions of *alembic.ini: */{THIRD}:*No module named 'no_such_module'"]
+    )
 
 
 def test_revisions_outside_the_range_are_skipped(pytester: pytest.Pytester) -> None:
