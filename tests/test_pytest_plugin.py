@@ -85,7 +85,7 @@ def test_a_project_not_rewritten_fails_the_check_and_its_revisions(pytester: pyt
     )
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("dialect", DIALECTS)
 def test_a_broken_guard_fails_its_revision(pytester: pytest.Pytester, dialect: str) -> None:
     demo_project(pytester.path)
     path = pytester.path / "versions" / THIRD
@@ -101,7 +101,7 @@ def test_a_broken_guard_fails_its_revision(pytester: pytest.Pytester, dialect: s
     result.stdout.fnmatch_lines([f"versions/{THIRD}:", "re-run: fail (guard): *guarded by the rewrite*"])
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("dialect", DIALECTS)
 def test_a_failure_only_at_an_unguarded_op_is_expected_unless_strict(pytester: pytest.Pytester, dialect: str) -> None:
     demo_project(pytester.path)
     append_to_upgrade(pytester.path / "versions" / SECOND, BROKEN)  # an UPDATE: the rewrite leaves it unguarded
