@@ -52,15 +52,12 @@ class Settings:
     @classmethod
     def of(cls, config: pytest.Config) -> Settings:
         url = config.getoption("idempotify_url") or config.getini("idempotify_url") or None
-        named = config.getoption("idempotify_config")
-        if named:
-            config_file: Path | None = config.invocation_params.dir / named
-        elif config.getini("idempotify_config"):
-            config_file = (config.inipath.parent if config.inipath else config.rootpath) / config.getini(
-                "idempotify_config"
-            )
-        else:
-            config_file = None
+        config_file = None
+        if config.getoption("idempotify_config"):  # relative to where pytest runs
+            config_file = config.invocation_params.dir / config.getoption("idempotify_config")
+        elif config.getini("idempotify_config"):  # relative to the ini file
+            beside = config.inipath.parent if config.inipath is not None else config.rootpath
+            config_file = beside / config.getini("idempotify_config")
         strict = bool(config.getoption("idempotify_strict") or config.getini("idempotify_strict"))
         return cls(url, config_file, strict, tuple(config.getini("idempotify_verify_args")))
 
@@ -97,7 +94,7 @@ class Runs:
     def _find(self, folder: Path) -> Path | str:
         named = self.settings.config_file
         if named is not None:
-            return named.resolve() if named.is_file() else f"idempotify_config {named}: no such file"
+            return named.resolve() if named.is_file() else f"the Alembic configuration {named}: no such file"
         try:
             project = find_alembic_project(folder)
         except ConfigError as error:

@@ -173,6 +173,10 @@ def test_the_project_is_found_above_the_test_module_or_named(pytester: pytest.Py
     result.stdout.fnmatch_lines(
         ["*idempotify: no alembic.ini or pyproject.toml with [[]tool.alembic] in *idempotify_config*"]
     )
+    result = run(pytester, "sqlite", "--idempotify-config", "db/no_such.ini", "-k", "check")
+    result.stdout.fnmatch_lines(["*idempotify: the Alembic configuration */db/no_such.ini: no such file*"])
+    result = run(pytester, "sqlite", "--idempotify-config", "db/alembic.ini", "-k", "check")
+    assert outcomes(result) == {"test_idempotify_check": "PASSED"}, result.stdout.str()
     ini(pytester, "idempotify_config = db/alembic.ini\n")
     result = run(pytester, "sqlite")
     assert outcomes(result) == dict.fromkeys(ITEMS, "PASSED"), result.stdout.str()
