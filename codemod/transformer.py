@@ -21,7 +21,7 @@ from functools import cache
 import libcst as cst
 import libcst.matchers as m
 
-from codemod.effects import Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
+from codemod.effects import ROWLESS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
 from codemod.formatting import Style
 from codemod.guards import (
     GUARD,
@@ -410,7 +410,13 @@ class GuardTransformer(cst.CSTTransformer):
             names = ", ".join(sorted({name for block in churned_blocks for name in block.plan.objects}))
             self._leave_alone(ops, f"in a batch block that drops and re-creates {names}: {_CHURN}")
             return None
-        churned = self._churned_objects(found for _, found in ops)
+        # In a plain block each guard looks at the schema when its op is reached, so an index or constraint
+        # dropped and made again (or made and dropped) is decided right op by op; tables and columns hold rows.
+        churned = {
+            key: label
+            for key, label in self._churned_objects(found for _, found in ops).items()
+            if key[0] not in ROWLESS
+        }
         result: list[cst.BaseStatement] = []
         changed = False
         for index, original in enumerate(originals):
@@ -905,8 +911,7 @@ class GuardTransformer(cst.CSTTransformer):
         keys = [[_object_key(effect) for effect in self._effects(op)] for op in ops]
         first = {key: index for index, found in reversed(list(enumerate(keys))) for key in found}
         # Re-making a table or column would lose its rows; an index, constraint, view or trigger holds none.
-        rowless = {"index", "constraint", "view", "trigger"}
-        removed_first = all(not _creates(ops[first[key]]) and key[0] in rowless for key in churned)
+        removed_first = all(not _creates(ops[first[key]]) and key[0] in ROWLESS for key in churned)
         if removed_first and all(key in churned for found in keys for key in found):
             return f"its SQL drops and re-creates {_names(churned)}, so a re-run applies it again", True
         if removed_first:
