@@ -234,11 +234,12 @@ def rewrite(
     processed = process_files(selection.files, jobs=jobs or config.jobs or default_jobs(), cache=cache)
     first = next(processed, None)  # workers are forked here, before the progress bar starts its thread
     shared: FileResult | None = None
+    created = False
     with _progress(printer, len(selection.files)) as advance:
         outcomes: Iterable[FileResult] = itertools.chain([first] if first is not None else [], processed)
         if module is not None:  # written first, so that no migration imports a helper it does not hold yet
             outcomes = list(outcomes)
-            shared = _shared_module(module, outcomes, line_length or config.line_length, printer)
+            shared, created = _shared_module(module, outcomes, line_length or config.line_length, printer.written)
         for outcome in outcomes:
             write = outcome.status is Status.CHANGED and not (check or diff)
             if write and shared is not None and shared.status is Status.FAILED:
@@ -259,6 +260,8 @@ def rewrite(
         message = "no Alembic revision files below it (files that assign `revision` and define upgrade())"
         results.append(FileResult(given, Status.FAILED, message=message))
         printer.file(results[-1], named=True)
+    if shared is not None:  # told after the migrations: their diffs are what a reviewer reads first
+        printer.helpers_module(shared, created=created)
     code = _exit_code([*results, *([shared] if shared else [])], report_changes=check or diff, strict=printer.strict)
     printer.finish(results, code)
     raise typer.Exit(code)
@@ -274,19 +277,20 @@ def _helpers_module(name: str | None, start: Path) -> HelpersModule | None:
 
 
 def _shared_module(
-    module: HelpersModule, outcomes: Sequence[FileResult], line_length: int | None, printer: Printer
-) -> FileResult | None:
-    """The shared helpers module brought up to what ``outcomes`` need: written (unless only told), and told."""
+    module: HelpersModule, outcomes: Sequence[FileResult], line_length: int | None, write: bool
+) -> tuple[FileResult | None, bool]:
+    """The shared helpers module brought up to what ``outcomes`` need (written when ``write``); and whether it is
+    new."""
     style = style_for(module.path)
     if line_length is not None:
         style = dataclasses.replace(style, line_length=line_length)
     needed = {name for outcome in outcomes for name in outcome.helpers}
     result = module_result(module, needed, style)
     if result is None:
-        return None
+        return None, False
     created = not module.exists
     shown = dataclasses.replace(result, path=relative_to_cwd(result.path))
-    if result.status is Status.CHANGED and printer.written:
+    if result.status is Status.CHANGED and write:
         try:
             if created:
                 create_module(result)
@@ -296,8 +300,7 @@ def _shared_module(
             shown = FileResult(shown.path, Status.FAILED, message="changed on disk while idempotify ran; not written")
         except OSError as error:
             shown = FileResult(shown.path, Status.FAILED, message=f"cannot write: {error.strerror or error}")
-    printer.helpers_module(shown, created=created)
-    return shown
+    return shown, created
 
 
 @dataclasses.dataclass

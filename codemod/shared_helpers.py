@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 from codemod.config import ConfigError, find_alembic_project
 from codemod.formatting import Style
 from codemod.guards import helper_functions_source, helper_names
+from codemod.output import relative_to_cwd
 from codemod.results import FileResult, Status
 
 HEADER = (
@@ -32,6 +34,7 @@ HEADER = (
     "# Do not edit: idempotify rewrites this file when the migrations need more of them.\n"
 )
 _FIRST_LINE = HEADER.splitlines()[0]
+_IMPORT = re.compile(r"^from\s+([\w.]+)\s+import\s+\(?\s*_idempotify\b", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,12 @@ class HelpersModule:
     @property
     def exists(self) -> bool:
         return self.path.is_file()
+
+
+def imported_helpers_module(source: str) -> str | None:
+    """The shared helpers module a migration imports its helpers from, if it does (a file idempotify rewrote)."""
+    found = _IMPORT.search(source)
+    return found[1] if found else None
 
 
 def locate(name: str, start: Path) -> HelpersModule:
@@ -64,8 +73,8 @@ def locate(name: str, start: Path) -> HelpersModule:
             "is on Alembic's sys.path (the working directory is only when one of them names it); "
             "add `prepend_sys_path = .` to the [alembic] section of alembic.ini"
         )
-    searched = f"searched prepend_sys_path of {where} ({', '.join(prepend) or 'none'}), then PYTHONPATH "
-    searched += f"({', '.join(pythonpath) or 'not set'})"
+    searched = f"searched prepend_sys_path of {where} ({_shown(prepend) or 'none'}), "
+    searched += f"then PYTHONPATH ({_shown(pythonpath) or 'not set'})"
     path = _module_file(name, [Path(entry) for entry in entries])
     if path is None:
         package = name.rpartition(".")[0]
@@ -83,6 +92,10 @@ def locate(name: str, start: Path) -> HelpersModule:
             f"{_FIRST_LINE!r}); name another module, or remove it"
         )
     return HelpersModule(name, path)
+
+
+def _shown(entries: list[str]) -> str:
+    return ", ".join(str(relative_to_cwd(Path(entry))) for entry in entries)
 
 
 def _module_file(name: str, entries: list[Path]) -> Path | None:
