@@ -124,6 +124,10 @@ class Printer:
         if self.format is Format.JSON:
             self._json_file(result, created=created)
             return
+        if self.format is Format.GITHUB and result.status is Status.CHANGED and not self.written:
+            message = "the shared helpers module lacks what the migrations import from it; run idempotify"
+            self._annotate("error", str(result.path), None, "idempotify: helpers module out of date", message)
+            return
         if self.format is Format.GITHUB or result.status is not Status.CHANGED:
             self.file(result, named=True)
             return

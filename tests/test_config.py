@@ -93,7 +93,8 @@ def test_strict_from_settings_and_no_strict_overrides_it(project: Path) -> None:
     [
         (
             "line-lenght = 100",
-            "unknown key(s) line-lenght; known: exclude, helpers, include, jobs, line-length, naming-convention, strict",
+            "unknown key(s) line-lenght; known: exclude, helpers, include, jobs, line-length, naming-convention, "
+            "strict",
         ),
         ("line-length = 10", "line-length must be an integer >= 40"),
         ("jobs = 0", "jobs must be an integer >= 1"),

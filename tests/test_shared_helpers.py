@@ -4,6 +4,7 @@ that ``alembic upgrade head`` (the real script, in its own process) runs migrati
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -313,3 +314,22 @@ def test_a_migration_that_imports_its_helpers_is_recognised_as_rewritten(project
     source = (project / ADD_COLUMN).read_text(encoding="utf-8")
     assert imported_helpers_module(source) == MODULE
     assert imported_helpers_module((DEMO / ADD_COLUMN).read_text(encoding="utf-8")) is None
+
+
+def test_blacks_result_is_stable(project: Path) -> None:
+    settings(project)
+    assert run().exit_code == 0
+    formatted = subprocess.run([str(BIN / "black"), "-q", "."], cwd=project, check=False)
+    assert formatted.returncode == 0
+    result = run("--check")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_github_and_json_name_the_module(project: Path) -> None:
+    settings(project)
+    github = run("--check", "--format", "github")
+    assert github.exit_code == 1
+    assert "::error file=myapp/migration_helpers.py,title=idempotify%3A helpers module out of date::" in github.stdout
+    document = json.loads(run("--diff", "--format", "json").stdout)
+    (module,) = [entry for entry in document["files"] if entry["path"] == str(Path("myapp", "migration_helpers.py"))]
+    assert module["status"] == "changed" and module["diff"].startswith("--- /dev/null\n")
