@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -50,6 +50,17 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+@pytest.fixture
+def own_myapp(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For a command that imports this test's ``myapp`` in-process (plan): no other test's, before or after."""
+    monkeypatch.setattr(sys, "path", sys.path[:])
+    for name in [name for name in sys.modules if name.partition(".")[0] == "myapp"]:
+        monkeypatch.delitem(sys.modules, name)
+    yield
+    for name in [name for name in sys.modules if name.partition(".")[0] == "myapp"]:
+        del sys.modules[name]
+
+
 def settings(project: Path, helpers: str = MODULE) -> None:
     (project / "pyproject.toml").write_text(f'[tool.idempotify]\nhelpers = "{helpers}"\n', encoding="utf-8")
 
@@ -72,6 +83,16 @@ def without_prepend_sys_path(project: Path) -> None:
     ini = project / "alembic.ini"
     lines = ini.read_text(encoding="utf-8").splitlines(keepends=True)
     ini.write_text("".join(line for line in lines if not line.startswith("prepend_sys_path")), encoding="utf-8")
+
+
+def write_url(project: Path, url: str) -> None:
+    ini = project / "alembic.ini"
+    lines = ini.read_text(encoding="utf-8").splitlines(keepends=True)
+    url = url.replace("%", "%%")
+    ini.write_text(
+        "".join(f"sqlalchemy.url = {url}\n" if line.startswith("sqlalchemy.url") else line for line in lines),
+        encoding="utf-8",
+    )
 
 
 def alembic(project: Path, *args: str) -> str:
@@ -127,13 +148,7 @@ def test_alembic_upgrade_head_runs_them_and_runs_them_again(
     assert run().exit_code == 0
     local = sa.create_engine(f"sqlite:///{project / 'deploy.db'}")
     with scratch(dialect) if dialect != "sqlite" else nullcontext(local) as engine:
-        url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
-        ini = project / "alembic.ini"
-        lines = ini.read_text(encoding="utf-8").splitlines(keepends=True)
-        ini.write_text(
-            "".join(f"sqlalchemy.url = {url}\n" if line.startswith("sqlalchemy.url") else line for line in lines),
-            encoding="utf-8",
-        )
+        write_url(project, engine.url.render_as_string(hide_password=False))
         alembic(project, "upgrade", "head")
         alembic(project, "stamp", "2b7d4c8e0a22")  # the last two revisions' version bumps were lost
         log = alembic(project, "upgrade", "head")
@@ -333,3 +348,29 @@ def test_github_and_json_name_the_module(project: Path) -> None:
     document = json.loads(run("--diff", "--format", "json").stdout)
     (module,) = [entry for entry in document["files"] if entry["path"] == str(Path("myapp", "migration_helpers.py"))]
     assert module["status"] == "changed" and module["diff"].startswith("--- /dev/null\n")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.usefixtures("own_myapp")
+def test_plan_takes_a_chain_that_imports_its_helpers_as_rewritten(
+    project: Path,
+    dialect: str,
+    tmp_path: Path,
+    scratch: Callable[[str], AbstractContextManager[sa.Engine]],
+) -> None:
+    local = sa.create_engine(f"sqlite:///{tmp_path / 'live.db'}")
+    with scratch(dialect) if dialect != "sqlite" else nullcontext(local) as engine:
+        url = engine.url.render_as_string(hide_password=False)
+        write_url(project, url)
+        alembic(project, "upgrade", "2b7d4c8e0a22")
+        with engine.begin() as connection:  # the post-mortem's column, added by hand ahead of its revision
+            connection.exec_driver_sql("ALTER TABLE player_wellness_state ADD COLUMN updated_at VARCHAR(20)")
+        shutil.copytree(project / "versions", tmp_path / "old_versions")
+        assert run("--helpers", MODULE).exit_code == 0
+        result = run("plan", "versions", "--url", url, "--format", "json", "--baseline", tmp_path / "old_versions")
+        report = json.loads(result.stdout)
+        added = next(found for found in report["revisions"] if found["revision"] == "3c9e6a0b1d33")
+        assert added["rewritten_in_memory"] is False, "the file on disk, which imports the module, was not run"
+        assert [op["action"] for op in added["ops"]] == ["skip (exists)"]
+        assert added["original"]["status"] == "fails"
+    local.dispose()
