@@ -23,7 +23,8 @@ from codemod.formatting import Style
 from codemod.guards import helper_names
 from codemod.runner import process_files
 from codemod.shared_helpers import HEADER, imported_helpers_module
-from tests.databases import DIALECTS
+from tests.conftest import require_dialect
+from tests.databases import DIALECTS, SERVERS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "fixtures" / "demo"
@@ -374,3 +375,16 @@ def test_plan_takes_a_chain_that_imports_its_helpers_as_rewritten(
         assert [op["action"] for op in added["ops"]] == ["skip (exists)"]
         assert added["original"]["status"] == "fails"
     local.dispose()
+
+
+@pytest.mark.usefixtures("own_myapp")
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_verify_proves_a_chain_that_imports_its_helpers(project: Path, dialect: str, tmp_path: Path) -> None:
+    if dialect != "sqlite":
+        require_dialect(dialect)
+    shutil.copytree(project / "versions", tmp_path / "old_versions")
+    assert run("--helpers", MODULE).exit_code == 0
+    server = ["--url", SERVERS[dialect]] if dialect != "sqlite" else []
+    result = run("verify", "versions", "--baseline", tmp_path / "old_versions", *server)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "all 4 revisions hold" in result.stdout
