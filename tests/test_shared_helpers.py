@@ -21,7 +21,7 @@ from codemod.cache import ResultCache
 from codemod.cli import app
 from codemod.formatting import Style
 from codemod.guards import helper_names
-from codemod.runner import process_files
+from codemod.runner import process_files, rewrite_source
 from codemod.shared_helpers import HEADER, imported_helpers_module
 from tests.conftest import require_dialect
 from tests.databases import DIALECTS, SERVERS
@@ -388,3 +388,17 @@ def test_verify_proves_a_chain_that_imports_its_helpers(project: Path, dialect: 
     result = run("verify", "versions", "--baseline", tmp_path / "old_versions", *server)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "all 4 revisions hold" in result.stdout
+
+
+def test_a_long_import_is_wrapped_as_black_does_and_line_endings_are_kept() -> None:
+    source = (DEMO / "versions" / "2b7d4c8e0a22_wellness_state.py").read_bytes().replace(b"\n", b"\r\n")
+    style = Style(line_length=40, helpers="myproject.database.migration_helpers")
+    needed: set[str] = set()
+    rewritten, _ = rewrite_source(source, style, needed)
+    wrapped = (
+        b"from myproject.database.migration_helpers import (\r\n    _idempotify,\r\n    _idempotify_table,\r\n)\r\n"
+    )
+    assert wrapped in rewritten
+    assert b"\n" not in rewritten.replace(b"\r\n", b"")
+    assert {"_idempotify", "_idempotify_table", "_idempotify_row", "_idempotify_index"} <= needed
+    assert rewrite_source(rewritten, style)[0] == rewritten
