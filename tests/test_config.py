@@ -202,7 +202,7 @@ def test_verify_reads_several_version_locations_and_imports_the_project(
     ini = project / "alembic.ini"
     ini.write_text(
         ini.read_text(encoding="utf-8").replace(
-            "[alembic]\n", "[alembic]\npath_separator = space\nversion_locations = %(here)s/versions %(here)s/other\n"
+            "path_separator = os\n", "path_separator = space\nversion_locations = %(here)s/versions %(here)s/other\n"
         ),
         encoding="utf-8",
     )
