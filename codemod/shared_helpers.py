@@ -70,8 +70,8 @@ def locate(name: str, start: Path) -> HelpersModule:
     if not entries:
         raise ConfigError(
             f"{refused}: {where} sets no prepend_sys_path and PYTHONPATH is not set, so nothing of the project "
-            "is on Alembic's sys.path (the working directory is only when one of them names it); "
-            "add `prepend_sys_path = .` to the [alembic] section of alembic.ini"
+            "is on Alembic's sys.path (the working directory is on it only when one of them names it); "
+            "add `prepend_sys_path = .` to [alembic] in alembic.ini (or to [tool.alembic])"
         )
     searched = f"searched prepend_sys_path of {where} ({_shown(prepend) or 'none'}), "
     searched += f"then PYTHONPATH ({_shown(pythonpath) or 'not set'})"
@@ -79,16 +79,17 @@ def locate(name: str, start: Path) -> HelpersModule:
     if path is None:
         package = name.rpartition(".")[0]
         raise ConfigError(f"{refused}: no package {package} on that path ({searched}); create it first")
+    shown = relative_to_cwd(path)
     if path.with_suffix("").is_dir() and not path.is_file():
-        raise ConfigError(f"{refused}: {path.with_suffix('')} is a package; name a module (package.module)")
+        raise ConfigError(f"{refused}: {shown.with_suffix('')} is a package; name a module (package.module)")
     versions = project.versions if project is not None else ()
     folder = project.config_file.parent if project is not None else Path.cwd()
     for location in versions:
         if path.resolve().is_relative_to((folder / location).resolve()):
-            raise ConfigError(f"{refused}: {path} is in a versions directory, where every file is a revision")
+            raise ConfigError(f"{refused}: {shown} is in a versions directory, where every file is a revision")
     if path.is_file() and not _generated(path):
         raise ConfigError(
-            f"helpers module {name}: {path} exists and idempotify did not write it (its first line is not "
+            f"helpers module {name}: {shown} exists and idempotify did not write it (its first line is not "
             f"{_FIRST_LINE!r}); name another module, or remove it"
         )
     return HelpersModule(name, path)
