@@ -6,7 +6,8 @@ plus ``old_versions/``, a copy of its revisions from before idempotify, and a
 Output shown under a command must be exactly the output (``...`` ends a
 partial one). A block whose first line names a file (``# pytest.ini``) is written into
 the sandbox for the console blocks after it in its section. A command exits 0;
-``--check``, ``--diff`` and ``plan`` may exit 1.
+``--check``, ``--diff`` and ``plan`` may exit 1; ``# exits N`` after a command says
+it must exit N.
 Commands against PostgreSQL or MariaDB run where the server answers (always
 under CI). The two commands of "The two commands" are the Makefile's:
 ``make demo`` is run here, ``make test`` is what CI runs.
@@ -39,6 +40,7 @@ class Command:
     line: int
     text: str
     output: list[str] = field(default_factory=list)
+    exits: int | None = None  # from a `# exits N` comment: the exit code the command must have
 
 
 def fenced_blocks() -> list[tuple[str, int, list[str]]]:
@@ -65,7 +67,9 @@ def console_blocks() -> list[list[Command]]:
         block: list[Command] = []
         for number, line in enumerate(lines, first):
             if line.startswith("$ "):
-                block.append(Command(number, line[2:].split("  #")[0].strip()))
+                text, _, comment = line[2:].partition("  #")
+                exits = re.fullmatch(r"\s*exits (\d+)\s*", comment)
+                block.append(Command(number, text.strip(), exits=int(exits[1]) if exits else None))
             else:
                 assert block, f"README.md:{number}: output before any command"
                 block[-1].output.append(line)
@@ -143,6 +147,8 @@ def test_console_block(block: list[Command], tmp_path: Path) -> None:
         where = f"README.md:{command.line}: `{command.text}`"
         may_find = ("--check", "--diff", "idempotify plan")  # exit 1: changes needed, or a deploy that fails
         allowed = {0, 1} if any(option in command.text for option in may_find) else {0}
+        if command.exits is not None:
+            allowed = {command.exits}
         assert result.returncode in allowed, f"{where} exited {result.returncode}:\n{result.stdout}"
         if command.output:
             actual = result.stdout.splitlines()
