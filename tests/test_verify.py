@@ -287,3 +287,12 @@ def test_sigterm_still_drops_the_scratch_databases(tmp_path: Path) -> None:
     assert process.returncode == 130, stderr
     assert b"interrupted; the scratch databases were dropped" in stderr
     assert not list(private.glob("idempotify-verify-*"))
+
+
+def test_pymysql_scratch_connections_skip_tls_unless_the_url_asks_for_it() -> None:
+    """PyMySQL otherwise tries TLS with every server that offers it, and many fail the handshake."""
+    require_dialect("mariadb")
+    url = sa.engine.make_url(SERVERS["mariadb"]).set(drivername="mysql+pymysql")
+    plain = database.Database(url)
+    assert plain.run(lambda connection: connection.connection.dbapi_connection.ssl) is False  # type: ignore[union-attr]
+    plain.dispose()

@@ -130,6 +130,35 @@ def test_the_bare_harness_runs_autocommit_block_after_another_op_and_async_urls(
     assert _leftovers(dialect, private_prefix) == []
 
 
+# Prefect's env.py: on SQLite it commits, turns foreign keys off and begins a transaction of its own around
+# run_migrations(), and ends it after; each statement sent as SQL text.
+OWN_TRANSACTIONS = """
+    if connection.dialect.name == "sqlite":
+        context.execute("COMMIT")
+        context.execute("PRAGMA foreign_keys=OFF")
+        context.execute("BEGIN IMMEDIATE")
+    with context.begin_transaction():
+        context.run_migrations()
+    if connection.dialect.name == "sqlite":
+        context.execute("END")
+        context.execute("PRAGMA foreign_keys=ON")
+        context.execute("BEGIN IMMEDIATE")
+"""
+
+
+@pytest.mark.parametrize("driver", ["pysqlite", "aiosqlite"])
+def test_an_env_py_that_commits_and_begins_itself_keeps_verifys_rollbacks(project: Path, driver: str) -> None:
+    env = project / "env.py"
+    text = env.read_text(encoding="utf-8")
+    body = "    with context.begin_transaction():\n        context.run_migrations()\n"
+    assert body in text
+    env.write_text(text.replace(body, OWN_TRANSACTIONS.lstrip("\n"), 1), encoding="utf-8")
+    result, report = verify(project, "--url", url_for("sqlite", driver))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    for revision, found in statuses(report).items():
+        assert set(found.values()) <= {"ok", "not checked"}, (revision, found)
+
+
 IGNORING_ENV = '''"""An env.py that connects to its own database, whatever it is handed."""
 
 import sqlalchemy as sa

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from codemod.guards import is_helper_name
 from codemod.verify.causes import line_naming, op_cause
 from codemod.verify.chain import Revision
-from codemod.verify.database import LeftTransaction, Scratch, ScratchServer
+from codemod.verify.database import EACH_STATEMENT_COMMITS, LeftTransaction, Scratch, ScratchServer
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
 from codemod.verify.execution import Crash, load_migration, offline_sql_or_error, run_on_connection, where
 from codemod.verify.schema import ROWS, Snapshot, differences, rows_of, schema_only, snapshot_of
@@ -511,11 +511,16 @@ class ChainVerifier:
 
         def work(connection: sa.Connection) -> int:
             module = load_migration(source, path)
-            if project is not None:
-                return project.run(connection, module, function, crash_after, inserted)
-            return run_on_connection(
-                connection, module, function, self.naming_convention, crash_after, self.x_arguments, inserted
-            )
+            if crash_after is not None:  # each op commits as it goes, not in a transaction env.py's SQL begins
+                connection.info[EACH_STATEMENT_COMMITS] = True
+            try:
+                if project is not None:
+                    return project.run(connection, module, function, crash_after, inserted)
+                return run_on_connection(
+                    connection, module, function, self.naming_convention, crash_after, self.x_arguments, inserted
+                )
+            finally:
+                connection.info.pop(EACH_STATEMENT_COMMITS, None)
 
         try:
             return scratch.database.run(work, autocommit=crash_after is not None)
