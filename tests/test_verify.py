@@ -4,6 +4,7 @@ idempotify's output, catches a wrong guard, and leaves no scratch database behin
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from codemod.cli import app
 from codemod.verify import database
 from codemod.verify.chain import load_chain
 from codemod.verify.database import scratch_server
+from codemod.verify.execution import offline_sql
 from codemod.verify.scenarios import ChainVerifier
 from tests.bench import write_chain
 from tests.conftest import require_dialect
@@ -287,3 +289,24 @@ def test_sigterm_still_drops_the_scratch_databases(tmp_path: Path) -> None:
     assert process.returncode == 130, stderr
     assert b"interrupted; the scratch databases were dropped" in stderr
     assert not list(private.glob("idempotify-verify-*"))
+
+
+def test_pymysql_scratch_connections_skip_tls_unless_the_url_asks_for_it() -> None:
+    """PyMySQL otherwise tries TLS with every server that offers it, and many fail the handshake."""
+    require_dialect("mariadb")
+    url = sa.engine.make_url(SERVERS["mariadb"]).set(drivername="mysql+pymysql")
+    plain = database.Database(url)
+    assert plain.run(lambda connection: connection.connection.dbapi_connection.ssl) is False  # type: ignore[union-attr]
+    plain.dispose()
+
+
+def test_offline_runs_log_no_info_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """Under an env.py that set alembic's logging to INFO (OpenStack's does), three lines per offline run
+    drowned verify's progress lines on stderr."""
+    caplog.set_level(logging.INFO)
+    source = (
+        "from alembic import op\nimport sqlalchemy as sa\n\n"
+        "def upgrade():\n    op.add_column('t', sa.Column('c', sa.Integer()))\n"
+    )
+    assert "ALTER TABLE t ADD COLUMN c INTEGER" in offline_sql(source, "sqlite")
+    assert [record.getMessage() for record in caplog.records if record.levelno == logging.INFO] == []

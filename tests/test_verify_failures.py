@@ -6,9 +6,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from codemod.cli import app
+from codemod.verify.scenarios import NO_DOWNGRADE
 from tests.fixtures import FIXTURES
 from tests.test_verify import REVISIONS, statuses, verify
 
@@ -92,6 +94,34 @@ def test_a_broken_guard_is_the_rewrites_defect_and_is_printed_first(tmp_path: Pa
     assert any(THIRD in line and "re-run (guard)::" in line for line in annotations), annotations
 
 
+def test_a_failure_the_original_shares_only_in_part_says_how_the_original_fails(tmp_path: Path) -> None:
+    """Run again, the original fails at its add_column, the rewritten file later, at a table both create; each
+    downgrade drops a different missing table: "fails too, otherwise", never "the same way" (nor a warning)."""
+    original, rewritten = chains(tmp_path)
+    for side, missing in ((original, "gone_a"), (rewritten, "gone_b")):
+        append_to_upgrade(side / THIRD, '    op.execute("CREATE TABLE extra (id INTEGER)")\n')
+        text = (side / THIRD).read_text(encoding="utf-8")
+        last = "        op.drop_column('player_wellness_state', 'updated_at')\n"  # the rewritten file's
+        last = last if last in text else last[4:]
+        text = text.replace(last, last + f'    op.execute("DROP TABLE {missing}")\n')
+        (side / THIRD).write_text(text, encoding="utf-8")
+    _, report = verify("sqlite", rewritten, "--baseline", str(original))
+    scenarios = report["revisions"][2]["scenarios"]
+    rerun, downgrade = scenarios["re-run"], scenarios["downgrade"]
+    assert rerun["status"] == "fail"
+    assert "table extra already exists (the original fails too, otherwise: " in rerun["detail"]
+    assert "duplicate column name: updated_at" in rerun["detail"]
+    assert downgrade["status"] == "fail", downgrade
+    assert "no such table: gone_b (the original fails too, otherwise: " in downgrade["detail"]
+    assert "no such table: gone_a)" in downgrade["detail"]
+    same = (rewritten / THIRD).read_text(encoding="utf-8").replace("gone_b", "gone_a")
+    (rewritten / THIRD).write_text(same, encoding="utf-8")
+    _, report = verify("sqlite", rewritten, "--baseline", str(original))
+    downgrade = report["revisions"][2]["scenarios"]["downgrade"]
+    assert (downgrade["status"], downgrade["cause"]) == ("warn", "baseline")
+    assert "the original fails the same way: " in downgrade["detail"]
+
+
 def test_a_range_verifies_only_its_revisions(tmp_path: Path) -> None:
     original, rewritten = chains(tmp_path)
     result, report = verify("sqlite", rewritten, "--baseline", str(original), "--revisions", "2b7d:3c9e")
@@ -130,18 +160,23 @@ def test_a_lost_seed_row_is_a_difference(tmp_path: Path) -> None:
     assert "rows of wellness_statuses: expected" in equivalence["detail"]
 
 
-def test_a_chain_without_downgrades_says_so_once(tmp_path: Path) -> None:
-    _, rewritten = chains(tmp_path)
-    for path in rewritten.glob("*.py"):
+@pytest.mark.parametrize("body", ["    pass\n\n\n", None], ids=["pass", "no-downgrade-function"])
+def test_a_chain_without_downgrades_says_so_once(tmp_path: Path, body: str | None) -> None:
+    """Bodies of ``pass``, or no ``downgrade()`` at all (OpenStack's chains have none), in both versions."""
+    original, rewritten = chains(tmp_path)
+    for path in [*original.glob("*.py"), *rewritten.glob("*.py")]:
         text = path.read_text(encoding="utf-8")
         lines = text.splitlines(keepends=True)
         start = lines.index("def downgrade():\n") + 1
         end = next((i for i in range(start, len(lines)) if lines[i][:1] not in ("", " ", "\n")), len(lines))
-        path.write_text("".join([*lines[:start], "    pass\n\n\n", *lines[end:]]), encoding="utf-8")
-    result = CliRunner().invoke(app, ["verify", str(rewritten)], env={"COLUMNS": "40"})
+        kept = [*lines[:start], body, *lines[end:]] if body is not None else [*lines[: start - 1], *lines[end:]]
+        path.write_text("".join(kept), encoding="utf-8")
+    args = ["verify", str(rewritten), "--baseline", str(original)]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "40"})
     assert result.exit_code == 0, result.stdout
-    assert "downgrade not checked for 4 of 4 revisions: no downgrade: it runs no op" in result.stdout
-    assert "downgrade: not checked" not in result.stdout
+    assert f"downgrade not checked for 4 of 4 revisions: {NO_DOWNGRADE}" in result.stdout
+    per_revision = [line for line in result.stdout.splitlines() if " downgrade: " in line and NO_DOWNGRADE not in line]
+    assert per_revision == []
     assert "offline" in result.stdout and "…" not in result.stdout  # a narrow terminal does not cut the table
 
 

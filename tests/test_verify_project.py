@@ -130,6 +130,47 @@ def test_the_bare_harness_runs_autocommit_block_after_another_op_and_async_urls(
     assert _leftovers(dialect, private_prefix) == []
 
 
+# The body of do_run_migrations() after configure(): Alembic's, then two env.py's that end transactions
+# themselves. Prefect's, on SQLite, commits, turns foreign keys off and begins a transaction of its own around
+# run_migrations(), and ends it after, each by SQL text; another commits the connection after it.
+RUN_MIGRATIONS = "    with context.begin_transaction():\n        context.run_migrations()\n"
+BY_SQL = """\
+    if connection.dialect.name == "sqlite":
+        context.execute("COMMIT")
+        context.execute("PRAGMA foreign_keys=OFF")
+        context.execute("BEGIN IMMEDIATE")
+    with context.begin_transaction():
+        context.run_migrations()
+    if connection.dialect.name == "sqlite":
+        context.execute("END")
+        context.execute("PRAGMA foreign_keys=ON")
+        context.execute("BEGIN IMMEDIATE")
+"""
+OWN_TRANSACTIONS = [
+    ("sqlite", "pysqlite", BY_SQL),
+    ("sqlite", "aiosqlite", BY_SQL),
+    ("postgresql", "asyncpg", RUN_MIGRATIONS + "    connection.commit()\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "driver", "body"), OWN_TRANSACTIONS, ids=["sql-pysqlite", "sql-aiosqlite", "commit-asyncpg"]
+)
+def test_an_env_py_that_commits_and_begins_itself_keeps_verifys_rollbacks(
+    project: Path, private_prefix: str, dialect: str, driver: str, body: str
+) -> None:
+    require_dialect(dialect)
+    env = project / "env.py"
+    text = env.read_text(encoding="utf-8")
+    assert RUN_MIGRATIONS in text
+    env.write_text(text.replace(RUN_MIGRATIONS, body, 1), encoding="utf-8")
+    result, report = verify(project, "--url", url_for(dialect, driver))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    for revision, found in statuses(report).items():
+        assert set(found.values()) <= {"ok", "not checked"}, (revision, found)
+    assert _leftovers(dialect, private_prefix) == []
+
+
 IGNORING_ENV = '''"""An env.py that connects to its own database, whatever it is handed."""
 
 import sqlalchemy as sa

@@ -23,9 +23,11 @@ from codemod.verify.scenarios import ChainVerifier, may_leave_transaction
 from tests.conftest import require_dialect
 from tests.databases import DIALECTS, SERVERS
 from tests.test_verify import _leftovers
+from tests.test_verify_project import url_for
 
 LEAVING = Path(__file__).parent / "verify_project" / "leaving"
 HELD = ("sqlite", "postgresql")
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 SCRATCH = re.compile(r"idempotify_scratch_\w+")
 Found = list[tuple[str, dict[str, tuple[str, str, str]]]]
 
@@ -58,8 +60,10 @@ def verify(
     held: bool,
     monkeypatch: pytest.MonkeyPatch,
     selected: set[str] | None = None,
+    url: str | None = None,
 ) -> tuple[Found, Counter[str]]:
-    """Every scenario's status, detail and cause; and the databases made while each revision was verified."""
+    """Every scenario's status, detail and cause; and the databases made while each revision was verified
+    (on ``url``, else on the dialect's server through its default driver)."""
     made: Counter[str] = Counter()
     current = ["start"]
     create = ScratchServer.create
@@ -72,7 +76,7 @@ def verify(
         patch.setattr(ScratchServer, "create", counted)
         if not held:
             patch.setattr(Database, "can_hold", property(lambda self: False))
-        with scratch_server(SERVERS.get(dialect)) as server:
+        with scratch_server(url or SERVERS.get(dialect)) as server:
             reports = ChainVerifier(server).verify(
                 load_chain([versions], baseline),
                 progress=lambda revision: current.__setitem__(0, revision.id),
@@ -107,6 +111,20 @@ def test_savepoints_give_the_report_copies_give(
         assert made["t2"] > 0, "one that enters autocommit_block() is verified on copies"
         assert made["t3"] > 0, "one that commits is verified on copies"
         assert made["t4"] > 0, "after a commit no scan foresaw (env.py may commit each run), so is the rest"
+
+
+@pytest.mark.parametrize("dialect", HELD, indirect=True)
+def test_async_drivers_hold_the_scenarios_in_savepoints_too(
+    dialect: str, chains: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg and aiosqlite: the held connection stays open on an event loop of verify's, each run in run_sync."""
+    original, versions = chains
+    url = url_for(dialect, ASYNC_DRIVERS[dialect])
+    held, made = verify(dialect, versions, original, held=True, monkeypatch=monkeypatch, url=url)
+    copied, _ = verify(dialect, versions, original, held=False, monkeypatch=monkeypatch, url=url)
+    assert held == copied
+    assert made["t1"] == 0, "a revision that stays in its transaction is verified without copies"
+    assert made["t2"] > 0, "one that enters autocommit_block() is verified on copies"
 
 
 def test_revisions_run_before_a_range_leave_the_transaction_as_verified_ones_do(

@@ -7,16 +7,24 @@ the server is touched. An async URL (``postgresql+asyncpg``, ``mysql+aiomysql``,
 ``sqlite+aiosqlite``, psycopg under asyncio) is used as async applications use
 it: an ``AsyncConnection`` hands its sync facade to the work through ``run_sync``.
 
-Where DDL is transactional (PostgreSQL, and SQLite once its driver is made to
-emit BEGIN), a database can be *held*: every run goes to one connection, in a
-savepoint of one transaction, so a scenario is tried and rolled back instead of
-run on a copy. A run that leaves that transaction (commits it, or enters
-``autocommit_block()``) raises ``LeftTransaction``, saying whether it committed.
+Where DDL is transactional (PostgreSQL, and SQLite, whose driver is made to
+emit BEGIN), a database can be *held*, through a sync or an async driver: every
+run goes to one connection, in a savepoint of one transaction, so a scenario is
+tried and rolled back instead of run on a copy. A run that leaves that
+transaction (commits it, or enters ``autocommit_block()``) raises
+``LeftTransaction``, saying whether it committed. A COMMIT or BEGIN sent as SQL
+(an env.py that turns SQLite's foreign keys off between transactions does) is
+not sent while verify owns the transaction: on a held connection, or one marked
+as committing each statement for a crash.
+
+PyMySQL connects without TLS unless the URL asks for it (``ssl_ca=``, ...): it
+otherwise tries TLS on every server that offers it, and many fail the handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import tempfile
 import uuid
@@ -25,15 +33,26 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 PREFIX = "idempotify_scratch_"
 # Set in Connection.info while a database is held: what runs on it must stay inside its transaction.
 IN_ONE_TRANSACTION = "idempotify.in_one_transaction"
+# Set in Connection.info while a run commits each statement as it goes (a crash): no SQL may begin a transaction.
+EACH_STATEMENT_COMMITS = "idempotify.each_statement_commits"
 T = TypeVar("T")
+
+
+class _OnHeld(Protocol):
+    """Runs ``work`` on the held connection."""
+
+    def __call__(self, work: Callable[[sa.Connection], T]) -> T: ...
 
 
 class ScratchError(Exception):
@@ -60,8 +79,9 @@ class Database:
     def __init__(self, url: sa.URL) -> None:
         self.url = url
         self.is_async = bool(url.get_dialect().is_async)
-        self._engine = None if self.is_async else sa.create_engine(url)
+        self._engine = None if self.is_async else _engine(url)
         self._held: sa.Connection | None = None
+        self._on_held: _OnHeld | None = None  # runs work on the held connection (in run_sync, when async)
         self.runs = 0  # how many runs it has had: what was read of it holds while this stays
 
     @property
@@ -74,18 +94,22 @@ class Database:
     def run(self, work: Callable[[sa.Connection], T], *, autocommit: bool = False) -> T:
         """``work(connection)`` on a new connection, committed afterwards (rolled back if it raises)."""
         self.runs += 1
-        if self._held is not None:
-            return self._run_held(self._held, work, keep=autocommit)
+        if self._on_held is not None:
+            return self._on_held(lambda connection: self._run_held(connection, work, keep=autocommit))
         return self._run_new(work, autocommit=autocommit)
 
     def read(self, work: Callable[[sa.Connection], T]) -> T:
         """``run`` for ``work`` that only reads: on a held database, without a savepoint of its own."""
-        if self._held is None:
+        if self._on_held is None:
             return self.run(work)
-        root = self._held.get_transaction()
-        result = work(self._held)
-        _still_in(self._held, root)
-        return result
+
+        def read_held(connection: sa.Connection) -> T:
+            root = connection.get_transaction()
+            result = work(connection)
+            _still_in(connection, root)
+            return result
+
+        return self._on_held(read_held)
 
     def _run_new(self, work: Callable[[sa.Connection], T], *, autocommit: bool) -> T:
         options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
@@ -99,9 +123,7 @@ class Database:
             return result
 
     async def _run_async(self, work: Callable[[sa.Connection], T], options: dict[str, Any]) -> T:
-        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - only for async URLs
-
-        engine = create_async_engine(self.url, poolclass=NullPool)
+        engine = _async_engine(self.url)
         try:
             async with engine.connect() as connection:
                 await connection.execution_options(**options)
@@ -114,8 +136,8 @@ class Database:
 
     @property
     def can_hold(self) -> bool:
-        """Whether ``held()`` works here: a sync driver of a database with transactional DDL."""
-        return self._engine is not None and self.url.get_backend_name() in ("postgresql", "sqlite")
+        """Whether ``held()`` works here: a database with transactional DDL."""
+        return self.url.get_backend_name() in ("postgresql", "sqlite")
 
     @property
     def is_held(self) -> bool:
@@ -124,40 +146,54 @@ class Database:
     @contextmanager
     def held(self) -> Iterator[None]:
         """Every ``run`` inside goes to one connection, in one transaction committed at the end (rolled back when
-        the block raises); each run in a savepoint of it, released when it succeeds, rolled back when it fails."""
-        engine = self.engine
-        if self.url.get_backend_name() == "sqlite":
-            engine = _transactional_sqlite(self.url)
+        the block raises); each run in a savepoint of it, released when it succeeds, rolled back when it fails.
+        Through an async driver the connection stays open on an event loop of its own, each run in ``run_sync``."""
+        if self._engine is not None:
+            with self._engine.connect() as connection, self._holding(lambda work: work(connection)):
+                yield
+            return
+        loop = asyncio.new_event_loop()
+        engine = _async_engine(self.url)
         try:
-            with engine.connect() as connection:
-                transaction = connection.begin()
-                connection.info[IN_ONE_TRANSACTION] = True
-                self._held = connection
-                try:
+            held = loop.run_until_complete(engine.connect())
+            try:
+                with self._holding(lambda work: loop.run_until_complete(held.run_sync(work))):
                     yield
-                except BaseException:
-                    if transaction.is_active:
-                        transaction.rollback()
-                    raise
-                finally:
-                    self._held = None
-                    connection.info.pop(IN_ONE_TRANSACTION, None)
-                transaction.commit()
+            finally:
+                loop.run_until_complete(held.close())
         finally:
-            if engine is not self._engine:
-                engine.dispose()
+            loop.run_until_complete(engine.dispose())
+            loop.close()
+
+    @contextmanager
+    def _holding(self, on_held: _OnHeld) -> Iterator[None]:
+        connection = on_held(lambda held: held)
+        transaction = on_held(lambda held: held.begin())
+        connection.info[IN_ONE_TRANSACTION] = True
+        self._held, self._on_held = connection, on_held
+        try:
+            yield
+        except BaseException:
+            if transaction.is_active:
+                on_held(lambda held: transaction.rollback())
+            raise
+        finally:
+            self._held = self._on_held = None
+            connection.info.pop(IN_ONE_TRANSACTION, None)
+        on_held(lambda held: transaction.commit())
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """What runs inside is rolled back at the end (the database must be held)."""
-        if self._held is None:
+        on_held = self._on_held
+        if on_held is None:
             raise TypeError("Database.savepoint needs a held database")
-        savepoint = self._held.begin_nested()
+        savepoint = on_held(lambda held: held.begin_nested())
         try:
             yield
         finally:
             if savepoint.is_active:
-                savepoint.rollback()
+                on_held(lambda held: savepoint.rollback())
 
     @staticmethod
     def _run_held(connection: sa.Connection, work: Callable[[sa.Connection], T], *, keep: bool) -> T:
@@ -324,18 +360,62 @@ def _still_in(connection: sa.Connection, root: sa.RootTransaction | None) -> Non
         raise LeftTransaction("the revision committed the transaction it was run in", committed=True)
 
 
-def _transactional_sqlite(url: sa.URL) -> sa.Engine:
-    """An engine whose transactions hold DDL too: sqlite3 begins none before DDL, so BEGIN is emitted here
-    (SQLAlchemy's recipe for SAVEPOINT and transactional DDL on pysqlite)."""
-    engine = sa.create_engine(url, poolclass=NullPool)
+# A transaction begun or ended by SQL text (not by the driver): not sent while verify owns the transaction.
+_TRANSACTION_CONTROL = re.compile(
+    r"\s*(begin|commit|end|start\s+transaction)(\s+(work|transaction|deferred|immediate|exclusive))?\s*;?\s*",
+    re.IGNORECASE,
+)
 
-    @sa.event.listens_for(engine, "connect")
-    def no_implicit_transactions(dbapi_connection: Any, record: Any) -> None:
-        dbapi_connection.isolation_level = None
 
-    @sa.event.listens_for(engine, "begin")
-    def begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+def _engine(url: sa.URL) -> sa.Engine:
+    """A sync engine for verify's runs: see ``_prepared``. PyMySQL skips TLS unless the URL asks for it."""
+    options: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        options["poolclass"] = NullPool  # every connection made fresh, as _prepared sets it up
+    if url.get_driver_name() == "pymysql" and not any(key.startswith("ssl") for key in url.query):
+        options["connect_args"] = {"ssl_disabled": True}
+    return _prepared(sa.create_engine(url, **options))
+
+
+def _async_engine(url: sa.URL) -> AsyncEngine:
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - only for async URLs
+
+    engine = create_async_engine(url, poolclass=NullPool)
+    _prepared(engine.sync_engine)
+    return engine
+
+
+def _prepared(engine: sa.Engine) -> sa.Engine:
+    """Transactions that hold what verify runs. SQLite's drivers begin no transaction before DDL (nor one a
+    SAVEPOINT can live in), so BEGIN is emitted here (SQLAlchemy's recipe for pysqlite and aiosqlite), unless
+    the connection commits each statement. A COMMIT, END or BEGIN sent as SQL is replaced by ``SELECT 1`` where
+    verify owns the transaction: a held connection, or one marked ``EACH_STATEMENT_COMMITS`` (a crash)."""
+    sqlite = engine.url.get_backend_name() == "sqlite"
+
+    def autocommit(connection: sa.Connection) -> bool:
+        return connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+    if sqlite:
+
+        @sa.event.listens_for(engine, "connect")
+        def no_implicit_transactions(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def begin(connection: sa.Connection) -> None:
+            if not autocommit(connection):
+                cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                cursor.execute("BEGIN")  # past SQLAlchemy's events: not the SQL that keep_the_transaction drops
+                cursor.close()
+
+    @sa.event.listens_for(engine, "before_cursor_execute", retval=True)
+    def keep_the_transaction(
+        connection: sa.Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> tuple[str, Any]:
+        owned = connection.info.get(IN_ONE_TRANSACTION) or connection.info.get(EACH_STATEMENT_COMMITS)
+        if owned and not parameters and _TRANSACTION_CONTROL.fullmatch(statement):
+            return "SELECT 1", parameters
+        return statement, parameters
 
     return engine
 

@@ -21,7 +21,6 @@ is not verify's, so a crash stopped after k ops does not commit each op.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import types
 from collections.abc import Iterator, Sequence
@@ -36,7 +35,7 @@ from alembic.script import ScriptDirectory
 
 from codemod.config import alembic_config
 from codemod.verify.database import IN_ONE_TRANSACTION, LeftTransaction
-from codemod.verify.execution import run_in_context
+from codemod.verify.execution import quiet_info, run_in_context
 
 # The two lines, first in env.py's run_migrations_online(); do_run_migrations(connection) is the body that
 # calls context.configure(connection=connection, ...) and context.run_migrations() (Alembic's async template
@@ -106,7 +105,7 @@ class ProjectEnvironment:
             environment = EnvironmentContext(self.config, self.script, fn=work, as_sql=False)
             original_configure = environment.configure
             environment.configure = configure  # type: ignore[method-assign]  # the proxy env.py calls takes it
-            with self._inside(), _quiet_info(), environment:
+            with self._inside(), quiet_info(), environment:
                 self.script.run_env()
         except (EnvPyRefused, LeftTransaction):
             raise
@@ -147,13 +146,3 @@ def _same_database(given: object, handed: sa.Connection) -> bool:
     return ours.get_backend_name() == theirs.get_backend_name() and all(
         getattr(ours, part) == getattr(theirs, part) for part in place
     )
-
-
-@contextmanager
-def _quiet_info() -> Iterator[None]:
-    """No INFO lines (env.py's logging config, "Context impl ...") for each of the many runs; warnings stay."""
-    logging.disable(logging.INFO)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)

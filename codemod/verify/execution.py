@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import re
 import traceback
 import types
@@ -185,13 +186,24 @@ def offline_sql(
     """The SQL Alembic writes for ``source`` in offline mode (``alembic upgrade --sql``)."""
     buffer = io.StringIO()
     module = load_migration(source, path)
-    context = MigrationContext.configure(
-        dialect_name="mysql" if dialect == "mariadb" else dialect,
-        opts={"as_sql": True, "output_buffer": buffer, **context_options(naming_convention)},
-    )
-    with environment(x_arguments, as_sql=True), Operations.context(context):
-        getattr(module, function)()
+    with quiet_info():  # "Context impl ...", "Generating static SQL" for each of the many runs
+        context = MigrationContext.configure(
+            dialect_name="mysql" if dialect == "mariadb" else dialect,
+            opts={"as_sql": True, "output_buffer": buffer, **context_options(naming_convention)},
+        )
+        with environment(x_arguments, as_sql=True), Operations.context(context):
+            getattr(module, function)()
     return buffer.getvalue()
+
+
+@contextmanager
+def quiet_info() -> Iterator[None]:
+    """No INFO lines (env.py's logging config, "Context impl ...") for each of the many runs; warnings stay."""
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def offline_sql_or_error(source: str, dialect: str, function: str = "upgrade", **options: Any) -> str:

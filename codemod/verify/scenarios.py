@@ -34,12 +34,12 @@ import sqlalchemy as sa
 from codemod.guards import is_helper_name
 from codemod.verify.causes import line_naming, op_cause
 from codemod.verify.chain import Revision
-from codemod.verify.database import LeftTransaction, Scratch, ScratchServer
+from codemod.verify.database import EACH_STATEMENT_COMMITS, LeftTransaction, Scratch, ScratchServer
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
 from codemod.verify.execution import Crash, load_migration, offline_sql_or_error, run_on_connection, where
 from codemod.verify.schema import ROWS, Snapshot, differences, rows_of, schema_only, snapshot_of
 
-NO_DOWNGRADE = "no downgrade: it runs no op"
+NO_DOWNGRADE = "no downgrade: none, or one that runs no op"
 SCENARIOS = ("upgrade", "equivalence", "re-run", "crash", "downgrade", "offline")
 # What leaves a transaction (or cannot run in one), named in a revision or its baseline: such a revision is
 # verified on copies. A run that leaves it all the same is caught (LeftTransaction) and run again on copies.
@@ -93,19 +93,40 @@ class RevisionReport:
         return any(result.status == "fail" for result in self.results.values())
 
 
+def _defines(source: str, function: str) -> bool:
+    """Whether ``source`` defines ``function`` at its top level (a file that does not parse is left to its run)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return True
+    return any(isinstance(node, ast.FunctionDef) and node.name == function for node in tree.body)
+
+
 def _statements(sql: str) -> list[str]:
     """Offline SQL as a sorted list of statements: SQLAlchemy emits a table's indexes from a set."""
     return sorted(statement.strip() for statement in sql.split(";\n") if statement.strip())
 
 
 class _Failed(Exception):
-    """A run failed; ``detail`` says where and why, ``line`` is the revision file's line it failed at."""
+    """A run failed; ``detail`` says where and why, ``line`` is the revision file's line it failed at, ``error``
+    the error alone (scratch database names left out): what two runs that fail the same way share."""
 
-    def __init__(self, detail: str, line: int | None = None, in_guard: bool = False) -> None:
+    def __init__(self, detail: str, line: int | None = None, in_guard: bool = False, error: str = "") -> None:
         super().__init__(detail)
         self.detail = detail
         self.line = line
         self.in_guard = in_guard
+        self.error = _SCRATCH_NAME.sub("<scratch>", error)
+
+
+_SCRATCH_NAME = re.compile(r"idempotify_scratch_\w+")
+
+
+def _as_the_original_fails(ours: _Failed, original: _Failed) -> tuple[bool, str]:
+    """Whether the original fails as ``ours`` does, and the words that say how it fails."""
+    if original.error == ours.error:
+        return True, f"the original fails the same way: {original.detail}"
+    return False, f"the original fails too, otherwise: {original.detail}"
 
 
 # What brought a scratch database to its state: each revision with the source run for it (None: none ran).
@@ -380,21 +401,22 @@ class ChainVerifier:
         try:
             self._run(scratch, revision, revision.source, "upgrade")
         except _Failed as failure:
-            return self._failure(revision, failure, "upgrade run again: ", self._original_rerun(revision))
+            return self._failure(revision, failure, "upgrade run again: ", self._original_rerun(revision, failure))
         diff = differences(expected, self._snapshot(scratch, self.inserted))
         if diff:
             return Result("fail", "upgrade run again changed the schema: " + "; ".join(diff), "other")
         return Result("ok")
 
-    def _original_rerun(self, revision: Revision) -> str:
-        """Whether the original's upgrade, run again on its own result, fails too (said with a re-run failure)."""
+    def _original_rerun(self, revision: Revision, ours: _Failed) -> str:
+        """Whether the original's upgrade, run again on its own result, fails too, and how (said with a re-run
+        failure)."""
         if revision.baseline is None or revision.baseline == revision.source:
             return ""
         with self._copy(self.original, self.original_history) as scratch:
             try:
                 self._run(scratch, revision, revision.original, "upgrade")
             except _Failed as failure:
-                return f" (the original fails the same way: {failure.detail})"
+                return f" ({_as_the_original_fails(ours, failure)[1]})"
         return " (the original's re-run succeeds)"
 
     def _crash(self, pre: Scratch, revision: Revision, original: str, ops: int, expected: Snapshot) -> Result:
@@ -420,12 +442,14 @@ class ChainVerifier:
         self, revision: Revision, before: Snapshot, baseline_error: str, start: Scratch | None = None
     ) -> Result:
         """Downgrade twice from the revision's result (``start``, a copy of it, else a new copy of the chain's)."""
+        if not _defines(revision.source, "downgrade"):  # many chains have none: said once for the chain
+            return Result("not checked", NO_DOWNGRADE)
         # An unchanged file is its own original: nothing to compare, and its failures are the chain's.
         unchanged = revision.baseline is not None and revision.baseline == revision.source
         copied = nullcontext(start) if start is not None else self._copy(self.disk, self.disk_history)
         with copied as scratch:
             baseline: Snapshot | None = None
-            original_fails = False
+            original_failure: _Failed | None = None
             if unchanged:
                 baseline_error = baseline_error or "the file is unchanged"
             elif not baseline_error:
@@ -434,13 +458,17 @@ class ChainVerifier:
                         self._run(reference, revision, revision.original, "downgrade")
                         baseline = self._snapshot(reference, self.inserted)
                     except _Failed as failure:
-                        baseline_error, original_fails = f"the original's downgrade fails: {failure.detail}", True
+                        original_failure = failure
+                        baseline_error = f"the original's downgrade fails: {failure.detail}"
             try:
                 ops = self._run(scratch, revision, revision.source, "downgrade")
                 first = self._snapshot(scratch, self.inserted)
             except _Failed as failure:
-                if original_fails:
-                    return Result("warn", f"{baseline_error}; so does this one: {failure.detail}", "baseline")
+                if original_failure is not None:
+                    same, how = _as_the_original_fails(failure, original_failure)
+                    if same:
+                        return Result("warn", f"{how}; so does this one: {failure.detail}", "baseline")
+                    return self._failure(revision, failure, "downgrade: ", f" ({how})")
                 if unchanged:
                     detail = f"the downgrade of this unchanged file fails: {failure.detail}"
                     return Result("warn", detail, "baseline")
@@ -511,11 +539,16 @@ class ChainVerifier:
 
         def work(connection: sa.Connection) -> int:
             module = load_migration(source, path)
-            if project is not None:
-                return project.run(connection, module, function, crash_after, inserted)
-            return run_on_connection(
-                connection, module, function, self.naming_convention, crash_after, self.x_arguments, inserted
-            )
+            if crash_after is not None:  # each op commits as it goes, not in a transaction env.py's SQL begins
+                connection.info[EACH_STATEMENT_COMMITS] = True
+            try:
+                if project is not None:
+                    return project.run(connection, module, function, crash_after, inserted)
+                return run_on_connection(
+                    connection, module, function, self.naming_convention, crash_after, self.x_arguments, inserted
+                )
+            finally:
+                connection.info.pop(EACH_STATEMENT_COMMITS, None)
 
         try:
             return scratch.database.run(work, autocommit=crash_after is not None)
@@ -523,10 +556,10 @@ class ChainVerifier:
             raise
         except Exception as error:  # any failure of the migration is a finding
             frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]
-            detail = f"{where(error, path)}: {type(error).__name__}: {error}".splitlines()[0]
+            alone = f"{type(error).__name__}: {error}".splitlines()[0]
             line = frames[-1].lineno if frames else None
             in_guard = any(is_helper_name(frame.name) for frame in frames)
-            raise _Failed(detail, line, in_guard) from error
+            raise _Failed(f"{where(error, path)}: {alone}", line, in_guard, alone) from error
 
     @contextmanager
     def _copy(self, state: Scratch, replay: History) -> Iterator[Scratch]:
