@@ -83,7 +83,13 @@ class _BatchTable:
 
 
 def _runtime_batch_table(name: str) -> _BatchTable:
-    return _BatchTable(cst.parse_expression(f"{name}.impl.table_name"), cst.parse_expression(f"{name}.impl.schema"))
+    # A block opened by the project's own helper may pass naming_convention= (mlflow's SQLite recipe for
+    # unnamed foreign keys): Alembic keeps it on the batch, so the drop's guard reads it there too.
+    return _BatchTable(
+        cst.parse_expression(f"{name}.impl.table_name"),
+        cst.parse_expression(f"{name}.impl.schema"),
+        naming_convention=cst.parse_expression(f"{name}.impl.naming_convention"),
+    )
 
 
 @dataclass(frozen=True)
