@@ -33,7 +33,10 @@ RIDERS: dict[str, str] = {
     "_idempotify_named_by_convention": "_idempotify_constraint",
     "_idempotify_index_name": "_idempotify_index",  # unnamed, long or computed names
     "_idempotify_drop_invalid_index": "_idempotify_index",  # files that build indexes concurrently
+    "_idempotify_drift": GUARD,  # files that create a column, index, unique constraint or foreign key
 }
+# The create ops whose skip ``_idempotify_drift`` compares with what the database has.
+DRIFT_CHECKED = ("add_column", "create_index", "create_unique_constraint", "create_foreign_key")
 _SHORT_NAME = 30  # an index name of at most this many characters is stored as written, on every database
 # Keywords of an op passed to the guard under another name.
 _RENAMED = {"source_schema": "schema", "skip_without_table": "gone"}
@@ -110,7 +113,10 @@ def helpers_called(source: str) -> set[str]:
         guard = call.args[0] if call.args else None
         if not (isinstance(guard, ast.Constant) and isinstance(guard.value, str)):
             continue
-        kind = guard.value.rpartition(": ")[2].removeprefix("no ")
+        op, _, check = guard.value.rpartition(": ")
+        kind = check.removeprefix("no ")
+        if check != kind and op.rpartition(".")[2] in DRIFT_CHECKED:
+            called.add("_idempotify_drift")
         if kind not in ("table", "column"):
             called.add(finder_name(kind))
         if kind == "index" and not _short_literal(call.args[2] if len(call.args) > 2 else None):
@@ -136,15 +142,18 @@ def helper_block_source(used: Iterable[str], format_function: Callable[[str], st
     sources, dependencies = _sources(), _dependencies()
     wanted: set[str] = set()
     used = list(used)
-    pending = [name for name in used if name not in RIDERS]
-    while pending:
-        name = pending.pop()
-        if name not in wanted:
-            if name not in sources:
-                raise ValueError(f"no generated helper named {name}")
-            wanted.add(name)
-            pending.extend(dependencies[name])
-    wanted.update(name for name in used if RIDERS.get(name) in wanted)
+
+    def add(pending: list[str]) -> None:
+        while pending:
+            name = pending.pop()
+            if name not in wanted:
+                if name not in sources:
+                    raise ValueError(f"no generated helper named {name}")
+                wanted.add(name)
+                pending.extend(dependencies[name])
+
+    add([name for name in used if name not in RIDERS])
+    add([name for name in used if RIDERS.get(name) in wanted])
     functions = [format_function(sources[name]).strip("\n") for name in sources if name in wanted]
     return BLOCK_HEADER + "\n\n\n".join(functions) + "\n"
 
