@@ -24,7 +24,8 @@ from alembic.config import Config
 from codemod.formatting import Style
 from codemod.guards import DRIFT_CHECKED, helpers_called
 from codemod.runner import rewrite_source
-from tests.databases import DIALECTS
+from tests.databases import DIALECTS, Driver
+from tests.test_drivers import ASYNC_DRIVERS, ASYNC_ENV, require_driver
 
 Scratch = Callable[[str], AbstractContextManager[sa.Engine]]
 # SQLite adds and drops constraints only by copying the table (a batch block), where a guard lets the op re-apply.
@@ -91,20 +92,22 @@ def _metadata(*columns: sa.Column[Any], extra: tuple[Any, ...] = ()) -> sa.MetaD
 class Project:
     """A one-revision Alembic project on a database, its revision rewritten by idempotify."""
 
-    def __init__(self, folder: Path, engine: sa.Engine, body: str) -> None:
+    def __init__(
+        self, folder: Path, engine: sa.Engine, body: str, env: str = ENV_PY, url: sa.URL | None = None
+    ) -> None:
         self.engine = engine
         self.original = REVISION.format(body=textwrap.indent(textwrap.dedent(body).strip(), "    "))
         rewritten, _ = rewrite_source(self.original.encode("utf-8"), Style())
         self.source = rewritten.decode("utf-8")
         assert "_idempotify(" in self.source, "the revision was not rewritten"
         (folder / "versions").mkdir(parents=True)
-        (folder / "env.py").write_text(ENV_PY, encoding="utf-8")
+        (folder / "env.py").write_text(env, encoding="utf-8")
         self.revision = folder / "versions" / "d1f7a0c0e001_drift.py"
         self.revision.write_text(self.source, encoding="utf-8")
         self.config = Config()
         self.config.set_main_option("script_location", str(folder))
-        url = engine.url.render_as_string(hide_password=False)
-        self.config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        rendered = (url or engine.url).render_as_string(hide_password=False)
+        self.config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
 
     def upgrade(self, caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
         """``alembic upgrade head``: what idempotify logged, as (level, message)."""
@@ -126,10 +129,13 @@ def _said(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
 @pytest.fixture
 def project(scratch: Scratch, tmp_path: Path) -> Iterator[Callable[..., AbstractContextManager[Project]]]:
     @contextmanager
-    def make(dialect: str, body: str, metadata: sa.MetaData) -> Iterator[Project]:
+    def make(dialect: str, body: str, metadata: sa.MetaData, driver: Driver | None = None) -> Iterator[Project]:
         with scratch(dialect) as engine:
             metadata.create_all(engine)
-            yield Project(tmp_path / "project", engine, body)
+            if driver is None:
+                yield Project(tmp_path / "project", engine, body)
+            else:
+                yield Project(tmp_path / "project", engine, body, ASYNC_ENV, driver.url(engine.url))
 
     yield make
 
@@ -156,6 +162,20 @@ def test_a_column_of_another_type_is_warned_with_both_types_after_its_skip(
             f" the op makes {makes} NOT NULL",
         ),
     ]
+
+
+@pytest.mark.parametrize("driver", ASYNC_DRIVERS)
+def test_a_column_of_another_type_is_warned_under_an_async_driver(
+    driver: Driver, project: Callable[..., AbstractContextManager[Project]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The migration runs in ``run_sync``'s greenlet: the guard's caller, the op's frame, is still on its stack."""
+    require_driver(driver)
+    metadata = _metadata(sa.Column("updated_at", sa.Integer()))
+    body = 'op.add_column("players", sa.Column("updated_at", sa.DateTime(), nullable=True))'
+    with project(driver.dialect, body, metadata, driver) as made:
+        said = made.upgrade(caplog)
+    assert [level for level, _ in said] == ["INFO", "WARNING"], said
+    assert "the column differs" in said[1][1]
 
 
 # What reflection reports differs from what was declared (a length, BOOLEAN as TINYINT on MariaDB, an enum as
