@@ -23,6 +23,7 @@ from alembic.config import Config
 
 from codemod.formatting import Style
 from codemod.guards import DRIFT_CHECKED, helpers_called
+from codemod.plan.record import MIGRATION_LOGGER, Logged, recording
 from codemod.runner import rewrite_source
 from tests.databases import DIALECTS, Driver
 from tests.test_drivers import ASYNC_DRIVERS, ASYNC_ENV, require_driver
@@ -356,3 +357,16 @@ def test_only_files_that_create_a_column_index_unique_constraint_or_foreign_key_
     assert drift not in helpers_called('_idempotify("op.create_table: no table", "t")')
     assert drift not in helpers_called('_idempotify("op.drop_column: column", "t", "c")')
     assert drift not in helpers_called('_idempotify("op.alter_column: no column", "t", "c")')
+
+
+def test_plan_records_the_skip_and_not_the_drift_warning() -> None:
+    """``idempotify plan`` reads what an op did from the guards' log lines; a drift warning is not one (plan
+    compares the objects itself)."""
+    path = "/project/versions/d1f7a0c0e001_drift.py"
+    revision = (
+        'log.info("skipped %s(%s): %s", "op.add_column", "t.c", "column exists", extra={"idempotify": ("t", "c")})\n'
+        'log.warning("op.add_column(t.c) skipped; the column differs: ...", extra={"idempotify_drift": 1})\n'
+    )
+    with recording(path) as found:
+        exec(compile(revision, path, "exec"), {"log": logging.getLogger(MIGRATION_LOGGER)})
+    assert found.logged == [Logged(1, "skipped op.add_column(t.c): column exists", ("t", "c"))]
