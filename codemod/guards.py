@@ -4,7 +4,8 @@ The helpers are the functions of ``codemod.runtime``, cut from its source and
 copied into the migration in a generated block after its own code, so the
 migration never imports idempotify. A file gets only the helpers its guards
 call: the one that answers every guard, ``_idempotify``, the finders of the
-kinds of object it checks, and what those call.
+kinds of object it checks, and what those call; with a create of a column,
+index, unique constraint or foreign key, the check of its drift.
 """
 
 from __future__ import annotations

@@ -83,11 +83,14 @@ def _idempotify_drift(db: Any, guard: str, what: str, table: Any, name: Any, sch
     from alembic.runtime.migration import log
 
     call, _, kind = guard.partition(": no ")
-    dialect = db.bind.dialect
+    method, dialect = call.rpartition(".")[2], db.bind.dialect
+    listed = {"add_column": ["columns"], "create_foreign_key": ["foreign_keys"]}
+    listed["create_index"] = ["indexes"]
+    listed["create_unique_constraint"] = ["indexes", "unique_constraints"]
+    if method not in listed:  # Not a create of these (a rename, say).
+        return
     classes: list[Any] = [(sa.Integer, sa.Boolean), sa.Numeric, sa.DateTime]
     classes += [(sa.String, sa.JSON, sa.Uuid), sa.Date, sa.Time]
-    listed = {"column": ["columns"], "foreign key": ["foreign_keys"]}
-    listed["unique constraint"] = ["indexes", "unique_constraints"]
 
     def text(columns: Any, unique: Any = False, refers: Any = None) -> str:
         said = ("UNIQUE " if unique else "") + "(%s)" % ", ".join(columns)
@@ -104,7 +107,7 @@ def _idempotify_drift(db: Any, guard: str, what: str, table: Any, name: Any, sch
         given = _idempotify_guarded_op(guard, name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SQLAlchemy's, on what it cannot reflect.
-            listing = [getattr(db, "get_" + of) for of in listed.get(kind, ["indexes"])]
+            listing = [getattr(db, "get_" + of) for of in listed[method]]
             found = [each for get in listing for each in get(table, schema=schema)]
         found = {each["name"]: each for each in found}[name]
         if kind == "column":

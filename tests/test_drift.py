@@ -9,6 +9,8 @@ the same object, an op that runs, and offline SQL say nothing more.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import logging
 import textwrap
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from codemod import runtime
 from codemod.formatting import Style
 from codemod.guards import DRIFT_CHECKED, helpers_called
 from codemod.plan.record import MIGRATION_LOGGER, Logged, recording
@@ -348,6 +351,13 @@ def test_offline_sql_is_the_originals_and_nothing_is_logged(
             assert _said(caplog) == []
     assert "ALTER TABLE players ADD" in sql["original"]
     assert sql["rewritten"] == sql["original"]
+
+
+def test_the_drift_helper_checks_the_ops_it_is_written_for() -> None:
+    """``codemod.guards`` writes it into files by op name; ``_idempotify_drift`` checks the ops it names."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(runtime._idempotify_drift)))
+    named = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)}
+    assert set(DRIFT_CHECKED) <= named
 
 
 def test_only_files_that_create_a_column_index_unique_constraint_or_foreign_key_get_the_drift_helper() -> None:
