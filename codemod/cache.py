@@ -56,7 +56,7 @@ class ResultCache:
 
     def key(self, source: bytes, style: Style) -> str:
         digest = hashlib.sha256(tool_fingerprint().encode())
-        digest.update(f"\0{style.line_length}\0{style.string_normalization}\0".encode())
+        digest.update(f"\0{style.line_length}\0{style.string_normalization}\0{style.helpers}\0".encode())
         digest.update(source)
         return digest.hexdigest()
 
@@ -74,11 +74,12 @@ class ResultCache:
                 for line, call, outcome, reason in entry["reports"]
             )
             message = str(entry["message"])
+            helpers = tuple(str(name) for name in entry["helpers"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if status not in _CACHED or (status is Status.CHANGED) != (rewritten is not None):
             return None
-        return FileResult(path, status, source, rewritten, reports, message)
+        return FileResult(path, status, source, rewritten, reports, message, helpers)
 
     def put(self, key: str, result: FileResult) -> None:
         """Store ``result`` if it depends on the content alone; a cache that cannot be written is no error."""
@@ -89,6 +90,7 @@ class ResultCache:
             "rewritten": base64.b64encode(result.rewritten).decode() if result.rewritten is not None else None,
             "reports": [[r.line, r.call, r.outcome.value, r.reason] for r in result.reports],
             "message": result.message,
+            "helpers": list(result.helpers),
         }
         target = self._entry(key)
         try:

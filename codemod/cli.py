@@ -18,7 +18,7 @@ import json
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
@@ -30,7 +30,7 @@ from typer.exceptions import TyperException
 
 from codemod import __version__
 from codemod.cache import ResultCache
-from codemod.config import Config, ConfigError, find_alembic_project, load_config
+from codemod.config import Config, ConfigError, find_alembic_project, is_module_name, load_config
 from codemod.formatting import Style, style_for
 from codemod.lock import PASTE, EnvPyNotRecognised, env_py_of, lock_env
 from codemod.output import Format, Printer, console, relative_to_cwd, unified_diff
@@ -43,6 +43,7 @@ from codemod.runner import (
     process_files,
     write_result,
 )
+from codemod.shared_helpers import HelpersModule, create_module, locate, module_result
 from codemod.specs import SPECS
 
 if TYPE_CHECKING:
@@ -165,6 +166,16 @@ def rewrite(
             "else the project's [tool.black], else 88].",
         ),
     ] = None,
+    helpers: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PACKAGE.MODULE",
+            help="Write the generated helpers once, into this module of the project, and make each migration "
+            "import them from it, instead of a block in each file [default: [tool.idempotify] helpers, else "
+            "a block in each file]. It must be importable as Alembic imports the migrations "
+            "(prepend_sys_path, PYTHONPATH).",
+        ),
+    ] = None,
     output_format: _ReportFormat = Format.TEXT,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
     verbose: Annotated[
@@ -210,7 +221,8 @@ def rewrite(
         printer.strict = strict if strict is not None else config.strict
         if config.source is not None:
             printer.note(f"idempotify: settings from {config.source} [tool.idempotify]", verbose_only=True)
-        selection = _select(paths, config, line_length or config.line_length, printer)
+        module = _helpers_module(helpers or config.helpers, paths[0])
+        selection = _select(paths, config, line_length or config.line_length, printer, module)
     except ConfigError as error:
         printer.error(str(error))
         printer.finish([], EXIT_ERROR)
@@ -221,10 +233,19 @@ def rewrite(
         printer.file(failure, named=True)
     processed = process_files(selection.files, jobs=jobs or config.jobs or default_jobs(), cache=cache)
     first = next(processed, None)  # workers are forked here, before the progress bar starts its thread
+    shared: FileResult | None = None
+    created = False
     with _progress(printer, len(selection.files)) as advance:
-        for outcome in itertools.chain([first] if first is not None else [], processed):
+        outcomes: Iterable[FileResult] = itertools.chain([first] if first is not None else [], processed)
+        if module is not None:  # written first, so that no migration imports a helper it does not hold yet
+            outcomes = list(outcomes)
+            shared, created = _shared_module(module, outcomes, line_length or config.line_length, printer.written)
+        for outcome in outcomes:
             write = outcome.status is Status.CHANGED and not (check or diff)
-            result = _write(outcome) if write else outcome
+            if write and shared is not None and shared.status is Status.FAILED:
+                result = FileResult(outcome.path, Status.FAILED, message="not written: the helpers module was not")
+            else:
+                result = _write(outcome) if write else outcome
             printer.file(result, named=result.path in paths)
             results.append(dataclasses.replace(result, original=b"", rewritten=None))  # the summary needs no bytes
             advance()
@@ -239,9 +260,47 @@ def rewrite(
         message = "no Alembic revision files below it (files that assign `revision` and define upgrade())"
         results.append(FileResult(given, Status.FAILED, message=message))
         printer.file(results[-1], named=True)
-    code = _exit_code(results, report_changes=check or diff, strict=printer.strict)
+    if shared is not None:  # told after the migrations: their diffs are what a reviewer reads first
+        printer.helpers_module(shared, created=created)
+    code = _exit_code([*results, *([shared] if shared else [])], report_changes=check or diff, strict=printer.strict)
     printer.finish(results, code)
     raise typer.Exit(code)
+
+
+def _helpers_module(name: str | None, start: Path) -> HelpersModule | None:
+    """``--helpers`` (else ``[tool.idempotify] helpers``), located; None: a block in each migration."""
+    if name is None:
+        return None
+    if not is_module_name(name):
+        raise ConfigError(f"--helpers {name!r} is not a module name (package.module)")
+    return locate(name, start)
+
+
+def _shared_module(
+    module: HelpersModule, outcomes: Sequence[FileResult], line_length: int | None, write: bool
+) -> tuple[FileResult | None, bool]:
+    """The shared helpers module brought up to what ``outcomes`` need (written when ``write``); and whether it is
+    new."""
+    style = style_for(module.path)
+    if line_length is not None:
+        style = dataclasses.replace(style, line_length=line_length)
+    needed = {name for outcome in outcomes for name in outcome.helpers}
+    result = module_result(module, needed, style)
+    if result is None:
+        return None, False
+    created = not module.exists
+    shown = dataclasses.replace(result, path=relative_to_cwd(result.path))
+    if result.status is Status.CHANGED and write:
+        try:
+            if created:
+                create_module(result)
+            else:
+                write_result(result)
+        except (ChangedOnDiskError, FileExistsError):
+            shown = FileResult(shown.path, Status.FAILED, message="changed on disk while idempotify ran; not written")
+        except OSError as error:
+            shown = FileResult(shown.path, Status.FAILED, message=f"cannot write: {error.strerror or error}")
+    return shown, created
 
 
 @dataclasses.dataclass
@@ -251,7 +310,9 @@ class _Selection:
     unreadable: list[FileResult] = dataclasses.field(default_factory=list)
 
 
-def _select(paths: list[Path], config: Config, line_length: int | None, printer: Printer) -> _Selection:
+def _select(
+    paths: list[Path], config: Config, line_length: int | None, printer: Printer, helpers: HelpersModule | None
+) -> _Selection:
     """The files to process under ``paths``, with their style; what was left out, and why, is told."""
     selection = _Selection()
     not_followed: list[Path] = []
@@ -263,6 +324,8 @@ def _select(paths: list[Path], config: Config, line_length: int | None, printer:
         style = style_for(path)
         if line_length is not None:  # the line length only: the project's string normalisation stays
             style = dataclasses.replace(style, line_length=line_length)
+        if helpers is not None:
+            style = dataclasses.replace(style, helpers=helpers.name)
         selection.files.append((path, style))
     for directory in not_followed:
         printer.note(f"not followed: {directory} is a symlinked directory (Alembic does not enter those)")

@@ -11,6 +11,7 @@ theirs; flags on the command line override it. Keys::
     strict = true                      # as --strict
     jobs = 4                           # as --jobs
     naming-convention = "myapp.models:metadata"   # verify's --naming-convention (or a table)
+    helpers = "myapp.migration_helpers"   # one module of generated helpers the migrations import
 
 When no path is given, the versions directories come from the Alembic
 configuration in the working directory or above it (``alembic.ini``, else
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import keyword
 import os
 import sys
 from dataclasses import dataclass, fields
@@ -53,6 +55,7 @@ class Config:
     strict: bool = False
     jobs: int | None = None
     naming_convention: str | None = None
+    helpers: str | None = None
 
     def selects(self, path: Path) -> bool:
         """Whether ``path`` passes ``include`` and ``exclude`` (patterns relative to the settings file)."""
@@ -135,6 +138,9 @@ def _parse(source: Path, table: dict[str, Any]) -> Config:
         convention = json.dumps(convention)
     elif convention is not None and not isinstance(convention, str):
         raise invalid("naming-convention must be module:attribute or a table")
+    helpers = table.get("helpers")
+    if helpers is not None and not (isinstance(helpers, str) and is_module_name(helpers)):
+        raise invalid(f"helpers must be a module name (package.module), not {helpers!r}")
     return Config(
         source=source,
         include=patterns("include"),
@@ -143,7 +149,13 @@ def _parse(source: Path, table: dict[str, Any]) -> Config:
         strict=strict,
         jobs=number("jobs", 1),
         naming_convention=convention,
+        helpers=helpers,
     )
+
+
+def is_module_name(name: str) -> bool:
+    """``package.module``: dotted Python identifiers, none a keyword."""
+    return all(part.isidentifier() and not keyword.iskeyword(part) for part in name.split("."))
 
 
 @dataclass(frozen=True)

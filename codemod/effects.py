@@ -12,9 +12,14 @@ op, how its guard must be decided:
   earlier op runs: its guard becomes "the earlier op's guard, or mine";
 - an op that changes an object an earlier op creates runs every time (its guard,
   checked before the block, would skip it on a fresh database);
-- a block that creates an object and removes the same one (or removes what it
-  created) cannot be told apart from its own re-run by looking at the schema:
-  the whole block is left alone, with the reason.
+- an index or constraint the block drops and makes again under its name (a
+  foreign key re-made with ON DELETE CASCADE) follows the first rule: made
+  whenever the drop runs, or when it is absent; every time while its table
+  is there, but still guarded, so that it is skipped once the table is gone;
+- a block that creates an object and then removes it, or drops a table or
+  column and makes it again (rows would be lost on each run), cannot be told
+  apart from its own re-run by looking at the schema: the whole block is left
+  alone, with the reason.
 
 Everything here is plain data: no source text, no LibCST, so it is unit-tested
 on its own.
@@ -110,6 +115,9 @@ RUNS_ALWAYS = (
     "and Alembic runs the block's ops together when it ends (re-applying is harmless)"
 )
 
+# Kinds of object that hold no rows: dropping one and making it again loses nothing, so a re-run may redo it.
+ROWLESS = frozenset({"index", "constraint", "view", "trigger"})
+
 
 def plan_batch(ops: Sequence[Sequence[Effect]]) -> BatchPlan:
     """One decision per op of a batch block, given each op's effects in block order."""
@@ -142,11 +150,14 @@ def plan_batch(ops: Sequence[Sequence[Effect]]) -> BatchPlan:
 
 
 def _churned(ops: Sequence[Sequence[Effect]]) -> tuple[str, ...]:
-    """Objects that the block removes after creating them, or creates and removes under one name.
+    """Objects that the block removes after creating them, or removes and creates again under one name.
 
-    Created then removed (in either naming), or removed and created under the
-    very same name: after the block the schema looks as it did before, so a
-    re-run cannot be told from a first run.
+    Created then removed (in either naming): the guards, all checked before the
+    block, would see the object absent and skip the removal. A table or column
+    removed and created under the very same name: after the block the schema
+    looks as it did before, so a re-run cannot be told from a first run, and
+    running it again would empty it. (An index or constraint removed and made
+    again is planned as any removal followed by a creation.)
     """
     found: list[str] = []
     for index, effects in enumerate(ops):
@@ -157,7 +168,10 @@ def _churned(ops: Sequence[Sequence[Effect]]) -> tuple[str, ...]:
                     if actions != {Action.CREATES, Action.REMOVES}:
                         continue
                     created_then_removed = first.action is Action.CREATES and first.target.may_be(second.target)
-                    if created_then_removed or first.target.same_as(second.target):
+                    # Removed then made again under its name: the op that makes it runs whenever the removal
+                    # does (``also_after``), which is right for an object that holds no rows.
+                    remade = first.target.same_as(second.target) and first.target.kind not in ROWLESS
+                    if created_then_removed or remade:
                         label = first.target.label or f"{first.target.kind} {first.target.name}"
                         if label not in found:
                             found.append(label)

@@ -22,10 +22,15 @@ DEFAULT_LINE_LENGTH = 88
 
 @dataclass(frozen=True)
 class Style:
-    """The formatting settings of the project a migration belongs to."""
+    """The settings of the project a migration belongs to that shape the code idempotify writes into it.
+
+    ``helpers`` names the project's shared helpers module (``package.module``):
+    the migration imports its helpers from there instead of holding them.
+    """
 
     line_length: int = DEFAULT_LINE_LENGTH
     string_normalization: bool = True
+    helpers: str | None = None
 
     def format(self, source: str, indent_width: int = 0) -> str:
         """Format ``source`` as black would at ``indent_width`` columns of indentation."""

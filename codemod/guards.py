@@ -140,6 +140,11 @@ def helper_block_source(used: Iterable[str], format_function: Callable[[str], st
     helpers are used: a second run of idempotify leaves it byte-for-byte alone.
     Each function's source goes through ``format_function`` (black) on its own.
     """
+    return BLOCK_HEADER + helper_functions_source(used, format_function)
+
+
+def helper_functions_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:
+    """The functions of ``helper_block_source`` without its header (a shared helpers module has its own)."""
     sources, dependencies = _sources(), _dependencies()
     wanted: set[str] = set()
     used = list(used)
@@ -156,7 +161,7 @@ def helper_block_source(used: Iterable[str], format_function: Callable[[str], st
     add([name for name in used if name not in RIDERS])
     add([name for name in used if RIDERS.get(name) in wanted])
     functions = [format_function(sources[name]).strip("\n") for name in sources if name in wanted]
-    return BLOCK_HEADER + "\n\n\n".join(functions) + "\n"
+    return "\n\n\n".join(functions) + "\n"
 
 
 def reindent(source: str, indent: str) -> str:

@@ -48,12 +48,13 @@ class Format(str, Enum):
     GITHUB = "github"
 
 
-def unified_diff(result: FileResult) -> str:
+def unified_diff(result: FileResult, *, created: bool = False) -> str:
+    """The change as a patch; a ``created`` file's comes from ``/dev/null``, as ``git apply`` takes a new file."""
     assert result.rewritten is not None
     before = result.original.decode("utf-8", errors="replace").splitlines(keepends=True)
     after = result.rewritten.decode("utf-8", errors="replace").splitlines(keepends=True)
     name = str(result.path)
-    return "".join(difflib.unified_diff(before, after, fromfile=name, tofile=name))
+    return "".join(difflib.unified_diff(before, after, fromfile="/dev/null" if created else name, tofile=name))
 
 
 def summary_line(results: Sequence[FileResult], *, written: bool) -> str:
@@ -117,6 +118,28 @@ class Printer:
             self._github_file(result)
         else:
             self._text_file(result, named=named)
+
+    def helpers_module(self, result: FileResult, *, created: bool) -> None:
+        """The shared helpers module: its diff (a new file's from /dev/null), and what is done with it."""
+        if self.format is Format.JSON:
+            self._json_file(result, created=created)
+            return
+        if self.format is Format.GITHUB and result.status is Status.CHANGED and not self.written:
+            message = "the shared helpers module lacks what the migrations import from it; run idempotify"
+            self._annotate("error", str(result.path), None, "idempotify: helpers module out of date", message)
+            return
+        if self.format is Format.GITHUB or result.status is not Status.CHANGED:
+            self.file(result, named=True)
+            return
+        if self.diff:
+            self._print_diff(unified_diff(result, created=created))
+        if not self.quiet:
+            verb = (
+                ("Created " if created else "Rewrote ")
+                if self.written
+                else ("Would create " if created else "Would rewrite ")
+            )
+            self._say(Text.assemble((verb, "bold"), str(result.path), ": the helpers the migrations import"))
 
     def finish(self, results: Sequence[FileResult], exit_code: int) -> None:
         if self.format is Format.JSON:
@@ -195,7 +218,7 @@ class Printer:
 
     # JSON.
 
-    def _json_file(self, result: FileResult) -> None:
+    def _json_file(self, result: FileResult, *, created: bool = False) -> None:
         if result.status is Status.SKIPPED and not self.verbose:
             return
         entry: dict[str, object] = {
@@ -205,7 +228,7 @@ class Printer:
             "ops": [_json_op(report) for report in result.reports],
         }
         if self.diff and result.status is Status.CHANGED:
-            entry["diff"] = unified_diff(result)
+            entry["diff"] = unified_diff(result, created=created)
         self._json_files.append(entry)
 
     # GitHub.

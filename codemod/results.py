@@ -39,7 +39,11 @@ class Status(Enum):
 
 @dataclass(frozen=True)
 class FileResult:
-    """The outcome for one file. ``rewritten`` is set when ``status`` is CHANGED."""
+    """The outcome for one file. ``rewritten`` is set when ``status`` is CHANGED.
+
+    ``helpers``: the generated helpers the file needs from the project's shared
+    helpers module (only with one).
+    """
 
     path: Path
     status: Status
@@ -47,3 +51,4 @@ class FileResult:
     rewritten: bytes | None = None
     reports: tuple[OpReport, ...] = field(default_factory=tuple)
     message: str = ""
+    helpers: tuple[str, ...] = ()

@@ -39,8 +39,12 @@ def is_revision_file(source: bytes) -> bool:
     return _REVISION.search(source) is not None and _UPGRADE.search(source) is not None
 
 
-def rewrite_source(source: bytes, style: Style) -> tuple[bytes, list[OpReport]]:
-    """Guard every op in ``source``; raises ``libcst.ParserSyntaxError`` on bad input."""
+def rewrite_source(source: bytes, style: Style, helpers_needed: set[str] | None = None) -> tuple[bytes, list[OpReport]]:
+    """Guard every op in ``source``; raises ``libcst.ParserSyntaxError`` on bad input.
+
+    ``helpers_needed``, when given, receives the generated helpers the
+    rewritten file needs (what a shared helpers module must hold for it).
+    """
     import libcst as cst  # noqa: PLC0415 - deferred: see the module docstring
 
     from codemod.transformer import GuardTransformer  # noqa: PLC0415
@@ -48,6 +52,8 @@ def rewrite_source(source: bytes, style: Style) -> tuple[bytes, list[OpReport]]:
     module = cst.parse_module(source)
     transformer = GuardTransformer(style, source)
     rewritten = module.visit(transformer)
+    if helpers_needed is not None:
+        helpers_needed.update(transformer.helpers_needed)
     return rewritten.bytes, transformer.reports
 
 
@@ -85,8 +91,11 @@ def _rewrite(path: Path, source: bytes, style: Style) -> FileResult:
     """Rewrite ``source``, the bytes of the revision file ``path``; every failure becomes a FAILED result."""
     import libcst as cst  # noqa: PLC0415 - deferred: see the module docstring
 
+    needed: set[str] | None = set() if style.helpers is not None else None
     try:
-        rewritten, reports = rewrite_source(source, style)
+        rewritten, reports = (
+            rewrite_source(source, style, needed) if needed is not None else rewrite_source(source, style)
+        )
     except cst.ParserSyntaxError as error:
         return FileResult(path, Status.FAILED, source, message=_syntax_error_message(source, error))
     except UnicodeDecodeError as error:
@@ -98,7 +107,10 @@ def _rewrite(path: Path, source: bytes, style: Style) -> FileResult:
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
         return FileResult(path, Status.FAILED, source, message=f"internal error: {type(error).__name__}: {error}")
     status = Status.CHANGED if rewritten != source else Status.UNCHANGED
-    return FileResult(path, status, source, rewritten if status is Status.CHANGED else None, tuple(reports))
+    helpers = tuple(sorted(needed or ()))
+    return FileResult(
+        path, status, source, rewritten if status is Status.CHANGED else None, tuple(reports), helpers=helpers
+    )
 
 
 def _read(path: Path) -> bytes | FileResult:

@@ -21,7 +21,7 @@ from functools import cache
 import libcst as cst
 import libcst.matchers as m
 
-from codemod.effects import Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
+from codemod.effects import ROWLESS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
 from codemod.formatting import Style
 from codemod.guards import (
     GUARD,
@@ -35,6 +35,7 @@ from codemod.guards import (
     is_helper_name,
     reindent,
 )
+from codemod.helper_import import is_helper_import, with_helper_import
 from codemod.lines import NodeLines
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
@@ -161,6 +162,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._legacy_bodies: set[int] = set()  # blocks under a legacy guard: they lose its indent
         self._seen_calls: dict[int, tuple[int, str, str, Outcome]] = {}
         self._helpers_called: set[str] = set()
+        self.helpers_needed: tuple[str, ...] = ()  # the generated helpers the file's guards need (a shared module's)
         self._helper_def_depth = 0
         self._handled_calls: set[int] = set()
         self._sharing_a_line: set[int] = set()
@@ -410,7 +412,13 @@ class GuardTransformer(cst.CSTTransformer):
             names = ", ".join(sorted({name for block in churned_blocks for name in block.plan.objects}))
             self._leave_alone(ops, f"in a batch block that drops and re-creates {names}: {_CHURN}")
             return None
-        churned = self._churned_objects(found for _, found in ops)
+        # In a plain block each guard looks at the schema when its op is reached, so an index or constraint
+        # dropped and made again (or made and dropped) is decided right op by op; tables and columns hold rows.
+        churned = {
+            key: label
+            for key, label in self._churned_objects(found for _, found in ops).items()
+            if key[0] not in ROWLESS
+        }
         result: list[cst.BaseStatement] = []
         changed = False
         for index, original in enumerate(originals):
@@ -905,8 +913,7 @@ class GuardTransformer(cst.CSTTransformer):
         keys = [[_object_key(effect) for effect in self._effects(op)] for op in ops]
         first = {key: index for index, found in reversed(list(enumerate(keys))) for key in found}
         # Re-making a table or column would lose its rows; an index, constraint, view or trigger holds none.
-        rowless = {"index", "constraint", "view", "trigger"}
-        removed_first = all(not _creates(ops[first[key]]) and key[0] in rowless for key in churned)
+        removed_first = all(not _creates(ops[first[key]]) and key[0] in ROWLESS for key in churned)
         if removed_first and all(key in churned for found in keys for key in found):
             return f"its SQL drops and re-creates {_names(churned)}, so a re-run applies it again", True
         if removed_first:
@@ -977,7 +984,9 @@ class GuardTransformer(cst.CSTTransformer):
         """The module with one generated block, after the migration's own code, holding the helpers it calls.
 
         A block found anywhere else (where idempotify used to put it, before
-        ``upgrade()``) is taken out, so a re-run moves it to the end.
+        ``upgrade()``) is taken out, so a re-run moves it to the end. With a
+        shared helpers module (``style.helpers``) the block gives way to an
+        import from it, and the other way round.
         """
         kept = [
             statement
@@ -985,6 +994,10 @@ class GuardTransformer(cst.CSTTransformer):
             if not (isinstance(statement, cst.FunctionDef) and is_helper_name(statement.name.value))
         ]
         used = tuple(sorted(self._helpers_called))
+        self.helpers_needed = used if set(used) - RIDERS.keys() else ()
+        if self.style.helpers is not None:  # from the project's shared module, by one import
+            return with_helper_import(module, kept, self.style)
+        kept = [statement for statement in kept if not is_helper_import(statement)]
         if not set(used) - RIDERS.keys():
             return module if len(kept) == len(module.body) else module.with_changes(body=kept)
         header, block = _helper_block(used, self.style, self._module.default_indent, self._module.default_newline)

@@ -93,7 +93,8 @@ def test_strict_from_settings_and_no_strict_overrides_it(project: Path) -> None:
     [
         (
             "line-lenght = 100",
-            "unknown key(s) line-lenght; known: exclude, include, jobs, line-length, naming-convention, strict",
+            "unknown key(s) line-lenght; known: exclude, helpers, include, jobs, line-length, naming-convention, "
+            "strict",
         ),
         ("line-length = 10", "line-length must be an integer >= 40"),
         ("jobs = 0", "jobs must be an integer >= 1"),
@@ -201,7 +202,7 @@ def test_verify_reads_several_version_locations_and_imports_the_project(
     ini = project / "alembic.ini"
     ini.write_text(
         ini.read_text(encoding="utf-8").replace(
-            "[alembic]\n", "[alembic]\npath_separator = space\nversion_locations = %(here)s/versions %(here)s/other\n"
+            "path_separator = os\n", "path_separator = space\nversion_locations = %(here)s/versions %(here)s/other\n"
         ),
         encoding="utf-8",
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import inspect
 import logging
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -25,7 +26,7 @@ from alembic.config import Config
 
 from codemod import runtime
 from codemod.formatting import Style
-from codemod.guards import DRIFT_CHECKED, helpers_called
+from codemod.guards import DRIFT_CHECKED, helper_functions_source, helper_names, helpers_called
 from codemod.plan.record import MIGRATION_LOGGER, Logged, recording
 from codemod.runner import rewrite_source
 from tests.databases import DIALECTS, Driver
@@ -180,6 +181,32 @@ def test_a_column_of_another_type_is_warned_under_an_async_driver(
         said = made.upgrade(caplog)
     assert [level for level, _ in said] == ["INFO", "WARNING"], said
     assert "the column differs" in said[1][1]
+
+
+def test_a_column_of_another_type_is_warned_with_the_helpers_in_a_shared_module(
+    scratch: Scratch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``helpers = "package.module"``: the guard and the drift check live in the module, the op in the migration."""
+    with scratch("sqlite") as engine:
+        _metadata(sa.Column("updated_at", sa.Integer())).create_all(engine)
+        made = Project(tmp_path / "project", engine, 'op.add_column("players", sa.Column("updated_at", sa.Text()))')
+        rewritten, _ = rewrite_source(made.original.encode("utf-8"), Style(helpers="drift_shared_helpers"))
+        assert b"from drift_shared_helpers import _idempotify" in rewritten
+        made.revision.write_bytes(rewritten)
+        (tmp_path / "project" / "drift_shared_helpers.py").write_text(helper_functions_source(helper_names()))
+        made.config.set_main_option("prepend_sys_path", str(tmp_path / "project"))
+        try:
+            said = made.upgrade(caplog)
+        finally:
+            sys.modules.pop("drift_shared_helpers", None)
+    assert said == [
+        ("INFO", "skipped op.add_column(players.updated_at): column exists"),
+        (
+            "WARNING",
+            "op.add_column(players.updated_at) skipped; the column differs: the database has INTEGER NULL,"
+            " the op makes TEXT NULL",
+        ),
+    ]
 
 
 # What reflection reports differs from what was declared (a length, BOOLEAN as TINYINT on MariaDB, an enum as

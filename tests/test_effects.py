@@ -59,10 +59,16 @@ def test_altering_a_column_the_block_adds_runs_every_time() -> None:
     assert plan.decisions[1] == Decision(runs_always=RUNS_ALWAYS)
 
 
-def test_the_same_name_dropped_and_created_leaves_the_block_alone() -> None:
-    plan = plan_batch([[Effect(REMOVES, index("'ix_a'"))], [Effect(CREATES, index("'ix_a'"))]])
+def test_an_index_or_constraint_dropped_and_made_again_is_made_every_time() -> None:
+    for remade in (index("'ix_a'"), constraint("'fk_a'", "foreignkey")):
+        plan = plan_batch([[Effect(REMOVES, remade)], [Effect(CREATES, remade)]])
+        assert plan == BatchPlan(decisions=(Decision(), Decision(also_after=(0,))))
+
+
+def test_a_column_dropped_and_added_again_leaves_the_block_alone() -> None:
+    plan = plan_batch([[Effect(REMOVES, column("'c'"))], [Effect(CREATES, column("'c'"))]])
     assert plan.left_alone is not None
-    assert plan.objects == ("index 'ix_a'",)
+    assert plan.objects == ("column 'c'",)
 
 
 def test_created_then_possibly_removed_leaves_the_block_alone() -> None:

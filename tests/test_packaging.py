@@ -30,6 +30,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 ROOT = Path(__file__).resolve().parent.parent
 OWN_PACKAGES = {"codemod", "idempotify"}
+# What a module loaded only by another program imports of that program: pytest loads the pytest plugin.
+HOST_IMPORTS = {Path("codemod/pytest_plugin.py"): {"pytest"}}
 
 
 def run_module(module: str, *args: str, cwd: Path, **environment: str) -> subprocess.CompletedProcess[str]:
@@ -124,7 +126,8 @@ def test_every_runtime_import_is_a_declared_dependency_with_a_lower_bound(packag
     distributions = packages_distributions()
     undeclared: list[str] = []
     for path in sorted((ROOT / package).rglob("*.py")):
-        for name in sorted(runtime_imports(path) - set(sys.stdlib_module_names) - OWN_PACKAGES):
+        host = HOST_IMPORTS.get(path.relative_to(ROOT), set())
+        for name in sorted(runtime_imports(path) - set(sys.stdlib_module_names) - OWN_PACKAGES - host):
             candidates = {normalized(distribution) for distribution in distributions.get(name, [name])}
             if not candidates & declared.keys():
                 undeclared.append(f"{path.relative_to(ROOT)}: {name} ({', '.join(sorted(candidates))})")

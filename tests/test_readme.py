@@ -4,7 +4,10 @@ Each ```console block runs in a fresh copy of the demo project (``fixtures/demo`
 plus ``old_versions/``, a copy of its revisions from before idempotify, and a
 ``myapp.models`` module with a naming convention), command after command.
 Output shown under a command must be exactly the output (``...`` ends a
-partial one). A command exits 0; ``--check``, ``--diff`` and ``plan`` may exit 1.
+partial one). A block whose first line names a file (``# pytest.ini``) is written into
+the sandbox for the console blocks after it in its section. A command exits 0;
+``--check``, ``--diff`` and ``plan`` may exit 1; ``# exits N`` after a command says
+it must exit N.
 Commands against PostgreSQL or MariaDB run where the server answers (always
 under CI). The two commands of "The two commands" are the Makefile's:
 ``make demo`` is run here, ``make test`` is what CI runs.
@@ -37,6 +40,7 @@ class Command:
     line: int
     text: str
     output: list[str] = field(default_factory=list)
+    exits: int | None = None  # from a `# exits N` comment: the exit code the command must have
 
 
 def fenced_blocks() -> list[tuple[str, int, list[str]]]:
@@ -63,7 +67,9 @@ def console_blocks() -> list[list[Command]]:
         block: list[Command] = []
         for number, line in enumerate(lines, first):
             if line.startswith("$ "):
-                block.append(Command(number, line[2:].split("  #")[0].strip()))
+                text, _, comment = line[2:].partition("  #")
+                exits = re.fullmatch(r"\s*exits (\d+)\s*", comment)
+                block.append(Command(number, text.strip(), exits=int(exits[1]) if exits else None))
             else:
                 assert block, f"README.md:{number}: output before any command"
                 block[-1].output.append(line)
@@ -98,9 +104,25 @@ def dialect_of(command: str) -> str | None:
     return None if found is None else {"postgresql": "postgresql", "mysql": "mariadb"}[found[1]]
 
 
+def files_shown_before(line: int) -> dict[str, str]:
+    """The files shown in the section of the console block at ``line``, before it: each a block whose first
+    line names it (``# pytest.ini``), for its commands to find in the sandbox."""
+    text = README.read_text(encoding="utf-8").splitlines()
+    headings = [number for number, heading in enumerate(text[:line], 1) if heading.startswith("## ")]
+    section = max(headings, default=0)
+    return {
+        lines[0][2:]: "\n".join(lines) + "\n"
+        for _, first, lines in fenced_blocks()
+        if section < first < line and re.fullmatch(r"# [\w./-]+\.(py|ini|toml|cfg)", lines[0])
+    }
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"README.md:{block[0].line}" for block in BLOCKS])
 def test_console_block(block: list[Command], tmp_path: Path) -> None:
     project = sandbox(tmp_path)
+    for name, text in files_shown_before(block[0].line).items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text, encoding="utf-8")
     environment = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -115,7 +137,8 @@ def test_console_block(block: list[Command], tmp_path: Path) -> None:
         result = subprocess.run(
             shlex.split(command.text),
             cwd=project,
-            env=environment,
+            # pytest pads its lines to the terminal: 80 columns, as the README shows them.
+            env={**environment, "COLUMNS": "80"} if command.text.startswith("pytest") else environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -124,6 +147,8 @@ def test_console_block(block: list[Command], tmp_path: Path) -> None:
         where = f"README.md:{command.line}: `{command.text}`"
         may_find = ("--check", "--diff", "idempotify plan")  # exit 1: changes needed, or a deploy that fails
         allowed = {0, 1} if any(option in command.text for option in may_find) else {0}
+        if command.exits is not None:
+            allowed = {command.exits}
         assert result.returncode in allowed, f"{where} exited {result.returncode}:\n{result.stdout}"
         if command.output:
             actual = result.stdout.splitlines()

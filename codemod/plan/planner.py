@@ -12,6 +12,7 @@ or no known original. Ops are listed with the lines of the file on disk.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from codemod.plan.live import LiveCopy, copy_into, read_live
 from codemod.plan.record import Recording, run_recorded
 from codemod.results import OpReport, Outcome
 from codemod.runner import rewrite_source as _rewrite_source
+from codemod.shared_helpers import imported_helpers_module
 from codemod.verify.chain import Revision, load_chain
 from codemod.verify.database import Scratch, ScratchServer, scratch_server
 from codemod.verify.environment import ProjectEnvironment
@@ -152,12 +154,13 @@ def _pending(versions: Sequence[Path], chain: list[Revision], heads: tuple[str, 
 
 def _sources(revision: Revision) -> _Sources:
     """The rewritten version of ``revision`` and its original, with the op reports of each."""
-    style = style_for(revision.path)
+    style = _style(revision)
     on_disk = revision.source.encode("utf-8")
     rewritten_bytes, first = rewrite_source(on_disk, style)
     rewritten = rewritten_bytes.decode("utf-8")
     reports = list(rewrite_source(rewritten_bytes, style)[1])
-    if BLOCK_HEADER.splitlines()[0] in revision.source:  # already rewritten: the original is its baseline
+    if style.helpers is not None or BLOCK_HEADER.splitlines()[0] in revision.source:
+        # already rewritten: the original is its baseline
         original, original_path = revision.baseline, revision.baseline_path
         original_reports = list(rewrite_source(original.encode("utf-8"), style)[1]) if original is not None else []
         line_in_file: dict[int, int] | None = None
@@ -167,6 +170,12 @@ def _sources(revision: Revision) -> _Sources:
         if [report.call for report in first] == [report.call for report in reports]:
             line_in_file = {after.line: before.line for before, after in zip(first, reports, strict=True)}
     return _Sources(revision, rewritten, original, original_path, reports, original_reports, line_in_file)
+
+
+def _style(revision: Revision) -> Style:
+    """The style to rewrite ``revision`` in: a file that imports its helpers from a shared module keeps doing so
+    (it is run from disk, importing that module); others get a block of their own, so they run in memory."""
+    return dataclasses.replace(style_for(revision.path), helpers=imported_helpers_module(revision.source))
 
 
 @functools.lru_cache(maxsize=256)
@@ -279,7 +288,7 @@ def _drift(
     """Describe each skipped op's object on the copy and on a fresh database that ran the whole rewritten chain."""
     fresh = server.create()
     for revision in chain:
-        source = rewrite_source(revision.source.encode("utf-8"), style_for(revision.path))[0].decode("utf-8")
+        source = rewrite_source(revision.source.encode("utf-8"), _style(revision))[0].decode("utf-8")
         recorded = run_recorded(fresh, source, f"{revision.path} (fresh)", project, naming_convention)
         if recorded.error is not None:
             for op in skipped:
