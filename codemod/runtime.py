@@ -14,8 +14,9 @@ offline mode (``alembic upgrade --sql``) so the SQL Alembic writes is the
 original's. What a table and a column are it knows itself; every other kind of
 object has a finder, ``_idempotify_<kind>``, written only into the files that
 need it. A skipped create of a column, index, unique constraint or foreign key
-is compared with what the database has by ``_idempotify_drift``, written only
-into the files that make one.
+is compared with what the database has by ``_idempotify_drift``, when it is
+there: a shared helpers module holds it, an inline block leaves it out (it is
+larger than the rest of the block).
 """
 
 from __future__ import annotations
