@@ -4,7 +4,9 @@ The helpers are the functions of ``codemod.runtime``, cut from its source and
 copied into the migration in a generated block after its own code, so the
 migration never imports idempotify. A file gets only the helpers its guards
 call: the one that answers every guard, ``_idempotify``, the finders of the
-kinds of object it checks, and what those call.
+kinds of object it checks, and what those call. A shared helpers module also
+holds the check of drift, used by the creates of a column, index, unique
+constraint or foreign key.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ RIDERS: dict[str, str] = {
     "_idempotify_named_by_convention": "_idempotify_constraint",
     "_idempotify_index_name": "_idempotify_index",  # unnamed, long or computed names
     "_idempotify_drop_invalid_index": "_idempotify_index",  # files that build indexes concurrently
+    "_idempotify_drift": GUARD,  # files that create a column, index, unique constraint or foreign key
 }
+DRIFT = "_idempotify_drift"  # in a shared helpers module only (see helper_block_source)
+# The create ops whose skip ``_idempotify_drift`` compares with what the database has.
+DRIFT_CHECKED = ("add_column", "create_index", "create_unique_constraint", "create_foreign_key")
 _SHORT_NAME = 30  # an index name of at most this many characters is stored as written, on every database
 # Keywords of an op passed to the guard under another name.
 _RENAMED = {"source_schema": "schema", "skip_without_table": "gone"}
@@ -110,7 +116,10 @@ def helpers_called(source: str) -> set[str]:
         guard = call.args[0] if call.args else None
         if not (isinstance(guard, ast.Constant) and isinstance(guard.value, str)):
             continue
-        kind = guard.value.rpartition(": ")[2].removeprefix("no ")
+        op, _, check = guard.value.rpartition(": ")
+        kind = check.removeprefix("no ")
+        if check != kind and op.rpartition(".")[2] in DRIFT_CHECKED:
+            called.add("_idempotify_drift")
         if kind not in ("table", "column"):
             called.add(finder_name(kind))
         if kind == "index" and not _short_literal(call.args[2] if len(call.args) > 2 else None):
@@ -132,8 +141,11 @@ def helper_block_source(used: Iterable[str], format_function: Callable[[str], st
     Helpers come in a fixed order, so the block is the same whenever the same
     helpers are used: a second run of idempotify leaves it byte-for-byte alone.
     Each function's source goes through ``format_function`` (black) on its own.
+    The drift check is left out: at about a hundred lines it would outweigh
+    the rest of the block in most files, so only a shared helpers module
+    (``helpers = "package.module"``), written once, holds it.
     """
-    return BLOCK_HEADER + helper_functions_source(used, format_function)
+    return BLOCK_HEADER + helper_functions_source([name for name in used if name != DRIFT], format_function)
 
 
 def helper_functions_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:
@@ -141,15 +153,18 @@ def helper_functions_source(used: Iterable[str], format_function: Callable[[str]
     sources, dependencies = _sources(), _dependencies()
     wanted: set[str] = set()
     used = list(used)
-    pending = [name for name in used if name not in RIDERS]
-    while pending:
-        name = pending.pop()
-        if name not in wanted:
-            if name not in sources:
-                raise ValueError(f"no generated helper named {name}")
-            wanted.add(name)
-            pending.extend(dependencies[name])
-    wanted.update(name for name in used if RIDERS.get(name) in wanted)
+
+    def add(pending: list[str]) -> None:
+        while pending:
+            name = pending.pop()
+            if name not in wanted:
+                if name not in sources:
+                    raise ValueError(f"no generated helper named {name}")
+                wanted.add(name)
+                pending.extend(dependencies[name])
+
+    add([name for name in used if name not in RIDERS])
+    add([name for name in used if RIDERS.get(name) in wanted])
     functions = [format_function(sources[name]).strip("\n") for name in sources if name in wanted]
     return "\n\n\n".join(functions) + "\n"
 

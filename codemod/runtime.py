@@ -4,8 +4,8 @@ Tests import and call these functions; the migration gets a copy of those it
 needs, cut from this module's source by ``codemod.guards`` (type hints and the
 comments above each ``def`` are left out of the copy). So that a migration never
 imports idempotify, every function here is self-contained: it imports only
-sqlalchemy and alembic, inside its body, and calls no other name of this module
-but the other helpers.
+sqlalchemy, alembic and the standard library, inside its body, and calls no
+other name of this module but the other helpers.
 
 One function, ``_idempotify``, answers every guard: "must this op run?". It
 inspects the live database afresh (an Inspector caches reflection and goes
@@ -13,7 +13,10 @@ stale after DDL), logs a skip through Alembic's own logger, and answers True in
 offline mode (``alembic upgrade --sql``) so the SQL Alembic writes is the
 original's. What a table and a column are it knows itself; every other kind of
 object has a finder, ``_idempotify_<kind>``, written only into the files that
-need it.
+need it. A skipped create of a column, index, unique constraint or foreign key
+is compared with what the database has by ``_idempotify_drift``, when it is
+there: a shared helpers module holds it, an inline block leaves it out (it is
+larger than the rest of the block).
 """
 
 from __future__ import annotations
@@ -62,7 +65,122 @@ def _idempotify(
         why = kind + (" exists" if found else " is absent")
         # The names, for tools reading the log (idempotify plan).
         log.info("skipped %s(%s): %s", call, what, why, extra={"idempotify": (table, name)})
+        if found and absent and "_idempotify_drift" in globals():
+            _idempotify_drift(db, guard, what, table, name, schema)
     return run
+
+
+# Drift: a create skipped because an object of its name exists is compared
+# with what the database has: a column's type class (coarse, as reflection
+# reports it on every dialect: a Boolean is an integer, JSON and UUID are text)
+# and nullability; an index's columns and uniqueness; a unique constraint's
+# columns; a foreign key's columns and referred table and columns. What cannot
+# be read or matched says nothing; nothing here fails the op.
+def _idempotify_drift(db: Any, guard: str, what: str, table: Any, name: Any, schema: Any) -> None:
+    """Log a WARNING when what a skipped create found differs from what it makes."""
+    import warnings
+
+    import sqlalchemy as sa
+    from alembic.runtime.migration import log
+
+    call, _, kind = guard.partition(": no ")
+    method, dialect = call.rpartition(".")[2], db.bind.dialect
+    listed = {"add_column": ["columns"], "create_foreign_key": ["foreign_keys"]}
+    listed["create_index"] = ["indexes"]
+    listed["create_unique_constraint"] = ["indexes", "unique_constraints"]
+    if method not in listed:  # Not a create of these (a rename, say).
+        return
+    classes: list[Any] = [(sa.Integer, sa.Boolean), sa.Numeric, sa.DateTime]
+    classes += [(sa.String, sa.JSON, sa.Uuid), sa.Date, sa.Time]
+
+    def text(columns: Any, unique: Any = False, refers: Any = None) -> str:
+        said = ("UNIQUE " if unique else "") + "(%s)" % ", ".join(columns)
+        return said + (" REFERENCES %s(%s)" % refers if refers else "")
+
+    def typed(type_: Any, nullable: Any) -> tuple[Any, bool, str]:
+        impl = type_.dialect_impl(dialect)
+        impl = getattr(impl, "impl_instance", impl)  # A TypeDecorator: what it stores.
+        group = next((i for i, c in enumerate(classes) if isinstance(impl, c)), None)
+        said = type_.compile(dialect=dialect) + (" NULL" if nullable else " NOT NULL")
+        return group, bool(nullable), said
+
+    try:
+        given = _idempotify_guarded_op(guard, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SQLAlchemy's, on what it cannot reflect.
+            listing = [getattr(db, "get_" + of) for of in listed[method]]
+            found = [each for get in listing for each in get(table, schema=schema)]
+        found = {each["name"]: each for each in found}[name]
+        if kind == "column":
+            a, a_null, has = typed(found["type"], found["nullable"])
+            b, b_null, makes = typed(given["column"].type, given["column"].nullable)
+            same = a_null == b_null and (a == b or None in (a, b))
+        elif kind == "foreign key":
+            refers = found["referred_table"], ", ".join(found["referred_columns"])
+            has = text(found["constrained_columns"], refers=refers)
+            refers = given["referent_table"], ", ".join(given["remote_cols"])
+            makes = text(given["local_cols"], refers=refers)
+        else:  # An index, or a unique constraint (or the index MariaDB has for it).
+            columns = given["columns"]
+            columns = [columns] if isinstance(columns, str) else columns
+            index = kind == "index"
+            has = text(found["column_names"], index and found["unique"])
+            makes = text(columns, index and given.get("unique"))
+        if kind != "column":
+            same = has.lower() == makes.lower()
+    except Exception:  # noqa: BLE001 - a check that cannot be made says nothing
+        return
+    words = "%s(%s) skipped; the %s differs: the database has %s, the op makes %s"
+    if not same:  # Tagged: not a skip, for tools reading the log (idempotify plan).
+        log.warning(words, call, what, kind, has, makes, extra={"idempotify_drift": 1})
+
+
+# The op a guard guards is the first statement of the ``if`` whose test called
+# it, read from the migration's source; its arguments are evaluated in the
+# caller's frame, once, as the skipped op would have. An object the function
+# alters or drops further on (add a column, fill it, make it NOT NULL) differs
+# by the migration's own hand: it is not compared.
+def _idempotify_guarded_op(guard: str, name: Any) -> dict[str, Any]:
+    """The arguments, by parameter name, of the op the calling guard skips."""
+    import ast
+    import inspect
+    import linecache
+    import sys
+
+    from alembic.operations import BatchOperations, Operations
+
+    frame: Any = sys._getframe(1)
+    while frame.f_code.co_name.startswith("_idempotify"):
+        frame = frame.f_back
+    path, line = frame.f_code.co_filename, frame.f_lineno
+    linecache.checkcache(path)
+    tree = ast.parse("".join(linecache.getlines(path, frame.f_globals)))
+    nodes: list[Any] = list(ast.walk(tree))
+    ifs: list[Any] = [n for n in nodes if isinstance(n, ast.If)]
+    node = next(n for n in ifs if n.test.lineno <= line <= n.test.end_lineno)
+    call, method = node.body[0].value, guard.partition(": ")[0].rpartition(".")[2]
+    said = [getattr(n, "value", None) for n in ast.walk(node.test)]
+    if call.func.attr != method or guard not in said:
+        raise LookupError(guard)  # Not the source running (changed, or not written).
+    scopes = [n for n in nodes if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    scopes = [n for n in scopes if n.lineno <= line <= n.end_lineno]
+    scope = max(scopes, key=lambda n: n.lineno)  # The innermost.
+    later = [n for n in ast.walk(scope) if isinstance(n, ast.Call)]
+    later = [n for n in later if n.lineno > node.end_lineno]
+    later = [n for n in later if getattr(n.func, "attr", "")[:5] in ("alter", "drop_")]
+    if name in [getattr(n, "value", None) for each in later for n in ast.walk(each)]:
+        raise LookupError(name)
+
+    def value(node: Any) -> Any:
+        code = compile(ast.Expression(node), path, "eval")
+        return eval(code, frame.f_globals, frame.f_locals)
+
+    ops = value(call.func.value)
+    ops = BatchOperations if isinstance(ops, BatchOperations) else Operations
+    keywords = {k.arg: value(k.value) for k in call.keywords}
+    bind = inspect.signature(getattr(ops, method)).bind
+    given = bind(None, *map(value, call.args), **keywords).arguments
+    return {**given.pop("kw", {}), **given}
 
 
 # Looked up by name in the catalog: reflection leaves out expression indexes,
@@ -144,8 +262,7 @@ def _idempotify_drop_invalid_index(db: Any, name: Any, schema: Any) -> bool:
         quoted = quoting.quote_schema(schema) + "." + quoted
     db.bind.execute(sqlalchemy.text("DROP INDEX " + quoted))
     log.warning(
-        "idempotify: dropped index %s, left invalid by a failed"
-        " CREATE INDEX CONCURRENTLY",
+        "idempotify: dropped index %s, left invalid by a failed CREATE INDEX CONCURRENTLY",
         name,
     )
     return False
@@ -368,10 +485,8 @@ def _idempotify_catalog(db: Any, kind: str, table: Any, name: Any, schema: Any, 
         " WHERE g.tgname = :name AND n.nspname = " + here,
         ("trigger", "mysql"): "SELECT 1 FROM information_schema.triggers"
         " WHERE trigger_name = :name AND trigger_schema = " + here,
-        ("trigger", "sqlite"): "SELECT 1 FROM sqlite_master"
-        " WHERE type = 'trigger' AND name = :name",
-        ("extension", "postgresql"): "SELECT 1 FROM pg_extension"
-        " WHERE extname = :name",
+        ("trigger", "sqlite"): "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = :name",
+        ("extension", "postgresql"): "SELECT 1 FROM pg_extension WHERE extname = :name",
         ("enum_value", "postgresql"): "SELECT 1 FROM pg_enum e"
         " JOIN pg_type t ON t.oid = e.enumtypid"
         " JOIN pg_namespace n ON n.oid = t.typnamespace"
