@@ -11,6 +11,7 @@ from the cache starts fast.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import errno
@@ -18,7 +19,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -226,17 +227,26 @@ def write_result(result: FileResult) -> None:
     mode = target.stat().st_mode & 0o7777
     if not mode & stat.S_IWUSR:
         raise PermissionError(errno.EACCES, "the file is read-only", str(path))
+    write_beside(target, result.rewritten, mode, os.replace)
+
+
+def write_beside(target: Path, data: bytes, mode: int, put: Callable[[str, Path], object]) -> None:
+    """Write ``data`` (synced, with ``mode``) to a temporary file beside ``target``, then ``put`` it there.
+
+    ``put`` is ``os.replace`` to overwrite in one rename, or ``os.link`` to
+    create a file that must not exist yet. The temporary file never stays.
+    """
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".idempotify")
     try:
         with os.fdopen(descriptor, "wb") as stream:
-            stream.write(result.rewritten)
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+        put(temporary, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)  # still there after a link, or after a failure
 
 
 def lines_after_rewrite(result: FileResult) -> FileResult:
