@@ -4,12 +4,14 @@ revisions, and each failure says whose fault it is (``cause``). On SQLite: the w
 from __future__ import annotations
 
 import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from codemod.cli import app
+from codemod.verify.causes import line_naming, op_cause
 from codemod.verify.scenarios import NO_DOWNGRADE
 from tests.fixtures import FIXTURES
 from tests.test_verify import REVISIONS, statuses, verify
@@ -220,3 +222,24 @@ def test_failures_only_at_unguarded_ops_exit_0_and_1_with_strict(tmp_path: Path)
         text.stdout
     )
     assert CliRunner().invoke(app, [*arguments, "--strict"]).exit_code == 1
+
+
+def test_a_schema_difference_is_blamed_on_a_guarded_batch_op_whose_guard_alone_names_the_table() -> None:
+    """Found on mlflow's chain: a batch op names its table only in its guard (the block is opened through a
+    helper of the project's), and the first plain mention of the table is the block; the guard is the
+    difference between the files, so its op is the one to blame."""
+    source = textwrap.dedent(
+        """\
+        def upgrade():
+            with batch("orders") as batch_op:
+                if _idempotify("batch_op.drop_constraint: constraint", "orders", "uq_orders_code", "unique"):
+                    batch_op.drop_constraint("uq_orders_code", type_="unique")
+                batch_op.create_unique_constraint("uq_orders_code", ["code", "user_id"])
+        """
+    )
+    line = line_naming(source, {"orders"})
+    assert line == 4
+    cause, why = op_cause(source, line)
+    assert cause == "guard"
+    assert 'batch_op.drop_constraint("uq_orders_code"' in why
+    assert line_naming(source.replace('"orders", "uq_orders_code"', '"customers", "uq"'), {"orders"}) == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Collection
 from functools import cache
+from typing import TypeGuard
 
 from codemod.formatting import Style
 from codemod.guards import is_helper_name
@@ -39,25 +40,43 @@ def op_cause(source: str, line: int | None, *, in_guard: bool = False) -> tuple[
 
 
 def line_naming(source: str, tables: Collection[str]) -> int | None:
-    """The first line of ``upgrade()`` naming one of ``tables`` in a string (an op's table argument): where a
-    schema difference in those tables comes from."""
+    """The line of ``upgrade()`` where a schema difference in ``tables`` most likely comes from.
+
+    The original and the rewritten file differ by their guards, so an op whose
+    guard names one of the tables comes first (the op, not its guard: a batch
+    op names its table only in the guard); else the first line naming one of
+    them in a string (an op's table argument).
+    """
     upgrade = next(
         (node for node in _parse(source).body if isinstance(node, ast.FunctionDef) and node.name == "upgrade"), None
     )
     if upgrade is None:
         return None
-    in_guards = {  # a guard's arguments name the table too: the op is what to point at
-        id(inner)
-        for call in ast.walk(upgrade)
-        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and is_helper_name(call.func.id)
-        for inner in ast.walk(call)
-    }
-    lines = [
-        node.lineno
-        for node in ast.walk(upgrade)
-        if isinstance(node, ast.Constant) and node.value in tables and id(node) not in in_guards
+
+    def names_one(node: ast.AST) -> TypeGuard[ast.Constant]:
+        return isinstance(node, ast.Constant) and node.value in tables
+
+    guarded = [
+        statement.body[0].lineno
+        for statement in ast.walk(upgrade)
+        if isinstance(statement, ast.If)
+        for call in _guard_calls(statement.test)
+        if any(names_one(inner) for inner in ast.walk(call))
     ]
+    if guarded:
+        return min(guarded)
+    in_guards = {id(inner) for call in _guard_calls(upgrade) for inner in ast.walk(call)}
+    lines = [node.lineno for node in ast.walk(upgrade) if names_one(node) and id(node) not in in_guards]
     return min(lines, default=None)
+
+
+def _guard_calls(node: ast.AST) -> list[ast.Call]:
+    """The calls of generated guard helpers in ``node``."""
+    return [
+        call
+        for call in ast.walk(node)
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and is_helper_name(call.func.id)
+    ]
 
 
 def _statement_at(source: str, line: int) -> ast.stmt | None:
@@ -85,10 +104,7 @@ def _guarded_spans(source: str) -> tuple[tuple[int, int], ...]:
     """The line spans of ``if`` bodies whose test calls a generated guard helper."""
     spans = []
     for node in ast.walk(_parse(source)):
-        if isinstance(node, ast.If) and any(
-            isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and is_helper_name(call.func.id)
-            for call in ast.walk(node.test)
-        ):
+        if isinstance(node, ast.If) and _guard_calls(node.test):
             spans.append((node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno))
     return tuple(spans)
 
