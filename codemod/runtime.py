@@ -262,7 +262,8 @@ def _idempotify_drop_invalid_index(db: Any, name: Any, schema: Any) -> bool:
         quoted = quoting.quote_schema(schema) + "." + quoted
     db.bind.execute(sqlalchemy.text("DROP INDEX " + quoted))
     log.warning(
-        "idempotify: dropped index %s, left invalid by a failed CREATE INDEX CONCURRENTLY",
+        "idempotify: dropped index %s, left invalid by a failed"
+        " CREATE INDEX CONCURRENTLY",
         name,
     )
     return False
@@ -485,7 +486,8 @@ def _idempotify_catalog(db: Any, kind: str, table: Any, name: Any, schema: Any, 
         " WHERE g.tgname = :name AND n.nspname = " + here,
         ("trigger", "mysql"): "SELECT 1 FROM information_schema.triggers"
         " WHERE trigger_name = :name AND trigger_schema = " + here,
-        ("trigger", "sqlite"): "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = :name",
+        ("trigger", "sqlite"): "SELECT 1 FROM sqlite_master"
+        " WHERE type = 'trigger' AND name = :name",
         ("extension", "postgresql"): "SELECT 1 FROM pg_extension WHERE extname = :name",
         ("enum_value", "postgresql"): "SELECT 1 FROM pg_enum e"
         " JOIN pg_type t ON t.oid = e.enumtypid"

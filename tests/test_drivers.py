@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import shutil
 import subprocess
@@ -38,7 +39,7 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from codemod.guards import helper_names
+from codemod.guards import DRIFT, GUARD, helper_functions_source, helper_names
 from codemod.verify.execution import context_options, environment, load_migration, run_migration
 from codemod.verify.schema import Snapshot, snapshot
 from tests.conftest import require_dialect
@@ -179,35 +180,41 @@ def _label(golden: Golden) -> str:
     return f"{golden.path} (output)"
 
 
-def _migrate(connection: sa.Connection, golden: Golden, source: str, function: str) -> None:
+def _migrate(connection: sa.Connection, golden: Golden, source: str, function: str, path: Path | None) -> None:
     """``run_migration`` on a connection given, as an async application's ``run_sync`` gives it."""
-    module = load_migration(source, _label(golden))
+    module = load_migration(source, path or _label(golden))
     with environment():
         context = MigrationContext.configure(connection, opts=context_options(golden.naming_convention))
         with Operations.context(context):
             getattr(module, function)()
 
 
-async def _migrate_async(url: sa.URL, driver: Driver, golden: Golden, source: str, function: str) -> None:
+async def _migrate_async(
+    url: sa.URL, driver: Driver, golden: Golden, source: str, function: str, path: Path | None
+) -> None:
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         assert engine.dialect.driver == driver.drivername
         async with engine.connect() as connection:
-            await connection.run_sync(_migrate, golden, source, function)
+            await connection.run_sync(_migrate, golden, source, function, path)
             await connection.commit()
     finally:
         await engine.dispose()
 
 
-def run_through(driver: Driver, url: sa.URL, golden: Golden, source: str, function: str) -> None:
-    """Run ``function`` of ``source`` on the database at ``url`` through ``driver``."""
+def run_through(
+    driver: Driver, url: sa.URL, golden: Golden, source: str, function: str, path: Path | None = None
+) -> None:
+    """Run ``function`` of ``source`` (read from ``path``, when given) on the database at ``url`` through
+    ``driver``."""
     if driver.is_async:
-        asyncio.run(_migrate_async(driver.url(url), driver, golden, source, function))
+        asyncio.run(_migrate_async(driver.url(url), driver, golden, source, function, path))
         return
     engine = sa.create_engine(driver.url(url), poolclass=NullPool)
     try:
         assert engine.dialect.driver == driver.drivername
-        run_migration(engine, source, function, path=_label(golden), naming_convention=golden.naming_convention)
+        label = path or _label(golden)
+        run_migration(engine, source, function, path=label, naming_convention=golden.naming_convention)
     finally:
         engine.dispose()
 
@@ -228,20 +235,34 @@ def expected(fresh: Fresh) -> Expected:
     return schemas
 
 
+def with_drift_check(golden: Golden) -> str:
+    """The output with the drift check a shared helpers module would give it (an inline block leaves it out)."""
+    return golden.output + "\n\n" + helper_functions_source([GUARD, DRIFT])
+
+
 @pytest.mark.parametrize(("driver", "golden"), CASES)
-def test_guards_work_under_the_driver(driver: Driver, golden: Golden, fresh: Fresh, expected: Expected) -> None:
+def test_guards_work_under_the_driver(
+    driver: Driver, golden: Golden, fresh: Fresh, expected: Expected, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each step twice; the second upgrade's skips run the drift check's queries through the driver too (from a
+    file, where it reads the op), and it finds nothing to warn of."""
     require_driver(driver)
     upgraded, downgraded = expected(golden, driver.dialect)
     engine = fresh(driver.dialect)
     BASE.create_all(engine)
+    path = tmp_path / "migration.py"
+    path.write_text(with_drift_check(golden), encoding="utf-8")
     for step, function, schema in [
         ("upgrade", "upgrade", upgraded),
         ("second upgrade", "upgrade", upgraded),
         ("downgrade", "downgrade", downgraded),
         ("second downgrade", "downgrade", downgraded),
     ]:
-        run_through(driver, engine.url, golden, golden.output, function)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="alembic"):
+            run_through(driver, engine.url, golden, with_drift_check(golden), function, path)
         assert snapshot(engine) == schema, f"the {step} through {driver.name} built another schema"
+        assert [record.getMessage() for record in caplog.records] == [], f"the {step} warned"
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mariadb"])
@@ -251,7 +272,7 @@ def test_the_matrix_runs_every_guard_helper(dialect: str) -> None:
         name.removeprefix("_idempotify_")
         for golden in matrix(dialect)
         for name in helper_names()
-        if f"def {name}(" in golden.output
+        if f"def {name}(" in with_drift_check(golden)
     }
     every = {name.removeprefix("_idempotify_") for name in helper_names()}
     assert every - NO_QUERY[dialect] - used == set()
