@@ -145,8 +145,8 @@ def _table_level_op(draw: st.DrawFn, model: Model, constants: dict[str, str], ki
 
 def _batch_swap(draw: st.DrawFn, model: Model, constants: dict[str, str]) -> str | None:
     """A batch block that drops an index, unique constraint or primary key of the base schema and creates one in
-    its place: under a new name (decided together: the create runs whenever the drop does) or the same name (left
-    alone); a primary key on its own column or on another (a swap)."""
+    its place, under a new name or the same one (decided together either way: the create runs whenever the drop
+    does); a primary key on its own column or on another (a swap)."""
     table = draw(st.sampled_from(sorted(model.tables)))
     kind = draw(st.sampled_from(["index", "unique", "primary"]))
     objects = {"index": model.indexes, "unique": model.uniques, "primary": model.primary_keys}[kind]
