@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from codemod.verify.database import scratch_server
-from codemod.verify.schema import rows_of, snapshot_of
+from codemod.verify.schema import differences, rows_of, snapshot, snapshot_of
 from tests.conftest import require_dialect
 from tests.databases import DIALECTS, SERVERS
 
@@ -51,3 +51,16 @@ def test_a_copy_holds_the_schema_and_the_rows(dialect: str) -> None:
         state.database.run(lambda connection: connection.execute(sa.text("INSERT INTO coaches (id) VALUES (5)")))
         changed = state.database.run(seen)
         assert server.create(template=state).database.run(seen) == changed, "a copy made later holds what came since"
+
+
+def test_a_sqlite_snapshot_sees_an_expression_index_that_reflection_leaves_out() -> None:
+    """A guard that wrongly skipped dropping one would otherwise leave a difference nobody sees."""
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+        connection.exec_driver_sql("CREATE INDEX ix_t_lower ON t (lower(name))")
+    with pytest.warns(sa.exc.SAWarning, match="expression-based index"):
+        with_index = snapshot(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP INDEX ix_t_lower")
+    assert differences(with_index, snapshot(engine)) == ["indexes by name: expected ['t.ix_t_lower'], got []"]

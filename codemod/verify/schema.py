@@ -42,6 +42,10 @@ def snapshot_of(connection: sa.Connection) -> Snapshot:
     if dialect == "postgresql":
         enums = inspector.get_enums()  # type: ignore[attr-defined]  # PostgreSQL's inspector has it
         tables["enums"] = sorted((enum["name"], tuple(enum["labels"])) for enum in enums)
+    if dialect == "sqlite":
+        # SQLite's reflection leaves out expression indexes (with a warning): their names come from the catalog.
+        query = "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
+        tables["indexes by name"] = [f"{table}.{name}" for table, name in connection.exec_driver_sql(query)]
     return tables
 
 
