@@ -3,6 +3,8 @@ and rows, on every database; and every copy is dropped when the server closes.""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import sqlalchemy as sa
 
@@ -59,7 +61,8 @@ def test_a_sqlite_snapshot_sees_an_expression_index_that_reflection_leaves_out()
     with engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
         connection.exec_driver_sql("CREATE INDEX ix_t_lower ON t (lower(name))")
-    with pytest.warns(sa.exc.SAWarning, match="expression-based index"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # SQLAlchemy's warning that it skips the index is not passed on
         with_index = snapshot(engine)
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP INDEX ix_t_lower")
