@@ -32,6 +32,7 @@ from codemod import __version__
 from codemod.cache import ResultCache
 from codemod.config import Config, ConfigError, find_alembic_project, is_module_name, load_config
 from codemod.formatting import Style, style_for
+from codemod.interrupts import carries_interrupt
 from codemod.lock import PASTE, EnvPyNotRecognised, env_py_of, lock_env
 from codemod.output import Format, Printer, console, relative_to_cwd, unified_diff
 from codemod.results import FileResult, Outcome, Status
@@ -455,20 +456,17 @@ def verify(
     except (ChainError, ValueError, ConfigError) as error:
         fail(str(error), error)
     show, finished = _verify_progress(len(selected) if selected is not None else len(chain))
-    signal.signal(signal.SIGTERM, _terminate)  # a CI cancellation still drops the scratch databases
-    try:
-        # What revisions and env.py print goes to stderr: stdout is the report (and JSON must parse).
-        with scratch_server(url) as server, redirect_stdout(sys.stderr):
-            reports = ChainVerifier(server, convention, x_arguments or (), initial, project).verify(
-                chain, show, selected, finished
-            )
-    except (ScratchError, EnvPyRefused) as error:
-        fail(str(error), error)
-    except sa.exc.DBAPIError as error:
-        fail(f"the database failed outside any revision: {error.orig}", error)
-    except KeyboardInterrupt:
-        typer.echo("interrupted; the scratch databases were dropped", err=True)
-        raise typer.Exit(130) from None
+    with _interrupt_exits_130():  # a CI cancellation still drops the scratch databases
+        try:
+            # What revisions and env.py print goes to stderr: stdout is the report (and JSON must parse).
+            with scratch_server(url) as server, redirect_stdout(sys.stderr):
+                reports = ChainVerifier(server, convention, x_arguments or (), initial, project).verify(
+                    chain, show, selected, finished
+                )
+        except (ScratchError, EnvPyRefused) as error:
+            fail(str(error), error)
+        except sa.exc.DBAPIError as error:
+            fail(f"the database failed outside any revision: {error.orig}", error)
     if output_format is Format.JSON:
         typer.echo(render_json(reports))
     elif output_format is Format.GITHUB:
@@ -556,6 +554,26 @@ def _make_project_importable(versions: Path) -> None:
     if project is not None:
         entries = [*project.sys_path, *entries]
     sys.path[:0] = [entry for entry in entries if entry not in sys.path]
+
+
+@contextmanager
+def _interrupt_exits_130() -> Iterator[None]:
+    """Ctrl-C or SIGTERM ends the run with exit code 130 once the scratch databases are dropped.
+
+    The interrupt can land inside a database call; the clean-up on its way out then fails too (a
+    connection "can't reconnect until invalid transaction is rolled back"), and that error, not the
+    interrupt, reaches here. Whatever carries the interrupt in its cause or context is the interrupt.
+    """
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    except BaseException as error:
+        if not carries_interrupt(error):
+            raise
+        typer.echo("interrupted; the scratch databases were dropped", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -754,29 +772,26 @@ def plan(
     printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
     fail = functools.partial(_fail, printer)
 
-    signal.signal(signal.SIGTERM, _terminate)  # a CI cancellation still drops the scratch databases
-    try:
-        versions = versions or _alembic_versions(printer)
-        config = load_config(versions[0])
-        _make_project_importable(alembic_config or versions[0])
-        project = _project_environment(versions, alembic_config, ())
-        live = url or _project_url(project, versions)
-        with redirect_stdout(sys.stderr):
-            found = build_plan(
-                versions,
-                live,
-                baseline=baseline,
-                project=None if no_env_py else project,
-                naming_convention=_convention_for(None, config),
-                scratch_url=scratch_url,
-            )
-    except (ChainError, ValueError, ConfigError, LiveError, PlanError, ScratchError, EnvPyRefused) as error:
-        fail(str(error), error)
-    except sa.exc.DBAPIError as error:
-        fail(f"the database failed outside any revision: {error.orig}", error)
-    except KeyboardInterrupt:
-        typer.echo("interrupted; the scratch databases were dropped", err=True)
-        raise typer.Exit(130) from None
+    with _interrupt_exits_130():  # a CI cancellation still drops the scratch databases
+        try:
+            versions = versions or _alembic_versions(printer)
+            config = load_config(versions[0])
+            _make_project_importable(alembic_config or versions[0])
+            project = _project_environment(versions, alembic_config, ())
+            live = url or _project_url(project, versions)
+            with redirect_stdout(sys.stderr):
+                found = build_plan(
+                    versions,
+                    live,
+                    baseline=baseline,
+                    project=None if no_env_py else project,
+                    naming_convention=_convention_for(None, config),
+                    scratch_url=scratch_url,
+                )
+        except (ChainError, ValueError, ConfigError, LiveError, PlanError, ScratchError, EnvPyRefused) as error:
+            fail(str(error), error)
+        except sa.exc.DBAPIError as error:
+            fail(f"the database failed outside any revision: {error.orig}", error)
     if output_format is Format.JSON:
         typer.echo(render_json(found))
     elif output_format is Format.GITHUB:

@@ -291,6 +291,30 @@ def test_sigterm_still_drops_the_scratch_databases(tmp_path: Path) -> None:
     assert not list(private.glob("idempotify-verify-*"))
 
 
+def test_an_interrupt_that_breaks_the_connection_ends_the_run_not_as_a_finding(
+    dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C inside a database call leaves the connection invalid, and the clean-up on the way out fails
+    ("can't reconnect until invalid transaction is rolled back"). That error once passed for the revision's
+    failure: the run went on, or ended as an internal error, instead of dropping its databases and exiting 130."""
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "a1.py").write_text(
+        "from alembic import op\nimport sqlalchemy as sa\n\nrevision = 'a1'\ndown_revision = None\n\n\n"
+        "def upgrade():\n    op.create_table('t', sa.Column('id', sa.Integer, primary_key=True))\n"
+        "    op.get_bind().invalidate()  # as an interrupt inside cursor.execute() leaves it\n"
+        "    raise KeyboardInterrupt\n\n\ndef downgrade():\n    op.drop_table('t')\n",
+        encoding="utf-8",
+    )
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(private))
+    result, _ = verify(dialect, versions)
+    assert result.exit_code == 130, result.output
+    assert "interrupted; the scratch databases were dropped" in result.stderr
+    assert not list(private.glob("idempotify-verify-*"))
+
+
 def test_pymysql_scratch_connections_skip_tls_unless_the_url_asks_for_it() -> None:
     """PyMySQL otherwise tries TLS with every server that offers it, and many fail the handshake."""
     require_dialect("mariadb")

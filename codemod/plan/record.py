@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from alembic.operations.base import AbstractOperations
 
 from codemod.guards import is_helper_name
+from codemod.interrupts import carries_interrupt
 from codemod.verify.database import Scratch
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
 from codemod.verify.execution import inserted_into, load_migration, run_on_connection
@@ -122,7 +123,9 @@ def run_recorded(
             scratch.database.run(work)
         except EnvPyRefused:
             raise
-        except Exception as error:  # noqa: BLE001 - the revision's failure is what plan reports
+        except Exception as error:
+            if carries_interrupt(error):
+                raise
             found.error = _error_text(error)
             lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == label]
             found.error_line = lines[-1] if lines else None

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from codemod.interrupts import carries_interrupt
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -204,6 +206,8 @@ class Database:
         try:
             result = work(connection)
         except BaseException as error:
+            if carries_interrupt(error):  # Ctrl-C or SIGTERM: no finding to judge, only the way out
+                raise
             _still_in(connection, root)
             if savepoint.is_active and keep and not isinstance(error, (sa.exc.DBAPIError, LeftTransaction)):
                 savepoint.commit()

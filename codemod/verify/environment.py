@@ -34,6 +34,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from codemod.config import alembic_config
+from codemod.interrupts import carries_interrupt
 from codemod.verify.database import IN_ONE_TRANSACTION, LeftTransaction
 from codemod.verify.execution import quiet_info, run_in_context
 
@@ -110,7 +111,7 @@ class ProjectEnvironment:
         except (EnvPyRefused, LeftTransaction):
             raise
         except Exception as error:
-            if configured:
+            if configured or carries_interrupt(error):
                 raise
             why = f"it failed before it configured one: {type(error).__name__}: {error}"
             raise EnvPyRefused(self.refusal(why)) from error

@@ -25,6 +25,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations, ops
 from alembic.runtime.environment import EnvironmentContext
 
+from codemod.interrupts import carries_interrupt
 from codemod.verify.database import IN_ONE_TRANSACTION, LeftTransaction
 
 
@@ -213,7 +214,9 @@ def offline_sql_or_error(source: str, dialect: str, function: str = "upgrade", *
     """
     try:
         return offline_sql(source, dialect, function, **options)
-    except Exception as error:  # noqa: BLE001 - the error is the result being compared
+    except Exception as error:
+        if carries_interrupt(error):
+            raise
         return f"{type(error).__name__}: {error}"
 
 

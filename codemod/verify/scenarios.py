@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from codemod.guards import is_helper_name
+from codemod.interrupts import carries_interrupt
 from codemod.verify.causes import line_naming, op_cause
 from codemod.verify.chain import Revision
 from codemod.verify.database import EACH_STATEMENT_COMMITS, LeftTransaction, Scratch, ScratchServer
@@ -555,6 +556,8 @@ class ChainVerifier:
         except (Crash, EnvPyRefused, LeftTransaction):
             raise
         except Exception as error:  # any failure of the migration is a finding
+            if carries_interrupt(error):
+                raise
             frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]
             alone = f"{type(error).__name__}: {error}".splitlines()[0]
             line = frames[-1].lineno if frames else None
