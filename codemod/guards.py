@@ -37,7 +37,7 @@ RIDERS: dict[str, str] = {
     "_idempotify_drop_invalid_index": "_idempotify_index",  # files that build indexes concurrently
     "_idempotify_drift": GUARD,  # files that create a column, index, unique constraint or foreign key
 }
-DRIFT = "_idempotify_drift"  # in a shared helpers module only (see helper_block_source)
+DRIFT = "_idempotify_drift"  # in a shared helpers module only (see GuardTransformer's helper block)
 # The create ops whose skip ``_idempotify_drift`` compares with what the database has.
 DRIFT_CHECKED = ("add_column", "create_index", "create_unique_constraint", "create_foreign_key")
 _SHORT_NAME = 30  # an index name of at most this many characters is stored as written, on every database
@@ -141,11 +141,8 @@ def helper_block_source(used: Iterable[str], format_function: Callable[[str], st
     Helpers come in a fixed order, so the block is the same whenever the same
     helpers are used: a second run of idempotify leaves it byte-for-byte alone.
     Each function's source goes through ``format_function`` (black) on its own.
-    The drift check is left out: at about a hundred lines it would outweigh
-    the rest of the block in most files, so only a shared helpers module
-    (``helpers = "package.module"``), written once, holds it.
     """
-    return BLOCK_HEADER + helper_functions_source([name for name in used if name != DRIFT], format_function)
+    return BLOCK_HEADER + helper_functions_source(used, format_function)
 
 
 def helper_functions_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:

@@ -24,6 +24,7 @@ import libcst.matchers as m
 from codemod.effects import ROWLESS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
 from codemod.formatting import Style
 from codemod.guards import (
+    DRIFT,
     GUARD,
     LEGACY_HELPERS,
     RIDERS,
@@ -1006,7 +1007,10 @@ class GuardTransformer(cst.CSTTransformer):
         kept = [statement for statement in kept if not is_helper_import(statement)]
         if not set(used) - RIDERS.keys():
             return module if len(kept) == len(module.body) else module.with_changes(body=kept)
-        header, block = _helper_block(used, self.style, self._module.default_indent, self._module.default_newline)
+        # The drift check stays out of a migration's own block: at about a hundred lines it would outweigh
+        # the rest of it in most files, so only a shared helpers module, written once, holds it.
+        inline = tuple(name for name in used if name != DRIFT)
+        header, block = _helper_block(inline, self.style, self._module.default_indent, self._module.default_newline)
         first = block[0].with_changes(
             leading_lines=[cst.EmptyLine(), cst.EmptyLine(), *header, *block[0].leading_lines]
         )
