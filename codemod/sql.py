@@ -318,6 +318,10 @@ class _Reader:
         if kind != "TABLE" or not isinstance(table, exp.Table):
             return [Part(reason=f"its SQL: no guard for ALTER {kind} yet")]
         on_table = self._table(table, "table_name")
+        if not actions:  # MySQL's table options alone (ENGINE=, AUTO_INCREMENT =): set again, they are as before
+            if node.args.get("options"):
+                return [Part(safe="its SQL sets table options (ENGINE, AUTO_INCREMENT, ...) again")]
+            return [Part(reason="its SQL: no guard for this ALTER TABLE yet")]
         return [self._action(action, on_table) for action in actions]
 
     def _action(self, action: exp.Expression, on_table: dict[str, Value]) -> Part:

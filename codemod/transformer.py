@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -40,7 +40,7 @@ from codemod.helper_import import is_helper_import, with_helper_import
 from codemod.lines import NodeLines
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
-from codemod.sql import DIALECTS, Value, Verbatim, read_sql
+from codemod.sql import DATA_CHANGE, DIALECTS, Value, Verbatim, read_sql
 
 SKIP_MARKER = "idempotify: skip"
 _CONNECTION_SQL = "SQL run on the connection is not guarded"
@@ -865,16 +865,18 @@ class GuardTransformer(cst.CSTTransformer):
         name = call.func.attr.value if isinstance(call.func, cst.Attribute) else "execute"
         node = self._python_expression(statement) if statement is not None else None
         sql = _ast_sql(node, self._scopes[-1]) if node is not None else None
+
+        def left(reason: str, safe: bool = False) -> _OpCall:
+            return _OpCall(None, name, display, call, reason=reason, safe=safe)
+
         if sql is None:
             built = _statement_built(node, self._scopes[-1]) if node is not None else None
             if built in _BUILT_STATEMENTS:
                 reason, safe = _BUILT_STATEMENTS[built]
-                return self._query(_OpCall(None, name, display, call, reason=reason, safe=safe), built == "select")
-            return _OpCall(None, name, display, call, reason=otherwise)
+                return self._query(left(reason, safe), built == "select")
+            template = _ast_sql(node, self._scopes[-1], holes=True) if node is not None else None
+            return self._sql_template(template, left, otherwise) if template is not None else left(otherwise)
         parts = read_sql(sql, self._dialect_here())
-
-        def left(reason: str, safe: bool = False) -> _OpCall:
-            return _OpCall(None, name, display, call, reason=reason, safe=safe)
 
         if len(parts) == 1 and parts[0].op == "insert":
             return _OpCall(None, "insert", display, call, self._literals(parts[0].args), reason=parts[0].reason)
@@ -899,6 +901,21 @@ class GuardTransformer(cst.CSTTransformer):
             return left(*self._churned_sql(ops, churned))
         first, *rest = ops
         return _OpCall(first.spec, name, display, call, first.args, parts=tuple(rest))
+
+    def _sql_template(self, template: str, left: Callable[..., _OpCall], otherwise: str) -> _OpCall:
+        """An f-string's SQL, its values read as names: already safe whatever they are (``DROP CONSTRAINT IF
+        EXISTS {name}``, a query), or a data change, is said so; anything else keeps ``otherwise``, since
+        the names a guard would check are not known before it runs."""
+        parts = read_sql(template, self._dialect_here())
+        if all(part.op is None and part.safe is not None for part in parts):
+            reasons = [part.safe for part in parts if not part.inert] or [part.safe for part in parts]
+            found = left(f"{reasons[0]}, whatever the values put in it", safe=True)
+            return self._query(found, any(part.query for part in parts))
+        if any(part.reason == DATA_CHANGE for part in parts) and all(
+            part.reason == DATA_CHANGE or (part.op is None and part.safe is not None) for part in parts
+        ):
+            return left(DATA_CHANGE)
+        return left(otherwise)
 
     def _query(self, found: _OpCall, reads: bool) -> _OpCall:
         """Already safe, unless it ``reads`` tables and its function drops tables or columns, which a re-run
@@ -1273,14 +1290,22 @@ def _module_constants(tree: ast.Module | None) -> dict[str, ast.expr]:
     return found
 
 
-def _ast_sql(node: ast.expr, scope: dict[str, ast.expr], depth: int = 0) -> str | None:
+def _ast_sql(node: ast.expr, scope: dict[str, ast.expr], depth: int = 0, *, holes: bool = False) -> str | None:
     """The SQL a string expression holds, read from Python's tree: a literal (concatenated), ``text(...)``,
-    ``dedent(...)``, or a name of ``scope`` (module constants, a function's values) holding one of them."""
+    ``dedent(...)``, or a name of ``scope`` (module constants, a function's values) holding one of them.
+
+    With ``holes``, an f-string too, each value it puts in written as a name (``idempotify_value_1``).
+    """
     if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
         name = _ast_called_name(node.func)
-        return _ast_sql(node.args[0], scope, depth) if name in {"text", "dedent"} else None
+        return _ast_sql(node.args[0], scope, depth, holes=holes) if name in {"text", "dedent"} else None
     if isinstance(node, ast.Name) and node.id in scope and depth < _NAME_DEPTH:
-        return _ast_sql(scope[node.id], scope, depth + 1)
+        return _ast_sql(scope[node.id], scope, depth + 1, holes=holes)
+    if holes and isinstance(node, ast.JoinedStr):
+        return "".join(
+            str(part.value) if isinstance(part, ast.Constant) else f"idempotify_value_{index}"
+            for index, part in enumerate(node.values)
+        )
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 

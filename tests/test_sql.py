@@ -132,6 +132,8 @@ def test_ddl_is_read_as_the_op_it_spells(sql: str, op: str, args: dict[str, Valu
         ("SELECT 1", True),
         ("SET lock_timeout = '5s'", True),
         ("PRAGMA foreign_keys = OFF", True),
+        ("ALTER TABLE t AUTO_INCREMENT = 5", False),
+        ("ALTER TABLE t ENGINE=InnoDB", False),
     ],
 )
 def test_statements_that_re_run_harmlessly_are_safe(sql: str, inert: bool) -> None:
@@ -307,3 +309,25 @@ def test_a_name_bound_more_than_once_is_not_read(body: str) -> None:
     output, reports = rewrite_source(source.encode(), Style())
     assert [report.outcome for report in reports] == [Outcome.UNGUARDED]
     assert output.decode() == source
+
+
+@pytest.mark.parametrize(
+    ("statement", "outcome", "reason"),
+    [
+        ('f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"', Outcome.ALREADY_SAFE, "its SQL says IF EXISTS"),
+        ('sa.text(f"ALTER TABLE {table} " f"AUTO_INCREMENT = {next_id}")', Outcome.ALREADY_SAFE, "its SQL sets table"),
+        ('f"-- {table} can go once reviewed"', Outcome.ALREADY_SAFE, "its SQL holds no statement"),
+        ('f"UPDATE {table} SET a = 1"', Outcome.UNGUARDED, DATA_CHANGE),
+        # Guarding needs the names, and an f-string's are only known when it runs.
+        ('f"ALTER TABLE {table} DROP CONSTRAINT {name}"', Outcome.UNGUARDED, "raw SQL or a statement object"),
+        ('f"INSERT INTO {table} VALUES (1)"', Outcome.UNGUARDED, "raw SQL or a statement object"),
+        ('f"{statement}"', Outcome.UNGUARDED, "raw SQL or a statement object"),
+    ],
+)
+def test_an_f_string_is_read_with_its_values_as_names(statement: str, outcome: Outcome, reason: str) -> None:
+    """Safe whatever its values are, or a data change, is said so; a statement to guard stays unguarded."""
+    body = f"    op.execute({statement})\n"
+    output, reports = _rewrite(body)
+    assert output == body
+    assert len(reports) == 1
+    assert reports[0][0] is outcome and reports[0][1].startswith(reason), reports
