@@ -17,14 +17,22 @@ The Alembic project is the one at or above the test module (``alembic.ini`` or
 ``env.py`` (its ``fileConfig``, what it prints, an event loop) never touches
 pytest's process; verify runs once per session, when the first revision's item
 runs, and the revision ids are read at collection in a subprocess of their own.
+
+Under pytest-xdist, workers share both: the first to need one runs it, under
+a lock, and the others read its result from a directory the controller makes
+for the test run and removes at its end (on a system without ``fcntl`` each
+worker runs its own).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
@@ -34,6 +42,14 @@ from typing import Any
 import pytest
 
 from codemod.config import ConfigError, find_alembic_project
+
+try:
+    import fcntl
+except ImportError:  # Windows: each xdist worker runs its own commands
+    fcntl = None  # type: ignore[assignment]
+
+# The key of xdist's workerinput naming the directory where workers share what they ran.
+_SHARED = "idempotify_shared"
 
 
 class IdempotifyWarning(UserWarning):
@@ -74,8 +90,9 @@ class Verified:
 class Runs:
     """What the session has run, by Alembic project: each command runs once per project."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, shared: Path | None = None) -> None:
         self.settings = settings
+        self.shared = shared  # where xdist workers share what they ran, else None
         self._projects: dict[Path, Path | str] = {}
         self._chains: dict[Path, list[str] | str] = {}
         self._checks: dict[Path, subprocess.CompletedProcess[str]] = {}
@@ -110,7 +127,7 @@ class Runs:
         """The chain's revision ids in upgrade order, loaded with Alembic in a subprocess."""
         if project not in self._chains:
             code = "from codemod.pytest_plugin import print_chain; print_chain()"
-            result = _idempotify(project, ["-c", code])
+            result = self._once(project, "chain", ["-c", code])
             try:
                 self._chains[project] = json.loads(result.stdout)
             except json.JSONDecodeError:
@@ -130,9 +147,27 @@ class Runs:
         if project not in self._verified:
             url = ["--url", self.settings.url] if self.settings.url else []
             command = ["-m", "idempotify", "verify", "--format", "json", "--config", str(project), *url]
-            result = _idempotify(project, [*command, *self.settings.verify_args])
+            result = self._once(project, "verify", [*command, *self.settings.verify_args])
             self._verified[project] = _verified(result)
         return self._verified[project]
+
+    def _once(self, project: Path, what: str, arguments: list[str]) -> subprocess.CompletedProcess[str]:
+        """``_idempotify(project, arguments)``, run by one xdist worker of the test run, read by the others."""
+        if self.shared is None or fcntl is None:
+            return _idempotify(project, arguments)
+        key = hashlib.sha256(f"{project}\0{arguments}".encode()).hexdigest()[:16]
+        stored = self.shared / f"{what}-{key}.json"
+        with (self.shared / f"{what}-{key}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if stored.exists():
+                said = json.loads(stored.read_text(encoding="utf-8"))
+                return subprocess.CompletedProcess(arguments, said["returncode"], said["stdout"], said["stderr"])
+            result = _idempotify(project, arguments)
+            said = {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+            written = stored.with_suffix(".part")
+            written.write_text(json.dumps(said), encoding="utf-8")
+            written.replace(stored)
+            return result
 
 
 def _idempotify(project: Path, arguments: list[str]) -> subprocess.CompletedProcess[str]:
@@ -203,10 +238,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_RUNS] = Runs(Settings.of(config))
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})  # set on an xdist worker
+    shared = workerinput.get(_SHARED)
+    config.stash[_RUNS] = Runs(Settings.of(config), Path(shared) if shared else None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist's controller, before it starts a worker: the directory where the workers share what they ran."""
+    config: pytest.Config = node.config
+    if _SHARED_DIRECTORY not in config.stash:
+        config.stash[_SHARED_DIRECTORY] = Path(tempfile.mkdtemp(prefix="idempotify-pytest-"))
+    node.workerinput[_SHARED] = str(config.stash[_SHARED_DIRECTORY])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SHARED_DIRECTORY in config.stash:
+        shutil.rmtree(config.stash[_SHARED_DIRECTORY], ignore_errors=True)
 
 
 _RUNS = pytest.StashKey[Runs]()
+_SHARED_DIRECTORY = pytest.StashKey[Path]()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -6,6 +6,7 @@ skipped (outside ``--revisions``), on each database."""
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,37 @@ def test_a_verify_that_cannot_run_fails_every_revision_with_its_reason(pytester:
     result = run(pytester, "sqlite", "--idempotify-url", "nosuchdriver://localhost/x")
     assert outcomes(result) == dict.fromkeys(ITEMS, "FAILED") | {"test_idempotify_check": "PASSED"}
     result.stdout.fnmatch_lines(["*idempotify verify could not run: *nosuchdriver*"])
+
+
+COUNTING_CONFTEST = """
+from pathlib import Path
+
+import codemod.pytest_plugin as plugin
+
+_run = plugin._idempotify
+
+
+def counted(project, arguments):
+    with (Path(__file__).parent / "runs.log").open("a") as log:
+        log.write(" ".join(arguments[:3]) + "\\n")
+    return _run(project, arguments)
+
+
+plugin._idempotify = counted
+"""
+
+
+def test_xdist_workers_share_one_verify(pytester: pytest.Pytester) -> None:
+    """Each worker collects the revisions and may get a revision's item: the chain is listed and verified once
+    for the test run, not once per worker, and the directory they shared it in is gone afterwards."""
+    demo_project(pytester.path)
+    ini(pytester, "idempotify_verify_args = --baseline old_versions\n")
+    (pytester.path / "conftest.py").write_text(COUNTING_CONFTEST, encoding="utf-8")
+    before = set(Path(tempfile.gettempdir()).glob("idempotify-pytest-*"))
+    result = run(pytester, "sqlite", "-n", "2")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert sorted(result.parseoutcomes().items()) == [("passed", len(ITEMS))]
+    runs = (pytester.path / "runs.log").read_text(encoding="utf-8").splitlines()
+    assert sum("verify" in line for line in runs) == 1, runs
+    assert sum(line.startswith("-c ") for line in runs) == 1, runs  # the listing of the revisions
+    assert set(Path(tempfile.gettempdir()).glob("idempotify-pytest-*")) == before
