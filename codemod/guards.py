@@ -12,6 +12,7 @@ constraint or foreign key.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 import textwrap
@@ -25,7 +26,10 @@ import libcst.matchers as m
 from codemod import runtime
 from codemod.specs import HELPER_PREFIX, SPECS, Check
 
-BLOCK_HEADER = "# idempotify: generated guards (a skipped op is logged); do not edit.\n"
+# The first line of the generated block, ending with the fingerprint of its functions as written (see
+# ``helpers_fingerprint``): a re-run that finds them changed refuses to write them over.
+BLOCK_HEADER = "# idempotify: generated guards (skips are logged); do not edit [{fingerprint}]\n"
+_WRITTEN_HEADER = re.compile(r"^# idempotify: generated guards .*\[([0-9a-f]{8})\][ \t]*\r?$", re.MULTILINE)
 GUARD = runtime.HELPER_PREFIX  # the function every guard calls
 
 # Helpers a guard needs only when it passes this keyword (most files never do).
@@ -142,7 +146,38 @@ def helper_block_source(used: Iterable[str], format_function: Callable[[str], st
     helpers are used: a second run of idempotify leaves it byte-for-byte alone.
     Each function's source goes through ``format_function`` (black) on its own.
     """
-    return BLOCK_HEADER + helper_functions_source(used, format_function)
+    functions = helper_functions_source(used, format_function)
+    return BLOCK_HEADER.format(fingerprint=helpers_fingerprint(ast.parse(functions).body)) + functions
+
+
+def helpers_fingerprint(statements: Iterable[ast.stmt]) -> str:
+    """Eight hex digits that change with any change to the code of the helper functions among ``statements``
+    (Python's tree of each, in order), and not with their layout or comments: a project's formatter may
+    re-wrap the block, while an edit by hand is found."""
+    digest = hashlib.sha256()
+    for statement in statements:
+        if isinstance(statement, ast.FunctionDef) and is_helper_name(statement.name):
+            digest.update(ast.dump(statement).encode())
+    return digest.hexdigest()[:8]
+
+
+def edited_helpers(source: str, tree: ast.Module) -> SyntaxError | None:
+    """The error to refuse ``source`` with when the helper block it holds was changed since idempotify wrote
+    it (its header's fingerprint is no longer that of its functions), else None. A block without a
+    fingerprint (written before idempotify put one in) cannot be told from an edited one: it is rewritten."""
+    written = _WRITTEN_HEADER.search(source)
+    if written is None:
+        return None
+    found = helpers_fingerprint(tree.body)
+    if found == written.group(1):
+        return None
+    error = SyntaxError(
+        f"the generated guard helpers below this line were changed by hand (fingerprint {written.group(1)}, "
+        f"now {found}), and a rewrite would write them over; move the change out of them, or delete the "
+        "block with this line to have it written anew, and run idempotify again"
+    )
+    error.lineno = source.count("\n", 0, written.start()) + 1
+    return error
 
 
 def helper_functions_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:

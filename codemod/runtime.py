@@ -77,7 +77,7 @@ def _idempotify(
 # columns; a foreign key's columns and referred table and columns. What cannot
 # be read or matched says nothing; nothing here fails the op.
 def _idempotify_drift(db: Any, guard: str, what: str, table: Any, name: Any, schema: Any) -> None:
-    """Log a WARNING when what a skipped create found differs from what it makes."""
+    """Log a WARNING when what a skipped create found is not what it makes."""
     import warnings
 
     import sqlalchemy as sa
@@ -120,7 +120,7 @@ def _idempotify_drift(db: Any, guard: str, what: str, table: Any, name: Any, sch
             has = text(found["constrained_columns"], refers=refers)
             refers = given["referent_table"], ", ".join(given["remote_cols"])
             makes = text(given["local_cols"], refers=refers)
-        else:  # An index, or a unique constraint (or the index MariaDB has for it).
+        else:  # An index, or a unique constraint (or MariaDB's index for it).
             columns = given["columns"]
             columns = [columns] if isinstance(columns, str) else columns
             index = kind == "index"

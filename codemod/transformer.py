@@ -29,6 +29,7 @@ from codemod.guards import (
     LEGACY_HELPERS,
     RIDERS,
     any_of,
+    edited_helpers,
     guard_literal,
     guard_test,
     helper_block_source,
@@ -181,9 +182,14 @@ class GuardTransformer(cst.CSTTransformer):
         self._module = node
         self._lines = NodeLines(node, self._source_bytes)
         # An op's own source is looked at for CONCURRENTLY only in files that hold the word (rendering each is slow).
-        self._says_concurrently = b"concurrently" in (self._source_bytes or node.bytes).lower()
+        source = self._source_bytes or node.bytes
+        self._says_concurrently = b"concurrently" in source.lower()
         self._op_names = {"op"} | set(_op_aliases(node))
         tree = self._lines.tree
+        if tree is not None and b"# idempotify: generated guards" in source:  # a re-run: was its block edited?
+            edited = edited_helpers(source.decode(node.encoding, errors="replace"), tree)
+            if edited is not None:
+                raise edited
         self._constants = _module_constants(tree)
         self._scopes: list[dict[str, ast.expr]] = [self._constants]  # names whose value is known, innermost last
         by_function, self._function_values = _tables_by_function(tree, self._constants)

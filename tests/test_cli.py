@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -329,3 +330,44 @@ def test_a_failure_between_reading_and_writing_leaves_the_original(
     assert "cannot write: No space left on device" in result.stderr
     assert path.read_text(encoding="utf-8") == INCIDENT.input
     assert sorted(p.name for p in versions.iterdir()) == ["4c5d6e7f8a9b_alter.py", "4f2a9c1d7e3b_add_updated_at.py"]
+
+
+def test_a_helper_block_changed_by_hand_is_refused_and_kept(versions: Path) -> None:
+    """A rewrite writes the generated helpers anew: over a change made by hand, it would lose it. The block's
+    header holds the fingerprint of its code; a file whose block no longer matches it is refused, untouched,
+    and the other files are still rewritten."""
+    assert run(versions).exit_code == 0
+    edited = versions / "4f2a9c1d7e3b_add_updated_at.py"
+    source = edited.read_text(encoding="utf-8")
+    header = next(number for number, line in enumerate(source.splitlines(), 1) if "generated guards" in line)
+    changed = source.replace(
+        "    if op.get_context().as_sql:\n", "    print('mine')\n    if op.get_context().as_sql:\n"
+    )
+    assert changed != source
+    edited.write_text(changed, encoding="utf-8")
+    other = versions / "5e6f7a8b9c0d_other.py"
+    other.write_text(INCIDENT.input.replace("4f2a9c1d7e3b", "5e6f7a8b9c0d"), encoding="utf-8")
+    result = run(versions)
+    assert result.exit_code == 2
+    assert f"{edited}: line {header}: the generated guard helpers below this line were changed by hand" in (
+        result.stderr
+    )
+    assert edited.read_text(encoding="utf-8") == changed
+    assert other.read_text(encoding="utf-8") != INCIDENT.input.replace("4f2a9c1d7e3b", "5e6f7a8b9c0d")
+
+
+def test_a_helper_block_only_laid_out_anew_is_rewritten(versions: Path) -> None:
+    """The fingerprint is of the code, not its layout: a block a project's formatter re-wrapped (here: another
+    line length), or one from before fingerprints, is written again as usual."""
+    assert run(versions).exit_code == 0
+    path = versions / "4f2a9c1d7e3b_add_updated_at.py"
+    written = path.read_text(encoding="utf-8")
+    assert run("--line-length", "60", versions).exit_code == 0
+    assert path.read_text(encoding="utf-8") != written
+    assert run(versions).exit_code == 0
+    assert path.read_text(encoding="utf-8") == written
+    old = re.sub(r"do not edit \[[0-9a-f]{8}\]", "do not edit.", written).replace("    import sqlalchemy\n", "", 1)
+    path.write_text(old, encoding="utf-8")
+    result = run(versions)
+    assert result.exit_code == 0, result.stderr
+    assert path.read_text(encoding="utf-8") == written
