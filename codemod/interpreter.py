@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import NoReturn
 
 # The oldest releases idempotify supports: pyproject.toml's dependencies (a test keeps the two the same).
-MINIMUM_VERSIONS = {"alembic": (1, 16), "sqlalchemy": (2, 0)}
+MINIMUM_VERSIONS = {"sqlalchemy": (2, 0), "alembic": (1, 16)}  # in import order: alembic imports sqlalchemy
 MINIMUM_PYTHON = (3, 10)  # requires-python
 
 # What PATH says it is: its version, then the suffix of its extension modules. Two lines, each a statement
@@ -100,16 +100,16 @@ def check_interpreter(shown: str, executable: str) -> None:
         said = (probe.stderr or probe.stdout).strip().splitlines()[-1:] or [f"exit code {probe.returncode}"]
         raise InterpreterError(f"--python {shown}: not a Python interpreter ({said[0]})")
     if lines[0] != ours:
-        theirs = tuple(map(int, lines[0].split(".")))
-        other = f", or install idempotify with Python {lines[0]}" if theirs >= MINIMUM_PYTHON else ""
+        supported = tuple(map(int, lines[0].split("."))) >= MINIMUM_PYTHON
+        other = f", or install idempotify with Python {lines[0]}" if supported else ""
         raise InterpreterError(
             f"--python {shown} is Python {lines[0]}; idempotify runs on Python {ours}, and its compiled "
             f"dependencies (libcst) load only on the same minor version: give a Python {ours} interpreter{other}"
         )
     if lines[1:2] != EXTENSION_SUFFIXES[:1]:
-        theirs = lines[1] if len(lines) > 1 else "none"
+        suffix = lines[1] if len(lines) > 1 else "none"
         raise InterpreterError(
-            f"--python {shown} is another kind of Python {ours}: its compiled extensions end in {theirs}, "
+            f"--python {shown} is another kind of Python {ours}: its compiled extensions end in {suffix}, "
             f"idempotify's in {EXTENSION_SUFFIXES[0]}, so they do not load there"
         )
 
