@@ -81,7 +81,10 @@ def switch_to(python: Path, arguments: Sequence[str]) -> None:
     )
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(executable, [executable, "-c", bootstrap, *arguments])
+    try:
+        os.execv(executable, [executable, "-c", bootstrap, *arguments])
+    except OSError as error:  # it ran a moment ago, for the check
+        raise InterpreterError(f"--python {python}: cannot run it: {error.strerror or error}") from error
 
 
 def check_interpreter(shown: str, executable: str) -> None:
