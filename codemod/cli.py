@@ -57,12 +57,14 @@ EXIT_CHANGES = 1
 EXIT_ERROR = 2
 P = ParamSpec("P")
 _PROGRESS_FROM = 50  # files; shorter runs finish before a bar would be read
+_ARGUMENTS = "idempotify.arguments"
 
 
 class _RewriteByDefault(TyperGroup):
     """``idempotify PATH...`` is ``idempotify rewrite PATH...``; other commands are named."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # ctx: typer's click Context
+        ctx.meta[_ARGUMENTS] = list(args)  # as given: --python runs the same command again
         if not args or args[0] not in self.commands:
             args = ["rewrite", *args]
         return super().parse_args(ctx, args)
@@ -123,6 +125,16 @@ _AlembicConfig = Annotated[
 _ReportFormat = Annotated[
     Format, typer.Option("--format", help="text for people, json for machines, github for CI annotations.")
 ]
+_ProjectPython = Annotated[
+    Path | None,
+    typer.Option(
+        "--python",
+        metavar="PATH",
+        help="Run under the project's Python (its virtualenv's bin/python) without installing idempotify "
+        "there: its own modules, Alembic, SQLAlchemy and drivers come first; idempotify's fill in the rest. "
+        "It must be the Python version idempotify runs on.",
+    ),
+]
 
 
 def _fail(printer: Printer, message: str, error: BaseException | None = None) -> NoReturn:
@@ -132,6 +144,18 @@ def _fail(printer: Printer, message: str, error: BaseException | None = None) ->
     else:
         printer.error(message)
     raise typer.Exit(EXIT_ERROR) from error
+
+
+def _switch_to(context: typer.Context, python: Path | None, printer: Printer) -> None:
+    """``--python``: go on under the project's interpreter (``codemod.interpreter``); exit 2 if it cannot."""
+    if python is None:
+        return
+    from codemod.interpreter import InterpreterError, switch_to  # noqa: PLC0415
+
+    try:
+        switch_to(python, context.meta[_ARGUMENTS])
+    except InterpreterError as error:
+        _fail(printer, str(error), error)
 
 
 @app.command()
@@ -363,6 +387,7 @@ def _progress(printer: Printer, total: int) -> Iterator[Callable[[], None]]:
 @app.command()
 @_unexpected_is_an_error
 def verify(
+    context: typer.Context,
     versions: _Versions = None,
     url: Annotated[
         str | None,
@@ -421,6 +446,7 @@ def verify(
             help="Also exit 1 when the only failures are at ops the rewrite left unguarded (expected ones).",
         ),
     ] = False,
+    python: _ProjectPython = None,
 ) -> None:
     """Prove a revision chain on scratch databases: same schema as the baseline, re-runnable, crash-safe.
 
@@ -433,6 +459,8 @@ def verify(
     unguarded, as it said it would; --strict: 1), 1 a scenario fails at a guard
     or elsewhere, 2 verify could not run.
     """
+    printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
+    _switch_to(context, python, printer)
     import sqlalchemy as sa  # noqa: PLC0415 - verify's imports are deferred so a rewrite starts fast
 
     from codemod.verify.chain import ChainError, load_chain  # noqa: PLC0415
@@ -441,7 +469,6 @@ def verify(
     from codemod.verify.report import fails, print_github, print_text, render_json  # noqa: PLC0415
     from codemod.verify.scenarios import ChainVerifier  # noqa: PLC0415
 
-    printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
     fail = functools.partial(_fail, printer)
 
     try:
@@ -723,6 +750,7 @@ def _exit_code(results: list[FileResult], *, report_changes: bool, strict: bool)
 @app.command()
 @_unexpected_is_an_error
 def plan(
+    context: typer.Context,
     versions: _Versions = None,
     url: Annotated[
         str | None,
@@ -747,6 +775,7 @@ def plan(
         bool, typer.Option("--no-env-py", help="Run the revisions without the project's env.py (the bare harness).")
     ] = False,
     output_format: _ReportFormat = Format.TEXT,
+    python: _ProjectPython = None,
 ) -> None:
     """Say what the next deploy will run and skip on the live database, without touching it.
 
@@ -760,6 +789,8 @@ def plan(
     Exit codes: 0 the deploy goes through, 1 the original (or rewritten) chain
     would fail or drift was found, 2 plan could not run.
     """
+    printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
+    _switch_to(context, python, printer)
     import sqlalchemy as sa  # noqa: PLC0415 - deferred so a rewrite starts fast
 
     from codemod.plan.live import LiveError  # noqa: PLC0415
@@ -769,7 +800,6 @@ def plan(
     from codemod.verify.database import ScratchError  # noqa: PLC0415
     from codemod.verify.environment import EnvPyRefused  # noqa: PLC0415
 
-    printer = Printer(output_format, check=True, diff=False, quiet=False, verbose=False)
     fail = functools.partial(_fail, printer)
 
     with _interrupt_exits_130():  # a CI cancellation still drops the scratch databases
