@@ -28,7 +28,8 @@ from codemod.specs import HELPER_PREFIX, SPECS, Check
 
 # The first line of the generated block, ending with the fingerprint of its functions as written (see
 # ``helpers_fingerprint``): a re-run that finds them changed refuses to write them over.
-BLOCK_HEADER = "# idempotify: generated guards (skips are logged); do not edit [{fingerprint}]\n"
+BLOCK_MARK = "# idempotify: generated guards"  # how the block's first line starts, in every version
+BLOCK_HEADER = BLOCK_MARK + " (skips are logged); do not edit [{fingerprint}]\n"
 _WRITTEN_HEADER = re.compile(r"^# idempotify: generated guards .*\[([0-9a-f]{8})\][ \t]*\r?$", re.MULTILINE)
 GUARD = runtime.HELPER_PREFIX  # the function every guard calls
 

@@ -24,6 +24,7 @@ import libcst.matchers as m
 from codemod.effects import ROWLESS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
 from codemod.formatting import Style
 from codemod.guards import (
+    BLOCK_MARK,
     DRIFT,
     GUARD,
     LEGACY_HELPERS,
@@ -186,7 +187,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._says_concurrently = b"concurrently" in source.lower()
         self._op_names = {"op"} | set(_op_aliases(node))
         tree = self._lines.tree
-        if tree is not None and b"# idempotify: generated guards" in source:  # a re-run: was its block edited?
+        if tree is not None and BLOCK_MARK.encode() in source:  # a re-run: was its block edited?
             edited = edited_helpers(source.decode(node.encoding, errors="replace"), tree)
             if edited is not None:
                 raise edited

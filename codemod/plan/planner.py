@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from codemod.formatting import Style, style_for
-from codemod.guards import BLOCK_HEADER
+from codemod.guards import BLOCK_MARK
 from codemod.plan.drift import describe, drift
 from codemod.plan.live import LiveCopy, copy_into, read_live
 from codemod.plan.record import Recording, run_recorded
@@ -159,7 +159,7 @@ def _sources(revision: Revision) -> _Sources:
     rewritten_bytes, first = rewrite_source(on_disk, style)
     rewritten = rewritten_bytes.decode("utf-8")
     reports = list(rewrite_source(rewritten_bytes, style)[1])
-    if style.helpers is not None or BLOCK_HEADER.splitlines()[0] in revision.source:
+    if style.helpers is not None or BLOCK_MARK in revision.source:
         # already rewritten: the original is its baseline
         original, original_path = revision.baseline, revision.baseline_path
         original_reports = list(rewrite_source(original.encode("utf-8"), style)[1]) if original is not None else []
