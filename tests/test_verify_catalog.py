@@ -1,6 +1,7 @@
 """On PostgreSQL a snapshot reads the catalog in one statement: it must read exactly what the inspector and the
 fingerprint queries read one by one (tables, fingerprints, sequences, enums), on every golden fixture's schema
-after its upgrade and after its downgrade, and on the shapes no fixture builds."""
+after its upgrade and after its downgrade, and on the shapes no fixture builds. And a table's fingerprint must
+change whenever its reflection does: a snapshot that takes kept reflections is the snapshot that reflects anew."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from codemod.verify import schema
 from codemod.verify.database import scratch_server
 from codemod.verify.execution import load_migration, run_on_connection
 from codemod.verify.scenarios import may_leave_transaction
-from codemod.verify.schema import _catalog, _catalog_in_one_query, snapshot_of
+from codemod.verify.schema import Snapshot, _catalog, _catalog_in_one_query, snapshot_of
 from tests.conftest import require_dialect
 from tests.databases import BASE, SERVERS
 from tests.fixtures import golden_paths, read_golden
@@ -35,10 +37,22 @@ def connection() -> Iterator[sa.Connection]:
         engine.dispose()
 
 
+def _reflected_anew(connection: sa.Connection) -> Snapshot:
+    """``snapshot_of`` with no reflection kept from before (those kept are left as they were)."""
+    kept = dict(schema._REFLECTED)
+    schema._REFLECTED.clear()
+    try:
+        return snapshot_of(connection)
+    finally:
+        schema._REFLECTED.clear()
+        schema._REFLECTED.update(kept)
+
+
 def _same_catalog(connection: sa.Connection, label: str) -> None:
     one_query = _catalog_in_one_query(connection)
     assert one_query == _catalog(connection, sa.inspect(connection)), label
     assert one_query.tables, f"{label}: the base schema has tables"
+    assert snapshot_of(connection) == _reflected_anew(connection), f"{label}: a kept reflection is stale"
 
 
 def test_the_one_query_reads_what_the_inspector_reads_on_every_fixture(connection: sa.Connection) -> None:
@@ -84,9 +98,37 @@ SHAPES = [
     "CREATE TYPE nothing AS ENUM ()",
     "CREATE TYPE mood AS ENUM ('sad', 'happy')",
     "ALTER TYPE mood ADD VALUE 'calm' BEFORE 'happy'",
-    # a dropped column
+    # a dropped column; a column dropped and added again, its index made again on it
     "ALTER TABLE one ADD COLUMN gone integer",
     "ALTER TABLE one DROP COLUMN gone",
+    "CREATE TABLE pair (x integer, y integer)",
+    "CREATE INDEX ix_pair ON pair (x)",
+    "ALTER TABLE pair DROP COLUMN x",
+    "ALTER TABLE pair RENAME COLUMN y TO x",
+    "ALTER TABLE pair ADD COLUMN y integer",
+    "CREATE INDEX ix_pair ON pair (y)",
+    "DROP INDEX ix_pair",
+    "CREATE INDEX ix_pair ON pair (x)",
+    "DROP INDEX ix_pair",
+    "CREATE UNIQUE INDEX ix_pair ON pair (x)",
+    "DROP INDEX ix_pair",
+    "CREATE INDEX ix_pair ON pair (x) INCLUDE (y)",
+    "DROP INDEX ix_pair",
+    "CREATE INDEX ix_pair ON pair (x, y)",
+    "ALTER INDEX ix_pair RENAME TO ix_pair_2",
+    # the same column names and index key numbers, the key naming another column
+    "CREATE TABLE shift (a integer, b integer)",
+    "CREATE INDEX ix_shift ON shift (b)",
+    "DROP TABLE shift",
+    "CREATE TABLE shift (gone integer, a integer, b integer)",
+    "ALTER TABLE shift DROP COLUMN gone",
+    "CREATE INDEX ix_shift ON shift (a)",
+    # what another table's renames change in this one's foreign key; a renamed type in a column's
+    'ALTER TABLE "B" RENAME COLUMN id TO key',
+    'ALTER TABLE "B" RENAME TO "C"',
+    "ALTER TABLE a_table ADD COLUMN feeling mood",
+    "ALTER TYPE mood RENAME TO humour",
+    "ALTER TABLE two RENAME CONSTRAINT positive TO more_than_one",
 ]
 
 

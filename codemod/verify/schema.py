@@ -83,11 +83,17 @@ _REFLECTED: dict[tuple[str, str, str], dict[str, Any]] = {}
 _FINGERPRINTS = {
     "sqlite": ["SELECT tbl_name, type, name, sql FROM sqlite_master WHERE tbl_name NOT LIKE 'sqlite_%' ORDER BY name"],
     "postgresql": [
-        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull"
+        "SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull"
         " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped"
         " ORDER BY c.relname, a.attnum",
-        "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = current_schema() ORDER BY indexname",
+        # An index as reflection sees it: its name, its key columns (attnums, named by the rows above; 0 for an
+        # expression), unique or not. Read raw: pg_get_indexdef (pg_indexes) was most of a snapshot's time.
+        "SELECT c.relname, i.relname, x.indisunique, x.indisprimary, x.indisvalid, x.indnkeyatts, x.indkey::text"
+        " FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'm', 'p') AND i.relkind IN ('i', 'I') AND n.nspname = current_schema()"
+        " ORDER BY c.relname, i.relname",
         "SELECT c.relname, o.conname, pg_get_constraintdef(o.oid) FROM pg_constraint o"
         " JOIN pg_class c ON c.oid = o.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = current_schema() ORDER BY o.conname",
@@ -143,12 +149,15 @@ SELECT
      (SELECT json_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)))
    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
    WHERE t.typtype = 'e' AND pg_type_is_visible(t.oid) AND n.nspname != 'pg_catalog')::text,
-  (SELECT json_agg(json_build_array(c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull)
-     ORDER BY c.relname, a.attnum)
+  (SELECT json_agg(json_build_array(c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+     a.attnotnull) ORDER BY c.relname, a.attnum)
    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped)::text,
-  (SELECT json_agg(json_build_array(tablename, indexdef) ORDER BY tablename, indexname)
-   FROM pg_indexes WHERE schemaname = current_schema())::text,
+  (SELECT json_agg(json_build_array(c.relname, i.relname, x.indisunique, x.indisprimary, x.indisvalid, x.indnkeyatts,
+     x.indkey::text) ORDER BY c.relname, i.relname)
+   FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid
+   JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'm', 'p') AND i.relkind IN ('i', 'I') AND n.nspname = current_schema())::text,
   (SELECT json_agg(json_build_array(c.relname, o.conname, pg_get_constraintdef(o.oid)) ORDER BY c.relname, o.conname)
    FROM pg_constraint o JOIN pg_class c ON c.oid = o.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = current_schema())::text
