@@ -16,6 +16,7 @@ import traceback
 import types
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +90,20 @@ def inserted_into(operation: object) -> set[str]:
 
 
 def load_migration(source: str, path: Path | str = "migration") -> types.ModuleType:
-    """A fresh module object for ``source``, with ``path`` in its tracebacks."""
+    """A fresh module object for ``source``, with ``path`` in its tracebacks.
+
+    The module is executed afresh each time (new Column objects), but compiled once: verify runs the same
+    source many times (re-run, crash points, downgrades), and compiling a guarded revision costs as much as
+    running it on SQLite."""
     module = types.ModuleType(Path(path).stem)
     module.__file__ = str(path)
-    exec(compile(source, str(path), "exec"), module.__dict__)
+    exec(_compiled(source, str(path)), module.__dict__)
     return module
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str, filename: str) -> types.CodeType:
+    return compile(source, filename, "exec")  # inherits this module's __future__ flags, as it always did
 
 
 def context_options(naming_convention: dict[str, str] | None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import sqlalchemy as sa
 
@@ -49,11 +50,18 @@ _LEAVES_TRANSACTION = re.compile(
 )
 
 
+@lru_cache(maxsize=4)
+def _parsed(source: str) -> ast.Module:
+    """The tree of ``source`` (not to be changed): a revision's source is read by ``may_leave_transaction``, then by
+    ``_defines``; a guarded revision, its helpers included, takes milliseconds to parse."""
+    return ast.parse(source)
+
+
 def may_leave_transaction(source: str) -> bool:
     """Whether ``source`` names what leaves a transaction, in its code or its strings (SQL), outside its module
     docstring and idempotify's generated helpers (they leave none; their docstrings name CONCURRENTLY)."""
     try:
-        tree = ast.parse(source)
+        tree = _parsed(source)
     except SyntaxError:
         return True
     docstring = ast.get_docstring(tree, clean=False)
@@ -97,7 +105,7 @@ class RevisionReport:
 def _defines(source: str, function: str) -> bool:
     """Whether ``source`` defines ``function`` at its top level (a file that does not parse is left to its run)."""
     try:
-        tree = ast.parse(source)
+        tree = _parsed(source)
     except SyntaxError:
         return True
     return any(isinstance(node, ast.FunctionDef) and node.name == function for node in tree.body)

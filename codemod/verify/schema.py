@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,11 +29,11 @@ def snapshot_of(connection: sa.Connection) -> Snapshot:
     """
     inspector = sa.inspect(connection)
     dialect = connection.dialect.name
-    fingerprints = _fingerprints(connection)
+    catalog = _catalog_in_one_query(connection) if dialect == "postgresql" else _catalog(connection, inspector)
     tables: Snapshot = {}
-    for table in sorted(inspector.get_table_names()):
-        key = (dialect, table, fingerprints.get(table, ""))
-        details = _REFLECTED.get(key) if table in fingerprints else None
+    for table in catalog.tables:
+        key = (dialect, table, catalog.fingerprints.get(table, ""))
+        details = _REFLECTED.get(key) if table in catalog.fingerprints else None
         if details is None:
             with warnings.catch_warnings():
                 # The expression indexes it skips are listed by name from the catalog (SQLite, below).
@@ -41,11 +43,10 @@ def snapshot_of(connection: sa.Connection) -> Snapshot:
                 _REFLECTED.clear()
             _REFLECTED[key] = details
         tables[table] = details
-    if connection.dialect.supports_sequences:
-        tables["sequences"] = sorted(inspector.get_sequence_names())
-    if dialect == "postgresql":
-        enums = inspector.get_enums()  # type: ignore[attr-defined]  # PostgreSQL's inspector has it
-        tables["enums"] = sorted((enum["name"], tuple(enum["labels"])) for enum in enums)
+    if catalog.sequences is not None:
+        tables["sequences"] = catalog.sequences
+    if catalog.enums is not None:
+        tables["enums"] = catalog.enums
     if dialect == "sqlite":
         # SQLite's reflection leaves out expression indexes (with a warning): their names come from the catalog.
         query = "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
@@ -82,11 +83,17 @@ _REFLECTED: dict[tuple[str, str, str], dict[str, Any]] = {}
 _FINGERPRINTS = {
     "sqlite": ["SELECT tbl_name, type, name, sql FROM sqlite_master WHERE tbl_name NOT LIKE 'sqlite_%' ORDER BY name"],
     "postgresql": [
-        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull"
+        "SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull"
         " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped"
         " ORDER BY c.relname, a.attnum",
-        "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = current_schema() ORDER BY indexname",
+        # An index as reflection sees it: its name, its key columns (attnums, named by the rows above; 0 for an
+        # expression), unique or not. Read raw: pg_get_indexdef (pg_indexes) was most of a snapshot's time.
+        "SELECT c.relname, i.relname, x.indisunique, x.indisprimary, x.indisvalid, x.indnkeyatts, x.indkey::text"
+        " FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'm', 'p') AND i.relkind IN ('i', 'I') AND n.nspname = current_schema()"
+        " ORDER BY c.relname, i.relname",
         "SELECT c.relname, o.conname, pg_get_constraintdef(o.oid) FROM pg_constraint o"
         " JOIN pg_class c ON c.oid = o.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = current_schema() ORDER BY o.conname",
@@ -103,6 +110,77 @@ _FINGERPRINTS = {
         " WHERE constraint_schema = database() ORDER BY table_name, constraint_name",
     ],
 }
+
+
+@dataclass
+class _Catalog:
+    """What a snapshot reads of the catalog besides each table's reflection: the tables (sorted), their
+    fingerprints, the sequences and the enums (None where the dialect has none)."""
+
+    tables: list[str]
+    fingerprints: dict[str, str]
+    sequences: list[str] | None
+    enums: list[tuple[str, tuple[str, ...]]] | None
+
+
+def _catalog(connection: sa.Connection, inspector: sa.Inspector) -> _Catalog:
+    """``_Catalog`` through the inspector, and the fingerprint queries, one by one."""
+    sequences = sorted(inspector.get_sequence_names()) if connection.dialect.supports_sequences else None
+    enums = None
+    if connection.dialect.name == "postgresql":
+        found = inspector.get_enums()  # type: ignore[attr-defined]  # PostgreSQL's inspector has it
+        enums = sorted((enum["name"], tuple(enum["labels"])) for enum in found)
+    return _Catalog(sorted(inspector.get_table_names()), _fingerprints(connection), sequences, enums)
+
+
+# PostgreSQL: ``_catalog`` in one statement, each part a JSON array (text, so that every driver reads it alike).
+# The tables, sequences and enums are chosen as SQLAlchemy's inspector chooses them with no schema given
+# (visible on the search path, outside pg_catalog; tables neither temporary nor foreign); the fingerprint
+# rows are those of _FINGERPRINTS["postgresql"], in the same order within each table.
+_ONE_QUERY = """
+SELECT
+  (SELECT json_agg(c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p') AND c.relpersistence != 't'
+     AND pg_table_is_visible(c.oid) AND n.nspname != 'pg_catalog')::text,
+  (SELECT json_agg(c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind = 'S' AND pg_table_is_visible(c.oid) AND n.nspname != 'pg_catalog')::text,
+  (SELECT json_agg(json_build_array(
+     t.typname,
+     (SELECT json_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)))
+   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+   WHERE t.typtype = 'e' AND pg_type_is_visible(t.oid) AND n.nspname != 'pg_catalog')::text,
+  (SELECT json_agg(json_build_array(c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+     a.attnotnull) ORDER BY c.relname, a.attnum)
+   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped)::text,
+  (SELECT json_agg(json_build_array(c.relname, i.relname, x.indisunique, x.indisprimary, x.indisvalid, x.indnkeyatts,
+     x.indkey::text) ORDER BY c.relname, i.relname)
+   FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid
+   JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'm', 'p') AND i.relkind IN ('i', 'I') AND n.nspname = current_schema())::text,
+  (SELECT json_agg(json_build_array(c.relname, o.conname, pg_get_constraintdef(o.oid)) ORDER BY c.relname, o.conname)
+   FROM pg_constraint o JOIN pg_class c ON c.oid = o.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = current_schema())::text
+"""
+
+
+def _catalog_in_one_query(connection: sa.Connection) -> _Catalog:
+    """``_catalog`` on PostgreSQL in one round trip instead of six (the snapshots of a revision are many)."""
+    tables, sequences, enums, *fingerprinted = (
+        json.loads(part) if part is not None else [] for part in connection.exec_driver_sql(_ONE_QUERY).one()
+    )
+    rows: dict[str, list[str]] = {}
+    for part in fingerprinted:
+        for table, *values in part:
+            rows.setdefault(str(table), []).append(repr(values))
+    native = connection.dialect.supports_native_enum
+    labelled = [(name, tuple(labels or ())) for name, labels in enums] if native else []
+    return _Catalog(
+        sorted(tables),
+        {table: "\n".join(lines) for table, lines in rows.items()},
+        sorted(sequences),
+        sorted(labelled),
+    )
 
 
 def _fingerprints(connection: sa.Connection) -> dict[str, str]:
