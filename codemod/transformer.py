@@ -225,7 +225,7 @@ class GuardTransformer(cst.CSTTransformer):
 
     def visit_Assign(self, node: cst.Assign) -> None:
         names = {target.target.value for target in node.targets if isinstance(target.target, cst.Name)}
-        if self._is_bind(node.value):
+        if self._is_bind(node.value) or self._is_session_on_bind(node.value):
             self._bind_names |= names
         if isinstance(node.value, cst.Call) and m.matches(node.value.func, _ENUM_TYPE):
             self._enum_names |= names
@@ -246,6 +246,9 @@ class GuardTransformer(cst.CSTTransformer):
         for item in node.items:
             if item.asname is not None and isinstance(item.asname.name, cst.Name):
                 name = item.asname.name.value
+                if self._is_session_on_bind(item.item):
+                    self._bind_names.add(name)
+                    continue
                 scope[name] = self._batch_table(item) or _runtime_batch_table(name)
         self._batch_scopes.append(scope)
         block = _BatchBlock([], BatchPlan())
@@ -826,6 +829,18 @@ class GuardTransformer(cst.CSTTransformer):
             assert isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
             return self._is_bind(node.func.value)
         return _is_op_method(node, self._op_names, "get_bind")
+
+    def _is_session_on_bind(self, node: cst.BaseExpression) -> bool:
+        """``Session(bind=<connection>)`` (``orm.Session``, ``sqlmodel.Session``...): its ``execute`` runs SQL on the
+        migration's connection, as the connection's own does (zenml's and optuna's data steps)."""
+        if not isinstance(node, cst.Call) or not m.matches(
+            node.func, m.Name("Session") | m.Attribute(attr=m.Name("Session"))
+        ):
+            return False
+        bind = next((arg.value for arg in node.args if arg.keyword is not None and arg.keyword.value == "bind"), None)
+        if bind is None and node.args and node.args[0].keyword is None and not node.args[0].star:
+            bind = node.args[0].value
+        return bind is not None and self._is_bind(bind)
 
     def _match_enum(self, call: cst.Call, enum: cst.BaseExpression, spec: OpSpec) -> _OpCall | None:
         """``ENUM(..., name=...).create(bind)`` or ``mood.drop(bind)``: an enum type made or dropped."""

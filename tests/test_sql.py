@@ -269,6 +269,37 @@ def test_a_query_in_a_function_that_drops_what_it_may_read_is_not_called_safe() 
     assert reason.startswith("its SQL is a query, in a function that drops tables or columns: a re-run fails")
 
 
+@pytest.mark.parametrize(
+    "session",
+    [
+        "    session = sa.orm.Session(bind=op.get_bind())\n",
+        "    session = Session(op.get_bind())\n",
+        "    with sqlmodel.Session(bind=op.get_bind()) as session:\n        pass\n",
+    ],
+)
+def test_sql_run_through_a_session_on_the_migration_connection_is_read_as_the_connection_s(session: str) -> None:
+    """zenml and optuna run their data steps through an ORM Session: a query of what the function then drops fails
+    on a re-run, and must be listed, not passed over as if it were not SQL."""
+    body = session + (
+        "    rows = session.execute(sa.text('SELECT id, legacy FROM accounts')).all()\n"
+        "    session.execute(sa.text('ALTER TABLE users ADD COLUMN nickname VARCHAR(30)'))\n"
+        "    op.drop_column('accounts', 'legacy')\n"
+    )
+    output, reports = _rewrite(body)
+    assert [outcome for outcome, _ in reports] == [Outcome.UNGUARDED, Outcome.GUARDED, Outcome.GUARDED]
+    assert reports[0][1].startswith("its SQL is a query, in a function that drops tables or columns")
+    assert '    if _idempotify("session.execute: no column", "users", "nickname"):\n' in output
+
+
+def test_a_session_on_something_else_is_not_the_migration_connection() -> None:
+    body = (
+        "    session = Session(bind=other_engine)\n"
+        "    session.execute(sa.text('ALTER TABLE users ADD COLUMN nickname VARCHAR(30)'))\n"
+    )
+    output, reports = _rewrite(body)
+    assert reports == [] and output == body
+
+
 def test_a_long_index_name_is_left_to_the_helper_and_other_long_names_need_the_dialect() -> None:
     long = "ix_" + "x" * 70
     assert _one(f"DROP INDEX {long}").args == {"index_name": long}
