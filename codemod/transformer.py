@@ -686,9 +686,28 @@ class GuardTransformer(cst.CSTTransformer):
         """``op.bulk_insert(t, rows)`` with ``t`` from this function's create_table: runs while the table is empty."""
         table = found.call.args[0].value if found.call.args and found.call.args[0].keyword is None else None
         created = self._created_tables[-1].get(table.value) if isinstance(table, cst.Name) else None
+        if created is None and table is not None:
+            created = self._made_table_named(table)
         if created is None:
             return None, OpReport(line, found.display, Outcome.UNGUARDED, UNGUARDED_REASONS["bulk_insert"])
         return self._seed(found, line, *created)
+
+    def _made_table_named(self, table: cst.BaseExpression) -> tuple[str, str | None] | None:
+        """``sa.table("t", ...)`` or ``sa.Table("t", metadata)`` (or a name bound once to one) naming a table this
+        function's create_table makes (zenml reflects it for its seed row): its name and schema, as sources."""
+        node = self._python_expression(table)
+        if isinstance(node, ast.Name):
+            node = self._scopes[-1].get(node.id)
+        if not isinstance(node, ast.Call) or not node.args or isinstance(node.args[0], ast.Starred):
+            return None
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+        name = node.args[0]
+        if called not in {"table", "Table"} or not isinstance(name, ast.Constant) or not isinstance(name.value, str):
+            return None
+        if ast.dump(ast.Expression(body=ast.Constant(value=name.value))) not in self._function_makes[-1]:
+            return None
+        schema = next((keyword.value for keyword in node.keywords if keyword.arg == "schema"), None)
+        return repr(name.value), None if schema is None else ast.unparse(schema)
 
     def _seed_sql(self, found: _OpCall, line: int) -> tuple[str | None, OpReport]:
         """An SQL INSERT into a table this function's create_table makes: runs while the table is empty."""

@@ -234,6 +234,29 @@ def test_an_insert_is_a_seed_only_into_a_table_its_function_creates() -> None:
 
 
 @pytest.mark.parametrize(
+    "table",
+    [
+        "sa.table('flags', sa.column('id'))",
+        "sa.Table('flags', meta)",
+        "flags_table",  # bound once to sa.table('flags', ...)
+    ],
+)
+def test_a_bulk_insert_into_a_table_named_as_one_this_function_creates_is_a_seed(table: str) -> None:
+    """zenml reflects the table it just made (sa.Table("identity", meta)) for its one seed row: a re-run
+    inserted it again (duplicate key) while a seed into the create_table's result was guarded."""
+    body = (
+        "    op.create_table('flags', sa.Column('id', sa.Integer))\n"
+        "    flags_table = sa.table('flags', sa.column('id'))\n"
+        f"    op.bulk_insert({table}, [{{'id': 1}}])\n"
+        "    op.bulk_insert(sa.table('users', sa.column('id')), [{'id': 1}])\n"
+    )
+    output, reports = _rewrite(body)
+    assert f'    if _idempotify("op.bulk_insert: no row", "flags"):\n        op.bulk_insert({table}' in output
+    assert [outcome for outcome, _ in reports] == [Outcome.GUARDED, Outcome.GUARDED, Outcome.UNGUARDED]
+    assert reports[2][1].startswith("data change; only a seed insert into a table this function creates")
+
+
+@pytest.mark.parametrize(
     ("sql", "outcome", "reason"),
     [
         (
