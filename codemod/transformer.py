@@ -226,7 +226,7 @@ class GuardTransformer(cst.CSTTransformer):
 
     def visit_Assign(self, node: cst.Assign) -> None:
         names = {target.target.value for target in node.targets if isinstance(target.target, cst.Name)}
-        if self._is_bind(node.value):
+        if self._is_bind(node.value) or self._is_session_on_bind(node.value):
             self._bind_names |= names
         if isinstance(node.value, cst.Call) and m.matches(node.value.func, _ENUM_TYPE):
             self._enum_names |= names
@@ -247,6 +247,9 @@ class GuardTransformer(cst.CSTTransformer):
         for item in node.items:
             if item.asname is not None and isinstance(item.asname.name, cst.Name):
                 name = item.asname.name.value
+                if self._is_session_on_bind(item.item):
+                    self._bind_names.add(name)
+                    continue
                 scope[name] = self._batch_table(item) or _runtime_batch_table(name)
         self._batch_scopes.append(scope)
         block = _BatchBlock([], BatchPlan())
@@ -684,9 +687,28 @@ class GuardTransformer(cst.CSTTransformer):
         """``op.bulk_insert(t, rows)`` with ``t`` from this function's create_table: runs while the table is empty."""
         table = found.call.args[0].value if found.call.args and found.call.args[0].keyword is None else None
         created = self._created_tables[-1].get(table.value) if isinstance(table, cst.Name) else None
+        if created is None and table is not None:
+            created = self._made_table_named(table)
         if created is None:
             return None, OpReport(line, found.display, Outcome.UNGUARDED, UNGUARDED_REASONS["bulk_insert"])
         return self._seed(found, line, *created)
+
+    def _made_table_named(self, table: cst.BaseExpression) -> tuple[str, str | None] | None:
+        """``sa.table("t", ...)`` or ``sa.Table("t", metadata)`` (or a name bound once to one) naming a table this
+        function's create_table makes (zenml reflects it for its seed row): its name and schema, as sources."""
+        node = self._python_expression(table)
+        if isinstance(node, ast.Name):
+            node = self._scopes[-1].get(node.id)
+        if not isinstance(node, ast.Call) or not node.args or isinstance(node.args[0], ast.Starred):
+            return None
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+        name = node.args[0]
+        if called not in {"table", "Table"} or not isinstance(name, ast.Constant) or not isinstance(name.value, str):
+            return None
+        if ast.dump(ast.Expression(body=ast.Constant(value=name.value))) not in self._function_makes[-1]:
+            return None
+        schema = next((keyword.value for keyword in node.keywords if keyword.arg == "schema"), None)
+        return repr(name.value), None if schema is None else ast.unparse(schema)
 
     def _seed_sql(self, found: _OpCall, line: int) -> tuple[str | None, OpReport]:
         """An SQL INSERT into a table this function's create_table makes: runs while the table is empty."""
@@ -827,6 +849,18 @@ class GuardTransformer(cst.CSTTransformer):
             assert isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
             return self._is_bind(node.func.value)
         return _is_op_method(node, self._op_names, "get_bind")
+
+    def _is_session_on_bind(self, node: cst.BaseExpression) -> bool:
+        """``Session(bind=<connection>)`` (``orm.Session``, ``sqlmodel.Session``...): its ``execute`` runs SQL on the
+        migration's connection, as the connection's own does (zenml's and optuna's data steps)."""
+        if not isinstance(node, cst.Call) or not m.matches(
+            node.func, m.Name("Session") | m.Attribute(attr=m.Name("Session"))
+        ):
+            return False
+        bind = next((arg.value for arg in node.args if arg.keyword is not None and arg.keyword.value == "bind"), None)
+        if bind is None and node.args and node.args[0].keyword is None and not node.args[0].star:
+            bind = node.args[0].value
+        return bind is not None and self._is_bind(bind)
 
     def _match_enum(self, call: cst.Call, enum: cst.BaseExpression, spec: OpSpec) -> _OpCall | None:
         """``ENUM(..., name=...).create(bind)`` or ``mood.drop(bind)``: an enum type made or dropped."""

@@ -234,6 +234,29 @@ def test_an_insert_is_a_seed_only_into_a_table_its_function_creates() -> None:
 
 
 @pytest.mark.parametrize(
+    "table",
+    [
+        "sa.table('flags', sa.column('id'))",
+        "sa.Table('flags', meta)",
+        "flags_table",  # bound once to sa.table('flags', ...)
+    ],
+)
+def test_a_bulk_insert_into_a_table_named_as_one_this_function_creates_is_a_seed(table: str) -> None:
+    """zenml reflects the table it just made (sa.Table("identity", meta)) for its one seed row: a re-run
+    inserted it again (duplicate key) while a seed into the create_table's result was guarded."""
+    body = (
+        "    op.create_table('flags', sa.Column('id', sa.Integer))\n"
+        "    flags_table = sa.table('flags', sa.column('id'))\n"
+        f"    op.bulk_insert({table}, [{{'id': 1}}])\n"
+        "    op.bulk_insert(sa.table('users', sa.column('id')), [{'id': 1}])\n"
+    )
+    output, reports = _rewrite(body)
+    assert f'    if _idempotify("op.bulk_insert: no row", "flags"):\n        op.bulk_insert({table}' in output
+    assert [outcome for outcome, _ in reports] == [Outcome.GUARDED, Outcome.GUARDED, Outcome.UNGUARDED]
+    assert reports[2][1].startswith("data change; only a seed insert into a table this function creates")
+
+
+@pytest.mark.parametrize(
     ("sql", "outcome", "reason"),
     [
         (
@@ -267,6 +290,37 @@ def test_a_query_in_a_function_that_drops_what_it_may_read_is_not_called_safe() 
     (outcome, reason), _ = _rewrite(body)[1]
     assert outcome is Outcome.UNGUARDED
     assert reason.startswith("its SQL is a query, in a function that drops tables or columns: a re-run fails")
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        "    session = sa.orm.Session(bind=op.get_bind())\n",
+        "    session = Session(op.get_bind())\n",
+        "    with sqlmodel.Session(bind=op.get_bind()) as session:\n        pass\n",
+    ],
+)
+def test_sql_run_through_a_session_on_the_migration_connection_is_read_as_the_connection_s(session: str) -> None:
+    """zenml and optuna run their data steps through an ORM Session: a query of what the function then drops fails
+    on a re-run, and must be listed, not passed over as if it were not SQL."""
+    body = session + (
+        "    rows = session.execute(sa.text('SELECT id, legacy FROM accounts')).all()\n"
+        "    session.execute(sa.text('ALTER TABLE users ADD COLUMN nickname VARCHAR(30)'))\n"
+        "    op.drop_column('accounts', 'legacy')\n"
+    )
+    output, reports = _rewrite(body)
+    assert [outcome for outcome, _ in reports] == [Outcome.UNGUARDED, Outcome.GUARDED, Outcome.GUARDED]
+    assert reports[0][1].startswith("its SQL is a query, in a function that drops tables or columns")
+    assert '    if _idempotify("session.execute: no column", "users", "nickname"):\n' in output
+
+
+def test_a_session_on_something_else_is_not_the_migration_connection() -> None:
+    body = (
+        "    session = Session(bind=other_engine)\n"
+        "    session.execute(sa.text('ALTER TABLE users ADD COLUMN nickname VARCHAR(30)'))\n"
+    )
+    output, reports = _rewrite(body)
+    assert reports == [] and output == body
 
 
 def test_a_long_index_name_is_left_to_the_helper_and_other_long_names_need_the_dialect() -> None:
