@@ -39,7 +39,15 @@ from codemod.verify.chain import Revision
 from codemod.verify.database import EACH_STATEMENT_COMMITS, LeftTransaction, Scratch, ScratchServer
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
 from codemod.verify.execution import Crash, load_migration, offline_sql_or_error, run_on_connection, where
-from codemod.verify.schema import ROWS, Snapshot, differences, rows_of, schema_only, snapshot_of
+from codemod.verify.schema import (
+    ROWS,
+    Snapshot,
+    differences,
+    made_at_run_time,
+    rows_of,
+    schema_only,
+    snapshot_of,
+)
 
 NO_DOWNGRADE = "no downgrade: none, or one that runs no op"
 SCENARIOS = ("upgrade", "equivalence", "re-run", "crash", "downgrade", "offline")
@@ -511,8 +519,8 @@ class ChainVerifier:
         if revision.baseline == revision.source:  # SQL holding datetime.now() differs run to run: not a finding
             return Result("ok", "the file is unchanged")
         for function in ("upgrade", "downgrade"):
-            original = self._sql(revision, revision.original, function)
-            rewritten = self._sql(revision, revision.source, function)
+            original = made_at_run_time(self._sql(revision, revision.original, function))
+            rewritten = made_at_run_time(self._sql(revision, revision.source, function))
             if original == rewritten:
                 continue
             if _statements(original) == _statements(rewritten):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
+import uuid
 import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -64,8 +67,40 @@ def rows_of(connection: sa.Connection, tables: Collection[str]) -> Snapshot:
     found: Snapshot = {}
     for name in sorted(set(tables) & set(sa.inspect(connection).get_table_names())):
         result = connection.execute(sa.text(f"SELECT * FROM {quote(name)}"))
-        found[f"{ROWS}{name}"] = sorted(repr(sorted(row._mapping.items())) for row in result)
+        found[f"{ROWS}{name}"] = sorted(
+            repr(sorted((column, _as_made(value)) for column, value in row._mapping.items())) for row in result
+        )
     return found
+
+
+# What a revision makes anew on every run: a uuid (uuid4(), with or without dashes), and the clock's reading.
+_UUID = re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b", re.IGNORECASE)
+_TIMESTAMP = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[+-]\d{2}:?\d{2}|Z)?")
+
+
+def made_at_run_time(text: str) -> str:
+    """``text`` with each uuid, and each timestamp of these days, said by its kind (``<uuid>``, ``<now>``).
+
+    A seed row's ``uuid4()`` or ``datetime.now()`` differs from run to run, so between the baseline's database
+    and the rewrite's, and in their ``--sql`` output; a row lost or changed otherwise still shows.
+    """
+    days = _these_days()
+    text = _UUID.sub("<uuid>", text)
+    return _TIMESTAMP.sub(lambda found: "<now>" if found.group(1) in days else found.group(0), text)
+
+
+def _as_made(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return "<uuid>"
+    if isinstance(value, datetime.date):  # a datetime too
+        return "<now>" if value.isoformat()[:10] in _these_days() else value
+    return made_at_run_time(value) if isinstance(value, str) else value
+
+
+def _these_days() -> set[str]:
+    """Yesterday, today and tomorrow, in UTC: the dates the clock may have given, in any time zone."""
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    return {(today + datetime.timedelta(days=offset)).isoformat() for offset in (-1, 0, 1)}
 
 
 def schema_only(state: Snapshot) -> Snapshot:
