@@ -33,7 +33,6 @@ from codemod.cache import ResultCache
 from codemod.config import Config, ConfigError, find_alembic_project, is_module_name, load_config
 from codemod.formatting import Style, style_for
 from codemod.interrupts import carries_interrupt
-from codemod.lock import PASTE, EnvPyNotRecognised, env_py_of, lock_env
 from codemod.output import Format, Printer, console, relative_to_cwd, unified_diff
 from codemod.results import FileResult, Outcome, Status
 from codemod.runner import (
@@ -682,6 +681,8 @@ def lock_env_command(
     """
     import libcst as cst  # noqa: PLC0415 - as verify's, deferred
 
+    from codemod.lock import PASTE, EnvPyNotRecognised, lock_env  # noqa: PLC0415 - it imports LibCST
+
     try:
         path = env_py or _project_env_py()
     except ConfigError as error:
@@ -718,6 +719,8 @@ def lock_env_command(
 
 def _project_env_py() -> Path:
     """The env.py of the Alembic project at or above the working directory."""
+    from codemod.lock import env_py_of  # noqa: PLC0415 - it imports LibCST
+
     project = find_alembic_project(Path.cwd())
     if project is None:
         raise ConfigError(

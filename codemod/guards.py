@@ -183,6 +183,12 @@ def edited_helpers(source: str, tree: ast.Module) -> SyntaxError | None:
 
 def helper_functions_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:
     """The functions of ``helper_block_source`` without its header (a shared helpers module has its own)."""
+    functions = [format_function(source).strip("\n") for source in helper_function_sources(used)]
+    return "\n\n\n".join(functions) + "\n"
+
+
+def helper_function_sources(used: Iterable[str]) -> list[str]:
+    """The source of each function ``helper_functions_source`` holds, in its order, before formatting."""
     sources, dependencies = _sources(), _dependencies()
     wanted: set[str] = set()
     used = list(used)
@@ -198,8 +204,7 @@ def helper_functions_source(used: Iterable[str], format_function: Callable[[str]
 
     add([name for name in used if name not in RIDERS])
     add([name for name in used if RIDERS.get(name) in wanted])
-    functions = [format_function(sources[name]).strip("\n") for name in sources if name in wanted]
-    return "\n\n\n".join(functions) + "\n"
+    return [source for name, source in sources.items() if name in wanted]
 
 
 def reindent(source: str, indent: str) -> str:

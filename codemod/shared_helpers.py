@@ -24,7 +24,6 @@ from pathlib import Path
 
 from codemod.config import ConfigError, find_alembic_project
 from codemod.formatting import Style
-from codemod.guards import helper_functions_source, helper_names
 from codemod.output import relative_to_cwd
 from codemod.results import FileResult, Status
 from codemod.runner import write_beside
@@ -142,6 +141,8 @@ def module_result(module: HelpersModule, needed: Iterable[str], style: Style) ->
     wanted = set(needed) | (_defined_helpers(original) if original is not None else set())
     if not wanted:
         return None
+    from codemod.guards import helper_functions_source  # noqa: PLC0415 - LibCST, deferred: see codemod.runner
+
     source = HEADER + "\n\n" + helper_functions_source(wanted, style.format)
     rewritten = source.encode("utf-8")
     if rewritten == original:
@@ -155,6 +156,8 @@ def _defined_helpers(source: bytes) -> set[str]:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return set()
+    from codemod.guards import helper_names  # noqa: PLC0415 - LibCST, deferred: see codemod.runner
+
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     return defined & set(helper_names())
 

@@ -24,6 +24,7 @@ import libcst.matchers as m
 from codemod.effects import ROWLESS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
 from codemod.formatting import Style
 from codemod.guards import (
+    BLOCK_HEADER,
     BLOCK_MARK,
     DRIFT,
     GUARD,
@@ -34,6 +35,7 @@ from codemod.guards import (
     guard_literal,
     guard_test,
     helper_block_source,
+    helper_function_sources,
     helpers_called,
     is_helper_name,
     reindent,
@@ -1079,20 +1081,35 @@ class GuardTransformer(cst.CSTTransformer):
 def _helper_block(
     names: tuple[str, ...], style: Style, indent: str, newline: str
 ) -> tuple[Sequence[cst.EmptyLine], Sequence[cst.FunctionDef]]:
-    """The comment lines and statements of the helper block defining ``names``, formatted and parsed once.
+    """The comment lines and statements of the helper block defining ``names``: its functions one after another,
+    two blank lines apart, each formatted and parsed once.
 
     Files often need the same helpers, and both black and the parser cost
     milliseconds on a block this size; LibCST nodes are immutable, so one
-    parse serves every file.
+    parse serves every file. A parse of each block, one for every set of
+    helpers files use, would hold each function's nodes many times over (some
+    250 kB a block, tens of blocks a run); each function is parsed on its own
+    and its nodes shared by every block that holds it.
     """
-    source = helper_block_source(names, lambda function: _formatted_function(function, style))
+    first, *rest = (_helper_function(source, style, indent, newline) for source in helper_function_sources(names))
+    block = helper_block_source(names, lambda function: _formatted_function(function, style))
+    header = [cst.EmptyLine(comment=cst.Comment(line)) for line in block.splitlines()[: BLOCK_HEADER.count("\n")]]
+    return header, [first, *(function.with_changes(leading_lines=_TWO_BLANK_LINES) for function in rest)]
+
+
+_TWO_BLANK_LINES = (cst.EmptyLine(), cst.EmptyLine())
+
+
+@cache
+def _helper_function(source: str, style: Style, indent: str, newline: str) -> cst.FunctionDef:
+    """The helper function ``source``, formatted with ``style`` and parsed as a file indented and ended so does."""
+    formatted = _formatted_function(source, style).strip("\n") + "\n"
     if indent != "    ":
-        source = reindent(source, indent)
+        formatted = reindent(formatted, indent)
     config = cst.PartialParserConfig(default_indent=indent, default_newline=newline)
-    parsed = cst.parse_module(source.replace("\n", newline), config=config)
-    functions = [statement for statement in parsed.body if isinstance(statement, cst.FunctionDef)]
-    assert len(functions) == len(parsed.body), "the helper block holds only functions"
-    return parsed.header, functions
+    (function,) = cst.parse_module(formatted.replace("\n", newline), config=config).body
+    assert isinstance(function, cst.FunctionDef), "a helper is a function"
+    return function
 
 
 @cache

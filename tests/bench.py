@@ -15,6 +15,7 @@ database, verify of a rewritten 120-revision chain (IDEMPOTIFY_BENCH_REVISIONS)
 through its project's env.py, against ``alembic upgrade head`` plus ``alembic
 downgrade base`` of the original chain on the same server: the ratio, whose
 goal is at most 10 (IDEMPOTIFY_BENCH_DATABASES=sqlite,postgresql: those only).
+Name parts to run only those: ``python -m tests.bench rewrite`` (or verify, ratio).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -258,13 +260,20 @@ def bench_rewrite() -> None:
     print("(RSS and PSS: peak sums over the process and its workers, sampled every 50 ms)")
 
 
-def main() -> None:
-    bench_rewrite()
-    print()
-    bench_verify()
-    print()
-    bench_verify_ratio(int(os.environ.get("IDEMPOTIFY_BENCH_REVISIONS", "120")))
+def main(parts: list[str]) -> None:
+    """Every part, or those named (``python -m tests.bench rewrite`` measures the rewrite and its memory only)."""
+    benches: dict[str, Callable[[], None]] = {
+        "rewrite": bench_rewrite,
+        "verify": bench_verify,
+        "ratio": lambda: bench_verify_ratio(int(os.environ.get("IDEMPOTIFY_BENCH_REVISIONS", "120"))),
+    }
+    if unknown := set(parts) - benches.keys():
+        raise SystemExit(f"no bench named {', '.join(sorted(unknown))}; choose from {', '.join(benches)}")
+    for index, name in enumerate(parts or benches):
+        if index:
+            print()
+        benches[name]()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -133,6 +133,35 @@ def test_parallel_results_match_serial_ones_in_order(tmp_path: Path) -> None:
     assert parallel == serial
 
 
+def test_a_warm_run_starts_no_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = [(path, Style()) for path in sorted(FIXTURES.rglob("*.py")) if path.parent.name != "demo"]
+    cache = ResultCache(tmp_path / "cache")
+    cold = list(process_files(files, jobs=2, cache=cache))
+
+    def refuse(workers: int) -> None:
+        raise AssertionError("started worker processes with nothing to parse")
+
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", refuse)
+    assert list(process_files(files, jobs=2, cache=cache)) == cold
+
+
+def test_a_warm_check_does_not_import_libcst(revision: Path, tmp_path: Path) -> None:
+    environment = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), "PATH": "/usr/bin:/bin"}
+    check = ["--check", "-q", str(revision)]
+    assert subprocess.run([sys.executable, "-m", "codemod", *check], env=environment, check=False).returncode == 1
+    probe = (
+        "import runpy, sys\n"
+        "try:\n    runpy.run_module('codemod', run_name='__main__')\n"
+        "except SystemExit as exit:\n    print(exit.code, sorted({name.partition('.')[0] for name in sys.modules}))"
+    )
+    warm = subprocess.run(
+        [sys.executable, "-c", probe, *check], env=environment, capture_output=True, text=True, check=False
+    )
+    code, modules = warm.stdout.split(" ", 1)
+    assert code == "1", warm.stderr
+    assert "'libcst'" not in modules and "'black'" not in modules, "a cache hit should need neither"
+
+
 def test_concurrent_runs_share_one_cache_safely(tmp_path: Path) -> None:
     versions = tmp_path / "versions"
     versions.mkdir()
