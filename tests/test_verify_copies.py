@@ -4,6 +4,7 @@ and rows, on every database; and every copy is dropped when the server closes.""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -67,3 +68,39 @@ def test_a_sqlite_snapshot_sees_an_expression_index_that_reflection_leaves_out()
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP INDEX ix_t_lower")
     assert differences(with_index, snapshot(engine)) == ["indexes by name: expected ['t.ix_t_lower'], got []"]
+
+
+def test_a_mariadb_copy_keeps_the_index_innodb_made_for_a_foreign_key_its_own() -> None:
+    """InnoDB names the index it makes for a key after the key, and re-makes it when a revision drops the key
+    and adds another on the column; an index made by hand stays. The copy must do as its original does."""
+    require_dialect("mariadb")
+    steps = [
+        "CREATE TABLE p (id INT PRIMARY KEY)",
+        "CREATE TABLE c (id INT PRIMARY KEY, pid INT, CONSTRAINT fk_c_pid FOREIGN KEY (pid) REFERENCES p (id))",
+        "CREATE TABLE h (id INT PRIMARY KEY, pid INT, KEY ix_h_pid (pid),"
+        " CONSTRAINT fk_h_pid FOREIGN KEY (pid) REFERENCES p (id))",
+    ]
+    renamed = [
+        "ALTER TABLE {table} DROP FOREIGN KEY fk_{table}_pid",
+        "ALTER TABLE {table} CHANGE pid wid INT",
+        "ALTER TABLE {table} ADD CONSTRAINT fk_{table}_wid FOREIGN KEY (wid) REFERENCES p (id)",
+    ]
+
+    def run(statements: list[str]) -> Callable[[sa.Connection], None]:
+        def work(connection: sa.Connection) -> None:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+
+        return work
+
+    with scratch_server(SERVERS["mariadb"]) as server:
+        state = server.create()
+        state.database.run(run(steps))
+        copy = server.create(template=state)
+        assert copy.database.run(snapshot_of) == state.database.run(snapshot_of)
+        for database in (state.database, copy.database):
+            for table in ("c", "h"):
+                database.run(run([step.format(table=table) for step in renamed]))
+        expected = state.database.run(snapshot_of)
+        assert "fk_c_wid" in repr(expected["c"]) and "ix_h_pid" in repr(expected["h"])
+        assert differences(expected, copy.database.run(snapshot_of)) == []

@@ -447,7 +447,7 @@ def _definitions(connection: sa.Connection, source: str) -> list[_Definition] | 
     for table, kind in sorted(listed):
         sequence = kind == "SEQUENCE"
         shown = connection.execute(sa.text(f"SHOW CREATE {'SEQUENCE' if sequence else 'TABLE'} `{source}`.`{table}`"))
-        definitions.append((str(table), str(shown.one()[1]), not sequence))
+        definitions.append((str(table), _without_foreign_key_indexes(str(shown.one()[1])), not sequence))
     tables = [name for name, _, is_table in definitions if is_table]
     filled: set[str] = set()
     for start in range(0, len(tables), 100):
@@ -456,6 +456,26 @@ def _definitions(connection: sa.Connection, source: str) -> list[_Definition] | 
         row = connection.execute(sa.text(f"SELECT {probes}")).one()
         filled.update(name for name, found in zip(chunk, row, strict=True) if found is not None)
     return [(name, statement, name in filled) for name, statement, _ in definitions]
+
+
+_KEY = re.compile(r"^\s*KEY `((?:[^`]|``)+)` (\(.*\)),?$")
+_FOREIGN_KEY = re.compile(r"^\s*CONSTRAINT `((?:[^`]|``)+)` FOREIGN KEY (\(.*?\)) REFERENCES ")
+
+
+def _without_foreign_key_indexes(statement: str) -> str:
+    """``statement`` (``SHOW CREATE TABLE``) without the index InnoDB made for a foreign key by itself.
+
+    Such an index is named after its key and goes with it: a revision that drops the key and adds another
+    on the column gets an index under the new key's name, where an index created by hand stays. SHOW CREATE
+    lists both alike; created from it, the copy's index would be one made by hand, and the copy would
+    then end elsewhere than the database it copies. Left out, the copy's key makes it again, as the
+    original's did. (An index InnoDB named after the column, for a key created without a name, cannot be
+    told from one made by hand: it is copied as it is.)
+    """
+    lines = statement.split("\n")
+    keys = {(found.group(1), found.group(2)) for line in lines if (found := _FOREIGN_KEY.match(line))}
+    kept = [line for line in lines if not ((found := _KEY.match(line)) and (found.group(1), found.group(2)) in keys)]
+    return "\n".join(kept) if len(kept) < len(lines) else statement
 
 
 def _copy_tables(connection: sa.Connection, source: str, definitions: list[_Definition]) -> None:
