@@ -112,26 +112,39 @@ ROWS = "rows of "
 _KEEP = 20_000
 _REFLECTED: dict[tuple[str, str, str], dict[str, Any]] = {}
 
+# PostgreSQL's fingerprint rows, as (columns, FROM and WHERE, ORDER BY): written once, read as plain queries
+# (_FINGERPRINTS) and inside the one statement of _catalog_in_one_query.
+_POSTGRESQL_FINGERPRINTS = [
+    (
+        "c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull",
+        "pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped",
+        "c.relname, a.attnum",
+    ),
+    # An index as reflection sees it: its name, its key columns (attnums, named by the rows above; 0 for an
+    # expression), unique or not. Read raw: pg_get_indexdef (pg_indexes) was most of a snapshot's time.
+    (
+        "c.relname, i.relname, x.indisunique, x.indisprimary, x.indisvalid, x.indnkeyatts, x.indkey::text",
+        "pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'm', 'p') AND i.relkind IN ('i', 'I') AND n.nspname = current_schema()",
+        "c.relname, i.relname",
+    ),
+    (
+        "c.relname, o.conname, pg_get_constraintdef(o.oid)",
+        "pg_constraint o JOIN pg_class c ON c.oid = o.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema()",
+        "c.relname, o.conname",
+    ),
+]
+
 # Catalog queries whose rows, first column the table name, change whenever anything the snapshot reflects
 # changes; a table's fingerprint is its rows. Plain queries over one schema: MariaDB's information_schema
 # is slow with correlated subqueries.
 _FINGERPRINTS = {
     "sqlite": ["SELECT tbl_name, type, name, sql FROM sqlite_master WHERE tbl_name NOT LIKE 'sqlite_%' ORDER BY name"],
     "postgresql": [
-        "SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull"
-        " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped"
-        " ORDER BY c.relname, a.attnum",
-        # An index as reflection sees it: its name, its key columns (attnums, named by the rows above; 0 for an
-        # expression), unique or not. Read raw: pg_get_indexdef (pg_indexes) was most of a snapshot's time.
-        "SELECT c.relname, i.relname, x.indisunique, x.indisprimary, x.indisvalid, x.indnkeyatts, x.indkey::text"
-        " FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind IN ('r', 'm', 'p') AND i.relkind IN ('i', 'I') AND n.nspname = current_schema()"
-        " ORDER BY c.relname, i.relname",
-        "SELECT c.relname, o.conname, pg_get_constraintdef(o.oid) FROM pg_constraint o"
-        " JOIN pg_class c ON c.oid = o.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = current_schema() ORDER BY o.conname",
+        f"SELECT {columns} FROM {source} ORDER BY {order}" for columns, source, order in _POSTGRESQL_FINGERPRINTS
     ],
     "mysql": [
         "SELECT table_name, column_name, column_type, is_nullable FROM information_schema.columns"
@@ -171,7 +184,7 @@ def _catalog(connection: sa.Connection, inspector: sa.Inspector) -> _Catalog:
 # PostgreSQL: ``_catalog`` in one statement, each part a JSON array (text, so that every driver reads it alike).
 # The tables, sequences and enums are chosen as SQLAlchemy's inspector chooses them with no schema given
 # (visible on the search path, outside pg_catalog; tables neither temporary nor foreign); the fingerprint
-# rows are those of _FINGERPRINTS["postgresql"], in the same order within each table.
+# rows are those of _POSTGRESQL_FINGERPRINTS, as _FINGERPRINTS reads them one query at a time.
 _ONE_QUERY = """
 SELECT
   (SELECT json_agg(c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -184,19 +197,10 @@ SELECT
      (SELECT json_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)))
    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
    WHERE t.typtype = 'e' AND pg_type_is_visible(t.oid) AND n.nspname != 'pg_catalog')::text,
-  (SELECT json_agg(json_build_array(c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
-     a.attnotnull) ORDER BY c.relname, a.attnum)
-   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped)::text,
-  (SELECT json_agg(json_build_array(c.relname, i.relname, x.indisunique, x.indisprimary, x.indisvalid, x.indnkeyatts,
-     x.indkey::text) ORDER BY c.relname, i.relname)
-   FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid
-   JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE c.relkind IN ('r', 'm', 'p') AND i.relkind IN ('i', 'I') AND n.nspname = current_schema())::text,
-  (SELECT json_agg(json_build_array(c.relname, o.conname, pg_get_constraintdef(o.oid)) ORDER BY c.relname, o.conname)
-   FROM pg_constraint o JOIN pg_class c ON c.oid = o.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE n.nspname = current_schema())::text
-"""
+""" + ",".join(
+    f"\n  (SELECT json_agg(json_build_array({columns}) ORDER BY {order}) FROM {source})::text"
+    for columns, source, order in _POSTGRESQL_FINGERPRINTS
+)
 
 
 def _catalog_in_one_query(connection: sa.Connection) -> _Catalog:
