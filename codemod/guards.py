@@ -148,7 +148,12 @@ def helper_block_source(used: Iterable[str], format_function: Callable[[str], st
     Each function's source goes through ``format_function`` (black) on its own.
     """
     functions = helper_functions_source(used, format_function)
-    return BLOCK_HEADER.format(fingerprint=helpers_fingerprint(ast.parse(functions).body)) + functions
+    return block_header(functions) + functions
+
+
+def block_header(functions: str) -> str:
+    """The block's first line, for the helper functions whose source is ``functions``."""
+    return BLOCK_HEADER.format(fingerprint=helpers_fingerprint(ast.parse(functions).body))
 
 
 def helpers_fingerprint(statements: Iterable[ast.stmt]) -> str:

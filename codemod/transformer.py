@@ -24,17 +24,16 @@ import libcst.matchers as m
 from codemod.effects import ROWLESS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
 from codemod.formatting import Style
 from codemod.guards import (
-    BLOCK_HEADER,
     BLOCK_MARK,
     DRIFT,
     GUARD,
     LEGACY_HELPERS,
     RIDERS,
     any_of,
+    block_header,
     edited_helpers,
     guard_literal,
     guard_test,
-    helper_block_source,
     helper_function_sources,
     helpers_called,
     is_helper_name,
@@ -44,7 +43,7 @@ from codemod.helper_import import is_helper_import, with_helper_import
 from codemod.lines import NodeLines
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
-from codemod.sql import DATA_CHANGE, DIALECTS, Value, Verbatim, read_sql
+from codemod.sql import DATA_CHANGE, DIALECTS, Part, Value, Verbatim, read_sql
 
 SKIP_MARKER = "idempotify: skip"
 _CONNECTION_SQL = "SQL run on the connection is not guarded"
@@ -707,7 +706,7 @@ class GuardTransformer(cst.CSTTransformer):
         name = node.args[0]
         if called not in {"table", "Table"} or not isinstance(name, ast.Constant) or not isinstance(name.value, str):
             return None
-        if ast.dump(ast.Expression(body=ast.Constant(value=name.value))) not in self._function_makes[-1]:
+        if _string_key(name.value) not in self._function_makes[-1]:
             return None
         schema = next((keyword.value for keyword in node.keywords if keyword.arg == "schema"), None)
         return repr(name.value), None if schema is None else ast.unparse(schema)
@@ -753,7 +752,7 @@ class GuardTransformer(cst.CSTTransformer):
         """
         value = _string_value(expression)
         if value is not None:
-            return ast.dump(ast.Expression(body=ast.Constant(value=value)))
+            return _string_key(value)
         return _normalized(self._source(expression))
 
     def _source(self, expression: cst.BaseExpression) -> str:
@@ -932,8 +931,7 @@ class GuardTransformer(cst.CSTTransformer):
             if part.op is not None
         ]
         if not ops:
-            reasons = [part.safe for part in parts if not part.inert] or [part.safe for part in parts]
-            return self._query(left(str(reasons[0]), safe=True), any(part.query for part in parts))
+            return self._already_safe(parts, left)
         rerun = [part.safe for part in parts if part.safe is not None and not part.inert]
         if rerun:
             return left(
@@ -951,14 +949,18 @@ class GuardTransformer(cst.CSTTransformer):
         the names a guard would check are not known before it runs."""
         parts = read_sql(template, self._dialect_here())
         if all(part.op is None and part.safe is not None for part in parts):
-            reasons = [part.safe for part in parts if not part.inert] or [part.safe for part in parts]
-            found = left(f"{reasons[0]}, whatever the values put in it", safe=True)
-            return self._query(found, any(part.query for part in parts))
+            return self._already_safe(parts, left, ", whatever the values put in it")
         if any(part.reason == DATA_CHANGE for part in parts) and all(
             part.reason == DATA_CHANGE or (part.op is None and part.safe is not None) for part in parts
         ):
             return left(DATA_CHANGE)
         return left(otherwise)
+
+    def _already_safe(self, parts: Sequence[Part], left: Callable[..., _OpCall], note: str = "") -> _OpCall:
+        """SQL whose every part is safe to run again, said with the first reason that is not only a read or a
+        setting (``SET``, a query), unless a query in a function that drops may fail (see ``_query``)."""
+        reasons = [part.safe for part in parts if not part.inert] or [part.safe for part in parts]
+        return self._query(left(f"{reasons[0]}{note}", safe=True), any(part.query for part in parts))
 
     def _query(self, found: _OpCall, reads: bool) -> _OpCall:
         """Already safe, unless it ``reads`` tables and its function drops tables or columns, which a re-run
@@ -1091,10 +1093,11 @@ def _helper_block(
     250 kB a block, tens of blocks a run); each function is parsed on its own
     and its nodes shared by every block that holds it.
     """
-    first, *rest = (_helper_function(source, style, indent, newline) for source in helper_function_sources(names))
-    block = helper_block_source(names, lambda function: _formatted_function(function, style))
-    header = [cst.EmptyLine(comment=cst.Comment(line)) for line in block.splitlines()[: BLOCK_HEADER.count("\n")]]
-    return header, [first, *(function.with_changes(leading_lines=_TWO_BLANK_LINES) for function in rest)]
+    sources = helper_function_sources(names)
+    first, *rest = (_helper_function(source, style, indent, newline) for source in sources)
+    header = block_header("\n\n".join(_formatted_function(source, style) for source in sources))
+    comment = [cst.EmptyLine(comment=cst.Comment(header.rstrip("\n")))]
+    return comment, [first, *(function.with_changes(leading_lines=_TWO_BLANK_LINES) for function in rest)]
 
 
 _TWO_BLANK_LINES = (cst.EmptyLine(), cst.EmptyLine())
@@ -1256,6 +1259,12 @@ _TABLE_OPS = {
 }
 
 
+def _string_key(value: str) -> str:
+    """How a table named by a string is keyed in ``_tables_by_function``: as Python's tree dumps the literal,
+    the form every other table expression there takes (``GuardTransformer._key`` matches it)."""
+    return ast.dump(ast.Expression(body=ast.Constant(value=value)))
+
+
 def _tables_by_function(
     tree: ast.Module | None, constants: dict[str, ast.expr]
 ) -> tuple[dict[str, dict[str, set[str]]], dict[str, dict[str, ast.expr | None]]]:
@@ -1286,7 +1295,7 @@ def _tables_by_function(
                 for part in read_sql(sql, None) if sql is not None else ():
                     name = part.args.get(_TABLE_OPS.get(part.op or "", ""))
                     if isinstance(name, str) and part.op is not None:
-                        tables[part.op].add(ast.dump(ast.Expression(body=ast.Constant(value=name))))
+                        tables[part.op].add(_string_key(name))
             parameter = _TABLE_OPS.get(call.func.attr)
             if parameter is None:
                 continue
