@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,6 +165,8 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_drops: list[bool] = [False]
         self._function_removes: list[set[str]] = [set()]
         self._function_makes: list[set[str]] = [set()]
+        self._removal_risks: dict[str, _RemovalRisk] = {}
+        self._function_risks: list[_RemovalRisk | None] = [None]
         self._constants: dict[str, ast.expr] = {}
         self._dialect_blocks: dict[int, str] = {}
         self._dialects: list[str | None] = []
@@ -194,7 +197,8 @@ class GuardTransformer(cst.CSTTransformer):
                 raise edited
         self._constants = _module_constants(tree)
         self._scopes: list[dict[str, ast.expr]] = [self._constants]  # names whose value is known, innermost last
-        by_function, self._function_values = _tables_by_function(tree, self._constants)
+        by_function, self._function_values, removals = _tables_by_function(tree, self._constants)
+        self._removal_risks = _removal_risks(removals)
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] for name, ops in by_function.items()}
@@ -207,6 +211,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._early_exits.append([])
         self._function_removes.append(self._removed_tables.get(node.name.value, set()))
         self._function_makes.append(self._made_tables.get(node.name.value, set()))
+        self._function_risks.append(self._removal_risks.get(node.name.value))
         self._function_drops.append(bool(self._function_removes[-1] or self._column_drops.get(node.name.value)))
         self._created_tables.append({})
         self._scopes.append(_scope(self._constants, self._function_values.get(node.name.value, {})))
@@ -219,6 +224,7 @@ class GuardTransformer(cst.CSTTransformer):
             self._mark_at_risk(scope)
         self._function_removes.pop()
         self._function_makes.pop()
+        self._function_risks.pop()
         self._function_drops.pop()
         self._created_tables.pop()
         self._scopes.pop()
@@ -625,6 +631,9 @@ class GuardTransformer(cst.CSTTransformer):
                 assert why is not None
                 return left(*why)
             tests.append(test)
+        risk = self._removal_risk(found, line)
+        if risk is not None:
+            return any_of(tests), OpReport(line, found.display, Outcome.UNGUARDED, risk)
         return any_of(tests), OpReport(line, found.display, Outcome.GUARDED)
 
     def _test(
@@ -683,6 +692,27 @@ class GuardTransformer(cst.CSTTransformer):
         removed = self._function_removes[-1]
         table = found.args.get(found.spec.batch_table[0])
         return bool(removed) and table is not None and self._key(table) in removed
+
+    def _removal_risk(self, found: _OpCall, line: int) -> str | None:
+        """Why the op's guard cannot make a re-run pass, when a table it works in may be removed after it.
+
+        A table dropped or renamed away by a name known only at run time (a loop
+        over names), after the op in its function, or any table removed after a
+        call of the helper function the op is in: a re-run finds the table gone,
+        and the guard lets the op run and fail there, as the original does.
+        """
+        risk = self._function_risks[-1]
+        assert found.spec is not None
+        on_a_table = any("skip_without_table" in check.keywords for check in found.spec.checks)
+        table = found.args.get(found.spec.batch_table[0])
+        if risk is None or line >= risk.line or not on_a_table or table is None or self._removes_table_of(found):
+            return None
+        if risk.tables is not None and _string_value(table) is not None and self._key(table) not in risk.tables:
+            return None  # a table named here, which the removals after it, all named, do not name
+        return (
+            f"at risk: guarded, but {risk.removal} may remove its table; a re-run after that finds the "
+            f"table gone and fails here, as the original does; {_BY_HAND}"
+        )
 
     def _seed_insert(self, found: _OpCall, line: int) -> tuple[str | None, OpReport]:
         """``op.bulk_insert(t, rows)`` with ``t`` from this function's create_table: runs while the table is empty."""
@@ -1265,11 +1295,58 @@ def _string_key(value: str) -> str:
     return ast.dump(ast.Expression(body=ast.Constant(value=value)))
 
 
+@dataclass
+class _Removals:
+    """Where each function removes tables: per function name, each drop_table or rename_table call's line,
+    source and table (its key, as ``_string_key`` makes it, or None when it is named at run time); and per
+    function defined at the top of the module, where it is called: the calling function's name and the line."""
+
+    removals: dict[str, list[tuple[int, str, str | None]]] = field(default_factory=dict)
+    calls: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _RemovalRisk:
+    """Ops in a table before ``line`` of their function may see the table removed after them by ``removal``:
+    one of the tables keyed in ``tables``, or any table when ``tables`` is None."""
+
+    line: int
+    removal: str
+    tables: frozenset[str] | None
+
+
+def _removal_risks(found: _Removals) -> dict[str, _RemovalRisk]:
+    """Per function, where a table may be removed after its ops (see ``GuardTransformer._removal_risk``): in the
+    function itself, by a removal of a table named at run time; in a helper function, by any removal after a
+    call of it (then the whole helper is at risk)."""
+    risks: dict[str, _RemovalRisk] = {}
+    for name, removals in found.removals.items():
+        named_at_run_time = [(line, source) for line, source, table in removals if table is None]
+        if named_at_run_time:
+            line, source = max(named_at_run_time)
+            risks[name] = _RemovalRisk(line, f"`{source}` on line {line}, after it,", None)
+    for callee, calls in found.calls.items():
+        later = [
+            (caller, line, *removal)
+            for caller, line in calls
+            for removal in found.removals.get(caller, ())
+            if removal[0] > line and callee not in {"upgrade", "downgrade"}
+        ]
+        if later:
+            caller, line, at, source, _ = later[0]
+            tables = {table for *_, table in later}
+            removal = f"`{source}` in {caller}() on line {at}, after the call on line {line},"
+            named = None if None in tables else frozenset(table for table in tables if table is not None)
+            risks[callee] = _RemovalRisk(sys.maxsize, removal, named)
+    return risks
+
+
 def _tables_by_function(
     tree: ast.Module | None, constants: dict[str, ast.expr]
-) -> tuple[dict[str, dict[str, set[str]]], dict[str, dict[str, ast.expr | None]]]:
+) -> tuple[dict[str, dict[str, set[str]]], dict[str, dict[str, ast.expr | None]], _Removals]:
     """Per function name and op of ``_TABLE_OPS``, the tables (normalised source) its calls of the op name;
-    and per function name, its names bound once, by a plain assignment (see ``_values_bound_once``).
+    per function name, its names bound once, by a plain assignment (see ``_values_bound_once``); and where
+    functions remove tables and call each other (``_Removals``).
 
     SQL strings count too: ``op.execute("DROP TABLE t")`` drops ``t``, and so does
     ``sql = "DROP TABLE t"`` then ``op.execute(sql)``. One walk of each function
@@ -1277,8 +1354,10 @@ def _tables_by_function(
     """
     found: dict[str, dict[str, set[str]]] = {}
     values: dict[str, dict[str, ast.expr | None]] = {}
+    removals = _Removals()
     if tree is None:
-        return found, values
+        return found, values, removals
+    helpers = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
@@ -1288,6 +1367,8 @@ def _tables_by_function(
         values[function.name] = {} if function.name in values else _values_bound_once(function, nodes)
         scope = _scope(constants, values[function.name])
         for call in nodes:
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in helpers:
+                removals.calls.setdefault(call.func.id, []).append((function.name, call.lineno))
             if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
                 continue
             if call.func.attr in {"execute", "exec_driver_sql"} and call.args:
@@ -1307,7 +1388,13 @@ def _tables_by_function(
                 table = ast.Constant(value=table.value)
             if table is not None and not isinstance(table, ast.Starred):
                 tables[call.func.attr].add(ast.dump(ast.Expression(body=table)))
-    return found, values
+            if call.func.attr in {"drop_table", "rename_table"}:
+                value = scope.get(table.id) if isinstance(table, ast.Name) else table
+                constant = value.value if isinstance(value, ast.Constant) else None
+                key = _string_key(constant) if isinstance(constant, str) else None
+                source = f"{ast.unparse(call.func)}({'' if table is None else ast.unparse(table)}, ...)"
+                removals.removals.setdefault(function.name, []).append((call.lineno, source, key))
+    return found, values, removals
 
 
 def _values_bound_once(

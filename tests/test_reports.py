@@ -262,3 +262,51 @@ def test_ops_that_share_a_line_are_told_to_take_a_line_each() -> None:
     body = "    op.drop_column('users', 'a'); op.drop_column('users', 'b')\n"
     reason = "shares its line with another statement (`;`): put it on a line of its own to have it guarded"
     assert [(report.outcome, report.reason) for report in reports(body)] == [(Outcome.UNGUARDED, reason)] * 2
+
+
+def test_an_op_before_a_removal_of_a_table_named_at_run_time_is_at_risk_though_guarded() -> None:
+    body = (
+        "    for name in ('a', 'b'):\n"
+        "        op.drop_index('ix_' + name, table_name=name)\n"
+        "    for old, new in [('a', 'a2')]:\n"
+        "        op.rename_table(old, new)\n"
+        "    op.add_column('a2', sa.Column('x', sa.Integer))\n"
+    )
+    output, found = rewrite_source((HEADER + body).encode(), Style())
+    assert [(report.call, report.outcome) for report in found] == [
+        ("op.drop_index", Outcome.UNGUARDED),
+        ("op.rename_table", Outcome.GUARDED),
+        ("op.add_column", Outcome.GUARDED),  # after the removal: the table it needs is there on a re-run
+    ]
+    assert found[0].reason.startswith("at risk: guarded, but `op.rename_table(old, ...)` on line 11, after it,")
+    assert b'if _idempotify("op.drop_index: index", name, "ix_" + name):' in output  # still guarded
+
+
+def test_an_op_in_a_helper_function_called_before_its_caller_removes_the_table_is_at_risk() -> None:
+    helpers = (
+        "def _drop_fk(table, name):\n"
+        "    op.drop_constraint(name, table, type_='foreignkey')\n\n\n"
+        "def _add(table):\n"
+        "    op.add_column(table, sa.Column('x', sa.Integer))\n\n\n"
+    )
+    header = HEADER.replace("def upgrade():\n", helpers + "def upgrade():\n")
+    body = "    _drop_fk('a', 'fk_a_b')\n    op.rename_table('a', 'a2')\n    _add('a2')\n"
+    found = reports(body, header)
+    assert [(report.call, report.outcome) for report in found] == [
+        ("op.drop_constraint", Outcome.UNGUARDED),
+        ("op.add_column", Outcome.GUARDED),  # called after the rename only
+        ("op.rename_table", Outcome.GUARDED),
+    ]
+    assert found[0].reason.startswith(
+        "at risk: guarded, but `op.rename_table('a', ...)` in upgrade() on line 17, after the call on line 16,"
+    )
+
+
+def test_a_named_table_the_later_removals_do_not_name_is_not_at_risk() -> None:
+    helpers = "def _add():\n    op.add_column('spans', sa.Column('x', sa.Integer))\n\n\n"
+    header = HEADER.replace("def upgrade():\n", helpers + "def upgrade():\n")
+    found = reports("    _add()\n    op.drop_table('rollups')\n", header)
+    assert [(report.call, report.outcome, report.reason) for report in found] == [
+        ("op.add_column", Outcome.GUARDED, ""),
+        ("op.drop_table", Outcome.GUARDED, ""),
+    ]
