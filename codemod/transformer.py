@@ -68,6 +68,14 @@ NOT_OPS = frozenset(
     }
 )
 
+# What an ORM session on the migration's connection does with rows, by method (``session.query(...)`` chains
+# apart): none of it is guarded, and each call is listed with its reason.
+_SESSION_WRITES = frozenset({"add", "add_all", "merge", "bulk_save_objects", "bulk_insert_mappings"})
+_SESSION_CHANGES = frozenset({"delete", "bulk_update_mappings"})
+_ORM_QUERY = "its ORM query is a read"
+_ORM_WRITE = "its ORM session writes rows (inserts or updates), which is not guarded"
+_ORM_CHANGE = "its ORM call changes data: it re-runs only if its filter makes it so"
+
 # Ops with no guard, and why; anything else Alembic offers is "no guard yet".
 UNGUARDED_REASONS = {
     "execute": "raw SQL or a statement object is not guarded",
@@ -175,6 +183,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._legacy_bodies: set[int] = set()  # blocks under a legacy guard: they lose its indent
         self._seen_calls: dict[int, tuple[int, str, str, Outcome]] = {}
         self._helpers_called: set[str] = set()
+        self._chain_calls: set[int] = set()  # calls inside a session's query chain, reported with the chain
         self.helpers_needed: tuple[str, ...] = ()  # the generated helpers the file's guards need (a shared module's)
         self._helper_def_depth = 0
         self._handled_calls: set[int] = set()
@@ -826,9 +835,13 @@ class GuardTransformer(cst.CSTTransformer):
 
     def _match_op(self, call: cst.Call) -> _OpCall | None:
         func = call.func
-        if not isinstance(func, cst.Attribute):
+        if not isinstance(func, cst.Attribute) or id(call) in self._chain_calls:
             return None
         name = func.attr.value
+        if name not in {"execute", "exec_driver_sql"}:
+            session = self._match_session(call, func)
+            if session is not None:
+                return session
         if name in {"execute", "exec_driver_sql"} and self._is_bind(func.value):
             display = f"{self._module.code_for_node(func.value)}.{name}"
             statement = call.args[0].value if call.args and not call.args[0].star else None
@@ -868,6 +881,35 @@ class GuardTransformer(cst.CSTTransformer):
         if batch.static:
             return _OpCall(None, name, display, call)
         return None
+
+    def _match_session(self, call: cst.Call, func: cst.Attribute) -> _OpCall | None:
+        """A call on an ORM session on the migration's connection that reads or writes rows: ``session.add(x)``,
+        ``session.bulk_save_objects(...)``, or a ``session.query(Model)...`` chain (said once, at its end)."""
+        methods, inner, node = [func.attr.value], [], func.value
+        while isinstance(node, (cst.Call, cst.Attribute)):
+            if isinstance(node, cst.Call):
+                inner.append(node)
+                node = node.func
+            else:
+                methods.append(node.attr.value)
+                node = node.value
+        if not isinstance(node, cst.Name) or node.value not in self._bind_names:
+            return None
+        display = f"{node.value}.{methods[-1]}"
+        if methods[-1] == "query" and inner:
+            changes = {"delete", "update"} & set(methods)
+            reason = _ORM_CHANGE if changes else _ORM_QUERY
+        elif methods[-1] == "query" or len(methods) > 1:
+            return None
+        elif methods[0] in _SESSION_WRITES:
+            reason = _ORM_WRITE
+        elif methods[0] in _SESSION_CHANGES:
+            reason = _ORM_CHANGE
+        else:
+            return None
+        self._chain_calls.update(id(node) for node in inner)
+        found = _OpCall(None, methods[-1], display, call, reason=reason, safe=reason == _ORM_QUERY)
+        return self._query(found, reads=True) if found.safe else found
 
     def _is_bind(self, node: cst.BaseExpression) -> bool:
         """The migration's connection: ``op.get_bind()``, ``op.get_context().connection`` or ``.bind``,

@@ -310,3 +310,31 @@ def test_a_named_table_the_later_removals_do_not_name_is_not_at_risk() -> None:
         ("op.add_column", Outcome.GUARDED, ""),
         ("op.drop_table", Outcome.GUARDED, ""),
     ]
+
+
+def test_an_orm_session_on_the_connection_is_listed_call_by_call() -> None:
+    body = (
+        "    session = orm.Session(bind=op.get_bind())\n"
+        "    rows = session.query(Study).filter(Study.id > 0).all()\n"
+        "    session.bulk_save_objects([Study(id=1)])\n"
+        "    session.query(Value).delete()\n"
+        "    session.delete(rows[0])\n"
+        "    session.commit()\n"
+        "    with op.batch_alter_table('studies') as batch_op:\n"
+        "        batch_op.drop_column('direction')\n"
+    )
+    found = reports(
+        body, HEADER.replace("import sqlalchemy as sa\n", "import sqlalchemy as sa\nfrom sqlalchemy import orm\n")
+    )
+    assert [(report.call, report.outcome, report.reason.split(",")[0]) for report in found] == [
+        ("session.query", Outcome.UNGUARDED, "its ORM query is a read"),  # its function drops a column
+        ("session.bulk_save_objects", Outcome.UNGUARDED, "its ORM session writes rows (inserts or updates)"),
+        ("session.query", Outcome.UNGUARDED, "its ORM call changes data: it re-runs only if its filter makes it so"),
+        ("session.delete", Outcome.UNGUARDED, "its ORM call changes data: it re-runs only if its filter makes it so"),
+        ("batch_op.drop_column", Outcome.GUARDED, ""),
+    ]
+
+
+def test_an_orm_query_in_a_function_that_drops_nothing_is_already_safe() -> None:
+    body = "    with orm.Session(bind=op.get_bind()) as session:\n        n = session.query(Study).count()\n"
+    assert only(body) == (Outcome.ALREADY_SAFE, "its ORM query is a read")
