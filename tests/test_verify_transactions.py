@@ -23,9 +23,11 @@ from codemod.verify.scenarios import ChainVerifier, may_leave_transaction
 from tests.conftest import require_dialect
 from tests.databases import DIALECTS, SERVERS
 from tests.test_verify import _leftovers
+from tests.test_verify_failures import append_to_upgrade
 from tests.test_verify_project import url_for
 
 LEAVING = Path(__file__).parent / "verify_project" / "leaving"
+ENGINE = Path(__file__).parent / "verify_project" / "engine"
 HELD = ("sqlite", "postgresql")
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 SCRATCH = re.compile(r"idempotify_scratch_\w+")
@@ -177,3 +179,59 @@ def test_a_scan_finds_what_leaves_a_transaction_outside_generated_helpers() -> N
     assert not may_leave_transaction('"""Commit the plan (module docstring)."""\nop.create_table("t")\n')
     helper = 'def _idempotify_x():\n    """Left invalid by a failed CREATE INDEX CONCURRENTLY."""\n'
     assert not may_leave_transaction(helper)
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["holds", "fails-at-its-insert"])
+def test_a_revision_that_inspects_through_the_engine_is_verified_on_copies(
+    dialect: str, tmp_path: Path, fails: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zenml's 10a907dad202 checks its tables through ``op.get_bind().engine``: a connection of its own, which
+    sees only what is committed. Held, its re-run would not see the table its first run dropped, and fail;
+    on copies it sees it gone, as after ``alembic upgrade``. A failure of its own is still found there."""
+    original, rewritten = tmp_path / "original", tmp_path / "rewritten"
+    for side in (original, rewritten):
+        shutil.copytree(ENGINE, side)
+        if fails:  # a seed row again on a re-run: SQL built at run time is left unguarded
+            append_to_upgrade(side / "e2_engine.py", '    op.execute(f"INSERT INTO kept (id) VALUES ({1})")\n')
+    assert CliRunner().invoke(app, ["-q", str(rewritten)]).exit_code == 0
+    held, made = verify(dialect, rewritten, original, held=True, monkeypatch=monkeypatch)
+    copied, _ = verify(dialect, rewritten, original, held=False, monkeypatch=monkeypatch)
+    assert held == copied
+    second = dict(held)["e2"]
+    if fails:
+        assert (second["re-run"][0], second["re-run"][2]) == ("fail", "unguarded"), second
+    assert {name: result[0] for name, result in second.items() if name != "re-run"} == {
+        "upgrade": "ok",
+        "equivalence": "ok",
+        "crash": "not checked" if not fails else "ok",
+        "downgrade": "ok",
+        "offline": "ok",
+    }, second
+    if not fails:
+        assert second["re-run"][0] == "ok", second
+    if dialect in HELD:
+        assert made["e1"] == 0
+        assert made["e2"] > 0, "a revision that reaches the engine is verified on copies"
+
+
+@pytest.mark.parametrize("dialect", HELD)
+def test_a_held_run_that_connects_through_the_engine_leaves_the_transaction(dialect: str) -> None:
+    require_dialect(dialect)
+    with scratch_server(SERVERS.get(dialect)) as server:
+        held = server.create().database
+
+        def reads_elsewhere(connection: sa.Connection) -> list[str]:
+            return sa.inspect(connection.engine).get_table_names()
+
+        def writes_elsewhere(connection: sa.Connection) -> None:
+            with connection.engine.begin() as other:
+                other.execute(sa.text("CREATE TABLE elsewhere (id INTEGER)"))
+
+        with pytest.raises(LeftTransaction) as left, held.held():
+            held.run(lambda connection: connection.execute(sa.text("CREATE TABLE here (id INTEGER)")))
+            held.run(reads_elsewhere)
+        assert not left.value.committed
+        assert held.run(reads_elsewhere) == [], "the held transaction was rolled back"
+        with pytest.raises(LeftTransaction) as left, held.held():
+            held.run(writes_elsewhere)
+        assert left.value.committed, "what the other connection committed stays"

@@ -10,12 +10,14 @@ it: an ``AsyncConnection`` hands its sync facade to the work through ``run_sync`
 Where DDL is transactional (PostgreSQL, and SQLite, whose driver is made to
 emit BEGIN), a database can be *held*, through a sync or an async driver: every
 run goes to one connection, in a savepoint of one transaction, so a scenario is
-tried and rolled back instead of run on a copy. A run that leaves that
-transaction (commits it, or enters ``autocommit_block()``) raises
-``LeftTransaction``, saying whether it committed. A COMMIT or BEGIN sent as SQL
-(an env.py that turns SQLite's foreign keys off between transactions does) is
-not sent while verify owns the transaction: on a held connection, or one marked
-as committing each statement for a crash.
+tried and rolled back instead of run on a copy. A run that leaves that transaction (commits it, or
+enters ``autocommit_block()``) raises ``LeftTransaction``, saying whether it
+committed; so does a run that opens a connection of its own through the engine
+(``sa.inspect(op.get_bind().engine)``): that connection sees only what is
+committed, not what the runs before it did in the held transaction. A COMMIT or
+BEGIN sent as SQL (an env.py that turns SQLite's foreign keys off between
+transactions does) is not sent while verify owns the transaction: on a held
+connection, or one marked as committing each statement for a crash.
 
 PyMySQL connects without TLS unless the URL asks for it (``ssl_ca=``, ...): it
 otherwise tries TLS on every server that offers it, and many fail the handshake.
@@ -71,6 +73,14 @@ class LeftTransaction(Exception):
         self.every_revision = every_revision
 
 
+@dataclass
+class _Elsewhere:
+    """What the runs on a held connection did through connections of their own (its engine reached)."""
+
+    opened: int = 0
+    committed: bool = False
+
+
 class Database:
     """One database URL; ``run(work)`` calls ``work`` with a new sync ``Connection`` to it, and commits.
 
@@ -84,6 +94,7 @@ class Database:
         self._engine = None if self.is_async else _engine(url)
         self._held: sa.Connection | None = None
         self._on_held: _OnHeld | None = None  # runs work on the held connection (in run_sync, when async)
+        self._elsewhere = _Elsewhere()  # while held: what connections beside the held one did
         self.runs = 0  # how many runs it has had: what was read of it holds while this stays
 
     @property
@@ -174,7 +185,8 @@ class Database:
         connection.info[IN_ONE_TRANSACTION] = True
         self._held, self._on_held = connection, on_held
         try:
-            yield
+            with self._watching_elsewhere(connection):
+                yield
         except BaseException:
             if transaction.is_active:
                 on_held(lambda held: transaction.rollback())
@@ -183,6 +195,28 @@ class Database:
             self._held = self._on_held = None
             connection.info.pop(IN_ONE_TRANSACTION, None)
         on_held(lambda held: transaction.commit())
+
+    @contextmanager
+    def _watching_elsewhere(self, held: sa.Connection) -> Iterator[None]:
+        """Counts the connections opened through the held one's engine while it is held (a revision that
+        inspects ``op.get_bind().engine``, or connects through it), and notes whether one of them commits."""
+        elsewhere = self._elsewhere = _Elsewhere()
+
+        def opened(connection: sa.Connection) -> None:
+            elsewhere.opened += 1
+
+        def committed(connection: sa.Connection) -> None:
+            if connection is not held:
+                elsewhere.committed = True
+
+        engine = held.engine
+        sa.event.listen(engine, "engine_connect", opened)
+        sa.event.listen(engine, "commit", committed)
+        try:
+            yield
+        finally:
+            sa.event.remove(engine, "engine_connect", opened)
+            sa.event.remove(engine, "commit", committed)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -197,26 +231,39 @@ class Database:
             if savepoint.is_active:
                 on_held(lambda held: savepoint.rollback())
 
-    @staticmethod
-    def _run_held(connection: sa.Connection, work: Callable[[sa.Connection], T], *, keep: bool) -> T:
+    def _run_held(self, connection: sa.Connection, work: Callable[[sa.Connection], T], *, keep: bool) -> T:
         """``work`` in a savepoint; with ``keep``, what a run that raised did before it raised stays (as with
-        autocommit), unless the database refused a statement (PostgreSQL then aborts the savepoint)."""
+        autocommit), unless the database refused a statement (PostgreSQL then aborts the savepoint).
+
+        A run that opens a connection of its own through the engine (``sa.inspect(op.get_bind().engine)``)
+        raises ``LeftTransaction``, whether it succeeds or fails: that connection sees only what is committed,
+        not what the runs before it in the held transaction did, as it would after ``alembic upgrade``."""
         root = connection.get_transaction()
         savepoint = connection.begin_nested()
+        opened = self._elsewhere.opened
         try:
             result = work(connection)
+            if self._elsewhere.opened != opened:
+                raise self._left_for_engine()
         except BaseException as error:
             if carries_interrupt(error):  # Ctrl-C or SIGTERM: no finding to judge, only the way out
                 raise
             _still_in(connection, root)
-            if savepoint.is_active and keep and not isinstance(error, (sa.exc.DBAPIError, LeftTransaction)):
+            alone = isinstance(error, LeftTransaction) or self._elsewhere.opened == opened
+            if savepoint.is_active and keep and alone and not isinstance(error, (sa.exc.DBAPIError, LeftTransaction)):
                 savepoint.commit()
             elif savepoint.is_active:
                 savepoint.rollback()
+            if not alone:
+                raise self._left_for_engine() from error
             raise
         _still_in(connection, root)
         savepoint.commit()
         return result
+
+    def _left_for_engine(self) -> LeftTransaction:
+        why = "the revision opens a connection of its own through the engine: it sees only what is committed"
+        return LeftTransaction(why, committed=self._elsewhere.committed)
 
     def dispose(self) -> None:
         """Close pooled connections (before a file copy, or a template copy, of this database)."""
