@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from codemod.cli import app
-from codemod.verify.causes import line_naming, op_cause
+from codemod.verify.causes import line_naming, op_cause, rows_cause
 from codemod.verify.scenarios import NO_DOWNGRADE
 from tests.fixtures import FIXTURES
 from tests.test_verify import REVISIONS, statuses, verify
@@ -243,3 +243,28 @@ def test_a_schema_difference_is_blamed_on_a_guarded_batch_op_whose_guard_alone_n
     assert cause == "guard"
     assert 'batch_op.drop_constraint("uq_orders_code"' in why
     assert line_naming(source.replace('"orders", "uq_orders_code"', '"customers", "uq"'), {"orders"}) == 2
+
+
+def test_a_change_of_rows_alone_is_blamed_on_the_ops_that_inserted_into_them() -> None:
+    """A re-run that inserts a seed row again changes rows without failing: the op that inserted into the table
+    whose rows differ is to blame, as the rewrite classed it; a difference beyond rows, or rows no op of the
+    run inserted into, stays ``other``."""
+    source = textwrap.dedent(
+        """\
+        def upgrade():
+            op.bulk_insert(notes, [{"body": "welcome"}])
+            if _idempotify("op.create_table: no table", "tags"):
+                tags = op.create_table("tags", sa.Column("name", sa.String(8)))
+                op.bulk_insert(tags, [{"name": "a"}])
+        """
+    )
+    notes = "rows of notes: expected [1 row], got [2 rows]"
+    cause, line, why = rows_cause(source, [notes], {"notes": {2}})
+    assert (cause, line) == ("unguarded", 2)
+    assert why.startswith(" [op `op.bulk_insert(notes, ")
+    assert "left unguarded by the rewrite: data change;" in why
+    assert rows_cause(source, [notes, "notes.columns: pinned missing"], {"notes": {2}}) == ("other", None, "")
+    assert rows_cause(source, [notes], {"tags": {5}}) == ("other", None, ""), "no op of the run inserted into it"
+    cause, line, why = rows_cause(source, ["rows of tags: ...", notes], {"tags": {5}, "notes": {2}})
+    assert (cause, line) == ("guard", 5), "one guarded op among them: the rewrite's defect"
+    assert "guarded by the rewrite: the rewrite's defect" in why

@@ -28,6 +28,7 @@ from tests.test_verify_project import url_for
 
 LEAVING = Path(__file__).parent / "verify_project" / "leaving"
 ENGINE = Path(__file__).parent / "verify_project" / "engine"
+ROWS = Path(__file__).parent / "verify_project" / "rows"
 HELD = ("sqlite", "postgresql")
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 SCRATCH = re.compile(r"idempotify_scratch_\w+")
@@ -235,3 +236,51 @@ def test_a_held_run_that_connects_through_the_engine_leaves_the_transaction(dial
         with pytest.raises(LeftTransaction) as left, held.held():
             held.run(writes_elsewhere)
         assert left.value.committed, "what the other connection committed stays"
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "copied"])
+def test_rows_a_rerun_inserts_again_are_blamed_on_the_unguarded_insert(
+    dialect: str, tmp_path: Path, held: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """n2 seeds a row the rewrite leaves unguarded (the table is an earlier revision's): run again, it adds a
+    second row and fails nothing. That is the insert's doing, as the rewrite said: ``unguarded``, with its line
+    and reason. Crash recovery, which runs it once, keeps the same rows (PostgreSQL's sequences included)."""
+    original, rewritten = tmp_path / "original", tmp_path / "rewritten"
+    shutil.copytree(ROWS, original)
+    shutil.copytree(ROWS, rewritten)
+    assert CliRunner().invoke(app, ["-q", str(rewritten)]).exit_code == 0
+    found, _ = verify(dialect, rewritten, original, held=held, monkeypatch=monkeypatch)
+    second = dict(found)["n2"]
+    status, detail, cause = second["re-run"]
+    assert (status, cause) == ("fail", "unguarded"), second
+    text = (rewritten / "n2_welcome.py").read_text(encoding="utf-8")
+    line = next(number for number, found in enumerate(text.splitlines(), 1) if "op.bulk_insert(" in found)
+    assert detail.startswith(f"n2_welcome.py:{line}: upgrade run again changed the schema: rows of notes: "), detail
+    assert "[op `op.bulk_insert(" in detail and "left unguarded by the rewrite: data change;" in detail
+    assert {name: result[0] for name, result in second.items() if name != "re-run"} == {
+        "upgrade": "ok",
+        "equivalence": "ok",
+        "crash": "ok",
+        "downgrade": "ok",
+        "offline": "ok",
+    }, second
+
+
+def test_a_savepoint_rolls_back_postgresqls_sequences_too() -> None:
+    """No rollback undoes a nextval: after a savepoint whose run inserted rows, the next row would get another id
+    than on a database where the run never happened, and rows compared by value would differ."""
+    require_dialect("postgresql")
+    with scratch_server(SERVERS["postgresql"]) as server:
+        held = server.create().database
+        held.run(lambda connection: connection.execute(sa.text("CREATE TABLE t (id SERIAL PRIMARY KEY, v INTEGER)")))
+
+        def insert(connection: sa.Connection) -> int:
+            return int(connection.execute(sa.text("INSERT INTO t (v) VALUES (1) RETURNING id")).scalar_one())
+
+        with held.held():
+            with held.savepoint():
+                assert [held.run(insert), held.run(insert)] == [1, 2]
+            assert held.run(insert) == 1, "as if the savepoint's inserts never ran"
+            with held.savepoint():
+                assert held.run(insert) == 2
+            assert held.run(insert) == 2

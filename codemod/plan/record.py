@@ -13,7 +13,6 @@ logger's own methods are wrapped, before any level check.
 from __future__ import annotations
 
 import logging
-import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,11 +23,10 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.operations.base import AbstractOperations
 
-from codemod.guards import is_helper_name
 from codemod.interrupts import carries_interrupt
 from codemod.verify.database import Scratch
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
-from codemod.verify.execution import inserted_into, load_migration, run_on_connection
+from codemod.verify.execution import inserted_into, line_in, load_migration, run_on_connection
 
 MIGRATION_LOGGER = "alembic.runtime.migration"
 
@@ -53,17 +51,6 @@ class Recording:
     error_line: int | None = None
 
 
-def _line_in(path: str) -> int | None:
-    """The line of the innermost frame of the revision file ``path`` on the current stack that is not in a
-    generated guard helper (those are defined in the revision file too): the op's line, or its guard's."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_filename == path and not is_helper_name(frame.f_code.co_name):
-            return frame.f_lineno
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
-
-
 @contextmanager
 def recording(path: str) -> Iterator[Recording]:
     """While the block runs, record the ops invoked from ``path`` and the messages logged from it."""
@@ -72,7 +59,7 @@ def recording(path: str) -> Iterator[Recording]:
     log = logging.getLogger(MIGRATION_LOGGER)
 
     def recorded_invoke(operations: AbstractOperations, operation: Any) -> Any:
-        line = _line_in(path)
+        line = line_in(path)
         if line is not None:
             found.invoked.setdefault(line, type(operation).__name__)
             found.inserted.setdefault(line, set()).update(inserted_into(operation))
@@ -80,7 +67,7 @@ def recording(path: str) -> Iterator[Recording]:
 
     def listening(method: Any) -> Any:
         def logged(message: object, *args: object, **kwargs: Any) -> None:
-            line = _line_in(path)
+            line = line_in(path)
             # A guard's drift warning (codemod/runtime.py) is not what an op did; plan compares objects itself.
             if line is not None and "idempotify_drift" not in kwargs.get("extra", {}):
                 text = str(message) % args if args else str(message)

@@ -3,13 +3,15 @@
 An op inside an ``if`` that calls one of the generated ``_idempotify_*`` helpers,
 or a failure inside such a helper, is the rewrite's (``guard``). An op the
 rewrite reports as left unguarded is expected to fail on a re-run
-(``unguarded``, with the rewrite's reason). Anything else is ``other``.
+(``unguarded``, with the rewrite's reason). A run that changes only rows is
+blamed on the ops that inserted into those tables as it ran. Anything else is
+``other``.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from functools import cache
 from typing import TypeGuard
 
@@ -17,6 +19,7 @@ from codemod.formatting import Style
 from codemod.guards import is_helper_name
 from codemod.results import Outcome
 from codemod.runner import rewrite_source
+from codemod.verify.schema import ROWS
 
 
 def op_cause(source: str, line: int | None, *, in_guard: bool = False) -> tuple[str, str]:
@@ -37,6 +40,28 @@ def op_cause(source: str, line: int | None, *, in_guard: bool = False) -> tuple[
         if statement.lineno <= report_line <= end:
             return "unguarded", f" [op `{shown}`, left unguarded by the rewrite: {reason}]"
     return "other", f" [at `{shown}`]" if shown else ""
+
+
+def rows_cause(
+    source: str, diff: Sequence[str], inserted: Mapping[str, Collection[int]]
+) -> tuple[str, int | None, str]:
+    """``(cause, line, explanation)`` for a run of ``source`` that left the differences ``diff``, its ops having
+    inserted into the tables of ``inserted`` from those lines: when every difference is in the rows of such a
+    table, the cause of those ops (``guard`` if one is guarded, ``unguarded`` only if the rewrite left them all
+    unguarded, with its reasons), at the first line of those blamed; otherwise ``other``, with no line."""
+    tables = set()
+    for difference in diff:
+        if not difference.startswith(ROWS):
+            return "other", None, ""
+        tables.add(difference.removeprefix(ROWS).partition(": ")[0])
+    if not all(inserted.get(table) for table in tables):
+        return "other", None, ""
+    found = [(line, *op_cause(source, line)) for line in sorted(set().union(*(inserted[table] for table in tables)))]
+    for cause in ("guard", "other", "unguarded"):
+        blamed = [(line, why) for line, found_cause, why in found if found_cause == cause]
+        if blamed:
+            return cause, blamed[0][0], "".join(dict.fromkeys(why for _, why in blamed))
+    return "other", None, ""
 
 
 def line_naming(source: str, tables: Collection[str]) -> int | None:

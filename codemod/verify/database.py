@@ -10,8 +10,9 @@ it: an ``AsyncConnection`` hands its sync facade to the work through ``run_sync`
 Where DDL is transactional (PostgreSQL, and SQLite, whose driver is made to
 emit BEGIN), a database can be *held*, through a sync or an async driver: every
 run goes to one connection, in a savepoint of one transaction, so a scenario is
-tried and rolled back instead of run on a copy. A run that leaves that transaction (commits it, or
-enters ``autocommit_block()``) raises ``LeftTransaction``, saying whether it
+tried and rolled back instead of run on a copy (PostgreSQL's sequences set
+back too). A run that leaves that transaction (commits it, or enters
+``autocommit_block()``) raises ``LeftTransaction``, saying whether it
 committed; so does a run that opens a connection of its own through the engine
 (``sa.inspect(op.get_bind().engine)``): that connection sees only what is
 committed, not what the runs before it did in the held transaction. A COMMIT or
@@ -220,16 +221,19 @@ class Database:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """What runs inside is rolled back at the end (the database must be held)."""
+        """What runs inside is rolled back at the end (the database must be held), PostgreSQL's sequences
+        included: no rollback undoes their ``nextval``, so a row inserted after it would get another id."""
         on_held = self._on_held
         if on_held is None:
             raise TypeError("Database.savepoint needs a held database")
+        sequences = on_held(_sequences)
         savepoint = on_held(lambda held: held.begin_nested())
         try:
             yield
         finally:
             if savepoint.is_active:
                 on_held(lambda held: savepoint.rollback())
+            on_held(lambda held: _restore_sequences(held, sequences))
 
     def _run_held(self, connection: sa.Connection, work: Callable[[sa.Connection], T], *, keep: bool) -> T:
         """``work`` in a savepoint; with ``keep``, what a run that raised did before it raised stays (as with
@@ -409,6 +413,33 @@ class ScratchServer:
 def _still_in(connection: sa.Connection, root: sa.RootTransaction | None) -> None:
     if root is None or not root.is_active or connection.get_transaction() is not root:
         raise LeftTransaction("the revision committed the transaction it was run in", committed=True)
+
+
+# A sequence's state: its last value (None before its first nextval) and its start.
+_Sequences = dict[tuple[str, str], tuple[int | None, int]]
+_SEQUENCES = sa.text("SELECT schemaname, sequencename, last_value, start_value FROM pg_sequences")
+
+
+def _sequences(connection: sa.Connection) -> _Sequences:
+    """The state of every sequence of a PostgreSQL database (none elsewhere)."""
+    if connection.dialect.name != "postgresql":
+        return {}
+    return {(schema, name): (last, start) for schema, name, last, start in connection.execute(_SEQUENCES)}
+
+
+def _restore_sequences(connection: sa.Connection, before: _Sequences) -> None:
+    """Set back each sequence of ``before`` still there that has moved since: ``setval``, which no rollback
+    undoes either."""
+    if not before:
+        return
+    quote = connection.dialect.identifier_preparer.quote
+    for (schema, name), (last, start) in _sequences(connection).items():
+        if (schema, name) in before and before[schema, name] != (last, start):
+            value, called = (before[schema, name][0], True) if before[schema, name][0] is not None else (start, False)
+            connection.execute(
+                sa.text("SELECT setval(CAST(:sequence AS regclass), :value, :called)"),
+                {"sequence": f"{quote(schema)}.{quote(name)}", "value": value, "called": called},
+            )
 
 
 # A transaction begun or ended by SQL text (not by the driver): not sent while verify owns the transaction.

@@ -36,7 +36,7 @@ from alembic.script import ScriptDirectory
 from codemod.config import alembic_config
 from codemod.interrupts import carries_interrupt
 from codemod.verify.database import IN_ONE_TRANSACTION, LeftTransaction
-from codemod.verify.execution import quiet_info, run_in_context
+from codemod.verify.execution import Inserted, quiet_info, run_in_context
 
 # The two lines, first in env.py's run_migrations_online(); do_run_migrations(connection) is the body that
 # calls context.configure(connection=connection, ...) and context.run_migrations() (Alembic's async template
@@ -79,7 +79,7 @@ class ProjectEnvironment:
         module: types.ModuleType,
         function: str,
         crash_after: int | None = None,
-        inserted: set[str] | None = None,
+        inserted: Inserted | None = None,
     ) -> int:
         """``function`` of ``module`` on ``connection``, through env.py; the number of ops it ran."""
         done: list[int] = []

@@ -12,6 +12,7 @@ import argparse
 import io
 import logging
 import re
+import sys
 import traceback
 import types
 from collections.abc import Iterator, Sequence
@@ -26,8 +27,12 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations, ops
 from alembic.runtime.environment import EnvironmentContext
 
+from codemod.guards import is_helper_name
 from codemod.interrupts import carries_interrupt
 from codemod.verify.database import IN_ONE_TRANSACTION, LeftTransaction
+
+# The tables a run's ops inserted rows into, each with the lines of the revision file that called those ops.
+Inserted = dict[str, set[int]]
 
 
 class Crash(Exception):
@@ -41,15 +46,20 @@ class OpCounter:
     ``alembic.op`` proxy calls, so the migration runs exactly as under Alembic.
     """
 
-    def __init__(self, operations: Operations, crash_after: int | None, inserted: set[str] | None = None) -> None:
+    def __init__(
+        self, operations: Operations, crash_after: int | None, inserted: Inserted | None = None, path: str = ""
+    ) -> None:
         self.crash_after = crash_after
         self.done = 0
-        self.inserted = inserted if inserted is not None else set()  # tables the ops insert rows into
+        self.inserted: Inserted = inserted if inserted is not None else {}  # what the ops insert rows into
         self._batch_depth = 0
         invoke, batch_alter_table = operations.invoke, operations.batch_alter_table
 
         def counted_invoke(operation: Any) -> Any:
-            self.inserted.update(inserted_into(operation))
+            if tables := inserted_into(operation):
+                line = line_in(path)
+                for table in tables:
+                    self.inserted.setdefault(table, set()).update({line} if line is not None else ())
             result = invoke(operation)
             if self._batch_depth == 0:
                 self._count()
@@ -75,6 +85,17 @@ class OpCounter:
 
 
 _INSERT_INTO = re.compile(r"\binsert\s+(?:ignore\s+)?into\s+[`\"\[]?(\w+)", re.IGNORECASE)
+
+
+def line_in(path: str) -> int | None:
+    """The line of the innermost frame of the revision file ``path`` on the current stack that is not in a
+    generated guard helper (those are defined in the revision file too): the op's line, or its guard's."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == path and not is_helper_name(frame.f_code.co_name):
+            return frame.f_lineno
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 def inserted_into(operation: object) -> set[str]:
@@ -152,7 +173,7 @@ def run_on_connection(
     naming_convention: dict[str, str] | None = None,
     crash_after: int | None = None,
     x_arguments: Sequence[str] = (),
-    inserted: set[str] | None = None,
+    inserted: Inserted | None = None,
 ) -> int:
     """``function`` of ``module`` on ``connection`` with no ``env.py``: the bare harness."""
     with environment(x_arguments):
@@ -166,7 +187,7 @@ def run_in_context(
     module: types.ModuleType,
     function: str,
     crash_after: int | None,
-    inserted: set[str] | None = None,
+    inserted: Inserted | None = None,
 ) -> int:
     """One revision's ``function`` in a configured context, inside the per-revision transaction
     ``MigrationContext.run_migrations`` opens (so ``autocommit_block()`` finds the transaction it commits).
@@ -176,7 +197,7 @@ def run_in_context(
     if context.connection is not None and context.connection.info.get(IN_ONE_TRANSACTION):
         context.autocommit_block = _leaves_the_transaction  # type: ignore[method-assign,assignment]
     with context.begin_transaction(_per_migration=True), Operations.context(context) as operations:
-        counter = OpCounter(operations, crash_after, inserted)
+        counter = OpCounter(operations, crash_after, inserted, getattr(module, "__file__", ""))
         getattr(module, function)()
     return counter.done
 

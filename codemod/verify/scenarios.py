@@ -15,7 +15,8 @@ baselines. At each revision:
 On PostgreSQL and SQLite (sync drivers) both databases are held in one
 transaction per revision and each scenario runs in a savepoint, rolled back;
 a revision that leaves the transaction (``may_leave_transaction``, or
-``LeftTransaction`` at run time) is verified on copies: a SQLite file copy, a
+``LeftTransaction`` at run time: it commits, or reaches the database through a
+connection of its own) is verified on copies: a SQLite file copy, a
 PostgreSQL template, MariaDB's tables copied (or the chain replayed where a
 database holds views, triggers or routines).
 """
@@ -34,11 +35,11 @@ import sqlalchemy as sa
 
 from codemod.guards import is_helper_name
 from codemod.interrupts import carries_interrupt
-from codemod.verify.causes import line_naming, op_cause
+from codemod.verify.causes import line_naming, op_cause, rows_cause
 from codemod.verify.chain import Revision
 from codemod.verify.database import EACH_STATEMENT_COMMITS, LeftTransaction, Scratch, ScratchServer
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
-from codemod.verify.execution import Crash, load_migration, offline_sql_or_error, run_on_connection, where
+from codemod.verify.execution import Crash, Inserted, load_migration, offline_sql_or_error, run_on_connection, where
 from codemod.verify.schema import (
     ROWS,
     Snapshot,
@@ -172,7 +173,7 @@ class ChainVerifier:
         self.x_arguments = tuple(x_arguments)
         self.initial_schema = initial_schema
         self.disk_history: History = []
-        self.inserted: set[str] = set()  # the tables the revision being verified inserts rows into
+        self.inserted: Inserted = {}  # the tables the revision being verified inserts rows into
         self.original_history: History = []
         self._transactions_off = False  # set once env.py is seen to run revisions on a connection of its own
 
@@ -312,7 +313,7 @@ class ChainVerifier:
             trial = self._clone(self.disk, self.disk_history) if not held else self.disk
             try:
                 with self.disk.database.savepoint() if held else nullcontext():
-                    inserted: set[str] = set()
+                    inserted: Inserted = {}
                     ops = self._run(trial, revision, revision.source, "upgrade", inserted=inserted)
                     report.results["upgrade"] = Result("ok")
                     self.inserted = inserted
@@ -415,14 +416,23 @@ class ChainVerifier:
         return Result("fail", f"{place}: schema differs from the baseline's: " + "; ".join(diff) + why, cause)
 
     def _rerun(self, scratch: Scratch, revision: Revision, expected: Snapshot) -> Result:
+        inserted: Inserted = {}
         try:
-            self._run(scratch, revision, revision.source, "upgrade")
+            self._run(scratch, revision, revision.source, "upgrade", inserted=inserted)
         except _Failed as failure:
             return self._failure(revision, failure, "upgrade run again: ", self._original_rerun(revision, failure))
         diff = differences(expected, self._snapshot(scratch, self.inserted))
         if diff:
-            return Result("fail", "upgrade run again changed the schema: " + "; ".join(diff), "other")
+            return self._changed(revision, "upgrade run again changed the schema: ", diff, inserted)
         return Result("ok")
+
+    @staticmethod
+    def _changed(revision: Revision, what: str, diff: list[str], inserted: Inserted) -> Result:
+        """A run of the revision on disk that left ``diff``: a change of rows alone is blamed on the ops that
+        inserted into them as it ran (``rows_cause``), anything else is ``other``."""
+        cause, line, why = rows_cause(revision.source, diff, inserted)
+        place = f"{revision.path.name}:{line}: " if line else ""
+        return Result("fail", place + what + "; ".join(diff) + why, cause)
 
     def _original_rerun(self, revision: Revision, ours: _Failed) -> str:
         """Whether the original's upgrade, run again on its own result, fails too, and how (said with a re-run
@@ -446,13 +456,14 @@ class ChainVerifier:
                 with suppress(Crash, _Failed):  # stopped either way
                     self._run(scratch, revision, original, "upgrade", crash_after=crash_after)
                 prefix = f"after a crash after op {crash_after} of {ops}: "
+                inserted: Inserted = {}
                 try:
-                    self._run(scratch, revision, revision.source, "upgrade")
+                    self._run(scratch, revision, revision.source, "upgrade", inserted=inserted)
                 except _Failed as failure:
                     return self._failure(revision, failure, prefix)
                 diff = differences(expected, self._snapshot(scratch, self.inserted))
                 if diff:
-                    return Result("fail", prefix + "; ".join(diff), "other")
+                    return self._changed(revision, prefix, diff, inserted)
         return Result("ok", f"stopped after each of ops 1..{ops - 1}, then completed")
 
     def _downgrade(
@@ -492,13 +503,14 @@ class ChainVerifier:
                 return self._failure(revision, failure, "downgrade: ")
             if ops == 0:
                 return Result("not checked", NO_DOWNGRADE)
+            inserted: Inserted = {}
             try:
-                self._run(scratch, revision, revision.source, "downgrade")
+                self._run(scratch, revision, revision.source, "downgrade", inserted=inserted)
             except _Failed as failure:
                 return self._failure(revision, failure, "downgrade run again: ")
             diff = differences(first, self._snapshot(scratch, self.inserted))
             if diff:
-                return Result("fail", "downgrade run again changed the schema: " + "; ".join(diff), "other")
+                return self._changed(revision, "downgrade run again changed the schema: ", diff, inserted)
         if baseline is None:
             left = differences(before, schema_only(first))
             note = f"not compared with the baseline ({baseline_error})"
@@ -547,7 +559,7 @@ class ChainVerifier:
         source: str,
         function: str,
         crash_after: int | None = None,
-        inserted: set[str] | None = None,
+        inserted: Inserted | None = None,
     ) -> int:
         """Run ``function`` of ``source`` on ``scratch``: through the project's env.py, else the bare harness."""
         # Errors in the baseline name it, since its line numbers are not those of the file on disk.
