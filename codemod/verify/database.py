@@ -509,7 +509,8 @@ _Definition = tuple[str, str, bool]
 def _definitions(connection: sa.Connection, source: str) -> list[_Definition] | None:
     """What ``_copy_tables`` copies of the MariaDB database ``source``: each table and sequence as ``SHOW
     CREATE`` gives it (keys, foreign keys, AUTO_INCREMENT), and whether the table holds rows, asked of all
-    tables in one query per hundred of them. None when it holds views, triggers or routines, not copied."""
+    tables in one query per hundred of them. None when it holds views, triggers or routines, not copied, or a
+    foreign key a copy would not name as it is named (``_implicit_indexes_made_again``)."""
     others = sa.text(
         "SELECT (SELECT COUNT(*) FROM information_schema.views WHERE table_schema = :name)"
         " + (SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = :name)"
@@ -525,7 +526,11 @@ def _definitions(connection: sa.Connection, source: str) -> list[_Definition] | 
     for table, kind in sorted(listed):
         sequence = kind == "SEQUENCE"
         shown = connection.execute(sa.text(f"SHOW CREATE {'SEQUENCE' if sequence else 'TABLE'} `{source}`.`{table}`"))
-        definitions.append((str(table), _without_foreign_key_indexes(str(shown.one()[1])), not sequence))
+        statement = _without_foreign_key_indexes(str(shown.one()[1]))
+        remade = statement if sequence else _implicit_indexes_made_again(connection, source, table, statement)
+        if remade is None:
+            return None
+        definitions.append((str(table), remade, not sequence))
     tables = [name for name, _, is_table in definitions if is_table]
     filled: set[str] = set()
     for start in range(0, len(tables), 100):
@@ -547,13 +552,74 @@ def _without_foreign_key_indexes(statement: str) -> str:
     on the column gets an index under the new key's name, where an index created by hand stays. SHOW CREATE
     lists both alike; created from it, the copy's index would be one made by hand, and the copy would
     then end elsewhere than the database it copies. Left out, the copy's key makes it again, as the
-    original's did. (An index InnoDB named after the column, for a key created without a name, cannot be
-    told from one made by hand: it is copied as it is.)
+    original's did. (An index InnoDB named after the column, for a key created without a name, is told
+    from one made by hand by ``_implicit_indexes_made_again``.)
     """
     lines = statement.split("\n")
     keys = {(found.group(1), found.group(2)) for line in lines if (found := _FOREIGN_KEY.match(line))}
     kept = [line for line in lines if not ((found := _KEY.match(line)) and (found.group(1), found.group(2)) in keys)]
     return "\n".join(kept) if len(kept) < len(lines) else statement
+
+
+_NAMED_KEY = re.compile(r"^(\s*)CONSTRAINT `(?:[^`]|``)+` (FOREIGN KEY .*)$")
+_PROBE = "idempotify_probe"
+
+
+def _implicit_indexes_made_again(connection: sa.Connection, source: str, table: str, statement: str) -> str | None:
+    """``statement`` (``SHOW CREATE TABLE`` of ``source``.``table``) made to create again, as InnoDB made them,
+    the indexes it made by itself for foreign keys created without a name; None when that cannot be done.
+
+    Such a key is named ``<table>_ibfk_<n>`` and its index after its first column; InnoDB drops that index
+    when an index that can serve the key is made, where it keeps one made by hand. SHOW CREATE lists both
+    alike: a probe (an empty temporary copy, given an index on the key's columns) tells them apart, as InnoDB
+    drops only its own. Those are left out and their keys written without a name, so InnoDB makes them again
+    (numbering such keys 1, 2, ... as written): None when that would not give the keys their names."""
+    lines = statement.split("\n")
+    keys = [(number, found) for number, line in enumerate(lines) if (found := _FOREIGN_KEY.match(line))]
+    named_by_innodb = re.compile(rf"{re.escape(table)}_ibfk_\d+")
+    candidates: dict[int, tuple[str, str, int]] = {}  # line of an index -> its name, its columns, its key's line
+    for number, line in enumerate(lines):
+        if (index := _KEY.match(line)) is None:
+            continue
+        name, columns = index.group(1), index.group(2)
+        for key_line, key in keys:
+            if key.group(2) == columns and columns.startswith(f"(`{name}`") and named_by_innodb.fullmatch(key.group(1)):
+                candidates[number] = (name, columns, key_line)
+    if not candidates:
+        return statement
+    try:
+        kept = _indexes_kept(connection, source, table, [columns for _, columns, _ in candidates.values()])
+    except sa.exc.DBAPIError:  # a table no temporary table can copy: the database is not copied
+        return None
+    implicit = {
+        number: key_line for number, (name, _, key_line) in candidates.items() if name.replace("``", "`") not in kept
+    }
+    if not implicit:
+        return statement
+    names = [key.group(1) for key_line, key in keys if key_line in implicit.values()]
+    numbered = [f"{table}_ibfk_{n}" for n in range(1, len(names) + 1)]
+    if names != numbered or ({key.group(1) for _, key in keys} - set(names)) & set(numbered):
+        return None
+    written = []
+    for number, line in enumerate(lines):
+        if number in implicit.values() and (unnamed := _NAMED_KEY.match(line)):
+            written.append(unnamed.group(1) + unnamed.group(2))
+        elif number not in implicit:
+            written.append(line)
+    return "\n".join(written)
+
+
+def _indexes_kept(connection: sa.Connection, source: str, table: str, columns: list[str]) -> set[str]:
+    """The names of the indexes an empty copy of ``source``.``table`` keeps when given an index on each of
+    ``columns``: all but those InnoDB made for a foreign key by itself, which it drops then."""
+    probe = f"`{_PROBE}`"
+    added = ", ".join(f"ADD INDEX `{_PROBE}_{n}` {each}" for n, each in enumerate(columns))
+    try:
+        for statement in (f"CREATE TEMPORARY TABLE {probe} LIKE `{source}`.`{table}`", f"ALTER TABLE {probe} {added}"):
+            connection.execute(sa.text(statement.replace(":", "\\:")))
+        return {str(row[2]) for row in connection.execute(sa.text(f"SHOW INDEX FROM {probe}"))}
+    finally:
+        connection.execute(sa.text(f"DROP TEMPORARY TABLE IF EXISTS {probe}"))
 
 
 def _copy_tables(connection: sa.Connection, source: str, definitions: list[_Definition]) -> None:
