@@ -39,6 +39,16 @@ NOT_A_SEED = (
 )
 
 
+def data_change(parts: Sequence[Part]) -> str | None:
+    """The reason to give SQL that changes data (an UPDATE, DELETE or INSERT, beside statements that are safe to
+    run again), or None when it does anything else."""
+    changes = [part.reason for part in parts if part.reason in (DATA_CHANGE, NOT_A_SEED)]
+    others = [part for part in parts if part.reason not in (DATA_CHANGE, NOT_A_SEED)]
+    if not changes or any(part.op is not None or part.safe is None for part in others):
+        return None
+    return DATA_CHANGE if DATA_CHANGE in changes else NOT_A_SEED
+
+
 @dataclass(frozen=True)
 class Verbatim:
     """A constraint name as the SQL writes it, passed as ``op.f(name)`` so no naming convention renames it."""

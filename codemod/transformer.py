@@ -12,7 +12,9 @@ with a reason.
 from __future__ import annotations
 
 import ast
+import itertools
 import re
+import string
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -44,7 +46,7 @@ from codemod.helper_import import is_helper_import, with_helper_import
 from codemod.lines import NodeLines
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
-from codemod.sql import DATA_CHANGE, DIALECTS, Part, Value, Verbatim, read_sql
+from codemod.sql import DATA_CHANGE, DIALECTS, NOT_A_SEED, Part, Value, Verbatim, data_change, read_sql
 
 SKIP_MARKER = "idempotify: skip"
 _CONNECTION_SQL = "SQL run on the connection is not guarded"
@@ -206,7 +208,10 @@ class GuardTransformer(cst.CSTTransformer):
                 raise edited
         self._constants = _module_constants(tree)
         self._scopes: list[dict[str, ast.expr]] = [self._constants]  # names whose value is known, innermost last
-        by_function, self._function_values, removals = _tables_by_function(tree, self._constants)
+        self._possible: list[_Possible] = [{}]  # names bound several times, and each value they may hold
+        by_function, self._function_values, self._function_possible, removals = _tables_by_function(
+            tree, self._constants
+        )
         self._removal_risks = _removal_risks(removals)
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
@@ -224,6 +229,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_drops.append(bool(self._function_removes[-1] or self._column_drops.get(node.name.value)))
         self._created_tables.append({})
         self._scopes.append(_scope(self._constants, self._function_values.get(node.name.value, {})))
+        self._possible.append(self._function_possible.get(node.name.value, {}))
 
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
@@ -237,6 +243,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_drops.pop()
         self._created_tables.pop()
         self._scopes.pop()
+        self._possible.pop()
         self._helper_def_depth -= is_helper_name(original_node.name.value)
         return updated_node
 
@@ -989,7 +996,13 @@ class GuardTransformer(cst.CSTTransformer):
                 reason, safe = _BUILT_STATEMENTS[built]
                 return self._query(left(reason, safe), built == "select")
             template = _ast_sql(node, self._scopes[-1], holes=True) if node is not None else None
-            return self._sql_template(template, left, otherwise) if template is not None else left(otherwise)
+            if template is not None:
+                return self._sql_template(template, left, otherwise)
+            kind = self._kind_of_every_value(node) if node is not None else None
+            if kind is not None:
+                reason, safe = kind
+                return self._query(left(reason, safe), safe)
+            return left(otherwise)
         parts = read_sql(sql, self._dialect_here())
 
         if len(parts) == 1 and parts[0].op == "insert":
@@ -1015,6 +1028,43 @@ class GuardTransformer(cst.CSTTransformer):
         first, *rest = ops
         return _OpCall(first.spec, name, display, call, first.args, parts=tuple(rest))
 
+    def _kind_of_every_value(self, node: ast.expr, depth: int = 0) -> tuple[str, bool] | None:
+        """What a statement held in a name bound more than once does (see ``_values_possible``), when each value
+        it may hold does the same kind of thing: changes data (the reason; it stays unguarded), or is a query
+        built with SQLAlchemy (safe, with the reason). ``stmt = stmt.where(...)`` keeps what ``stmt`` was."""
+        scope = self._scopes[-1]
+        while isinstance(node, ast.Call) and len(node.args) == 1 and _ast_called_name(node.func) in {"text", "dedent"}:
+            node = node.args[0]
+        root = _chain_root(node)
+        if isinstance(root, ast.Name) and root.id in self._possible[-1] and root.id not in scope:
+            if depth >= _NAME_DEPTH:
+                return None
+            kinds: set[tuple[str, bool]] = set()
+            for value in self._possible[-1][root.id]:
+                values = [value]
+                if isinstance(value, ast.Starred):
+                    items = _ast_items(value.value, scope)
+                    if items is None:
+                        return None
+                    values = items
+                for item in values:
+                    if _chained_on(item, root.id):
+                        continue
+                    kind = self._kind_of_every_value(item, depth + 1)
+                    if kind is None:
+                        return None
+                    kinds.add(kind)
+            if len(kinds) == 1:
+                return kinds.pop()
+            # Several data changes (an UPDATE, then an INSERT) are a data change; a query among them is not.
+            return (DATA_CHANGE, False) if kinds and not any(safe for _, safe in kinds) else None
+        built = _statement_built(node, scope)
+        if built in _BUILT_STATEMENTS:
+            return _BUILT_STATEMENTS[built]
+        sql = _ast_sql(node, scope, holes=True)
+        changes = data_change(read_sql(sql, self._dialect_here())) if sql is not None else None
+        return (changes, False) if changes is not None else None
+
     def _sql_template(self, template: str, left: Callable[..., _OpCall], otherwise: str) -> _OpCall:
         """An f-string's SQL, its values read as names: already safe whatever they are (``DROP CONSTRAINT IF
         EXISTS {name}``, a query), or a data change, is said so; anything else keeps ``otherwise``, since
@@ -1022,11 +1072,7 @@ class GuardTransformer(cst.CSTTransformer):
         parts = read_sql(template, self._dialect_here())
         if all(part.op is None and part.safe is not None for part in parts):
             return self._already_safe(parts, left, ", whatever the values put in it")
-        if any(part.reason == DATA_CHANGE for part in parts) and all(
-            part.reason == DATA_CHANGE or (part.op is None and part.safe is not None) for part in parts
-        ):
-            return left(DATA_CHANGE)
-        return left(otherwise)
+        return left(data_change(parts) or otherwise)
 
     def _already_safe(self, parts: Sequence[Part], left: Callable[..., _OpCall], note: str = "") -> _OpCall:
         """SQL whose every part is safe to run again, said with the first reason that is not only a read or a
@@ -1385,9 +1431,12 @@ def _removal_risks(found: _Removals) -> dict[str, _RemovalRisk]:
 
 def _tables_by_function(
     tree: ast.Module | None, constants: dict[str, ast.expr]
-) -> tuple[dict[str, dict[str, set[str]]], dict[str, dict[str, ast.expr | None]], _Removals]:
+) -> tuple[
+    dict[str, dict[str, set[str]]], dict[str, dict[str, ast.expr | None]], dict[str, _Possible], _Removals
+]:
     """Per function name and op of ``_TABLE_OPS``, the tables (normalised source) its calls of the op name;
-    per function name, its names bound once, by a plain assignment (see ``_values_bound_once``); and where
+    per function name, its names bound once, by a plain assignment (see ``_values_bound_once``), and its
+    names bound several times, with every value they may hold (see ``_values_possible``); and where
     functions remove tables and call each other (``_Removals``).
 
     SQL strings count too: ``op.execute("DROP TABLE t")`` drops ``t``, and so does
@@ -1396,9 +1445,10 @@ def _tables_by_function(
     """
     found: dict[str, dict[str, set[str]]] = {}
     values: dict[str, dict[str, ast.expr | None]] = {}
+    possible: dict[str, _Possible] = {}
     removals = _Removals()
     if tree is None:
-        return found, values, removals
+        return found, values, possible, removals
     helpers = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -1407,6 +1457,7 @@ def _tables_by_function(
         nodes = list(ast.walk(function))
         # Two functions of one name: neither's values can be told apart, so none is used.
         values[function.name] = {} if function.name in values else _values_bound_once(function, nodes)
+        possible[function.name] = {} if function.name in possible else _values_possible(function, nodes)
         scope = _scope(constants, values[function.name])
         for call in nodes:
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in helpers:
@@ -1436,7 +1487,7 @@ def _tables_by_function(
                 key = _string_key(constant) if isinstance(constant, str) else None
                 source = f"{ast.unparse(call.func)}({'' if table is None else ast.unparse(table)}, ...)"
                 removals.removals.setdefault(function.name, []).append((call.lineno, source, key))
-    return found, values, removals
+    return found, values, possible, removals
 
 
 def _values_bound_once(
@@ -1463,6 +1514,41 @@ def _values_bound_once(
             assigned[node.targets[0].id] = node.value
     # None: a name the function binds otherwise, which hides a module constant of that name.
     return {name: assigned.get(name) if count == 1 else None for name, count in bound.items()}
+
+
+# Per name a function binds only by assignment or as a loop target: each value it may hold. A value ``ast.Starred(iterable)`` stands for
+# each item of ``iterable``, which a ``for name in iterable:`` binds in turn.
+_Possible = dict[str, tuple[ast.expr, ...]]
+
+
+def _values_possible(function: ast.FunctionDef | ast.AsyncFunctionDef, nodes: list[ast.AST]) -> _Possible:
+    """The names ``function`` (nested functions included) binds only by ``name = value``
+    or as the target of a ``for``, with each value they may hold: ``stmt = text("UPDATE ...")`` run, then
+    ``stmt = text("DELETE ...")`` run. A name bound any other way anywhere in it is left out."""
+    values: dict[str, list[ast.expr]] = {}
+    other: set[str] = {arg.arg for arg in ast.walk(function.args) if isinstance(arg, ast.arg)}
+    known: set[int] = set()  # the targets read here, by id
+    for node in nodes:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values.setdefault(node.targets[0].id, []).append(node.value)
+            known.add(id(node.targets[0]))
+        elif isinstance(node, (ast.For, ast.AsyncFor)) and isinstance(node.target, ast.Name):
+            values.setdefault(node.target.id, []).append(ast.Starred(value=node.iter, ctx=ast.Load()))
+            known.add(id(node.target))
+    for node in nodes:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)) and id(node) not in known:
+            other.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            other.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ExceptHandler)):
+            other.update([node.name] if node.name and node is not function else [])
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            other.update(node.names)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            other.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            other.add(node.rest)
+    return {name: tuple(found) for name, found in values.items() if name not in other}
 
 
 def _scope(constants: dict[str, ast.expr], values: dict[str, ast.expr | None]) -> dict[str, ast.expr]:
@@ -1492,17 +1578,54 @@ def _ast_sql(node: ast.expr, scope: dict[str, ast.expr], depth: int = 0, *, hole
 
     With ``holes``, an f-string too, each value it puts in written as a name (``idempotify_value_1``).
     """
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _SAME_SQL:
+        return _ast_sql(node.func.value, scope, depth, holes=holes)
     if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
         name = _ast_called_name(node.func)
-        return _ast_sql(node.args[0], scope, depth, holes=holes) if name in {"text", "dedent"} else None
+        if name in {"text", "dedent"}:
+            return _ast_sql(node.args[0], scope, depth, holes=holes)
     if isinstance(node, ast.Name) and node.id in scope and depth < _NAME_DEPTH:
         return _ast_sql(scope[node.id], scope, depth + 1, holes=holes)
-    if holes and isinstance(node, ast.JoinedStr):
+    if holes:
+        return _ast_template(node, scope, depth)
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _ast_template(node: ast.expr, scope: dict[str, ast.expr], depth: int) -> str | None:
+    """The SQL of an f-string, ``"...".format(...)`` or ``"..." % ...``, each value put in written as a name
+    (``idempotify_value_1``); a plain string's SQL as it is."""
+    if isinstance(node, ast.JoinedStr):
         return "".join(
             str(part.value) if isinstance(part, ast.Constant) else f"idempotify_value_{index}"
             for index, part in enumerate(node.values)
         )
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        template = _ast_sql(node.func.value, scope, depth)
+        if template is None:
+            return None
+        try:
+            fields = list(string.Formatter().parse(template))
+        except ValueError:
+            return None
+        return "".join(
+            text + ("" if field is None else f"idempotify_value_{index}")
+            for index, (text, field, _, _) in enumerate(fields)
+        )
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+        template = _ast_sql(node.left, scope, depth)
+        if template is None:
+            return None
+        counter = itertools.count(1)
+        return _PERCENT_FIELD.sub(
+            lambda found: "%" if found.group() == "%%" else f"idempotify_value_{next(counter)}", template
+        )
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+# Calls on a ``text(...)`` clause that bind values or say what it returns, leaving its SQL as it is.
+_SAME_SQL = frozenset({"bindparams", "columns", "execution_options"})
+# A ``%`` conversion of printf-style formatting (``%s``, ``%(name)s``, ``%05d``), or an escaped ``%%``.
+_PERCENT_FIELD = re.compile(r"%%|%(\([^)]*\))?[#0 +-]*(\*|\d+)?(\.(\*|\d+))?[diouxXeEfFgGcrsa]")
 
 
 # How many names in a row are followed to a value (``sql = QUERY``, ``QUERY = "..."``); a cycle stops there.
@@ -1523,6 +1646,14 @@ _BUILT_STATEMENTS = {
     "delete": ("its statement changes data: it re-runs only if its WHERE makes it so", False),
     "insert": ("its statement inserts rows, which is not guarded", False),
 }
+# The reasons an op is left unguarded because it changes data (reported, never guarded, by design); a reason
+# may go on after one of them (", whatever the values put in it").
+DATA_CHANGE_REASONS = (
+    DATA_CHANGE,
+    NOT_A_SEED,
+    UNGUARDED_REASONS["bulk_insert"],
+    *dict.fromkeys(reason for reason, safe in _BUILT_STATEMENTS.values() if not safe),
+)
 
 
 def _statement_built(node: ast.expr, scope: dict[str, ast.expr], depth: int = 0) -> str | None:
@@ -1538,6 +1669,31 @@ def _statement_built(node: ast.expr, scope: dict[str, ast.expr], depth: int = 0)
     if found is None and isinstance(node, ast.Name) and node.id in scope and depth < _NAME_DEPTH:
         return _statement_built(scope[node.id], scope, depth + 1)
     return found
+
+
+def _chain_root(node: ast.expr) -> ast.expr | None:
+    """``stmt`` of ``stmt.where(...).limit(10)``: what a chain of method calls starts from; None when one of them
+    builds a statement of its own (``t.update()``)."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr in _BUILT_STATEMENTS:
+            return None
+        node = node.func.value
+    return node
+
+
+def _chained_on(node: ast.expr, name: str) -> bool:
+    """``stmt.where(...)`` when ``name`` is ``stmt``: a value built from the name's own earlier value."""
+    root = _chain_root(node)
+    return node is not root and isinstance(root, ast.Name) and root.id == name
+
+
+def _ast_items(node: ast.expr, scope: dict[str, ast.expr]) -> list[ast.expr] | None:
+    """The items of a list, tuple or set written out, or of a name of ``scope`` holding one; else None."""
+    if isinstance(node, ast.Name) and node.id in scope:
+        node = scope[node.id]
+    if not isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return None
+    return None if any(isinstance(item, ast.Starred) for item in node.elts) else list(node.elts)
 
 
 def _creates(found: _OpCall) -> bool:

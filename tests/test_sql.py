@@ -7,7 +7,7 @@ import pytest
 from codemod.formatting import Style
 from codemod.results import Outcome
 from codemod.runner import rewrite_source
-from codemod.sql import DATA_CHANGE, Part, Value, Verbatim, read_sql
+from codemod.sql import DATA_CHANGE, NOT_A_SEED, Part, Value, Verbatim, read_sql
 
 
 def _one(sql: str, dialect: str | None = None) -> Part:
@@ -372,10 +372,17 @@ def test_a_name_bound_more_than_once_is_not_read(body: str) -> None:
         ('sa.text(f"ALTER TABLE {table} " f"AUTO_INCREMENT = {next_id}")', Outcome.ALREADY_SAFE, "its SQL sets table"),
         ('f"-- {table} can go once reviewed"', Outcome.ALREADY_SAFE, "its SQL holds no statement"),
         ('f"UPDATE {table} SET a = 1"', Outcome.UNGUARDED, DATA_CHANGE),
+        ('f"INSERT INTO {table} VALUES (1)"', Outcome.UNGUARDED, NOT_A_SEED),
+        # str.format and printf-style formatting are read the same way.
+        ("'DELETE FROM {}.{} WHERE a = 1'.format(schema, table)", Outcome.UNGUARDED, DATA_CHANGE),
+        ("\"UPDATE t SET a = '%s' WHERE b LIKE 'x%%'\" % value", Outcome.UNGUARDED, DATA_CHANGE),
+        ("'DROP INDEX IF EXISTS {0}'.format(name)", Outcome.ALREADY_SAFE, "its SQL says IF EXISTS"),
         # Guarding needs the names, and an f-string's are only known when it runs.
         ('f"ALTER TABLE {table} DROP CONSTRAINT {name}"', Outcome.UNGUARDED, "raw SQL or a statement object"),
-        ('f"INSERT INTO {table} VALUES (1)"', Outcome.UNGUARDED, "raw SQL or a statement object"),
+        ("'ALTER TABLE {} DROP COLUMN a'.format(table)", Outcome.UNGUARDED, "raw SQL or a statement object"),
+        ("'DROP TABLE %(name)s' % names", Outcome.UNGUARDED, "raw SQL or a statement object"),
         ('f"{statement}"', Outcome.UNGUARDED, "raw SQL or a statement object"),
+        ("'{statement'.format(statement)", Outcome.UNGUARDED, "raw SQL or a statement object"),
     ],
 )
 def test_an_f_string_is_read_with_its_values_as_names(statement: str, outcome: Outcome, reason: str) -> None:
@@ -385,3 +392,70 @@ def test_an_f_string_is_read_with_its_values_as_names(statement: str, outcome: O
     assert output == body
     assert len(reports) == 1
     assert reports[0][0] is outcome and reports[0][1].startswith(reason), reports
+
+
+def test_text_with_bound_values_is_read_as_its_sql() -> None:
+    body = "    op.execute(sa.text('DROP INDEX ix_users_age').bindparams(a=1).execution_options(x=1))\n"
+    output, reports = _rewrite(body)
+    assert reports == [(Outcome.GUARDED, "")]
+    assert '    if _idempotify("op.execute: index", None, "ix_users_age"):\n' in output
+
+
+@pytest.mark.parametrize(
+    ("body", "outcome", "reason"),
+    [
+        (
+            "    stmt = sa.text('UPDATE t SET a = 1')\n    op.execute(stmt)\n"
+            "    stmt = sa.text('DELETE FROM t WHERE a = 2')\n    op.execute(stmt.bindparams(a=1))\n",
+            [Outcome.UNGUARDED] * 2,
+            DATA_CHANGE,
+        ),
+        (
+            "    for stmt in UPDATES:\n        op.get_bind().execute(sa.text(stmt))\n",
+            [Outcome.UNGUARDED],
+            DATA_CHANGE,
+        ),
+        (
+            "    s = sa.update(t).values(a=1)\n    op.execute(s)\n    s = sa.delete(t)\n    op.execute(s)\n",
+            [Outcome.UNGUARDED] * 2,
+            "its statement changes data",
+        ),
+        (
+            "    s = sa.select(t)\n    s = s.where(t.c.a > 1)\n    op.get_bind().execute(s.limit(10))\n",
+            [Outcome.ALREADY_SAFE],
+            "its statement is a query",
+        ),
+    ],
+)
+def test_a_name_bound_several_times_to_data_changes_is_a_data_change(
+    body: str, outcome: list[Outcome], reason: str
+) -> None:
+    """Every value the name may hold changes data (or is a query): said so, whichever runs; nothing is guarded."""
+    constant = "UPDATES = ['UPDATE t SET a = 1', 'DELETE FROM t']\n"
+    source = HEADER.replace("revision = 'x'\n", f"revision = 'x'\n{constant}") + body
+    output, reports = rewrite_source(source.encode(), Style())
+    assert output.decode() == source
+    assert [report.outcome for report in reports] == outcome
+    assert all(report.reason.startswith(reason) for report in reports), reports
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # One of the values is DDL, a query, or unknown: the name says nothing for sure.
+        "    stmt = 'UPDATE t SET a = 1'\n    stmt = 'DROP TABLE t'\n    op.execute(stmt)\n",
+        "    stmt = 'UPDATE t SET a = 1'\n    stmt = 'SELECT 1'\n    op.execute(stmt)\n",
+        "    stmt = 'UPDATE t SET a = 1'\n    stmt = make()\n    op.execute(stmt)\n",
+        "    for stmt in statements():\n        op.execute(stmt)\n",
+        # Bound another way as well: a parameter, an augmented assignment, a with target.
+        "    stmt = 'UPDATE t SET a = 1'\n    stmt += ' WHERE 1 = 1'\n    op.execute(stmt)\n",
+        "    stmt = 'UPDATE t SET a = 1'\n    with make() as stmt:\n        op.execute(stmt)\n    stmt = 'DELETE FROM t'\n",
+    ],
+)
+def test_a_name_bound_several_times_otherwise_stays_unknown(body: str) -> None:
+    source = HEADER + body
+    output, reports = rewrite_source(source.encode(), Style())
+    assert output.decode() == source
+    assert [(report.outcome, report.reason) for report in reports] == [
+        (Outcome.UNGUARDED, "raw SQL or a statement object is not guarded")
+    ]
