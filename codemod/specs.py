@@ -427,6 +427,16 @@ SPECS.update(
         _catalog_spec("drop_view", "view", "view_name", (), "view present"),
         _catalog_spec("create_trigger", "trigger", "trigger_name", ("table_name",), "trigger absent (on its table)"),
         _catalog_spec("drop_trigger", "trigger", "trigger_name", ("table_name",), "trigger present"),
+        _catalog_spec(
+            "create_function",
+            "function",
+            "function_name",
+            ("arguments",),
+            "no function of that name and argument types (PostgreSQL; MySQL: of that name)",
+        ),
+        _catalog_spec(
+            "drop_function", "function", "function_name", ("arguments",), "function present (as for create_function)"
+        ),
         _catalog_spec("create_extension", "extension", "extension_name", (), "extension absent (PostgreSQL)"),
         _catalog_spec("drop_extension", "extension", "extension_name", (), "extension present (PostgreSQL)"),
         _catalog_spec(

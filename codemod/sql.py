@@ -20,6 +20,7 @@ unguarded.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -79,6 +80,9 @@ class _Unsure(Exception):
 def read_sql(sql: str, dialect: str | None) -> tuple[Part, ...]:
     """The parts of ``sql``, parsed as ``dialect`` (a SQLAlchemy name), or as the first dialect that reads it."""
     tried = (DIALECTS[dialect],) if dialect in DIALECTS else _TRIED
+    function = _function_statement(sql, tried, exact=dialect in DIALECTS)
+    if function is not None:
+        return (function,)
     parsed: list[exp.Expression] | None = None
     error = ""
     for name in tried:
@@ -508,6 +512,127 @@ class _NameTokens:
         if index >= len(self.tokens) or self.tokens[index].token_type != TokenType.STRING:
             raise _Unsure("its SQL has no quoted value where one was expected")
         return self.tokens[index].text
+
+
+def _function_statement(sql: str, tried: Sequence[str], *, exact: bool) -> Part | None:
+    """``CREATE [OR REPLACE] FUNCTION`` or ``DROP FUNCTION [IF EXISTS]``, alone in ``sql``, read from its tokens
+    (sqlglot parses some of these only as commands, and some not at all: ``DROP FUNCTION f(value text)``);
+    None for any other SQL. A function is looked up by its name and its argument types (PostgreSQL has
+    several functions of one name), read as described in ``_argument_types``."""
+    for dialect in tried:
+        try:
+            tokens = list(sqlglot.tokenize(sql, read=dialect))
+        except SqlglotError:
+            continue
+        while tokens and tokens[-1].token_type == TokenType.SEMICOLON:
+            tokens.pop()
+        words = [token.text.upper() for token in tokens[:5]]
+        if words[:2] not in (["CREATE", "FUNCTION"], ["DROP", "FUNCTION"], ["CREATE", "OR"]):
+            return None
+        if words[:4] == ["CREATE", "OR", "REPLACE", "FUNCTION"]:
+            return Part(safe="its SQL says CREATE OR REPLACE")
+        if words[:2] == ["CREATE", "OR"]:
+            return None
+        if any(token.token_type == TokenType.SEMICOLON for token in tokens):
+            return None  # several statements, or a body of several (MySQL's BEGIN ... END): read as usual
+        if words[:4] == ["DROP", "FUNCTION", "IF", "EXISTS"]:
+            return Part(safe="its SQL says IF EXISTS")
+        try:
+            return _function(tokens, _Reader(dialect, exact=exact))
+        except _Unsure as unsure:
+            return Part(reason=str(unsure))
+    return None
+
+
+def _function(tokens: list[Token], reader: _Reader) -> Part:
+    names = _NameTokens(tokens, reader)
+    function, end = names.qualified(2, "function_name")
+    creates = tokens[0].text.upper() == "CREATE"
+    mysql = reader.exact and reader.dialect == "mysql"  # one function of a name: its arguments tell no more
+    arguments: tuple[str, ...] | None = None
+    if end < len(tokens) and tokens[end].token_type == TokenType.L_PAREN:
+        close = _closing(tokens, end)
+        arguments = None if mysql else _argument_types(tokens[end + 1 : close])
+        end = close + 1
+    elif creates:
+        raise _Unsure("its SQL makes a function whose arguments cannot be read")
+    rest = names.words(end, len(tokens))
+    if not creates and rest not in ([], ["CASCADE"], ["RESTRICT"]):
+        raise _Unsure("its SQL drops several functions, or one it names in a way that cannot be read")
+    args: dict[str, Value] = {"kind": "function", **function, "arguments": arguments}
+    return Part(op="create_function" if creates else "drop_function", args=args)
+
+
+def _closing(tokens: Sequence[Token], start: int) -> int:
+    """The index of the ``)`` that closes the ``(`` at ``start``."""
+    depth = 0
+    for index in range(start, len(tokens)):
+        depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(tokens[index].token_type, 0)
+        if depth == 0:
+            return index
+    raise _Unsure("its SQL has a ( without its )")
+
+
+# Types of more than one word, which an argument may have without a name.
+_TYPES_OF_WORDS = frozenset(
+    {
+        "double precision",
+        "character varying",
+        "char varying",
+        "bit varying",
+        "national character",
+        "national character varying",
+        "timestamp with time zone",
+        "timestamp without time zone",
+        "time with time zone",
+        "time without time zone",
+    }
+)
+# The first words of those types (and of INTERVAL's fields): as an argument's first word, its name or its type?
+_FIRST_OF_TYPES = frozenset({words.split()[0] for words in _TYPES_OF_WORDS} | {"interval"})
+# An argument's words (its name and type), then a length or precision and ``[]``, as tokens joined by spaces.
+_ARGUMENT = re.compile(
+    r"^(?P<words>[a-z_][a-z0-9_$]*(?: [a-z_][a-z0-9_$]*)*)(?P<rest>(?: \( \d+(?: , \d+)? \))?(?: \[ \])*)$"
+)
+
+
+def _argument_types(tokens: Sequence[Token]) -> tuple[str, ...]:
+    """The types of a function's input arguments, as PostgreSQL reads them (``to_regprocedure``): each argument
+    ``[IN | INOUT] [name] type [DEFAULT ...]`` (an ``OUT`` one is left out), of a type of plain words, with
+    a length or precision and ``[]``; anything else (``VARIADIC``, a quoted or qualified type, a type the
+    words could be read two ways) is left unguarded."""
+    arguments: list[list[Token]] = [[]]
+    depth = 0
+    for token in tokens:
+        depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(token.token_type, 0)
+        if token.token_type == TokenType.COMMA and depth == 0:
+            arguments.append([])
+        else:
+            arguments[-1].append(token)
+    types = []
+    for argument in arguments if tokens else []:
+        words = [token.text for token in argument]
+        for index, word in enumerate(words):
+            if word.upper() == "DEFAULT" or word == "=":
+                words = words[:index]
+                break
+        modes = [word.upper() for word in words[:2] if word.upper() in {"IN", "OUT", "INOUT", "VARIADIC"}]
+        if "VARIADIC" in modes or len(modes) > 1 or any(t.token_type == TokenType.IDENTIFIER for t in argument):
+            raise _Unsure("its SQL makes or drops a function with an argument whose type cannot be read")
+        if modes == ["OUT"]:
+            continue
+        words = [word for word in words if word.upper() not in {"IN", "INOUT"}]
+        found = _ARGUMENT.match(" ".join(words).lower())
+        if found is None:
+            raise _Unsure("its SQL makes or drops a function with an argument whose type cannot be read")
+        named = found["words"].split()
+        if " ".join(named) in _TYPES_OF_WORDS or len(named) == 1:
+            types.append(found["words"] + found["rest"].replace(" ", ""))
+        elif (len(named) == 2 and named[0] not in _FIRST_OF_TYPES) or " ".join(named[1:]) in _TYPES_OF_WORDS:
+            types.append(" ".join(named[1:]) + found["rest"].replace(" ", ""))
+        else:
+            raise _Unsure("its SQL makes or drops a function with an argument whose type cannot be read")
+    return tuple(types)
 
 
 _LONGEST = 63  # bytes of a name PostgreSQL keeps

@@ -1516,8 +1516,8 @@ def _values_bound_once(
     return {name: assigned.get(name) if count == 1 else None for name, count in bound.items()}
 
 
-# Per name a function binds only by assignment or as a loop target: each value it may hold. A value ``ast.Starred(iterable)`` stands for
-# each item of ``iterable``, which a ``for name in iterable:`` binds in turn.
+# Per name a function binds only by assignment or as a loop target: each value it may hold. A value
+# ``ast.Starred(iterable)`` stands for each item of ``iterable``, which a ``for name in iterable:`` binds in turn.
 _Possible = dict[str, tuple[ast.expr, ...]]
 
 

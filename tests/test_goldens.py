@@ -39,6 +39,8 @@ SPELLED_IN_SQL = {
     "drop_view": "DROP VIEW",
     "create_trigger": "CREATE TRIGGER",
     "drop_trigger": "DROP TRIGGER",
+    "create_function": "CREATE FUNCTION",
+    "drop_function": "DROP FUNCTION",
     "create_extension": "CREATE EXTENSION",
     "drop_extension": "DROP EXTENSION",
     "add_enum_value": "ADD VALUE",

@@ -79,14 +79,19 @@ EXTRA_DDL = {
         "CREATE UNIQUE INDEX uq_accounts_lower_name ON accounts (lower(name))",
         "CREATE INDEX ix_orders_large ON orders (amount) WHERE amount > 100",
         "ALTER TABLE audit_log ADD CONSTRAINT ex_audit_log_id EXCLUDE USING btree (id WITH =)",
+        "CREATE FUNCTION next_of(value integer) RETURNS integer LANGUAGE sql AS 'SELECT value + 1'",
     ],
-    "mariadb": ["CREATE INDEX ix_orders_large ON orders (amount)"],
+    "mariadb": [
+        "CREATE INDEX ix_orders_large ON orders (amount)",
+        "CREATE FUNCTION next_of(value INT) RETURNS INT DETERMINISTIC RETURN value + 1",
+    ],
 }
 
 EVERYWHERE = frozenset(DIALECTS)
 EXPRESSION = frozenset({"sqlite", "postgresql"})  # MariaDB has no indexes on expressions
 SEQUENCES = frozenset({"postgresql", "mariadb"})
 POSTGRESQL = frozenset({"postgresql"})
+FUNCTIONS = frozenset({"postgresql", "mariadb"})  # SQLite has none: its guards run the op as written
 # (check, args, answer, where): what the guard answers on BASE plus EXTRA_DDL; args are (table, name, ...).
 ANSWERS: list[tuple[str, tuple[Any, ...], bool, frozenset[str]]] = [
     ("table", ("users",), True, EVERYWHERE),
@@ -145,6 +150,18 @@ ANSWERS: list[tuple[str, tuple[Any, ...], bool, frozenset[str]]] = [
     ("enum type", (None, "legacy_status"), True, POSTGRESQL),
     ("no enum type", (None, "legacy_status"), False, POSTGRESQL),
     ("no enum type", (None, "nope_status"), True, POSTGRESQL),
+    ("function", (None, "next_of", ["integer"]), True, FUNCTIONS),
+    ("function", (None, "next_of", ["int4"]), True, POSTGRESQL),  # the type under another of its names
+    ("function", (None, "next_of", None), True, FUNCTIONS),  # DROP FUNCTION next_of: any of that name
+    ("function", (None, "next_of", ["text"]), False, POSTGRESQL),
+    ("function", (None, "next_of", ["nope_type"]), False, POSTGRESQL),  # no such type: none takes it
+    ("function", (None, "nope_of", None), False, FUNCTIONS),
+    ("no function", (None, "next_of", ["integer"]), False, FUNCTIONS),
+    ("no function", (None, "next_of", ["text"]), True, POSTGRESQL),  # another function of the same name
+    ("no function", (None, "next_of", ["text"]), False, frozenset({"mariadb"})),  # one function of a name
+    ("no function", (None, "nope_of", []), True, EVERYWHERE),
+    # pg_catalog.lower(text) is there, but CREATE FUNCTION lower(text) makes one in the current schema.
+    ("no function", (None, "lower", ["text"]), True, POSTGRESQL),
 ]
 
 
@@ -236,6 +253,8 @@ QUESTIONS = {
     "no view": (None, "active_users"),
     "trigger": ("users", "trg_users"),
     "no trigger": ("users", "trg_users"),
+    "function": (None, "next_of", ["integer"]),
+    "no function": (None, "next_of", ["integer"]),
     "extension": (None, "hstore"),
     "no extension": (None, "hstore"),
     "enum value": (None, "new", "legacy_status"),

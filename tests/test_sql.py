@@ -115,8 +115,54 @@ def test_ddl_is_read_as_the_op_it_spells(sql: str, op: str, args: dict[str, Valu
 
 
 @pytest.mark.parametrize(
+    ("sql", "dialect", "op", "args"),
+    [
+        # An argument's name, an OUT argument and a DEFAULT are no part of what tells functions apart.
+        (
+            "CREATE FUNCTION s.f(a integer, IN b double precision DEFAULT 1, OUT c int, d varchar(10)[]) "
+            "RETURNS record AS $$ SELECT 1 $$ LANGUAGE sql",
+            None,
+            "create_function",
+            {"schema": "s", "arguments": ("integer", "double precision", "varchar(10)[]")},
+        ),
+        (
+            "CREATE FUNCTION f(timestamp with time zone, text) RETURNS int LANGUAGE sql AS 'SELECT 1';",
+            None,
+            "create_function",
+            {"arguments": ("timestamp with time zone", "text")},
+        ),
+        (
+            "CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN RETURN NEW; END $$ LANGUAGE plpgsql",
+            None,
+            "create_function",
+            {"arguments": ()},
+        ),
+        ("DROP FUNCTION s.f(value TEXT)", None, "drop_function", {"schema": "s", "arguments": ("text",)}),
+        ("DROP FUNCTION f(int, int) CASCADE", None, "drop_function", {"arguments": ("int", "int")}),
+        ("DROP FUNCTION f", None, "drop_function", {"arguments": None}),
+        # MySQL has one function of a name: its arguments are not read.
+        (
+            "CREATE FUNCTION f(a INT UNSIGNED) RETURNS INT DETERMINISTIC RETURN a + 1",
+            "mysql",
+            "create_function",
+            {"arguments": None},
+        ),
+    ],
+)
+def test_a_function_is_read_with_its_argument_types(
+    sql: str, dialect: str | None, op: str, args: dict[str, Value]
+) -> None:
+    assert _one(sql, dialect) == Part(op=op, args={"kind": "function", "function_name": "f", **args})
+
+
+_TYPES = "its SQL makes or drops a function with an argument whose type cannot be read"
+
+
+@pytest.mark.parametrize(
     ("sql", "inert"),
     [
+        ("CREATE OR REPLACE FUNCTION f(value text) RETURNS int AS 'SELECT 1' LANGUAGE sql", False),
+        ("DROP FUNCTION IF EXISTS f(value text)", False),
         ("CREATE TABLE IF NOT EXISTS t (id INT)", False),
         ("DROP INDEX IF EXISTS ix", False),
         ("ALTER TABLE t ADD COLUMN IF NOT EXISTS c INT", False),
@@ -154,6 +200,16 @@ def test_statements_that_re_run_harmlessly_are_safe(sql: str, inert: bool) -> No
         ("CREATE TABLE (", None, "its SQL could not be parsed: "),
         ("ALTER SEQUENCE q RESTART WITH 100", None, "its SQL restarts a sequence"),
         ("ALTER TABLE t RENAME CONSTRAINT a", None, "its SQL: no guard for this ALTER TABLE"),
+        # A function's argument types, where they could be read two ways or are not plain words.
+        ("CREATE FUNCTION f(VARIADIC a int[]) RETURNS int AS 'SELECT 1' LANGUAGE sql", None, _TYPES),
+        ("CREATE FUNCTION f(time timestamptz) RETURNS int AS 'SELECT 1' LANGUAGE sql", None, _TYPES),
+        ("CREATE FUNCTION f(a interval day) RETURNS int AS 'SELECT 1' LANGUAGE sql", None, _TYPES),
+        ("CREATE FUNCTION f(a \"Mood\") RETURNS int AS 'SELECT 1' LANGUAGE sql", None, _TYPES),
+        ("CREATE FUNCTION f(a s.mood) RETURNS int AS 'SELECT 1' LANGUAGE sql", None, _TYPES),
+        ("CREATE FUNCTION f(a INT UNSIGNED) RETURNS INT DETERMINISTIC RETURN a + 1", None, _TYPES),
+        ("CREATE FUNCTION f RETURNS int", None, "its SQL makes a function whose arguments"),
+        ("DROP FUNCTION f(int), g(int)", None, "its SQL drops several functions"),
+        ("CREATE FUNCTION F() RETURNS int AS 'SELECT 1' LANGUAGE sql", None, "its SQL names F, with capitals"),
     ],
 )
 def test_what_cannot_be_guarded_says_why(sql: str, dialect: str | None, reason_starts: str) -> None:
@@ -165,6 +221,11 @@ def test_what_cannot_be_guarded_says_why(sql: str, dialect: str | None, reason_s
 def test_postgresql_folds_unquoted_names_and_keeps_quoted_ones() -> None:
     part = _one('ALTER TABLE Accounts ADD COLUMN "Region" INT', "postgresql")
     assert part.args == {"table_name": "accounts", "column": "Region"}
+
+
+def test_a_function_among_other_statements_is_left_unguarded() -> None:
+    parts = read_sql("CREATE FUNCTION f() RETURNS int AS 'SELECT 1' LANGUAGE sql; SELECT 1", None)
+    assert str(parts[0].reason).startswith("its SQL: no guard for CREATE FUNCTION")
 
 
 def test_each_statement_and_each_action_is_a_part() -> None:
@@ -449,7 +510,8 @@ def test_a_name_bound_several_times_to_data_changes_is_a_data_change(
         "    for stmt in statements():\n        op.execute(stmt)\n",
         # Bound another way as well: a parameter, an augmented assignment, a with target.
         "    stmt = 'UPDATE t SET a = 1'\n    stmt += ' WHERE 1 = 1'\n    op.execute(stmt)\n",
-        "    stmt = 'UPDATE t SET a = 1'\n    with make() as stmt:\n        op.execute(stmt)\n    stmt = 'DELETE FROM t'\n",
+        "    stmt = 'UPDATE t SET a = 1'\n    with make() as stmt:\n        op.execute(stmt)\n"
+        "    stmt = 'DELETE FROM t'\n",
     ],
 )
 def test_a_name_bound_several_times_otherwise_stays_unknown(body: str) -> None:
