@@ -1526,7 +1526,7 @@ def _values_possible(function: ast.FunctionDef | ast.AsyncFunctionDef, nodes: li
     or as the target of a ``for``, with each value they may hold: ``stmt = text("UPDATE ...")`` run, then
     ``stmt = text("DELETE ...")`` run. A name bound any other way anywhere in it is left out."""
     values: dict[str, list[ast.expr]] = {}
-    other: set[str] = {arg.arg for arg in ast.walk(function.args) if isinstance(arg, ast.arg)}
+    other: set[str] = {node.arg for node in nodes if isinstance(node, ast.arg)}  # its parameters, and lambdas'...
     known: set[int] = set()  # the targets read here, by id
     for node in nodes:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
