@@ -116,7 +116,7 @@ RUNS_ALWAYS = (
 )
 
 # Kinds of object that hold no rows: dropping one and making it again loses nothing, so a re-run may redo it.
-ROWLESS = frozenset({"index", "constraint", "view", "trigger"})
+ROWLESS = frozenset({"index", "constraint", "view", "trigger", "function"})
 
 
 def plan_batch(ops: Sequence[Sequence[Effect]]) -> BatchPlan:
