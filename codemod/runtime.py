@@ -448,6 +448,11 @@ def _idempotify_row(db: Any, table: Any, name: None, schema: Any, **_: Any) -> b
     return db.bind.execute(query).first() is not None
 
 
+def _idempotify_schema(db: Any, table: None, name: Any, schema: None, **_: Any) -> bool:
+    """Whether the schema is there (MySQL: the database)."""
+    return name in db.get_schema_names()
+
+
 def _idempotify_view(db: Any, table: None, name: Any, schema: Any, **_: Any) -> bool:
     """Whether the view is there."""
     return name in db.get_view_names(schema=schema)

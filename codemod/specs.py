@@ -119,7 +119,7 @@ class OpSpec:
     def forms(self) -> str:
         """The forms the op is guarded in, as the README's table writes them."""
         if self.via_execute is not None:
-            return f"op.execute({self.via_execute}(...))"
+            return f"op.execute({self.via_execute}(...))" + (", SQL" if self.via_sql else "")
         if self.via_method is not None:
             return f"<enum>.{self.via_method}(bind)"
         if self.via_sql:
@@ -405,8 +405,12 @@ def _catalog_check(helper: str, kind: str, subject: str, on: tuple[str, ...]) ->
     return Check(helper, ("kind", subject), subject=subject, keywords=("schema", *on), object_kind=kind)
 
 
-def _catalog_spec(name: str, kind: str, subject: str, on: tuple[str, ...], description: str) -> OpSpec:
-    """An op only SQL spells (``CREATE VIEW v``...): its object checked in the catalog, by kind."""
+def _catalog_spec(
+    name: str, kind: str, subject: str, on: tuple[str, ...], description: str, via_execute: str | None = None
+) -> OpSpec:
+    """An op SQL spells (``CREATE VIEW v``...): its object checked in the catalog, by kind; ``via_execute`` names
+    the construct that spells it too (``op.execute(CreateSchema("s"))``), whose ``if_[not_]exists`` says
+    it is idempotent already."""
     helper = "object_missing" if name.startswith(("create_", "add_")) else "object_exists"
     return OpSpec(
         name=name,
@@ -415,6 +419,8 @@ def _catalog_spec(name: str, kind: str, subject: str, on: tuple[str, ...], descr
         batch_params=None,
         optional=frozenset(on),
         via_sql=True,
+        via_execute=via_execute,
+        native_flags=(("if_not_exists",) if helper == "object_missing" else ("if_exists",)) if via_execute else (),
         description=description,
     )
 
@@ -423,6 +429,8 @@ _ON_ENUM = ("enum_name",)
 SPECS.update(
     (spec.name, spec)
     for spec in (
+        _catalog_spec("create_schema", "schema", "schema_name", (), "schema absent", "CreateSchema"),
+        _catalog_spec("drop_schema", "schema", "schema_name", (), "schema present", "DropSchema"),
         _catalog_spec("create_view", "view", "view_name", (), "view absent"),
         _catalog_spec("drop_view", "view", "view_name", (), "view present"),
         _catalog_spec("create_trigger", "trigger", "trigger_name", ("table_name",), "trigger absent (on its table)"),

@@ -285,6 +285,8 @@ class _Reader:
                 op="create_trigger",
                 args={**args, **(self._table(table, "table_name") if isinstance(table, exp.Table) else {})},
             )
+        if kind == "SCHEMA" and isinstance(target, exp.Table) and _schema_only(target):
+            return Part(op="create_schema", args={"kind": "schema", "schema_name": self._name(target.args["db"])})
         if kind == "TYPE" and isinstance(target, exp.Table):
             enum = node.args.get("expression")
             if isinstance(enum, exp.DataType) and enum.this == exp.DataType.Type.ENUM:
@@ -301,6 +303,11 @@ class _Reader:
         if kind in ops:
             op, param = ops[kind]
             return [Part(op=op, args=self._table(table, param)) for table in tables]
+        if kind == "SCHEMA" and all(_schema_only(table) for table in tables):
+            return [
+                Part(op="drop_schema", args={"kind": "schema", "schema_name": self._name(table.args["db"])})
+                for table in tables
+            ]
         if kind == "VIEW" and not node.args.get("materialized"):
             return [Part(op="drop_view", args={"kind": "view", **self._table(table, "view_name")}) for table in tables]
         if kind == "TRIGGER" and len(tables) == 1:
@@ -638,6 +645,11 @@ def _argument_types(tokens: Sequence[Token]) -> tuple[str, ...]:
 _LONGEST = 63  # bytes of a name PostgreSQL keeps
 
 _NAME_TOKENS = frozenset({TokenType.VAR, TokenType.IDENTIFIER})
+
+
+def _schema_only(table: exp.Table) -> bool:
+    """A schema's name, as sqlglot reads ``CREATE SCHEMA s`` (a table name with only its ``db`` part)."""
+    return table.this is None and table.args.get("catalog") is None and isinstance(table.args.get("db"), exp.Identifier)
 
 
 def _schema_of(args: Mapping[str, Value]) -> dict[str, Value]:

@@ -964,7 +964,7 @@ class GuardTransformer(cst.CSTTransformer):
         return _OpCall(spec, spec.name, display, call, args)
 
     def _match_execute(self, call: cst.Call, display: str) -> _OpCall:
-        """``op.execute``: a sequence DDL construct is guarded; SQL that says IF [NOT] EXISTS is safe."""
+        """``op.execute``: a sequence or schema DDL construct is guarded; SQL is read (see ``_match_sql``)."""
         statement = call.args[0].value if call.args and not call.args[0].star else None
         if isinstance(statement, cst.Call):
             construct = statement.func
@@ -972,6 +972,11 @@ class GuardTransformer(cst.CSTTransformer):
             if isinstance(construct, cst.Name):
                 construct_name = construct.value
             spec = EXECUTE_SPECS.get(construct_name or "")
+            if spec is not None and spec.via_sql:
+                args = _bind(statement, ("schema_name",))
+                if "name" in args:
+                    args["schema_name"] = args.pop("name")
+                return _OpCall(spec, "execute", display, call, {**args, "kind": cst.SimpleString('"schema"')})
             if spec is not None and statement.args and not statement.args[0].star:
                 return _OpCall(spec, "execute", display, call, _sequence_args(statement.args[0].value))
         return self._match_sql(call, display, statement, UNGUARDED_REASONS["execute"])

@@ -77,6 +77,7 @@ MATRIX = {
     "execute/catalog_objects": "SQL: a view (get_view_names), a trigger (pg_trigger, information_schema...)",
     "execute/enum_values_and_extensions": "SQL: PostgreSQL enum values (pg_enum) and an extension (pg_extension)",
     "execute/constraints": "SQL: constraints looked up under the very name the SQL gives them (op.f)",
+    "execute/schemas": "SQL and CreateSchema / DropSchema: schemas (get_schema_names)",
     "execute/functions": "SQL: functions (to_regprocedure by argument types, information_schema.routines)",
 }
 # Outside SQLite a batch block runs its ops as they are: these cases would repeat the op cases' queries there.
@@ -92,10 +93,11 @@ POSTGRESQL_ONLY = {"create_table/enum_column"}  # elsewhere the same queries as 
 _NO_ENUM_TYPES = {"reuse_enum_types", "enum_type", "enum_value", "extension"}
 # drop_invalid_index: only an index a failed CREATE INDEX CONCURRENTLY left (tests/test_guard_helpers.py makes one).
 NO_QUERY = {
-    "sqlite": {"exclusion_constraint", "sequence", "drop_invalid_index", "function", *_NO_ENUM_TYPES},
+    "sqlite": {"exclusion_constraint", "sequence", "drop_invalid_index", "function", "schema", *_NO_ENUM_TYPES},
     # named_by_convention: Alembic's recipe for a foreign key the database reports unnamed, which only SQLite does.
     "postgresql": {"named_by_convention", "drop_invalid_index"},
-    "mariadb": {"exclusion_constraint", "named_by_convention", "drop_invalid_index", *_NO_ENUM_TYPES},
+    # schema: MariaDB's are databases, which the cases do not make on a shared server.
+    "mariadb": {"exclusion_constraint", "named_by_convention", "drop_invalid_index", "schema", *_NO_ENUM_TYPES},
 }
 
 

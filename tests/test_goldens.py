@@ -35,6 +35,8 @@ def test_output_compiles(golden: Golden) -> None:
 # Op kinds only SQL spells have no folder of their own: their cases are SQL strings in fixtures/execute/.
 SPELLED_IN_SQL = {
     "rename_index": "ALTER INDEX",
+    "create_schema": "CREATE SCHEMA",
+    "drop_schema": "DROP SCHEMA",
     "create_view": "CREATE VIEW",
     "drop_view": "DROP VIEW",
     "create_trigger": "CREATE TRIGGER",

@@ -150,6 +150,9 @@ ANSWERS: list[tuple[str, tuple[Any, ...], bool, frozenset[str]]] = [
     ("enum type", (None, "legacy_status"), True, POSTGRESQL),
     ("no enum type", (None, "legacy_status"), False, POSTGRESQL),
     ("no enum type", (None, "nope_status"), True, POSTGRESQL),
+    ("schema", (None, "public"), True, POSTGRESQL),
+    ("schema", (None, "nope_schema"), False, EVERYWHERE),
+    ("no schema", (None, "nope_schema"), True, EVERYWHERE),
     ("function", (None, "next_of", ["integer"]), True, FUNCTIONS),
     ("function", (None, "next_of", ["int4"]), True, POSTGRESQL),  # the type under another of its names
     ("function", (None, "next_of", None), True, FUNCTIONS),  # DROP FUNCTION next_of: any of that name
@@ -253,6 +256,8 @@ QUESTIONS = {
     "no view": (None, "active_users"),
     "trigger": ("users", "trg_users"),
     "no trigger": ("users", "trg_users"),
+    "schema": (None, "public"),
+    "no schema": (None, "public"),
     "function": (None, "next_of", ["integer"]),
     "no function": (None, "next_of", ["integer"]),
     "extension": (None, "hstore"),

@@ -98,6 +98,8 @@ def _one(sql: str, dialect: str | None = None) -> Part:
         ("DROP TRIGGER tr ON t", "drop_trigger", {"kind": "trigger", "trigger_name": "tr", "table_name": "t"}),
         ("CREATE EXTENSION citext", "create_extension", {"kind": "extension", "extension_name": "citext"}),
         ("DROP EXTENSION citext", "drop_extension", {"kind": "extension", "extension_name": "citext"}),
+        ("CREATE SCHEMA reports", "create_schema", {"kind": "schema", "schema_name": "reports"}),
+        ("DROP SCHEMA reports CASCADE", "drop_schema", {"kind": "schema", "schema_name": "reports"}),
         (
             "ALTER TYPE s.mood ADD VALUE 'c' BEFORE 'a'",
             "add_enum_value",
@@ -163,6 +165,8 @@ _TYPES = "its SQL makes or drops a function with an argument whose type cannot b
     [
         ("CREATE OR REPLACE FUNCTION f(value text) RETURNS int AS 'SELECT 1' LANGUAGE sql", False),
         ("DROP FUNCTION IF EXISTS f(value text)", False),
+        ("CREATE SCHEMA IF NOT EXISTS reports", False),
+        ("DROP SCHEMA IF EXISTS reports", False),
         ("CREATE TABLE IF NOT EXISTS t (id INT)", False),
         ("DROP INDEX IF EXISTS ix", False),
         ("ALTER TABLE t ADD COLUMN IF NOT EXISTS c INT", False),
