@@ -1436,9 +1436,7 @@ def _removal_risks(found: _Removals) -> dict[str, _RemovalRisk]:
 
 def _tables_by_function(
     tree: ast.Module | None, constants: dict[str, ast.expr]
-) -> tuple[
-    dict[str, dict[str, set[str]]], dict[str, dict[str, ast.expr | None]], dict[str, _Possible], _Removals
-]:
+) -> tuple[dict[str, dict[str, set[str]]], dict[str, dict[str, ast.expr | None]], dict[str, _Possible], _Removals]:
     """Per function name and op of ``_TABLE_OPS``, the tables (normalised source) its calls of the op name;
     per function name, its names bound once, by a plain assignment (see ``_values_bound_once``), and its
     names bound several times, with every value they may hold (see ``_values_possible``); and where
@@ -1657,6 +1655,8 @@ DATA_CHANGE_REASONS = (
     DATA_CHANGE,
     NOT_A_SEED,
     UNGUARDED_REASONS["bulk_insert"],
+    _ORM_WRITE,
+    _ORM_CHANGE,
     *dict.fromkeys(reason for reason, safe in _BUILT_STATEMENTS.values() if not safe),
 )
 
