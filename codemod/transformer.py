@@ -1499,10 +1499,11 @@ def _values_bound_once(
     """The names ``function`` binds exactly once, by ``name = value``, with their value: a statement or its SQL
     kept in a variable (``query = sa.select(...)``, ``sql = "CREATE INDEX ..."``) before it is run.
 
-    Any other binding of the name anywhere in the function (a parameter, a loop or
-    ``with`` target, ``+=``, an import, a nested function's own) makes it unknown.
+    Any other binding of the name anywhere in the function (a parameter, its own or a
+    nested function's or lambda's, a loop or ``with`` target, ``+=``, an import, a
+    nested function's name) makes it unknown.
     """
-    bound: Counter[str] = Counter(arg.arg for arg in ast.walk(function.args) if isinstance(arg, ast.arg))
+    bound: Counter[str] = Counter(arg.arg for arg in nodes if isinstance(arg, ast.arg))
     assigned: dict[str, ast.expr] = {}
     for node in nodes:
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):

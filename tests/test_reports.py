@@ -338,3 +338,15 @@ def test_an_orm_session_on_the_connection_is_listed_call_by_call() -> None:
 def test_an_orm_query_in_a_function_that_drops_nothing_is_already_safe() -> None:
     body = "    with orm.Session(bind=op.get_bind()) as session:\n        n = session.query(Study).count()\n"
     assert only(body) == (Outcome.ALREADY_SAFE, "its ORM query is a read")
+
+
+def test_a_nested_functions_parameter_is_not_the_functions_value_of_that_name() -> None:
+    body = (
+        "    sql = 'DROP TABLE t'\n"
+        "    def run(sql):\n"
+        "        op.execute(sql)\n"
+        "    op.drop_index('ix_t_a', table_name='t')\n"
+        "    run('SELECT 1')\n"
+    )
+    output, _ = rewrite_source((HEADER + body).encode(), Style())
+    assert b'_idempotify("op.drop_index: index", "t", "ix_t_a"):' in output  # upgrade drops no table: no gone=
