@@ -466,30 +466,48 @@ def _idempotify_trigger(db: Any, table: Any, name: Any, schema: Any, **_: Any) -
 def _idempotify_function(
     db: Any, table: None, name: Any, schema: Any, arguments: Any = None, absent: bool = False, **_: Any
 ) -> bool | None:
-    """Whether the function is there: on PostgreSQL, the one of these argument types (``to_regprocedure``),
-    in the schema named, else where CREATE FUNCTION makes it (the current schema) and DROP FUNCTION finds
-    it (the search path); with no arguments given (``DROP FUNCTION f``), any of that name DROP finds."""
+    """Whether the function is there.
+
+    On PostgreSQL, the one of these argument types (``to_regprocedure``), in
+    the schema named, else where CREATE FUNCTION makes it (the current schema)
+    and DROP FUNCTION finds it (the search path); with no arguments given
+    (``DROP FUNCTION f``), any of that name DROP finds.
+    """
     import sqlalchemy
 
     dialect = db.bind.dialect.name
     if dialect in ("mysql", "mariadb"):
         query = (
-            "SELECT 1 FROM information_schema.routines WHERE routine_type = 'FUNCTION'"
-            " AND routine_name = :name AND routine_schema = coalesce(:schema, database())"
+            "SELECT 1 FROM information_schema.routines"
+            " WHERE routine_type = 'FUNCTION' AND routine_name = :name"
+            " AND routine_schema = coalesce(:schema, database())"
         )
-        return db.bind.execute(sqlalchemy.text(query), {"name": name, "schema": schema}).first() is not None
+        params = {"name": name, "schema": schema}
+        return db.bind.execute(sqlalchemy.text(query), params).first() is not None
     if dialect != "postgresql":
         return None
     if schema is None and absent:
-        schema = db.bind.execute(sqlalchemy.text("SELECT current_schema()")).scalar()
+        current = sqlalchemy.text("SELECT current_schema()")
+        schema = db.bind.execute(current).scalar()
     if arguments is None:
-        query = "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = :name"
-        query += " AND pg_function_is_visible(p.oid)" if schema is None else " AND n.nspname = :schema"
-        return db.bind.execute(sqlalchemy.text(query), {"name": name, "schema": schema}).first() is not None
-    for type_ in arguments:  # a type that is not there: no function takes it (to_regprocedure would fail)
-        if db.bind.execute(sqlalchemy.text("SELECT to_regtype(:type)"), {"type": type_}).scalar() is None:
+        query = (
+            "SELECT 1 FROM pg_proc p JOIN pg_namespace n"
+            " ON n.oid = p.pronamespace WHERE p.proname = :name"
+        )
+        if schema is None:
+            query += " AND pg_function_is_visible(p.oid)"
+        else:
+            query += " AND n.nspname = :schema"
+        params = {"name": name, "schema": schema}
+        return db.bind.execute(sqlalchemy.text(query), params).first() is not None
+    # A type that is not there: no function takes it (to_regprocedure fails).
+    for type_ in arguments:
+        regtype = sqlalchemy.text("SELECT to_regtype(:type)")
+        if db.bind.execute(regtype, {"type": type_}).scalar() is None:
             return False
-    query = "SELECT to_regprocedure(" + ("" if schema is None else "quote_ident(:schema) || '.' || ")
+    query = "SELECT to_regprocedure("
+    if schema is not None:
+        query += "quote_ident(:schema) || '.' || "
     query += "quote_ident(:name) || '(' || :arguments || ')')"
     params = {"name": name, "schema": schema, "arguments": ", ".join(arguments)}
     return db.bind.execute(sqlalchemy.text(query), params).scalar() is not None
