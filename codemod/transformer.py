@@ -170,6 +170,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._batch_plans: list[_BatchBlock] = []
         self._tests: dict[int, str | None] = {}
         self._removed_tables: dict[str, set[str]] = {}
+        self._removed_in_run: dict[str, set[str]] = {}
         self._made_tables: dict[str, set[str]] = {}
         self._column_drops: dict[str, set[str]] = {}
         self._function_drops: list[bool] = [False]
@@ -214,6 +215,7 @@ class GuardTransformer(cst.CSTTransformer):
         )
         self._removal_risks = _removal_risks(removals)
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
+        self._removed_in_run = _removed_in_run(self._removed_tables, _calls_by_function(tree, set(by_function)))
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] for name, ops in by_function.items()}
 
@@ -223,10 +225,11 @@ class GuardTransformer(cst.CSTTransformer):
         names = {param.name.value for param in (*params.posonly_params, *params.params, *params.kwonly_params)}
         self._parameters.append(names)
         self._early_exits.append([])
-        self._function_removes.append(self._removed_tables.get(node.name.value, set()))
+        self._function_removes.append(self._removed_in_run.get(node.name.value, set()))
         self._function_makes.append(self._made_tables.get(node.name.value, set()))
         self._function_risks.append(self._removal_risks.get(node.name.value))
-        self._function_drops.append(bool(self._function_removes[-1] or self._column_drops.get(node.name.value)))
+        own = self._removed_tables.get(node.name.value) or self._column_drops.get(node.name.value)
+        self._function_drops.append(bool(own))
         self._created_tables.append({})
         self._scopes.append(_scope(self._constants, self._function_values.get(node.name.value, {})))
         self._possible.append(self._function_possible.get(node.name.value, {}))
@@ -683,8 +686,9 @@ class GuardTransformer(cst.CSTTransformer):
                 return left(f"its {check.subject} is None: there is no name to look up")
             keywords = check.keywords + (check.unnamed_keywords if _is_none(found.args.get(check.subject)) else ())
             args.update((name, self._source(found.args[name])) for name in keywords if _passed(found.args, name))
-        if self._removes_table_of(found):
-            args["skip_without_table"] = "True"
+        gone = self._removes_table_of(found)
+        if gone is not None:
+            args["skip_without_table"] = gone
         if found.batch is not None and not _is_none(found.args.get(checks[0].subject)):
             args["copied"] = "True"  # Only the constraint creates list it among their keywords.
         if any(_already_tests(test, check, found.args) for test in self._enclosing_tests(line) for check in checks):
@@ -698,16 +702,27 @@ class GuardTransformer(cst.CSTTransformer):
             test += f" and {HELPER_PREFIX}reuse_enum_types({args['table_name']}{schema})"
         return test, None
 
-    def _removes_table_of(self, found: _OpCall) -> bool:
-        """Whether the function the op is in drops or renames away the table the op works on.
+    def _removes_table_of(self, found: _OpCall) -> str | None:
+        """``gone=``'s value: whether the run the op is in drops or renames away the table the op works on.
 
         Only then may a guard skip the op when the table is missing (a re-run
         finds it gone); anywhere else the op runs, and fails as the original does.
+        The run is the op's function and what it calls, or of a helper, also what
+        every function calling it runs (``_removed_in_run``). A table named by an
+        expression (a loop variable over pairs of names, a parameter) is compared
+        at run time with the tables named by a string that the run removes.
         """
         assert found.spec is not None
         removed = self._function_removes[-1]
         table = found.args.get(found.spec.batch_table[0])
-        return bool(removed) and table is not None and self._key(table) in removed
+        if not removed or table is None:
+            return None
+        if self._key(table) in removed:
+            return "True"
+        if _string_value(table) is not None:
+            return None
+        named = sorted(value for value in map(_key_string, removed) if value is not None)
+        return f"{self._source(table)} in ({''.join(f'{name!r}, ' for name in named).rstrip()})" if named else None
 
     def _removal_risk(self, found: _OpCall, line: int) -> str | None:
         """Why the op's guard cannot make a re-run pass, when a table it works in may be removed after it.
@@ -1432,6 +1447,61 @@ def _removal_risks(found: _Removals) -> dict[str, _RemovalRisk]:
             named = None if None in tables else frozenset(table for table in tables if table is not None)
             risks[callee] = _RemovalRisk(sys.maxsize, removal, named)
     return risks
+
+
+def _key_string(key: str) -> str | None:
+    """The table a ``_string_key`` names, None for a key of another expression."""
+    prefix, suffix = "Expression(body=Constant(value=", "))"
+    if not key.startswith(prefix) or not key.endswith(suffix):
+        return None
+    try:
+        value = ast.literal_eval(key[len(prefix) : -len(suffix)])
+    except (ValueError, SyntaxError):
+        return None
+    return value if isinstance(value, str) and _string_key(value) == key else None
+
+
+def _calls_by_function(tree: ast.Module | None, functions: set[str]) -> dict[str, set[str]]:
+    """Per function name, the module's functions it calls by their plain name (``_drop_indexes()``)."""
+    found: dict[str, set[str]] = {}
+    for function in ast.walk(tree) if tree is not None else ():
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found.setdefault(function.name, set()).update(
+                call.func.id
+                for call in ast.walk(function)
+                if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in functions
+            )
+    return found
+
+
+def _removed_in_run(removed: dict[str, set[str]], calls: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Per function name, the tables a run of it is known to remove: those it and the functions it calls
+    (transitively) drop or rename away, and, for a function others call, also those every caller's run removes
+    (a helper dropping indexes called from a downgrade that then drops their tables). A helper called from both
+    upgrade() and downgrade() gets only what both remove."""
+    reach = {name: set(tables) for name, tables in removed.items()}
+    changed = True
+    while changed:
+        changed = False
+        for name, callees in calls.items():
+            more = set().union(*(reach.get(callee, set()) for callee in callees)) - reach.setdefault(name, set())
+            if more:
+                reach[name] |= more
+                changed = True
+    callers: dict[str, set[str]] = {}
+    for name, callees in calls.items():
+        for callee in callees - {name}:
+            callers.setdefault(callee, set()).add(name)
+    run = {name: set(tables) for name, tables in reach.items()}
+    changed = True
+    while changed:
+        changed = False
+        for name, by in callers.items():
+            shared = set.intersection(*(run.get(caller, set()) for caller in by)) - run.setdefault(name, set())
+            if shared:
+                run[name] |= shared
+                changed = True
+    return run
 
 
 def _tables_by_function(
