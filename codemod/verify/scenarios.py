@@ -420,7 +420,11 @@ class ChainVerifier:
         try:
             self._run(scratch, revision, revision.source, "upgrade", inserted=inserted)
         except _Failed as failure:
-            return self._failure(revision, failure, "upgrade run again: ", self._original_rerun(revision, failure))
+            same, how = self._original_rerun(revision, failure)
+            result = self._failure(revision, failure, "upgrade run again: ", how)
+            if same and result.cause == "other":  # not at an op: the file as the original had it fails alike
+                return Result("warn", result.detail, "baseline")
+            return result
         diff = differences(expected, self._snapshot(scratch, self.inserted))
         if diff:
             return self._changed(revision, "upgrade run again changed the schema: ", diff, inserted)
@@ -434,17 +438,18 @@ class ChainVerifier:
         place = f"{revision.path.name}:{line}: " if line else ""
         return Result("fail", place + what + "; ".join(diff) + why, cause)
 
-    def _original_rerun(self, revision: Revision, ours: _Failed) -> str:
-        """Whether the original's upgrade, run again on its own result, fails too, and how (said with a re-run
-        failure)."""
+    def _original_rerun(self, revision: Revision, ours: _Failed) -> tuple[bool, str]:
+        """Whether the original's upgrade, run again on its own result, fails as ``ours`` does, and how it fares
+        (said with a re-run failure)."""
         if revision.baseline is None or revision.baseline == revision.source:
-            return ""
+            return False, ""
         with self._copy(self.original, self.original_history) as scratch:
             try:
                 self._run(scratch, revision, revision.original, "upgrade")
             except _Failed as failure:
-                return f" ({_as_the_original_fails(ours, failure)[1]})"
-        return " (the original's re-run succeeds)"
+                same, how = _as_the_original_fails(ours, failure)
+                return same, f" ({how})"
+        return False, " (the original's re-run succeeds)"
 
     def _crash(self, pre: Scratch, revision: Revision, original: str, ops: int, expected: Snapshot) -> Result:
         """The original stopped after each of its first k ops, then the file on disk run in full, from ``pre``
