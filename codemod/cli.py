@@ -358,6 +358,13 @@ def _select(
 
 def _alembic_versions(printer: Printer) -> list[Path]:
     """The versions directories of the Alembic project at or above the working directory."""
+    return _alembic_project_here(printer)[0]
+
+
+def _alembic_project_here(printer: Printer) -> tuple[list[Path], Path]:
+    """The versions directories of the Alembic project at or above the working directory, and its configuration
+    file: the project whose env.py runs them, even where another alembic.ini lies nearer to them (mlflow ships one
+    beside its env.py, meant for its site-packages root, that names its script location from there)."""
     project = find_alembic_project(Path.cwd())
     if project is None:
         raise ConfigError(
@@ -369,7 +376,7 @@ def _alembic_versions(printer: Printer) -> list[Path]:
     relative = [relative_to_cwd(path) for path in existing]
     shown = ", ".join(map(str, relative))
     printer.note(f"idempotify: no PATH given; using {shown} from {relative_to_cwd(project.config_file)}")
-    return relative
+    return relative, project.config_file
 
 
 @contextmanager
@@ -471,7 +478,9 @@ def verify(
     fail = functools.partial(_fail, printer)
 
     try:
-        versions = versions or _alembic_versions(printer)
+        if not versions:
+            versions, here = _alembic_project_here(printer)
+            alembic_config = alembic_config or here
         config = load_config(versions[0])
         _make_project_importable(alembic_config or versions[0])
         convention = _convention_for(naming_convention, config)
@@ -807,7 +816,9 @@ def plan(
 
     with _interrupt_exits_130():  # a CI cancellation still drops the scratch databases
         try:
-            versions = versions or _alembic_versions(printer)
+            if not versions:
+                versions, here = _alembic_project_here(printer)
+                alembic_config = alembic_config or here
             config = load_config(versions[0])
             _make_project_importable(alembic_config or versions[0])
             project = _project_environment(versions, alembic_config, ())

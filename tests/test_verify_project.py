@@ -234,3 +234,23 @@ def test_config_names_the_project_whose_env_py_runs_the_chain(tmp_path: Path) ->
     through = CliRunner().invoke(app, ["verify", str(versions), "--config", str(copy / "alembic.ini")])
     assert through.exit_code == 2
     assert "(it configured a connection to another database)" in through.stderr
+
+
+def test_without_versions_the_project_here_runs_them_past_a_nearer_alembic_ini(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mlflow ships an alembic.ini beside its env.py that names its script location from the site's root: found
+    from the working directory's alembic.ini, the versions run through that project, not the nearer file."""
+    site = tmp_path / "site"
+    migrations = site / "app" / "migrations"
+    shutil.copytree(PROJECT, migrations)
+    ini = "[alembic]\nscript_location = app/migrations\nsqlalchemy.url = sqlite+aiosqlite:///%(here)s/own.db\n"
+    for folder in (site, migrations):
+        (folder / "alembic.ini").write_text(ini, encoding="utf-8")
+    shutil.copytree(PROJECT / "versions", tmp_path / "original")
+    assert CliRunner().invoke(app, ["-q", str(migrations / "versions")]).exit_code == 0
+    monkeypatch.chdir(site)
+    result = CliRunner().invoke(app, ["verify", "--baseline", str(tmp_path / "original"), "--format", "json"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert [revision["revision"] for revision in json.loads(result.stdout)["revisions"]] == REVISIONS
+    assert not (site / "own.db").exists(), "verify ran against env.py's own URL"
