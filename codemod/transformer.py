@@ -171,6 +171,8 @@ class GuardTransformer(cst.CSTTransformer):
         self._tests: dict[int, str | None] = {}
         self._removed_tables: dict[str, set[str]] = {}
         self._removed_in_run: dict[str, set[str]] = {}
+        self._loop_strings: dict[str, dict[str, set[str]]] = {}
+        self._function_names: list[str] = [""]
         self._made_tables: dict[str, set[str]] = {}
         self._column_drops: dict[str, set[str]] = {}
         self._function_drops: list[bool] = [False]
@@ -216,6 +218,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._removal_risks = _removal_risks(removals)
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
         self._removed_in_run = _removed_in_run(self._removed_tables, _calls_by_function(tree, set(by_function)))
+        self._loop_strings = _loop_strings(tree)
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] for name, ops in by_function.items()}
 
@@ -225,6 +228,7 @@ class GuardTransformer(cst.CSTTransformer):
         names = {param.name.value for param in (*params.posonly_params, *params.params, *params.kwonly_params)}
         self._parameters.append(names)
         self._early_exits.append([])
+        self._function_names.append(node.name.value)
         self._function_removes.append(self._removed_in_run.get(node.name.value, set()))
         self._function_makes.append(self._made_tables.get(node.name.value, set()))
         self._function_risks.append(self._removal_risks.get(node.name.value))
@@ -240,6 +244,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._parameters.pop()
         for _, scope in self._early_exits.pop():
             self._mark_at_risk(scope)
+        self._function_names.pop()
         self._function_removes.pop()
         self._function_makes.pop()
         self._function_risks.pop()
@@ -708,9 +713,9 @@ class GuardTransformer(cst.CSTTransformer):
         Only then may a guard skip the op when the table is missing (a re-run
         finds it gone); anywhere else the op runs, and fails as the original does.
         The run is the op's function and what it calls, or of a helper, also what
-        every function calling it runs (``_removed_in_run``). A table named by an
-        expression (a loop variable over pairs of names, a parameter) is compared
-        at run time with the tables named by a string that the run removes.
+        every function calling it runs (``_removed_in_run``). A table named by a
+        loop variable over literal names (``for index, table in (("ix", "t"), ...)``)
+        some of which the run removes is compared with those at run time.
         """
         assert found.spec is not None
         removed = self._function_removes[-1]
@@ -719,10 +724,11 @@ class GuardTransformer(cst.CSTTransformer):
             return None
         if self._key(table) in removed:
             return "True"
-        if _string_value(table) is not None:
+        if not isinstance(table, cst.Name):
             return None
-        named = sorted(value for value in map(_key_string, removed) if value is not None)
-        return f"{self._source(table)} in ({''.join(f'{name!r}, ' for name in named).rstrip()})" if named else None
+        values = self._loop_strings.get(self._function_names[-1], {}).get(table.value, set())
+        named = sorted(value for value in values if _string_key(value) in removed)
+        return f"{table.value} in ({''.join(f'{name!r}, ' for name in named).rstrip()})" if named else None
 
     def _removal_risk(self, found: _OpCall, line: int) -> str | None:
         """Why the op's guard cannot make a re-run pass, when a table it works in may be removed after it.
@@ -1449,16 +1455,28 @@ def _removal_risks(found: _Removals) -> dict[str, _RemovalRisk]:
     return risks
 
 
-def _key_string(key: str) -> str | None:
-    """The table a ``_string_key`` names, None for a key of another expression."""
-    prefix, suffix = "Expression(body=Constant(value=", "))"
-    if not key.startswith(prefix) or not key.endswith(suffix):
-        return None
-    try:
-        value = ast.literal_eval(key[len(prefix) : -len(suffix)])
-    except (ValueError, SyntaxError):
-        return None
-    return value if isinstance(value, str) and _string_key(value) == key else None
+def _loop_strings(tree: ast.Module | None) -> dict[str, dict[str, set[str]]]:
+    """Per function name, the strings each ``for`` variable takes from a literal sequence: ``for name in ("a",
+    "b")``, ``for index, table in (("ix", "t"), ...)``."""
+    found: dict[str, dict[str, set[str]]] = {}
+    for function in ast.walk(tree) if tree is not None else ():
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        names = found.setdefault(function.name, {})
+        for loop in ast.walk(function):
+            if not isinstance(loop, (ast.For, ast.AsyncFor)) or not isinstance(loop.iter, (ast.Tuple, ast.List)):
+                continue
+            unpacked = isinstance(loop.target, ast.Tuple)
+            targets = loop.target.elts if isinstance(loop.target, ast.Tuple) else [loop.target]
+            for item in loop.iter.elts:
+                values = item.elts if unpacked and isinstance(item, (ast.Tuple, ast.List)) else [item]
+                if len(values) != len(targets):
+                    continue
+                for target, value in zip(targets, values, strict=True):
+                    string = value.value if isinstance(value, ast.Constant) else None
+                    if isinstance(target, ast.Name) and isinstance(string, str):
+                        names.setdefault(target.id, set()).add(string)
+    return found
 
 
 def _calls_by_function(tree: ast.Module | None, functions: set[str]) -> dict[str, set[str]]:
