@@ -9,7 +9,9 @@ op, how its guard must be decided:
 
 - an op that creates an object an earlier op removes (``drop_constraint`` of
   the old primary key, then ``create_primary_key``) must run whenever that
-  earlier op runs: its guard becomes "the earlier op's guard, or mine";
+  earlier op runs: its guard becomes "the earlier op's guard, or mine". A
+  dropped column may take the primary key with it (airflow drops the ``id`` its
+  key is on, then makes a key on another column): that counts as removing it;
 - an op that changes an object an earlier op creates runs every time (its guard,
   checked before the block, would skip it on a fresh database);
 - an index or constraint the block drops and makes again under its name (a
@@ -84,8 +86,13 @@ def _types_agree(a: SchemaObject, b: SchemaObject) -> bool:
 
 @dataclass(frozen=True)
 class Effect:
+    """``action`` on ``target``. An ``implied`` effect is one the op may have besides its own: a column dropped
+    in a batch block takes the primary key it is part of with it. It orders the block's later creates after
+    the op, but is no churn: the block may well create an object of that kind that the op does not touch."""
+
     action: Action
     target: SchemaObject
+    implied: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,7 @@ def _churned(ops: Sequence[Sequence[Effect]]) -> tuple[str, ...]:
             for first in effects:
                 for second in later:
                     actions = {first.action, second.action}
-                    if actions != {Action.CREATES, Action.REMOVES}:
+                    if actions != {Action.CREATES, Action.REMOVES} or first.implied or second.implied:
                         continue
                     created_then_removed = first.action is Action.CREATES and first.target.may_be(second.target)
                     # Removed then made again under its name: the op that makes it runs whenever the removal

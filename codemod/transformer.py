@@ -627,6 +627,12 @@ class GuardTransformer(cst.CSTTransformer):
                 + ("None" if unnamed else f'"{value}"' if value is not None else self._source(subject)),
             )
             effects.append(Effect(action, target))
+            if spec.name == "drop_column" and found.batch is not None and target.table is not None:
+                # The primary key the column is part of goes with it (PostgreSQL, MySQL, SQLite's copy).
+                key = SchemaObject(
+                    "constraint", None, target.table, literal=False, type_="primary", label="primary key"
+                )
+                effects.append(Effect(Action.REMOVES, key, implied=True))
         return effects
 
     def _decide(

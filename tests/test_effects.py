@@ -80,3 +80,12 @@ def test_a_rename_is_a_removal_and_a_creation() -> None:
     rename = [Effect(REMOVES, column("'a'")), Effect(CREATES, column("'b'"))]
     plan = plan_batch([rename, [Effect(CHANGES, column("'b'"))]])
     assert plan.decisions == (Decision(), Decision(runs_always=RUNS_ALWAYS))
+
+
+def test_a_primary_key_a_dropped_column_may_take_along_is_made_after_it_without_churn() -> None:
+    """airflow drops the id its key is on, then makes a key on try_id; a key made before the drop is no churn."""
+    drop = [Effect(REMOVES, column("'id'")), Effect(REMOVES, constraint(None, "primary", literal=False), implied=True)]
+    plan = plan_batch(
+        [[Effect(CREATES, constraint("'pk_old'", "primary"))], drop, [Effect(CREATES, constraint("'pk'", "primary"))]]
+    )
+    assert plan == BatchPlan(decisions=(Decision(), Decision(), Decision(also_after=(1,))))
