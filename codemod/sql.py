@@ -69,7 +69,7 @@ class Part:
     safe: str | None = None
     inert: bool = False
     reason: str | None = None
-    query: bool = False  # reads tables: a re-run fails if its function dropped them
+    query: bool = False  # reads tables (a query, INSERT ... SELECT): a re-run fails if its function dropped them
 
 
 class _Unsure(Exception):
@@ -185,7 +185,8 @@ class _Reader:
         if isinstance(node, exp.Insert):
             target = node.this.this if isinstance(node.this, exp.Schema) else node.this
             if isinstance(target, exp.Table):
-                return [Part(op="insert", args=self._table(target, "table_name"), reason=NOT_A_SEED)]
+                selects = isinstance(node.expression, exp.Query) and node.expression.find(exp.Table) is not None
+                return [Part(op="insert", args=self._table(target, "table_name"), reason=NOT_A_SEED, query=selects)]
             return [Part(reason=NOT_A_SEED)]
         if isinstance(node, (exp.Update, exp.Delete, exp.Merge, exp.TruncateTable)):
             return [Part(reason=DATA_CHANGE)]

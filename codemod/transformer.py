@@ -1037,6 +1037,10 @@ class GuardTransformer(cst.CSTTransformer):
             return left(otherwise)
         parts = read_sql(sql, self._dialect_here())
 
+        if len(parts) == 1 and parts[0].op == "insert" and parts[0].query and self._function_drops[-1]:
+            # Guarded while its table is empty, it would run again whenever its source held no rows, and fail
+            # on a column the function dropped since (airflow 0038_3_0_0 copies dataset rows, then drops is_orphaned).
+            return left(f"its SQL inserts rows it selects, {_READS_DROPPED}")
         if len(parts) == 1 and parts[0].op == "insert":
             return _OpCall(None, "insert", display, call, self._literals(parts[0].args), reason=parts[0].reason)
         unguarded = [part for part in parts if part.safe is None and part.op in (None, "insert")]
@@ -1117,10 +1121,7 @@ class GuardTransformer(cst.CSTTransformer):
         may no longer find."""
         if not (found.safe and reads and self._function_drops[-1]):
             return found
-        reason = (
-            f"{found.reason}, in a function that drops tables or columns: a re-run fails if it reads one of "
-            f"them; {_BY_HAND}"
-        )
+        reason = f"{found.reason}, {_READS_DROPPED}"
         return _OpCall(None, found.name, found.display, found.call, reason=reason)
 
     def _churned_sql(self, ops: list[_OpCall], churned: dict[tuple[str, str], str]) -> tuple[str, bool]:
@@ -1390,6 +1391,7 @@ def _string_value(node: cst.BaseExpression) -> str | None:
 
 
 _BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
+_READS_DROPPED = f"in a function that drops tables or columns: a re-run fails if it reads one of them; {_BY_HAND}"
 _ENCLOSING = "already guarded by an enclosing if or an early return"
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
 _DROP_INVALID_INDEX = f"{HELPER_PREFIX}drop_invalid_index"

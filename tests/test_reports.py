@@ -350,3 +350,20 @@ def test_a_nested_functions_parameter_is_not_the_functions_value_of_that_name() 
     )
     output, _ = rewrite_source((HEADER + body).encode(), Style())
     assert b'_idempotify("op.drop_index: index", "t", "ix_t_a"):' in output  # upgrade drops no table: no gone=
+
+
+def test_a_seed_copied_from_a_column_its_function_drops_is_left_unguarded() -> None:
+    """airflow 0038_3_0_0: guarded while its table is empty, the INSERT ... SELECT ran again on a re-run whenever
+    its source held no rows, and failed on the column the function had dropped since. Its fixed rows are a seed."""
+    body = (
+        "    op.create_table('active', sa.Column('name', sa.String(50)))\n"
+        '    op.execute("INSERT INTO active (name) SELECT name FROM users WHERE legacy IS NULL")\n'
+        "    op.drop_column('users', 'legacy')\n"
+    )
+    created, copied, dropped = reports(body)
+    assert (copied.outcome, created.outcome, dropped.outcome) == (Outcome.UNGUARDED, Outcome.GUARDED, Outcome.GUARDED)
+    assert copied.reason.startswith("its SQL inserts rows it selects, in a function that drops tables or columns")
+    fixed = body.replace("SELECT name FROM users WHERE legacy IS NULL", "VALUES ('a')")
+    assert [report.outcome for report in reports(fixed)] == [Outcome.GUARDED] * 3
+    kept = body.replace("    op.drop_column('users', 'legacy')\n", "")
+    assert [report.outcome for report in reports(kept)] == [Outcome.GUARDED] * 2
