@@ -537,14 +537,16 @@ def _function_statement(sql: str, tried: Sequence[str], *, exact: bool) -> Part 
         words = [token.text.upper() for token in tokens[:5]]
         if words[:2] not in (["CREATE", "FUNCTION"], ["DROP", "FUNCTION"], ["CREATE", "OR"]):
             return None
+        if any(token.token_type == TokenType.SEMICOLON for token in tokens):
+            return None  # several statements, or a body of several (MySQL's BEGIN ... END): read as usual
         if words[:4] == ["CREATE", "OR", "REPLACE", "FUNCTION"]:
             return Part(safe="its SQL says CREATE OR REPLACE")
         if words[:2] == ["CREATE", "OR"]:
             return None
-        if any(token.token_type == TokenType.SEMICOLON for token in tokens):
-            return None  # several statements, or a body of several (MySQL's BEGIN ... END): read as usual
         if words[:4] == ["DROP", "FUNCTION", "IF", "EXISTS"]:
             return Part(safe="its SQL says IF EXISTS")
+        if words[:5] == ["CREATE", "FUNCTION", "IF", "NOT", "EXISTS"]:  # MariaDB
+            return Part(safe="its SQL says IF NOT EXISTS")
         try:
             return _function(tokens, _Reader(dialect, exact=exact))
         except _Unsure as unsure:

@@ -165,6 +165,7 @@ _TYPES = "its SQL makes or drops a function with an argument whose type cannot b
     [
         ("CREATE OR REPLACE FUNCTION f(value text) RETURNS int AS 'SELECT 1' LANGUAGE sql", False),
         ("DROP FUNCTION IF EXISTS f(value text)", False),
+        ("CREATE FUNCTION IF NOT EXISTS f(x INT) RETURNS INT RETURN x + 1", False),  # MariaDB's
         ("CREATE SCHEMA IF NOT EXISTS reports", False),
         ("DROP SCHEMA IF EXISTS reports", False),
         ("CREATE TABLE IF NOT EXISTS t (id INT)", False),
@@ -230,6 +231,17 @@ def test_postgresql_folds_unquoted_names_and_keeps_quoted_ones() -> None:
 def test_a_function_among_other_statements_is_left_unguarded() -> None:
     parts = read_sql("CREATE FUNCTION f() RETURNS int AS 'SELECT 1' LANGUAGE sql; SELECT 1", None)
     assert str(parts[0].reason).startswith("its SQL: no guard for CREATE FUNCTION")
+
+
+def test_a_function_made_or_replaced_among_other_statements_is_one_of_them() -> None:
+    """Only the function is made again harmlessly: the trigger and the column after it are read on their own."""
+    parts = read_sql(
+        "CREATE OR REPLACE FUNCTION touch() RETURNS trigger AS $$ BEGIN NEW.u = now(); RETURN NEW; END; $$ "
+        "LANGUAGE plpgsql; CREATE TRIGGER trg BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch(); "
+        "ALTER TABLE users ADD COLUMN updated_at timestamp",
+        None,
+    )
+    assert [part.op or part.safe for part in parts] == ["its SQL says CREATE OR REPLACE", "create_trigger", "add_column"]
 
 
 def test_each_statement_and_each_action_is_a_part() -> None:
