@@ -655,13 +655,15 @@ class GuardTransformer(cst.CSTTransformer):
             reason = found.reason or UNGUARDED_REASONS.get(found.name, f"no guard for {found.name} yet")
             return left(reason, Outcome.ALREADY_SAFE if found.safe else Outcome.UNGUARDED)
         tests = []
+        risk = self._removal_risk(found, line)
         for part in (found, *found.parts):
             test, why = self._test(part, line, statement, later)
             if test is None:
                 assert why is not None
+                if risk is not None and why == (_ENCLOSING, Outcome.ALREADY_SAFE):
+                    return left(risk)  # its guard, from an earlier run, is no more than it was then
                 return left(*why)
             tests.append(test)
-        risk = self._removal_risk(found, line)
         if risk is not None:
             return any_of(tests), OpReport(line, found.display, Outcome.UNGUARDED, risk)
         return any_of(tests), OpReport(line, found.display, Outcome.GUARDED)

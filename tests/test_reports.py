@@ -280,6 +280,9 @@ def test_an_op_before_a_removal_of_a_table_named_at_run_time_is_at_risk_though_g
     ]
     assert found[0].reason.startswith("at risk: guarded, but `op.rename_table(old, ...)` on line 11, after it,")
     assert b'if _idempotify("op.drop_index: index", name, "ix_" + name):' in output  # still guarded
+    again, found_again = rewrite_source(output, Style())
+    assert again == output
+    assert (found_again[0].outcome, found_again[0].reason[:40]) == (Outcome.UNGUARDED, found[0].reason[:40])
 
 
 def test_an_op_in_a_helper_function_called_before_its_caller_removes_the_table_is_at_risk() -> None:

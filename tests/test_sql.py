@@ -241,7 +241,11 @@ def test_a_function_made_or_replaced_among_other_statements_is_one_of_them() -> 
         "ALTER TABLE users ADD COLUMN updated_at timestamp",
         None,
     )
-    assert [part.op or part.safe for part in parts] == ["its SQL says CREATE OR REPLACE", "create_trigger", "add_column"]
+    assert [part.op or part.safe for part in parts] == [
+        "its SQL says CREATE OR REPLACE",
+        "create_trigger",
+        "add_column",
+    ]
 
 
 def test_each_statement_and_each_action_is_a_part() -> None:

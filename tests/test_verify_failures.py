@@ -11,6 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from codemod.cli import app
+from codemod.formatting import Style
+from codemod.runner import rewrite_source
 from codemod.verify.causes import line_naming, op_cause, rows_cause
 from codemod.verify.scenarios import NO_DOWNGRADE
 from tests.fixtures import FIXTURES
@@ -271,6 +273,7 @@ def test_a_change_of_rows_alone_is_blamed_on_the_ops_that_inserted_into_them() -
             op.bulk_insert(notes, [{"body": "welcome"}])
             if _idempotify("op.create_table: no table", "tags"):
                 tags = op.create_table("tags", sa.Column("name", sa.String(8)))
+            if _idempotify("op.bulk_insert: no row", "tags"):
                 op.bulk_insert(tags, [{"name": "a"}])
         """
     )
@@ -280,7 +283,31 @@ def test_a_change_of_rows_alone_is_blamed_on_the_ops_that_inserted_into_them() -
     assert why.startswith(" [op `op.bulk_insert(notes, ")
     assert "left unguarded by the rewrite: data change;" in why
     assert rows_cause(source, [notes, "notes.columns: pinned missing"], {"notes": {2}}) == ("other", None, "")
-    assert rows_cause(source, [notes], {"tags": {5}}) == ("other", None, ""), "no op of the run inserted into it"
-    cause, line, why = rows_cause(source, ["rows of tags: ...", notes], {"tags": {5}, "notes": {2}})
-    assert (cause, line) == ("guard", 5), "one guarded op among them: the rewrite's defect"
+    assert rows_cause(source, [notes], {"tags": {6}}) == ("other", None, ""), "no op of the run inserted into it"
+    cause, line, why = rows_cause(source, ["rows of tags: ...", notes], {"tags": {6}, "notes": {2}})
+    assert (cause, line) == ("guard", 6), "one guarded op among them: the rewrite's defect"
     assert "guarded by the rewrite: the rewrite's defect" in why
+
+
+def test_a_failure_at_a_guarded_op_the_rewrite_reports_at_risk_is_expected() -> None:
+    """Its guard stays, but the rewrite said a re-run may fail there as the original does: not its defect."""
+    source = textwrap.dedent(
+        """\
+        from alembic import op
+
+        revision = "r"
+
+
+        def upgrade():
+            for name in ("a", "b"):
+                op.drop_index("ix_" + name, table_name=name)
+            for old, new in [("a", "a2")]:
+                op.rename_table(old, new)
+        """
+    )
+    rewritten, _ = rewrite_source(source.encode(), Style())
+    text = rewritten.decode()
+    line = next(number for number, row in enumerate(text.splitlines(), 1) if "op.drop_index(" in row)
+    cause, why = op_cause(text, line)
+    assert cause == "unguarded"
+    assert "at risk: guarded, but `op.rename_table(old, ...)`" in why

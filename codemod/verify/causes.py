@@ -3,7 +3,8 @@
 An op inside an ``if`` that calls one of the generated ``_idempotify_*`` helpers,
 or a failure inside such a helper, is the rewrite's (``guard``). An op the
 rewrite reports as left unguarded is expected to fail on a re-run
-(``unguarded``, with the rewrite's reason). A run that changes only rows is
+(``unguarded``, with the rewrite's reason), also where it keeps a guard but
+reports the op at risk. A run that changes only rows is
 blamed on the ops that inserted into those tables as it ran. Anything else is
 ``other``.
 """
@@ -34,11 +35,12 @@ def op_cause(source: str, line: int | None, *, in_guard: bool = False) -> tuple[
     op = ast.get_source_segment(source, statement) or ""
     shown = op.splitlines()[0].strip() if op else ""
     end = statement.end_lineno or statement.lineno
-    if any(first <= statement.lineno and end <= last for first, last in _guarded_spans(source)):
-        return "guard", f" [op `{shown}`, guarded by the rewrite: the rewrite's defect]"
+    # First what the rewrite says of the op: one it guards but reports at risk is expected to fail too.
     for report_line, reason in _unguarded(source):
         if statement.lineno <= report_line <= end:
             return "unguarded", f" [op `{shown}`, left unguarded by the rewrite: {reason}]"
+    if any(first <= statement.lineno and end <= last for first, last in _guarded_spans(source)):
+        return "guard", f" [op `{shown}`, guarded by the rewrite: the rewrite's defect]"
     return "other", f" [at `{shown}`]" if shown else ""
 
 
