@@ -285,6 +285,10 @@ def test_a_savepoint_rolls_back_postgresqls_sequences_too() -> None:
             with held.savepoint():
                 assert held.run(insert) == 2
             assert held.run(insert) == 2
+            held.run(lambda connection: connection.execute(sa.text("ALTER SEQUENCE t_id_seq RESTART WITH 1000")))
+            with held.savepoint():
+                assert held.run(insert) == 1000
+            assert held.run(insert) == 1000, "a sequence restarted (not yet called) is put back as it was"
 
 
 def test_an_index_innodb_made_for_a_key_goes_when_an_index_serves_the_key_on_copies_too(

@@ -415,16 +415,23 @@ def _still_in(connection: sa.Connection, root: sa.RootTransaction | None) -> Non
         raise LeftTransaction("the revision committed the transaction it was run in", committed=True)
 
 
-# A sequence's state: its last value (None before its first nextval) and its start.
-_Sequences = dict[tuple[str, str], tuple[int | None, int]]
-_SEQUENCES = sa.text("SELECT schemaname, sequencename, last_value, start_value FROM pg_sequences")
+# A sequence's state, as setval takes it back: its last value and whether nextval has returned it. pg_sequences
+# alone does not say: its last_value is NULL whenever is_called is false, as after RESTART WITH 1000; each
+# sequence's own row does, read here for all of them in one statement (query_to_xml runs the query per row).
+_Sequences = dict[tuple[str, str], tuple[int, bool]]
+_SEQUENCES = sa.text(
+    "SELECT s.schemaname, s.sequencename,"
+    " (xpath('/row/last_value/text()', r.x))[1]::text::bigint, (xpath('/row/is_called/text()', r.x))[1]::text"
+    " FROM pg_sequences s, LATERAL (SELECT query_to_xml(format('SELECT last_value, is_called FROM %I.%I',"
+    " s.schemaname, s.sequencename), false, true, '') AS x) r"
+)
 
 
 def _sequences(connection: sa.Connection) -> _Sequences:
     """The state of every sequence of a PostgreSQL database (none elsewhere)."""
     if connection.dialect.name != "postgresql":
         return {}
-    return {(schema, name): (last, start) for schema, name, last, start in connection.execute(_SEQUENCES)}
+    return {(schema, name): (last, called == "true") for schema, name, last, called in connection.execute(_SEQUENCES)}
 
 
 def _restore_sequences(connection: sa.Connection, before: _Sequences) -> None:
@@ -433,12 +440,12 @@ def _restore_sequences(connection: sa.Connection, before: _Sequences) -> None:
     if not before:
         return
     quote = connection.dialect.identifier_preparer.quote
-    for (schema, name), (last, start) in _sequences(connection).items():
-        if (schema, name) in before and before[schema, name] != (last, start):
-            value, called = (before[schema, name][0], True) if before[schema, name][0] is not None else (start, False)
+    for key, state in _sequences(connection).items():
+        if key in before and before[key] != state:
+            value, called = before[key]
             connection.execute(
                 sa.text("SELECT setval(CAST(:sequence AS regclass), :value, :called)"),
-                {"sequence": f"{quote(schema)}.{quote(name)}", "value": value, "called": called},
+                {"sequence": f"{quote(key[0])}.{quote(key[1])}", "value": value, "called": called},
             )
 
 
