@@ -74,8 +74,11 @@ NOT_OPS = frozenset(
 # apart): none of it is guarded, and each call is listed with its reason.
 _SESSION_WRITES = frozenset({"add", "add_all", "merge", "bulk_save_objects", "bulk_insert_mappings"})
 _SESSION_CHANGES = frozenset({"delete", "bulk_update_mappings"})
+_SESSION_READS = frozenset({"get", "scalar", "scalars"})
+_SESSION_FLUSHES = frozenset({"commit", "flush"})
 _ORM_QUERY = "its ORM query is a read"
 _ORM_WRITE = "its ORM session writes rows (inserts or updates), which is not guarded"
+_ORM_FLUSH = "its ORM session writes what was changed on objects it loaded, if anything was, which is not guarded"
 _ORM_CHANGE = "its ORM call changes data: it re-runs only if its filter makes it so"
 
 # Ops with no guard, and why; anything else Alembic offers is "no guard yet".
@@ -189,6 +192,8 @@ class GuardTransformer(cst.CSTTransformer):
         self._seen_calls: dict[int, tuple[int, str, str, Outcome]] = {}
         self._helpers_called: set[str] = set()
         self._chain_calls: set[int] = set()  # calls inside a session's query chain, reported with the chain
+        self._orm_loaders: set[str] = set()  # functions that may load ORM objects (and change them)
+        self._loads_objects: list[bool] = [False]
         self.helpers_needed: tuple[str, ...] = ()  # the generated helpers the file's guards need (a shared module's)
         self._helper_def_depth = 0
         self._handled_calls: set[int] = set()
@@ -216,6 +221,7 @@ class GuardTransformer(cst.CSTTransformer):
             tree, self._constants
         )
         self._removal_risks = _removal_risks(removals)
+        self._orm_loaders = _orm_loaders(tree) if b"Session" in source else set()
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
         self._removed_in_run = _removed_in_run(self._removed_tables, _calls_by_function(tree, set(by_function)))
         self._loop_strings = _loop_strings(tree)
@@ -232,6 +238,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_removes.append(self._removed_in_run.get(node.name.value, set()))
         self._function_makes.append(self._made_tables.get(node.name.value, set()))
         self._function_risks.append(self._removal_risks.get(node.name.value))
+        self._loads_objects.append(node.name.value in self._orm_loaders)
         own = self._removed_tables.get(node.name.value) or self._column_drops.get(node.name.value)
         self._function_drops.append(bool(own))
         self._created_tables.append({})
@@ -248,6 +255,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_removes.pop()
         self._function_makes.pop()
         self._function_risks.pop()
+        self._loads_objects.pop()
         self._function_drops.pop()
         self._created_tables.pop()
         self._scopes.pop()
@@ -937,6 +945,10 @@ class GuardTransformer(cst.CSTTransformer):
             reason = _ORM_CHANGE if changes else _ORM_QUERY
         elif methods[-1] == "query" or len(methods) > 1:
             return None
+        elif methods[0] in _SESSION_READS:
+            reason = _ORM_QUERY
+        elif methods[0] in _SESSION_FLUSHES and self._loads_objects[-1]:
+            reason = _ORM_FLUSH  # what it writes is whatever was changed on them: said at the flush
         elif methods[0] in _SESSION_WRITES:
             reason = _ORM_WRITE
         elif methods[0] in _SESSION_CHANGES:
@@ -1532,6 +1544,25 @@ def _removed_in_run(removed: dict[str, set[str]], calls: dict[str, set[str]]) ->
     return run
 
 
+def _orm_loaders(tree: ast.Module | None) -> set[str]:
+    """The functions that load ORM objects, which code may change and a session's commit or flush then writes:
+    they call ``.query(...)``, ``.get(...)`` or ``.scalars(...)`` on something (read loosely, so as to list more)."""
+    if tree is None:
+        return set()
+    return {
+        function.name
+        for function in ast.walk(tree)
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and any(
+            isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr in _LOADERS
+            for call in ast.walk(function)
+        )
+    }
+
+
+_LOADERS = frozenset({"query", "get", "scalars"})
+
+
 def _tables_by_function(
     tree: ast.Module | None, constants: dict[str, ast.expr]
 ) -> tuple[dict[str, dict[str, set[str]]], dict[str, dict[str, ast.expr | None]], dict[str, _Possible], _Removals]:
@@ -1756,6 +1787,7 @@ DATA_CHANGE_REASONS = (
     UNGUARDED_REASONS["bulk_insert"],
     _ORM_WRITE,
     _ORM_CHANGE,
+    _ORM_FLUSH,
     *dict.fromkeys(reason for reason, safe in _BUILT_STATEMENTS.values() if not safe),
 )
 

@@ -334,6 +334,7 @@ def test_an_orm_session_on_the_connection_is_listed_call_by_call() -> None:
         ("session.bulk_save_objects", Outcome.UNGUARDED, "its ORM session writes rows (inserts or updates)"),
         ("session.query", Outcome.UNGUARDED, "its ORM call changes data: it re-runs only if its filter makes it so"),
         ("session.delete", Outcome.UNGUARDED, "its ORM call changes data: it re-runs only if its filter makes it so"),
+        ("session.commit", Outcome.UNGUARDED, "its ORM session writes what was changed on objects it loaded"),
         ("batch_op.drop_column", Outcome.GUARDED, ""),
     ]
 
@@ -370,3 +371,29 @@ def test_a_seed_copied_from_a_column_its_function_drops_is_left_unguarded() -> N
     assert [report.outcome for report in reports(fixed)] == [Outcome.GUARDED] * 3
     kept = body.replace("    op.drop_column('users', 'legacy')\n", "")
     assert [report.outcome for report in reports(kept)] == [Outcome.GUARDED] * 2
+
+
+def test_an_orm_session_that_loads_objects_writes_their_changes_when_it_commits() -> None:
+    """Objects loaded through a session and changed in Python are written by its commit (its unit of work)."""
+    body = (
+        "    session = orm.Session(bind=op.get_bind())\n"
+        "    for user in session.query(User).all():\n"
+        "        user.name = user.name.strip()\n"
+        "    first = session.get(User, 1)\n"
+        "    session.commit()\n"
+    )
+    found = reports(body)
+    assert [(report.call, report.outcome, report.reason.split(",")[0]) for report in found] == [
+        ("session.query", Outcome.ALREADY_SAFE, "its ORM query is a read"),
+        ("session.get", Outcome.ALREADY_SAFE, "its ORM query is a read"),
+        ("session.commit", Outcome.UNGUARDED, "its ORM session writes what was changed on objects it loaded"),
+    ]
+
+
+def test_a_commit_of_a_session_that_loads_no_objects_is_no_op() -> None:
+    body = (
+        "    session = orm.Session(bind=op.get_bind())\n"
+        "    session.execute(sa.text('UPDATE users SET a = 1'))\n"
+        "    session.commit()\n"
+    )
+    assert [report.call for report in reports(body)] == ["session.execute"]
