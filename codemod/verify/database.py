@@ -96,6 +96,7 @@ class Database:
         self._held: sa.Connection | None = None
         self._on_held: _OnHeld | None = None  # runs work on the held connection (in run_sync, when async)
         self._elsewhere = _Elsewhere()  # while held: what connections beside the held one did
+        self._scopes: list[_Scope] = []  # the savepoint() blocks open on the held connection, innermost last
         self.runs = 0  # how many runs it has had: what was read of it holds while this stays
 
     @property
@@ -109,13 +110,15 @@ class Database:
         """``work(connection)`` on a new connection, committed afterwards (rolled back if it raises)."""
         self.runs += 1
         if self._on_held is not None:
-            return self._on_held(lambda connection: self._run_held(connection, work, keep=autocommit))
+            scope = self._usable_scope()
+            return self._on_held(lambda connection: self._run_held(connection, work, keep=autocommit, scope=scope))
         return self._run_new(work, autocommit=autocommit)
 
     def read(self, work: Callable[[sa.Connection], T]) -> T:
         """``run`` for ``work`` that only reads: on a held database, without a savepoint of its own."""
         if self._on_held is None:
             return self.run(work)
+        self._usable_scope()
 
         def read_held(connection: sa.Connection) -> T:
             root = connection.get_transaction()
@@ -228,23 +231,53 @@ class Database:
             raise TypeError("Database.savepoint needs a held database")
         sequences = on_held(_sequences)
         savepoint = on_held(lambda held: held.begin_nested())
+        self._scopes.append(_Scope())
         try:
             yield
         finally:
+            self._scopes.pop()
             if savepoint.is_active:
                 on_held(lambda held: savepoint.rollback())
             on_held(lambda held: _restore_sequences(held, sequences))
 
-    def _run_held(self, connection: sa.Connection, work: Callable[[sa.Connection], T], *, keep: bool) -> T:
+    def _usable_scope(self) -> _Scope | None:
+        """The innermost ``savepoint()`` block open, if any; an error if a run in it has failed."""
+        scope = self._scopes[-1] if self._scopes else None
+        if scope is not None and scope.failed:
+            raise RuntimeError("a run failed in this savepoint: it must be rolled back before the database is used")
+        return scope
+
+    def _run_held(
+        self, connection: sa.Connection, work: Callable[[sa.Connection], T], *, keep: bool, scope: _Scope | None
+    ) -> T:
         """``work`` in a savepoint; with ``keep``, what a run that raised did before it raised stays (as with
         autocommit), unless the database refused a statement (PostgreSQL then aborts the savepoint).
+
+        Directly inside a ``savepoint()`` block, a run without ``keep`` needs no savepoint of its own: the
+        block's is rolled back at its end, and a run that fails there ends the block's use of the database
+        (``_Scope.failed``). Two round trips fewer a run, on most runs of a revision's scenarios.
 
         A run that opens a connection of its own through the engine (``sa.inspect(op.get_bind().engine)``)
         raises ``LeftTransaction``, whether it succeeds or fails: that connection sees only what is committed,
         not what the runs before it in the held transaction did, as it would after ``alembic upgrade``."""
         root = connection.get_transaction()
-        savepoint = connection.begin_nested()
         opened = self._elsewhere.opened
+        if scope is not None and not keep:
+            try:
+                result = work(connection)
+                if self._elsewhere.opened != opened:
+                    raise self._left_for_engine()
+            except BaseException as error:
+                scope.failed = True
+                if carries_interrupt(error):
+                    raise
+                _still_in(connection, root)
+                if not isinstance(error, LeftTransaction) and self._elsewhere.opened != opened:
+                    raise self._left_for_engine() from error
+                raise
+            _still_in(connection, root)
+            return result
+        savepoint = connection.begin_nested()
         try:
             result = work(connection)
             if self._elsewhere.opened != opened:
@@ -273,6 +306,13 @@ class Database:
         """Close pooled connections (before a file copy, or a template copy, of this database)."""
         if self._engine is not None:
             self._engine.dispose()
+
+
+@dataclass
+class _Scope:
+    """A ``Database.savepoint()`` block: ``failed`` once a run in it has raised (nothing more may run in it)."""
+
+    failed: bool = False
 
 
 @dataclass
