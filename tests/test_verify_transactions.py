@@ -168,10 +168,84 @@ def test_a_held_run_that_fails_is_rolled_back_and_one_that_commits_is_caught(dia
                 held.run(lambda connection: connection.execute(sa.text("DROP TABLE t")))
                 assert held.run(tables) == []
             assert held.run(tables) == ["t"], "a savepoint is rolled back"
-        assert held.run(tables) == ["t"], "the held transaction commits at the end"
+            other = sa.Table("u", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+
+            def fails_after_creating_another(connection: sa.Connection) -> None:
+                other.create(connection)
+                raise RuntimeError("stopped")
+
+            with held.savepoint():
+                with pytest.raises(RuntimeError, match="stopped"):
+                    held.run(fails_after_creating_another)
+                with pytest.raises(RuntimeError, match="must be rolled back"):
+                    held.run(tables)
+            assert held.run(tables) == ["t"], "a run that failed in a savepoint is rolled back with it"
+            with held.savepoint() as block:
+                other.create(held.run(lambda connection: connection))
+                block.keep = True
+            assert held.run(tables) == ["t", "u"], "a savepoint told to keep what ran in it keeps it"
+        assert held.run(tables) == ["t", "u"], "the held transaction commits at the end"
         with pytest.raises(LeftTransaction) as left, held.held():
             held.run(lambda connection: connection.commit())
         assert left.value.committed
+
+
+# Revisions whose crash scenario fails, each with its baseline: a guard that skips an op the crash left undone
+# (t1), and a seed row the crash leaves out (t2); in t3 the file on disk runs one op more than its baseline.
+CRASHING = {
+    "t1": (
+        """    op.create_table("t1", sa.Column("id", sa.Integer, primary_key=True))
+    op.add_column("t1", sa.Column("x", sa.Integer))""",
+        """    if not sa.inspect(op.get_bind()).has_table("t1"):
+        op.create_table("t1", sa.Column("id", sa.Integer, primary_key=True))
+        op.add_column("t1", sa.Column("x", sa.Integer))""",
+    ),
+    "t2": (
+        """    table = op.create_table("t2", sa.Column("id", sa.Integer, primary_key=True))
+    op.bulk_insert(table, [{"id": 1}])""",
+        """    if not sa.inspect(op.get_bind()).has_table("t2"):
+        table = op.create_table("t2", sa.Column("id", sa.Integer, primary_key=True))
+        op.bulk_insert(table, [{"id": 1}])""",
+    ),
+    "t3": (
+        """    op.create_table("t3", sa.Column("id", sa.Integer, primary_key=True), sa.Column("a", sa.Integer))
+    op.create_index("ix_t3_a", "t3", ["a"])""",
+        """    op.create_table("t3", sa.Column("id", sa.Integer, primary_key=True), sa.Column("a", sa.Integer))
+    op.create_index("ix_t3_a", "t3", ["a"])
+    op.create_index("ix_t3_id_a", "t3", ["id", "a"])""",
+    ),
+}
+
+
+@pytest.mark.parametrize("dialect", HELD, indirect=True)
+def test_a_crash_scenario_fails_in_savepoints_as_on_copies(
+    dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held, the crash points run before the trial, whose result is then kept: they still find a skipped op and
+    a lost seed row, and a trial that runs more ops than its baseline has its crash points run after it."""
+    original, versions = tmp_path / "original", tmp_path / "versions"
+    for folder, side in ((original, 0), (versions, 1)):
+        folder.mkdir()
+        for index, (revision, bodies) in enumerate(CRASHING.items()):
+            down = f'"{list(CRASHING)[index - 1]}"' if index else None
+            (folder / f"{revision}.py").write_text(
+                f'from alembic import op\nimport sqlalchemy as sa\n\nrevision = "{revision}"\n'
+                f"down_revision = {down}\n\n\ndef upgrade():\n{bodies[side]}\n",
+                encoding="utf-8",
+            )
+    held, made = verify(dialect, versions, original, held=True, monkeypatch=monkeypatch)
+    copied, _ = verify(dialect, versions, original, held=False, monkeypatch=monkeypatch)
+    assert held == copied
+    assert made["t1"] == made["t2"] == 0, "held: no copy (t3's difference makes the baseline's a copy)"
+    crash = {revision: results["crash"] for revision, results in held}
+    assert crash["t1"][0] == "fail"
+    assert crash["t1"][1].startswith("after a crash after op 1 of 2: t1.columns: expected"), crash["t1"]
+    assert crash["t2"][0] == "fail"
+    assert crash["t2"][1].startswith("after a crash after op 1 of 2: rows of t2: expected"), crash["t2"]
+    assert crash["t3"][0] == "fail"
+    assert crash["t3"][1].startswith("after a crash after op 1 of 3: "), crash["t3"]
+    assert [results["upgrade"][0] for _, results in held] == ["ok", "ok", "ok"]
+    assert [results["equivalence"][0] for _, results in held] == ["ok", "ok", "fail"]
 
 
 def test_a_scan_finds_what_leaves_a_transaction_outside_generated_helpers() -> None:

@@ -96,7 +96,7 @@ class Database:
         self._held: sa.Connection | None = None
         self._on_held: _OnHeld | None = None  # runs work on the held connection (in run_sync, when async)
         self._elsewhere = _Elsewhere()  # while held: what connections beside the held one did
-        self._scopes: list[_Scope] = []  # the savepoint() blocks open on the held connection, innermost last
+        self._scopes: list[SavepointBlock] = []  # the savepoint() blocks open on the held connection, innermost last
         self.runs = 0  # how many runs it has had: what was read of it holds while this stays
 
     @property
@@ -223,24 +223,30 @@ class Database:
             sa.event.remove(engine, "commit", committed)
 
     @contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> Iterator[SavepointBlock]:
         """What runs inside is rolled back at the end (the database must be held), PostgreSQL's sequences
-        included: no rollback undoes their ``nextval``, so a row inserted after it would get another id."""
+        included: no rollback undoes their ``nextval``, so a row inserted after it would get another id. Unless
+        the block is told to ``keep`` it: then it stays in the held transaction, sequences as they went, if the
+        block ends without an exception."""
         on_held = self._on_held
         if on_held is None:
             raise TypeError("Database.savepoint needs a held database")
         sequences = on_held(_sequences)
         savepoint = on_held(lambda held: held.begin_nested())
-        self._scopes.append(_Scope())
+        block = SavepointBlock()
+        self._scopes.append(block)
+        kept = False
         try:
-            yield
+            yield block
+            kept = block.keep and not block.failed
         finally:
             self._scopes.pop()
             if savepoint.is_active:
-                on_held(lambda held: savepoint.rollback())
-            on_held(lambda held: _restore_sequences(held, sequences))
+                on_held(lambda held: savepoint.commit() if kept else savepoint.rollback())
+            if not kept:
+                on_held(lambda held: _restore_sequences(held, sequences))
 
-    def _usable_scope(self) -> _Scope | None:
+    def _usable_scope(self) -> SavepointBlock | None:
         """The innermost ``savepoint()`` block open, if any; an error if a run in it has failed."""
         scope = self._scopes[-1] if self._scopes else None
         if scope is not None and scope.failed:
@@ -248,14 +254,14 @@ class Database:
         return scope
 
     def _run_held(
-        self, connection: sa.Connection, work: Callable[[sa.Connection], T], *, keep: bool, scope: _Scope | None
+        self, connection: sa.Connection, work: Callable[[sa.Connection], T], *, keep: bool, scope: SavepointBlock | None
     ) -> T:
         """``work`` in a savepoint; with ``keep``, what a run that raised did before it raised stays (as with
         autocommit), unless the database refused a statement (PostgreSQL then aborts the savepoint).
 
         Directly inside a ``savepoint()`` block, a run without ``keep`` needs no savepoint of its own: the
         block's is rolled back at its end, and a run that fails there ends the block's use of the database
-        (``_Scope.failed``). Two round trips fewer a run, on most runs of a revision's scenarios.
+        (``SavepointBlock.failed``). Two round trips fewer a run, on most runs of a revision's scenarios.
 
         A run that opens a connection of its own through the engine (``sa.inspect(op.get_bind().engine)``)
         raises ``LeftTransaction``, whether it succeeds or fails: that connection sees only what is committed,
@@ -309,10 +315,12 @@ class Database:
 
 
 @dataclass
-class _Scope:
-    """A ``Database.savepoint()`` block: ``failed`` once a run in it has raised (nothing more may run in it)."""
+class SavepointBlock:
+    """A ``Database.savepoint()`` block: ``failed`` once a run in it has raised (nothing more may run in it);
+    ``keep``, set inside it, keeps what ran in it."""
 
     failed: bool = False
+    keep: bool = False
 
 
 @dataclass

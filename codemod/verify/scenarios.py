@@ -37,7 +37,7 @@ from codemod.guards import is_helper_name
 from codemod.interrupts import carries_interrupt
 from codemod.verify.causes import line_naming, op_cause, rows_cause
 from codemod.verify.chain import Revision
-from codemod.verify.database import EACH_STATEMENT_COMMITS, LeftTransaction, Scratch, ScratchServer
+from codemod.verify.database import EACH_STATEMENT_COMMITS, LeftTransaction, SavepointBlock, Scratch, ScratchServer
 from codemod.verify.environment import EnvPyRefused, ProjectEnvironment
 from codemod.verify.execution import Crash, Inserted, load_migration, offline_sql_or_error, run_on_connection, where
 from codemod.verify.schema import (
@@ -46,6 +46,7 @@ from codemod.verify.schema import (
     differences,
     made_at_run_time,
     rows_of,
+    rows_only_of,
     schema_only,
     snapshot_of,
 )
@@ -123,6 +124,38 @@ def _defines(source: str, function: str) -> bool:
 def _statements(sql: str) -> list[str]:
     """Offline SQL as a sorted list of statements: SQLAlchemy emits a table's indexes from a set."""
     return sorted(statement.strip() for statement in sql.split(";\n") if statement.strip())
+
+
+def _crashed(crash_after: int, ops: int) -> str:
+    return f"after a crash after op {crash_after} of {ops}: "
+
+
+# One crash point's outcome: the state it reached, the tables whose rows that state holds and what the run of the
+# file on disk inserted (its lines), or its failure.
+_CrashState = tuple[Snapshot, frozenset[str], Inserted] | Result
+
+
+@dataclass
+class _CrashStates:
+    """The crash points run before the trial (held databases): as many as the baseline's ops."""
+
+    ops: int
+    states: list[_CrashState]
+
+    def fit(self, ops: int, inserted: Inserted) -> bool:
+        """Whether they are the crash points of a trial that ran ``ops`` ops and inserted into ``inserted``:
+        as many, each with the rows of those tables."""
+        return self.ops == ops and all(
+            isinstance(state, Result) or inserted.keys() <= state[1] for state in self.states
+        )
+
+
+class _TrialFailed(Exception):
+    """The trial's upgrade failed on a held database: everything the revision ran is rolled back."""
+
+    def __init__(self, failure: _Failed) -> None:
+        super().__init__(failure.detail)
+        self.failure = failure
 
 
 class _Failed(Exception):
@@ -262,11 +295,16 @@ class ChainVerifier:
     def _run_original(self, revision: Revision) -> str:
         """Upgrade the baseline's database by the baseline of ``revision``; the error, or ""."""
         try:
-            self._run(self.original, revision, revision.original, "upgrade")
+            self._upgrade_original(revision)
         except _Failed as failure:
             return failure.detail
-        self.original_history.append((revision, revision.original))
         return ""
+
+    def _upgrade_original(self, revision: Revision, inserted: Inserted | None = None) -> int:
+        """``_run_original``, raising its failure; the number of ops it ran."""
+        ops = self._run(self.original, revision, revision.original, "upgrade", inserted=inserted)
+        self.original_history.append((revision, revision.original))
+        return ops
 
     def _resync_original(self) -> None:
         """The baseline's database becomes a copy of the chain's."""
@@ -303,62 +341,107 @@ class ChainVerifier:
         """The revision is tried on ``trial`` (a copy of the chain's database, or a savepoint of it when
         ``held``), where its result is re-run and downgraded; the crash scenarios start from the chain's
         database, still before the revision; then the chain's database moves past it (the trial becomes it,
-        or, held, the revision runs on it)."""
+        or, held, the trial's savepoint is kept).
+
+        Held, the baseline's upgrade and the crash points run first, while the chain's database is still
+        before the revision (``_crash_first``), so that the trial's result can be kept rather than rolled back
+        and made again. When the trial does not run as many ops as the baseline, or inserts into a table whose
+        rows the crash points did not read, its savepoint is rolled back and the crash points run again after
+        it, as on copies, followed by the revision's upgrade."""
         revision = report.revision
         failure: _Failed | None = None
         baseline_error = ""
         holding = self._holding() if held else nullcontext()
-        with holding:
-            before = self._snapshot(self.disk)
-            trial = self._clone(self.disk, self.disk_history) if not held else self.disk
-            try:
-                with self.disk.database.savepoint() if held else nullcontext():
-                    inserted: Inserted = {}
-                    ops = self._run(trial, revision, revision.source, "upgrade", inserted=inserted)
-                    report.results["upgrade"] = Result("ok")
-                    self.inserted = inserted
-                    expected = self._snapshot(trial, inserted)
-                    baseline_error = self._run_original(revision)
-                    if baseline_error and held:
-                        raise LeftTransaction("the baseline fails here: its database follows the chain's copy")
-                    report.results["equivalence"] = self._baseline_equivalence(revision, baseline_error, expected)
-                    after = [*self.disk_history, (revision, revision.source)]
-                    if baseline_error:
-                        self._resync_to(trial, after)
-                    with self._copy(trial, after) as again:
-                        report.results["re-run"] = self._rerun(again, revision, expected)
-                        if report.results["re-run"].status == "ok":  # again holds the result: one copy fewer
-                            report.results["downgrade"] = self._downgrade(revision, before, baseline_error, again)
-            except _Failed as failed:
-                failure = failed
-                if not held:
+        try:
+            with holding:
+                before = self._snapshot(self.disk)
+                early = self._crash_first(revision) if held else None
+                trial = self._clone(self.disk, self.disk_history) if not held else self.disk
+                try:
+                    with self.disk.database.savepoint() if held else nullcontext(SavepointBlock()) as block:
+                        ops, expected, baseline_error = self._trial(report, trial, before, early, block)
+                except _Failed as failed:
+                    if held:  # the baseline's upgrade ran first: rolled back with the rest
+                        raise _TrialFailed(failed) from failed
+                    failure = failed
                     self.server.drop(trial)
-            if failure is None:
-                crashing = revision.source if baseline_error else revision.original
-                report.results["crash"] = self._crash(self.disk, revision, crashing, ops, expected)
-                if held:
-                    try:
-                        self._run(self.disk, revision, revision.source, "upgrade")
-                    except _Failed as failed:  # it did on the trial: a revision that fails one run in two
-                        failure = failed
-                else:
-                    self.server.drop(self.disk)
-                    self.disk = trial
-            if failure is None:
-                self.disk_history.append((revision, revision.source))
-                if "downgrade" not in report.results:
-                    report.results["downgrade"] = self._downgrade(revision, before, baseline_error)
+                if failure is None:
+                    if "crash" not in report.results:
+                        crashing = revision.source if baseline_error else revision.original
+                        states = self._crash_states(self.disk, revision, crashing, ops, self.inserted)
+                        report.results["crash"] = self._crash_result(revision, states, ops, expected)
+                        if held:
+                            try:
+                                self._run(self.disk, revision, revision.source, "upgrade")
+                            except _Failed as failed:  # it did on the trial: a revision that fails one run in two
+                                failure = failed
+                    if not held:
+                        self.server.drop(self.disk)
+                        self.disk = trial
+                if failure is None:
+                    self.disk_history.append((revision, revision.source))
+                    if "downgrade" not in report.results:
+                        report.results["downgrade"] = self._downgrade(revision, before, baseline_error)
+        except _TrialFailed as trial_failed:
+            failure = trial_failed.failure
         if failure is not None:
             self._upgrade_failed(report, failure)
             return
         report.results["offline"] = self._offline(revision)
         report.results = {name: report.results[name] for name in SCENARIOS}
 
+    def _trial(
+        self,
+        report: RevisionReport,
+        trial: Scratch,
+        before: Snapshot,
+        early: _CrashStates | None,
+        block: SavepointBlock,
+    ) -> tuple[int, Snapshot, str]:
+        """In the trial's ``block``: the upgrade, equivalence, re-run and downgrade, and the crash scenario from
+        the ``early`` crash points when they fit (the block then keeps the trial's result). The trial's ops,
+        its schema, and the baseline's error ("" when it runs)."""
+        revision = report.revision
+        inserted: Inserted = {}
+        ops = self._run(trial, revision, revision.source, "upgrade", inserted=inserted)
+        report.results["upgrade"] = Result("ok")
+        self.inserted = inserted
+        expected = self._snapshot(trial, inserted)
+        baseline_error = self._run_original(revision) if early is None else ""
+        report.results["equivalence"] = self._baseline_equivalence(revision, baseline_error, expected)
+        after = [*self.disk_history, (revision, revision.source)]
+        if baseline_error:
+            self._resync_to(trial, after)
+        with self._copy(trial, after) as again:
+            report.results["re-run"] = self._rerun(again, revision, expected)
+            if report.results["re-run"].status == "ok":  # again holds the result: one copy fewer
+                report.results["downgrade"] = self._downgrade(revision, before, baseline_error, again)
+        if early is not None and early.fit(ops, inserted):
+            report.results["crash"] = self._crash_result(revision, early.states, ops, expected)
+            block.keep = True
+        return ops, expected, baseline_error
+
+    def _crash_first(self, revision: Revision) -> _CrashStates:
+        """Held, before the trial: the baseline's upgrade on its database (a baseline that fails leaves the
+        transaction: its database then follows the chain's copy), then the crash points, as many as the
+        baseline's ops, reading the rows of the tables the baseline and the crash runs insert into."""
+        inserted: Inserted = {}
+        try:
+            ops = self._upgrade_original(revision, inserted)
+        except _Failed as failure:
+            raise LeftTransaction("the baseline fails here: its database follows the chain's copy") from failure
+        return _CrashStates(ops, self._crash_states(self.disk, revision, revision.original, ops, inserted))
+
     @contextmanager
     def _holding(self) -> Iterator[None]:
-        """Both databases held, each in one transaction."""
-        with self.disk.database.held(), self.original.database.held():
-            yield
+        """Both databases held, each in one transaction; rolled back, what the histories gained is forgotten."""
+        histories = list(self.disk_history), list(self.original_history)
+        try:
+            with self.disk.database.held(), self.original.database.held():
+                yield
+        except BaseException:
+            self.disk_history, self.original_history = histories
+            raise
 
     def _baseline_equivalence(self, revision: Revision, baseline_error: str, expected: Snapshot) -> Result:
         if baseline_error:
@@ -451,24 +534,39 @@ class ChainVerifier:
                 return same, f" ({how})"
         return False, " (the original's re-run succeeds)"
 
-    def _crash(self, pre: Scratch, revision: Revision, original: str, ops: int, expected: Snapshot) -> Result:
+    def _crash_states(
+        self, pre: Scratch, revision: Revision, original: str, ops: int, inserted: Collection[str]
+    ) -> list[_CrashState]:
         """The original stopped after each of its first k ops, then the file on disk run in full, from ``pre``
-        (the chain's database before the revision)."""
-        if ops < 2:
-            return Result("not checked", "fewer than two ops: nothing to stop half-way")
+        (the chain's database before the revision): the state each reaches, with the rows of ``inserted`` and
+        of the tables its runs insert into; a run of the file on disk that fails ends the list."""
+        states: list[_CrashState] = []
         for crash_after in range(1, ops):
             with self._copy(pre, self.disk_history) as scratch:
+                crashed: Inserted = {}
                 with suppress(Crash, _Failed):  # stopped either way
-                    self._run(scratch, revision, original, "upgrade", crash_after=crash_after)
-                prefix = f"after a crash after op {crash_after} of {ops}: "
-                inserted: Inserted = {}
+                    self._run(scratch, revision, original, "upgrade", crash_after=crash_after, inserted=crashed)
+                completed: Inserted = {}
                 try:
-                    self._run(scratch, revision, revision.source, "upgrade", inserted=inserted)
+                    self._run(scratch, revision, revision.source, "upgrade", inserted=completed)
                 except _Failed as failure:
-                    return self._failure(revision, failure, prefix)
-                diff = differences(expected, self._snapshot(scratch, self.inserted))
-                if diff:
-                    return self._changed(revision, prefix, diff, inserted)
+                    states.append(self._failure(revision, failure, _crashed(crash_after, ops)))
+                    break
+                rows = frozenset([*inserted, *crashed, *completed])
+                states.append((self._snapshot(scratch, rows), rows, completed))
+        return states
+
+    def _crash_result(self, revision: Revision, states: list[_CrashState], ops: int, expected: Snapshot) -> Result:
+        """The crash scenario: each state against the trial's (``expected``), on the rows of the tables the
+        trial inserts into, the first difference or failure reported."""
+        if ops < 2:
+            return Result("not checked", "fewer than two ops: nothing to stop half-way")
+        for crash_after, state in enumerate(states, start=1):
+            if isinstance(state, Result):
+                return state
+            diff = differences(expected, rows_only_of(state[0], self.inserted))
+            if diff:
+                return self._changed(revision, _crashed(crash_after, ops), diff, state[2])
         return Result("ok", f"stopped after each of ops 1..{ops - 1}, then completed")
 
     def _downgrade(

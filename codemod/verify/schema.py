@@ -108,6 +108,12 @@ def schema_only(state: Snapshot) -> Snapshot:
     return {name: value for name, value in state.items() if not name.startswith(ROWS)}
 
 
+def rows_only_of(state: Snapshot, tables: Collection[str]) -> Snapshot:
+    """``state`` with the rows of ``tables`` only: as ``rows_of(tables)`` would have read them, when ``state``
+    was read with the rows of more tables."""
+    return {name: value for name, value in state.items() if not name.startswith(ROWS) or name[len(ROWS) :] in tables}
+
+
 ROWS = "rows of "
 _KEEP = 20_000
 _REFLECTED: dict[tuple[str, str, str], dict[str, Any]] = {}
