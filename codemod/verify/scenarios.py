@@ -13,9 +13,10 @@ baselines. At each revision:
 - offline: ``--sql`` output of the baseline and of the file on disk are equal.
 
 On PostgreSQL and SQLite (sync drivers) both databases are held in one
-transaction per revision and each scenario runs in a savepoint, rolled back;
-a revision that leaves the transaction (``may_leave_transaction``, or
-``LeftTransaction`` at run time: it commits, or reaches the database through a
+transaction per revision and each scenario runs in a savepoint, rolled back
+(the revision's upgrade excepted: its savepoint is kept, the crash points having
+run before it); a revision that leaves the transaction (``may_leave_transaction``,
+or ``LeftTransaction`` at run time: it commits, or reaches the database through a
 connection of its own) is verified on copies: a SQLite file copy, a
 PostgreSQL template, MariaDB's tables copied (or the chain replayed where a
 database holds views, triggers or routines).
@@ -209,6 +210,8 @@ class ChainVerifier:
         self.inserted: Inserted = {}  # the tables the revision being verified inserts rows into
         self.original_history: History = []
         self._transactions_off = False  # set once env.py is seen to run revisions on a connection of its own
+        # The chain's database as a kept trial left it: its name, its runs then, its schema (the next before).
+        self._kept: tuple[str, int, Snapshot] | None = None
 
     def verify(
         self,
@@ -354,7 +357,7 @@ class ChainVerifier:
         holding = self._holding() if held else nullcontext()
         try:
             with holding:
-                before = self._snapshot(self.disk)
+                before = self._schema_before()
                 early = self._crash_first(revision) if held else None
                 trial = self._clone(self.disk, self.disk_history) if not held else self.disk
                 try:
@@ -382,6 +385,8 @@ class ChainVerifier:
                     self.disk_history.append((revision, revision.source))
                     if "downgrade" not in report.results:
                         report.results["downgrade"] = self._downgrade(revision, before, baseline_error)
+            if block.keep:  # all that ran on it since the trial was rolled back: it is as the trial left it
+                self._kept = (self.disk.name, self.disk.database.runs, schema_only(expected))
         except _TrialFailed as trial_failed:
             failure = trial_failed.failure
         if failure is not None:
@@ -420,6 +425,14 @@ class ChainVerifier:
             report.results["crash"] = self._crash_result(revision, early.states, ops, expected)
             block.keep = True
         return ops, expected, baseline_error
+
+    def _schema_before(self) -> Snapshot:
+        """The chain's database's schema: as the last revision's kept trial was read, when nothing has run on
+        the database since (the schema read again would be the same), else read."""
+        kept, self._kept = self._kept, None
+        if kept is not None and kept[:2] == (self.disk.name, self.disk.database.runs):
+            return kept[2]
+        return self._snapshot(self.disk)
 
     def _crash_first(self, revision: Revision) -> _CrashStates:
         """Held, before the trial: the baseline's upgrade on its database (a baseline that fails leaves the
