@@ -97,6 +97,9 @@ class Database:
         self._on_held: _OnHeld | None = None  # runs work on the held connection (in run_sync, when async)
         self._elsewhere = _Elsewhere()  # while held: what connections beside the held one did
         self._scopes: list[SavepointBlock] = []  # the savepoint() blocks open on the held connection, innermost last
+        # PostgreSQL's sequences as a savepoint() block set them back, and the runs there had been then: only a run
+        # moves a sequence (a rollback does not), so the next block finds them so while no run has happened since.
+        self._sequences_set: tuple[int, _Sequences] | None = None
         self.runs = 0  # how many runs it has had: what was read of it holds while this stays
 
     @property
@@ -231,7 +234,8 @@ class Database:
         on_held = self._on_held
         if on_held is None:
             raise TypeError("Database.savepoint needs a held database")
-        sequences = on_held(_sequences)
+        known = self._sequences_set
+        sequences = known[1] if known is not None and known[0] == self.runs else on_held(_sequences)
         savepoint = on_held(lambda held: held.begin_nested())
         block = SavepointBlock()
         self._scopes.append(block)
@@ -245,6 +249,7 @@ class Database:
                 on_held(lambda held: savepoint.commit() if kept else savepoint.rollback())
             if not kept:
                 on_held(lambda held: _restore_sequences(held, sequences))
+                self._sequences_set = (self.runs, sequences)
 
     def _usable_scope(self) -> SavepointBlock | None:
         """The innermost ``savepoint()`` block open, if any; an error if a run in it has failed."""
