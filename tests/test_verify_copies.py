@@ -155,3 +155,76 @@ def test_a_mariadb_copy_keeps_the_index_innodb_named_after_the_column_its_own() 
             )
         )
         assert not server.can_copy(state), "n_ibfk_2 alone, with its index: a copy's key would be n_ibfk_1"
+
+
+def test_a_mariadb_copy_made_of_a_dropped_database_holds_what_its_original_holds() -> None:
+    """A dropped scratch database is made into the next copy, keeping the tables it already holds as the original
+    holds them: whatever the run it served did to it (columns, indexes, rows, tables made or dropped, a key made
+    again over an index made by hand), the copy is the original's, and nothing is left behind."""
+    require_dialect("mariadb")
+    steps = [
+        "CREATE TABLE p (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(20))",
+        "CREATE TABLE c (id INT PRIMARY KEY, pid INT, CONSTRAINT fk_c_pid FOREIGN KEY (pid) REFERENCES p (id))",
+        "CREATE TABLE quiet (id INT PRIMARY KEY, name VARCHAR(20), KEY ix_quiet_name (name))",
+        "CREATE TABLE seeded (id INT PRIMARY KEY)",
+        "INSERT INTO seeded (id) VALUES (1), (2)",
+    ]
+    # What the run a copy served did to it; each leaves a table as SHOW CREATE shows the original's, or not.
+    runs = {
+        "rows": ["INSERT INTO p (name) VALUES ('x')", "DELETE FROM p", "INSERT INTO quiet (id) VALUES (3)"],
+        "schema": ["ALTER TABLE quiet ADD COLUMN extra INT", "DROP TABLE seeded", "CREATE TABLE other (id INT)"],
+        # The same SHOW CREATE, but the key's index is now one made by hand: it must not stay in a copy.
+        "key made again": [
+            "ALTER TABLE c DROP FOREIGN KEY fk_c_pid",
+            "ALTER TABLE c DROP INDEX fk_c_pid",
+            "CREATE INDEX fk_c_pid ON c (pid)",
+            "ALTER TABLE c ADD CONSTRAINT fk_c_pid FOREIGN KEY (pid) REFERENCES p (id)",
+        ],
+        "a view": ["CREATE VIEW v AS SELECT id FROM p"],
+        "a trigger": ["CREATE TRIGGER tr BEFORE INSERT ON quiet FOR EACH ROW SET NEW.name = 'y'"],
+    }
+    renamed = [
+        "ALTER TABLE c DROP FOREIGN KEY fk_c_pid",
+        "ALTER TABLE c CHANGE pid wid INT",
+        "ALTER TABLE c ADD CONSTRAINT fk_c_wid FOREIGN KEY (wid) REFERENCES p (id)",
+    ]
+
+    def run(statements: list[str]) -> Callable[[sa.Connection], None]:
+        def work(connection: sa.Connection) -> None:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+
+        return work
+
+    def seen(connection: sa.Connection) -> dict[str, object]:
+        return snapshot_of(connection) | rows_of(connection, ["p", "c", "quiet", "seeded"])
+
+    with scratch_server(SERVERS["mariadb"]) as server:
+        state = server.create()
+        state.database.run(run(steps))
+        expected = state.database.run(seen)
+        names = set()
+        for what, statements in runs.items():
+            served = server.create(template=state)
+            served.database.run(run(statements))
+            server.drop(served)
+            copy = server.create(template=state)
+            names |= {served.name, copy.name}
+            assert differences(expected, copy.database.run(seen)) == [], what
+            copy.database.run(run(["INSERT INTO p (name) VALUES ('z')"]))
+            state.database.run(run(["INSERT INTO p (name) VALUES ('z')"]))
+            assert copy.database.run(seen) == state.database.run(seen), f"{what}: AUTO_INCREMENT as the original's"
+            state.database.run(run(["DELETE FROM p"]))
+            copy.database.run(run(renamed))
+            assert "fk_c_wid" in repr(copy.database.run(snapshot_of)["c"]), f"{what}: the key's index is InnoDB's"
+            server.drop(copy)
+        assert len(names) < 2 * len(runs), "dropped databases were made into copies"
+    assert not _scratch_databases(names), "every scratch database is dropped"
+
+
+def _scratch_databases(names: set[str]) -> list[str]:
+    engine = sa.create_engine(SERVERS["mariadb"])
+    with engine.connect() as connection:
+        found = [row[0] for row in connection.exec_driver_sql("SHOW DATABASES") if row[0] in names]
+    engine.dispose()
+    return found

@@ -350,6 +350,8 @@ class ScratchServer:
         self._dropper: ThreadPoolExecutor | None = None
         self._dropping: list[tuple[str, Future[Any]]] = []
         self._definitions: dict[tuple[str, int], list[_Definition] | None] = {}  # MariaDB: by database, runs
+        self._spares: list[str] = []  # MariaDB: databases dropped by verify, kept to be made into copies
+        self._keep_spares = True  # until close()
         try:
             self.url = sa.engine.make_url(url or "sqlite://")
             if self.url.get_backend_name() == "sqlite":
@@ -364,6 +366,8 @@ class ScratchServer:
         self.dialect = "mariadb" if name in ("mysql", "mariadb") else name
         if self.dialect not in ("postgresql", "mariadb"):
             raise ScratchError(f"scratch databases on {name} are not supported (use SQLite, PostgreSQL or MariaDB)")
+        if self.dialect == "mariadb" and not sa.event.contains(sa.Engine, "before_cursor_execute", _note_ddl):
+            sa.event.listen(sa.Engine, "before_cursor_execute", _note_ddl)
 
     def _connect(self, url: sa.URL) -> Database:
         """Connect once: a missing driver or a server that does not answer is said here, before any work."""
@@ -387,7 +391,15 @@ class ScratchServer:
         return self.dialect != "mariadb" or self._definitions_of(state) is not None
 
     def create(self, template: Scratch | None = None) -> Scratch:
-        """A new database: empty, or a copy of ``template`` (on MariaDB, when ``can_copy(template)``)."""
+        """A new database: empty, or a copy of ``template`` (on MariaDB, when ``can_copy(template)``).
+
+        On MariaDB a copy is made of a database verify dropped, where there is one (see ``drop``): creating
+        each table costs a file and its sync, so the tables it already holds as ``template`` holds them stay.
+        """
+        while template is not None and self.dialect == "mariadb" and self._spares:
+            reused = self._copy_into_spare(template)
+            if reused is not None:
+                return reused
         name = f"{PREFIX}{uuid.uuid4().hex[:12]}"
         if self.dialect == "sqlite":
             path = self.directory / f"{name}.db"
@@ -406,16 +418,36 @@ class ScratchServer:
             self._made.append(scratch)  # before it exists: an interrupt during CREATE still drops it
             statement = sa.text(f"CREATE DATABASE {name}{clause}")
             self._admin.run(lambda connection: connection.execute(statement), autocommit=True)
+            if self.dialect == "mariadb":
+                _ALTERED[name] = []
             if template is not None and self.dialect == "mariadb":
                 source, definitions = template.name, self._definitions_of(template)
                 if definitions is None:
-                    raise ScratchError(f"{source} holds views, triggers or routines: it cannot be copied")
+                    raise ScratchError(f"{source} holds views, triggers or others: it cannot be copied")
                 scratch.database.run(lambda connection: _copy_tables(connection, source, definitions))
+                _ALTERED[name] = []
         if scratch not in self._made:
             self._made.append(scratch)
         if template is None and scratch.database.run(lambda connection: sa.inspect(connection).get_table_names()):
             raise ScratchError(f"the new scratch database {name} is not empty; refusing to use it")
         return scratch
+
+    def _copy_into_spare(self, template: Scratch) -> Scratch | None:
+        """A copy of ``template`` made of the last spare database, or None when that one cannot be (it holds views,
+        triggers, routines or events): it is dropped."""
+        name = self._spares.pop()
+        scratch = Scratch(name, Database(self.url.set(database=name)))
+        self._made.append(scratch)
+        definitions = self._definitions_of(template)
+        if definitions is None:
+            raise ScratchError(f"{template.name} holds views, triggers or others: it cannot be copied")
+        altered = _ALTERED.get(name, ["(not known)"])  # a statement that may have changed any table
+        source = template.name
+        if scratch.database.run(lambda connection: _copy_tables(connection, source, definitions, altered)):
+            _ALTERED[name] = []
+            return scratch
+        self._drop_now(scratch)
+        return None
 
     def _definitions_of(self, state: Scratch) -> list[_Definition] | None:
         """``_definitions`` of ``state``, read again only once it has run something since: the copies of one
@@ -437,9 +469,22 @@ class ScratchServer:
         """
         scratch.database.dispose()
         self._made.remove(scratch)
+        for key in [key for key in self._definitions if key[0] == scratch.name]:
+            del self._definitions[key]  # its name may come back, as a spare: what was read of it is gone
         if self.dialect == "sqlite":
             (self.directory / f"{scratch.name}.db").unlink(missing_ok=True)
             return
+        if self.dialect == "mariadb" and self._keep_spares and len(self._spares) < _SPARES:
+            self._spares.append(scratch.name)  # dropped in close(), unless made into a copy before
+            return
+        self._drop_now(scratch)
+
+    def _drop_now(self, scratch: Scratch) -> None:
+        """DROP DATABASE ``scratch``, in the background."""
+        scratch.database.dispose()
+        if scratch in self._made:
+            self._made.remove(scratch)
+        _ALTERED.pop(scratch.name, None)
         admin = self._admin
         assert admin is not None
         force = " WITH (FORCE)" if self.dialect == "postgresql" else ""
@@ -450,9 +495,13 @@ class ScratchServer:
         self._dropping.append((scratch.name, drop))
 
     def close(self) -> None:
-        """Drop every scratch database still here, and wait until every drop is done."""
+        """Drop every scratch database still here, spares included, and wait until every drop is done."""
+        self._keep_spares = False
         for scratch in list(self._made):
             self.drop(scratch)
+        while self._spares:
+            name = self._spares.pop()
+            self._drop_now(Scratch(name, Database(self.url.set(database=name))))
         if self._dropper is not None:
             self._dropper.shutdown(wait=True)
         failed = [(name, drop.exception()) for name, drop in self._dropping if drop.exception() is not None]
@@ -562,21 +611,53 @@ def _prepared(engine: sa.Engine) -> sa.Engine:
     return engine
 
 
-# A MariaDB table or sequence to copy: its name, its CREATE statement, whether it holds rows.
-_Definition = tuple[str, str, bool]
+# A MariaDB table or sequence to copy: its name, the CREATE statement to make it with, whether it holds rows, and
+# its definition as SHOW CREATE gives it.
+_Definition = tuple[str, str, bool, str]
+# How many databases dropped by verify are kept on MariaDB to be made into copies: the copies of a revision.
+_SPARES = 8
+# MariaDB: the database name -> each statement since its last copy that may have changed a table (DDL), as sent.
+_ALTERED: dict[str, list[str]] = {}
+# What is neither DDL nor able to change a table's definition (rows aside); anything else is noted in _ALTERED.
+_NOT_DDL = re.compile(
+    r"[\s(]*(select|show|desc|describe|explain|set|insert|update|delete|replace|begin|commit|rollback|savepoint"
+    r"|release|start\s+transaction|xa|with|values|do)\b",
+    re.IGNORECASE,
+)
+# Statements that name every table they change (the rest, CALL or EXECUTE, may change any table).
+_NAMES_ITS_TABLES = re.compile(r"\s*(create|alter|drop|rename|truncate|optimize|repair|analyze)\b", re.IGNORECASE)
+# Routines and events of a MariaDB database (they, its views and its triggers are not copied).
+_ROUTINES_OR_EVENTS = sa.text(
+    "SELECT (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = :name)"
+    " + (SELECT COUNT(*) FROM information_schema.events WHERE event_schema = :name)"
+)
+
+
+def _holds_others(connection: sa.Connection, database: str) -> bool:
+    """Whether the MariaDB ``database`` holds views, triggers, routines or events: SHOW is much faster there than
+    MariaDB's information_schema.views and .triggers."""
+    if connection.execute(sa.text(f"SHOW FULL TABLES FROM `{database}` WHERE Table_type = 'VIEW'")).first():
+        return True
+    if connection.execute(sa.text(f"SHOW TRIGGERS FROM `{database}`")).first():
+        return True
+    return bool(connection.execute(_ROUTINES_OR_EVENTS, {"name": database}).scalar())
+
+
+def _note_ddl(
+    connection: sa.Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """Note in ``_ALTERED`` a statement that may change a table of a MariaDB scratch database (any engine's)."""
+    altered = _ALTERED.get(str(connection.engine.url.database))
+    if altered is not None and not _NOT_DDL.match(statement):
+        altered.append(statement)
 
 
 def _definitions(connection: sa.Connection, source: str) -> list[_Definition] | None:
     """What ``_copy_tables`` copies of the MariaDB database ``source``: each table and sequence as ``SHOW
     CREATE`` gives it (keys, foreign keys, AUTO_INCREMENT), and whether the table holds rows, asked of all
-    tables in one query per hundred of them. None when it holds views, triggers or routines, not copied, or a
-    foreign key a copy would not name as it is named (``_implicit_indexes_made_again``)."""
-    others = sa.text(
-        "SELECT (SELECT COUNT(*) FROM information_schema.views WHERE table_schema = :name)"
-        " + (SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = :name)"
-        " + (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = :name)"
-    )
-    if connection.execute(others, {"name": source}).scalar():
+    tables in one query per hundred of them. None when it holds views, triggers, routines or events, not copied,
+    or a foreign key a copy would not name as it is named (``_implicit_indexes_made_again``)."""
+    if _holds_others(connection, source):
         return None
     listed = connection.execute(
         sa.text("SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = :name"),
@@ -585,20 +666,30 @@ def _definitions(connection: sa.Connection, source: str) -> list[_Definition] | 
     definitions = []
     for table, kind in sorted(listed):
         sequence = kind == "SEQUENCE"
-        shown = connection.execute(sa.text(f"SHOW CREATE {'SEQUENCE' if sequence else 'TABLE'} `{source}`.`{table}`"))
-        statement = _without_foreign_key_indexes(str(shown.one()[1]))
-        remade = statement if sequence else _implicit_indexes_made_again(connection, source, table, statement)
+        shown = _show_create(connection, source, str(table), sequence)
+        statement = _without_foreign_key_indexes(shown)
+        remade = statement if sequence else _implicit_indexes_made_again(connection, source, str(table), statement)
         if remade is None:
             return None
-        definitions.append((str(table), remade, not sequence))
-    tables = [name for name, _, is_table in definitions if is_table]
+        definitions.append((str(table), remade, not sequence, shown))
+    filled = _filled(connection, source, [name for name, _, is_table, _ in definitions if is_table])
+    return [(name, statement, name in filled, shown) for name, statement, _, shown in definitions]
+
+
+def _show_create(connection: sa.Connection, database: str, table: str, sequence: bool = False) -> str:
+    shown = connection.execute(sa.text(f"SHOW CREATE {'SEQUENCE' if sequence else 'TABLE'} `{database}`.`{table}`"))
+    return str(shown.one()[1])
+
+
+def _filled(connection: sa.Connection, database: str, tables: list[str]) -> set[str]:
+    """Those of ``tables`` that hold rows, asked in one query per hundred of them."""
     filled: set[str] = set()
     for start in range(0, len(tables), 100):
         chunk = tables[start : start + 100]
-        probes = ", ".join(f"(SELECT 1 FROM `{source}`.`{name}` LIMIT 1)" for name in chunk)
+        probes = ", ".join(f"(SELECT 1 FROM `{database}`.`{name}` LIMIT 1)" for name in chunk)
         row = connection.execute(sa.text(f"SELECT {probes}")).one()
         filled.update(name for name, found in zip(chunk, row, strict=True) if found is not None)
-    return [(name, statement, name in filled) for name, statement, _ in definitions]
+    return filled
 
 
 _KEY = re.compile(r"^\s*KEY `((?:[^`]|``)+)` (\(.*\)),?$")
@@ -682,15 +773,54 @@ def _indexes_kept(connection: sa.Connection, source: str, table: str, columns: l
         connection.execute(sa.text(f"DROP TEMPORARY TABLE IF EXISTS {probe}"))
 
 
-def _copy_tables(connection: sa.Connection, source: str, definitions: list[_Definition]) -> None:
-    """Create ``definitions`` of the MariaDB database ``source`` in the one ``connection`` uses, and copy the
-    rows of those that hold rows."""
+def _copy_tables(
+    connection: sa.Connection, source: str, definitions: list[_Definition], altered: list[str] | None = None
+) -> bool:
+    """Make the database ``connection`` uses hold ``definitions`` of the MariaDB database ``source``, rows too.
+
+    A database used before (``altered``: the statements since its last copy that may have changed a table, one
+    whose history is not known holding a statement of unknown kind; None for a new database) keeps each table
+    that provably holds what the source's does: both empty, the same ``SHOW CREATE`` (AUTO_INCREMENT included),
+    and named by no statement since its last copy (which could have changed what SHOW CREATE does not show:
+    whether InnoDB made an index for a foreign key itself, see ``_without_foreign_key_indexes``). Every other
+    table and sequence it holds is dropped, and made again as a
+    new copy's is. False, with nothing done, when it holds views, triggers, routines or events.
+    """
+    kept: set[str] = set()
+    listed: list[tuple[str, str]] = []
+    if altered is not None:
+        own = str(connection.execute(sa.text("SELECT DATABASE()")).scalar())
+        listed = [(str(name), str(kind)) for name, kind in connection.execute(sa.text("SHOW FULL TABLES"))]
+        if _holds_others(connection, own):
+            return False
     connection.execute(sa.text("SET SESSION foreign_key_checks = 0"))
-    for table, statement, filled in definitions:
+    if listed:
+        wanted = {name: shown for name, _, filled, shown in definitions if not filled}
+        names = "|".join(re.escape(name) for name, _ in listed)
+        named = re.compile(rf"(?<![\w$])({names})(?![\w$])", re.IGNORECASE)  # quoted, or a word of its own
+        touched = {found.group(1).lower() for statement in altered or () for found in named.finditer(statement)}
+        if any(not _NAMES_ITS_TABLES.match(statement) for statement in altered or ()):
+            touched = {name.lower() for name, _ in listed}
+        same = [
+            name
+            for name, kind in listed
+            if kind == "BASE TABLE"
+            and name in wanted
+            and name.lower() not in touched
+            and _show_create(connection, own, name) == wanted[name]
+        ]
+        kept = set(same) - _filled(connection, own, same)
+        for name, kind in listed:
+            if name not in kept:
+                connection.execute(sa.text(f"DROP {'SEQUENCE' if kind == 'SEQUENCE' else 'TABLE'} `{name}`"))
+    for table, statement, filled, _ in definitions:
+        if table in kept:
+            continue
         connection.execute(sa.text(statement.replace(":", "\\:")))
         if filled:
             connection.execute(sa.text(f"INSERT INTO `{table}` SELECT * FROM `{source}`.`{table}`"))
     connection.execute(sa.text("SET SESSION foreign_key_checks = 1"))
+    return True
 
 
 @contextmanager
