@@ -168,11 +168,17 @@ def test_a_mariadb_copy_made_of_a_dropped_database_holds_what_its_original_holds
         "CREATE TABLE quiet (id INT PRIMARY KEY, name VARCHAR(20), KEY ix_quiet_name (name))",
         "CREATE TABLE seeded (id INT PRIMARY KEY)",
         "INSERT INTO seeded (id) VALUES (1), (2)",
+        "CREATE SEQUENCE s",
     ]
     # What the run a copy served did to it; each leaves a table as SHOW CREATE shows the original's, or not.
     runs = {
         "rows": ["INSERT INTO p (name) VALUES ('x')", "DELETE FROM p", "INSERT INTO quiet (id) VALUES (3)"],
-        "schema": ["ALTER TABLE quiet ADD COLUMN extra INT", "DROP TABLE seeded", "CREATE TABLE other (id INT)"],
+        "schema": [
+            "ALTER TABLE quiet ADD COLUMN extra INT",
+            "DROP TABLE seeded",
+            "CREATE TABLE other (id INT)",
+            "CREATE SEQUENCE s2",
+        ],
         # The same SHOW CREATE, but the key's index is now one made by hand: it must not stay in a copy.
         "key made again": [
             "ALTER TABLE c DROP FOREIGN KEY fk_c_pid",

@@ -633,10 +633,11 @@ _ROUTINES_OR_EVENTS = sa.text(
 )
 
 
-def _holds_others(connection: sa.Connection, database: str) -> bool:
-    """Whether the MariaDB ``database`` holds views, triggers, routines or events: SHOW is much faster there than
-    MariaDB's information_schema.views and .triggers."""
-    if connection.execute(sa.text(f"SHOW FULL TABLES FROM `{database}` WHERE Table_type = 'VIEW'")).first():
+def _holds_others(connection: sa.Connection, database: str, views: bool = True) -> bool:
+    """Whether the MariaDB ``database`` holds views (unless ``views`` is False: the caller has listed them),
+    triggers, routines or events. SHOW is much faster there than information_schema.views and .triggers."""
+    listing = f"SHOW FULL TABLES FROM `{database}` WHERE Table_type = 'VIEW'"
+    if views and connection.execute(sa.text(listing)).first():
         return True
     if connection.execute(sa.text(f"SHOW TRIGGERS FROM `{database}`")).first():
         return True
@@ -783,15 +784,15 @@ def _copy_tables(
     that provably holds what the source's does: both empty, the same ``SHOW CREATE`` (AUTO_INCREMENT included),
     and named by no statement since its last copy (which could have changed what SHOW CREATE does not show:
     whether InnoDB made an index for a foreign key itself, see ``_without_foreign_key_indexes``). Every other
-    table and sequence it holds is dropped, and made again as a
-    new copy's is. False, with nothing done, when it holds views, triggers, routines or events.
+    table and sequence it holds is dropped, and made again as a new copy's is. False, with nothing done, when
+    it holds views, triggers, routines or events.
     """
     kept: set[str] = set()
     listed: list[tuple[str, str]] = []
+    own = str(connection.engine.url.database)
     if altered is not None:
-        own = str(connection.execute(sa.text("SELECT DATABASE()")).scalar())
         listed = [(str(name), str(kind)) for name, kind in connection.execute(sa.text("SHOW FULL TABLES"))]
-        if _holds_others(connection, own):
+        if any(kind == "VIEW" for _, kind in listed) or _holds_others(connection, own, views=False):
             return False
     connection.execute(sa.text("SET SESSION foreign_key_checks = 0"))
     if listed:
@@ -810,9 +811,10 @@ def _copy_tables(
             and _show_create(connection, own, name) == wanted[name]
         ]
         kept = set(same) - _filled(connection, own, same)
-        for name, kind in listed:
-            if name not in kept:
-                connection.execute(sa.text(f"DROP {'SEQUENCE' if kind == 'SEQUENCE' else 'TABLE'} `{name}`"))
+        dropped = [(name, kind == "SEQUENCE") for name, kind in listed if name not in kept]
+        for kind, sequences in (("SEQUENCE", True), ("TABLE", False)):  # each kind in one statement
+            if listing := ", ".join(f"`{name}`" for name, sequence in dropped if sequence == sequences):
+                connection.execute(sa.text(f"DROP {kind} {listing}"))
     for table, statement, filled, _ in definitions:
         if table in kept:
             continue
