@@ -220,11 +220,11 @@ class GuardTransformer(cst.CSTTransformer):
         by_function, self._function_values, self._function_possible, removals = _tables_by_function(
             tree, self._constants
         )
-        self._removal_risks = _removal_risks(removals)
         self._orm_loaders = _orm_loaders(tree) if b"Session" in source else set()
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
         self._removed_in_run = _removed_in_run(self._removed_tables, _calls_by_function(tree, set(by_function)))
         self._loop_strings = _loop_strings(tree)
+        self._removal_risks = _removal_risks(removals, self._loop_strings)
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] for name, ops in by_function.items()}
 
@@ -1434,10 +1434,11 @@ def _string_key(value: str) -> str:
 @dataclass
 class _Removals:
     """Where each function removes tables: per function name, each drop_table or rename_table call's line,
-    source and table (its key, as ``_string_key`` makes it, or None when it is named at run time); and per
-    function defined at the top of the module, where it is called: the calling function's name and the line."""
+    source and table (its key, as ``_string_key`` makes it, or None when it is named at run time, then with
+    the name of the variable naming it, if one does); and per function defined at the top of the module, where
+    it is called: the calling function's name and the line."""
 
-    removals: dict[str, list[tuple[int, str, str | None]]] = field(default_factory=dict)
+    removals: dict[str, list[tuple[int, str, str | None, str | None]]] = field(default_factory=dict)
     calls: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
@@ -1451,16 +1452,31 @@ class _RemovalRisk:
     tables: frozenset[str] | None
 
 
-def _removal_risks(found: _Removals) -> dict[str, _RemovalRisk]:
+def _union(sets: list[frozenset[str] | None]) -> frozenset[str] | None:
+    """All of ``sets``, or None (any table) when one of them is."""
+    return None if None in sets else frozenset().union(*(found for found in sets if found is not None))
+
+
+def _removal_risks(found: _Removals, loops: dict[str, dict[str, set[str]]]) -> dict[str, _RemovalRisk]:
     """Per function, where a table may be removed after its ops (see ``GuardTransformer._removal_risk``): in the
-    function itself, by a removal of a table named at run time; in a helper function, by any removal after a
-    call of it (then the whole helper is at risk)."""
+    function itself, by a removal of a table named at run time (a loop variable over literal names names those
+    tables); in a helper function, by any removal after a call of it (then the whole helper is at risk)."""
+
+    def tables(function: str, removal: Sequence[object]) -> frozenset[str] | None:
+        key, variable = removal[2], removal[3]
+        if key is not None:
+            assert isinstance(key, str)
+            return frozenset({key})
+        names = loops.get(function, {}).get(variable if isinstance(variable, str) else "")
+        return None if not names else frozenset(_string_key(name) for name in names)
+
     risks: dict[str, _RemovalRisk] = {}
     for name, removals in found.removals.items():
-        named_at_run_time = [(line, source) for line, source, table in removals if table is None]
-        if named_at_run_time:
-            line, source = max(named_at_run_time)
-            risks[name] = _RemovalRisk(line, f"`{source}` on line {line}, after it,", None)
+        at_run_time = [(removal, tables(name, removal)) for removal in removals if removal[2] is None]
+        if at_run_time:
+            (line, source, *_), _ = max(at_run_time, key=lambda pair: pair[0][0])
+            known = _union([keys for _, keys in at_run_time])
+            risks[name] = _RemovalRisk(line, f"`{source}` on line {line}, after it,", known)
     for callee, calls in found.calls.items():
         later = [
             (caller, line, *removal)
@@ -1469,10 +1485,9 @@ def _removal_risks(found: _Removals) -> dict[str, _RemovalRisk]:
             if removal[0] > line and callee not in {"upgrade", "downgrade"}
         ]
         if later:
-            caller, line, at, source, _ = later[0]
-            tables = {table for *_, table in later}
+            caller, line, at, source, *_ = later[0]
+            named = _union([tables(calling, removal) for calling, _, *removal in later])
             removal = f"`{source}` in {caller}() on line {at}, after the call on line {line},"
-            named = None if None in tables else frozenset(table for table in tables if table is not None)
             risks[callee] = _RemovalRisk(sys.maxsize, removal, named)
     return risks
 
@@ -1618,7 +1633,8 @@ def _tables_by_function(
                 constant = value.value if isinstance(value, ast.Constant) else None
                 key = _string_key(constant) if isinstance(constant, str) else None
                 source = f"{ast.unparse(call.func)}({'' if table is None else ast.unparse(table)}, ...)"
-                removals.removals.setdefault(function.name, []).append((call.lineno, source, key))
+                variable = table.id if isinstance(table, ast.Name) else None
+                removals.removals.setdefault(function.name, []).append((call.lineno, source, key, variable))
     return found, values, possible, removals
 
 

@@ -397,3 +397,20 @@ def test_a_commit_of_a_session_that_loads_no_objects_is_no_op() -> None:
         "    session.commit()\n"
     )
     assert [report.call for report in reports(body)] == ["session.execute"]
+
+
+def test_a_removal_by_a_loop_over_named_tables_puts_only_those_at_risk() -> None:
+    """superset f92a3124dd66: a key of "slices" dropped, then old tables dropped by a loop over their names."""
+    body = (
+        "    with op.batch_alter_table('slices') as batch_op:\n"
+        "        batch_op.drop_constraint('fk_slices_ds', type_='foreignkey')\n"
+        "    op.drop_index('ix_alerts_a', table_name='alerts')\n"
+        "    for table in ['alerts', 'clusters']:\n"
+        "        op.drop_table(table)\n"
+    )
+    found = reports(body)
+    assert [(report.call, report.outcome, report.reason[:40]) for report in found] == [
+        ("batch_op.drop_constraint", Outcome.GUARDED, ""),
+        ("op.drop_index", Outcome.UNGUARDED, "at risk: guarded, but `op.drop_table(tab"),
+        ("op.drop_table", Outcome.GUARDED, ""),
+    ]
