@@ -330,7 +330,7 @@ def test_rows_a_rerun_inserts_again_are_blamed_on_the_unguarded_insert(
     assert (status, cause) == ("fail", "unguarded"), second
     text = (rewritten / "n2_welcome.py").read_text(encoding="utf-8")
     line = next(number for number, found in enumerate(text.splitlines(), 1) if "op.bulk_insert(" in found)
-    assert detail.startswith(f"n2_welcome.py:{line}: upgrade run again changed the schema: rows of notes: "), detail
+    assert detail.startswith(f"n2_welcome.py:{line}: upgrade run again changed rows: rows of notes: "), detail
     assert "[op `op.bulk_insert(" in detail and "left unguarded by the rewrite: data change;" in detail
     assert {name: result[0] for name, result in second.items() if name != "re-run"} == {
         "upgrade": "ok",

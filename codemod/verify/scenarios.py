@@ -127,6 +127,12 @@ def _statements(sql: str) -> list[str]:
     return sorted(statement.strip() for statement in sql.split(";\n") if statement.strip())
 
 
+def _ran_again(function: str, diff: list[str]) -> str:
+    """How a second run of ``function`` that left ``diff`` is said: it changed rows, or the schema."""
+    changed = "rows" if all(difference.startswith(ROWS) for difference in diff) else "the schema"
+    return f"{function} run again changed {changed}: "
+
+
 def _crashed(crash_after: int, ops: int) -> str:
     return f"after a crash after op {crash_after} of {ops}: "
 
@@ -523,7 +529,7 @@ class ChainVerifier:
             return result
         diff = differences(expected, self._snapshot(scratch, self.inserted))
         if diff:
-            return self._changed(revision, "upgrade run again changed the schema: ", diff, inserted)
+            return self._changed(revision, _ran_again("upgrade", diff), diff, inserted)
         return Result("ok")
 
     @staticmethod
@@ -626,7 +632,7 @@ class ChainVerifier:
                 return self._failure(revision, failure, "downgrade run again: ")
             diff = differences(first, self._snapshot(scratch, self.inserted))
             if diff:
-                return self._changed(revision, "downgrade run again changed the schema: ", diff, inserted)
+                return self._changed(revision, _ran_again("downgrade", diff), diff, inserted)
         if baseline is None:
             left = differences(before, schema_only(first))
             note = f"not compared with the baseline ({baseline_error})"
