@@ -145,3 +145,12 @@ def test_the_one_query_reads_what_the_inspector_reads_on_shapes_no_fixture_build
     _same_catalog(connection, "with a second schema on the search path")
     assert "hidden" in _catalog_in_one_query(connection).tables
     snapshot_of(connection)  # and the snapshot reads it
+
+
+def test_a_snapshot_after_a_migration_deallocated_every_prepared_statement(connection: sa.Connection) -> None:
+    """The catalog query is prepared once per connection; a migration's DEALLOCATE ALL must not break the next
+    snapshot on that connection."""
+    connection.exec_driver_sql("CREATE TABLE kept (id INTEGER PRIMARY KEY)")
+    before = snapshot_of(connection)
+    connection.exec_driver_sql("DEALLOCATE ALL")
+    assert snapshot_of(connection) == before

@@ -186,6 +186,16 @@ def test_a_mariadb_copy_made_of_a_dropped_database_holds_what_its_original_holds
             "CREATE INDEX fk_c_pid ON c (pid)",
             "ALTER TABLE c ADD CONSTRAINT fk_c_pid FOREIGN KEY (pid) REFERENCES p (id)",
         ],
+        # As "key made again", each statement sent with a SET STATEMENT ... FOR prefix.
+        "key made again, SET STATEMENT": [
+            "SET STATEMENT max_statement_time=60 FOR ALTER TABLE c DROP FOREIGN KEY fk_c_pid",
+            "SET STATEMENT max_statement_time=60 FOR ALTER TABLE c DROP INDEX fk_c_pid",
+            "SET STATEMENT max_statement_time=60 FOR CREATE INDEX fk_c_pid ON c (pid)",
+            "SET STATEMENT max_statement_time=60 FOR ALTER TABLE c ADD CONSTRAINT fk_c_pid FOREIGN KEY (pid)"
+            " REFERENCES p (id)",
+        ],
+        # The database's own defaults: tables made in the copy later would take them.
+        "a character set": ["ALTER DATABASE CHARACTER SET latin1 COLLATE latin1_swedish_ci"],
         "a view": ["CREATE VIEW v AS SELECT id FROM p"],
         "a trigger": ["CREATE TRIGGER tr BEFORE INSERT ON quiet FOR EACH ROW SET NEW.name = 'y'"],
     }
@@ -203,7 +213,9 @@ def test_a_mariadb_copy_made_of_a_dropped_database_holds_what_its_original_holds
         return work
 
     def seen(connection: sa.Connection) -> dict[str, object]:
-        return snapshot_of(connection) | rows_of(connection, ["p", "c", "quiet", "seeded"])
+        defaults = "SELECT default_character_set_name FROM information_schema.schemata WHERE schema_name = DATABASE()"
+        charset = {"charset": connection.exec_driver_sql(defaults).scalar()}
+        return snapshot_of(connection) | rows_of(connection, ["p", "c", "quiet", "seeded"]) | charset
 
     with scratch_server(SERVERS["mariadb"]) as server:
         state = server.create()

@@ -443,6 +443,9 @@ class ScratchServer:
             raise ScratchError(f"{template.name} holds views, triggers or others: it cannot be copied")
         altered = _ALTERED.get(name, ["(not known)"])  # a statement that may have changed any table
         source = template.name
+        if any(_ALTERS_DATABASE.search(statement) for statement in altered):
+            self._drop_now(scratch)  # its own defaults (character set, collation) are not the copied database's
+            return None
         if scratch.database.run(lambda connection: _copy_tables(connection, source, definitions, altered)):
             _ALTERED[name] = []
             return scratch
@@ -620,10 +623,13 @@ _SPARES = 8
 _ALTERED: dict[str, list[str]] = {}
 # What is neither DDL nor able to change a table's definition (rows aside); anything else is noted in _ALTERED.
 _NOT_DDL = re.compile(
-    r"[\s(]*(select|show|desc|describe|explain|set|insert|update|delete|replace|begin|commit|rollback|savepoint"
+    r"[\s(]*(select|show|desc|describe|explain|set(?!\s+statement\b)|insert|update|delete|replace|begin|commit"
+    r"|rollback|savepoint"
     r"|release|start\s+transaction|xa|with|values|do)\b",
     re.IGNORECASE,
 )
+# A statement that changes the database's own defaults, which a copy made of a dropped database would keep.
+_ALTERS_DATABASE = re.compile(r"\balter\s+(database|schema)\b", re.IGNORECASE)
 # Statements that name every table they change (the rest, CALL or EXECUTE, may change any table).
 _NAMES_ITS_TABLES = re.compile(r"\s*(create|alter|drop|rename|truncate|optimize|repair|analyze)\b", re.IGNORECASE)
 # Routines and events of a MariaDB database (they, its views and its triggers are not copied).

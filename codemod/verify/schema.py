@@ -209,6 +209,7 @@ SELECT
 )
 
 _ONE_QUERY_PREPARED = "idempotify_catalog"
+_IS_PREPARED = f"SELECT 1 FROM pg_prepared_statements WHERE name = '{_ONE_QUERY_PREPARED}'"
 
 
 def _catalog_in_one_query(connection: sa.Connection) -> _Catalog:
@@ -216,12 +217,11 @@ def _catalog_in_one_query(connection: sa.Connection) -> _Catalog:
 
     The statement is prepared once per connection: planning its seven subqueries took as long as running them.
     A prepared statement outlives the transactions it was prepared in, rolled back or not, and lasts as long
-    as the connection (``connection.connection.info`` is kept with it).
+    as the connection, unless a migration runs ``DEALLOCATE`` or ``DISCARD ALL``: whether it is still there is
+    asked each time (a cheap read of ``pg_prepared_statements``).
     """
-    prepared = connection.connection.info
-    if _ONE_QUERY_PREPARED not in prepared:
+    if connection.exec_driver_sql(_IS_PREPARED).first() is None:
         connection.exec_driver_sql(f"PREPARE {_ONE_QUERY_PREPARED} AS {_ONE_QUERY}")
-        prepared[_ONE_QUERY_PREPARED] = True
     tables, sequences, enums, *fingerprinted = (
         json.loads(part) if part is not None else []
         for part in connection.exec_driver_sql(f"EXECUTE {_ONE_QUERY_PREPARED}").one()
