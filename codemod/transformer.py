@@ -222,7 +222,7 @@ class GuardTransformer(cst.CSTTransformer):
         )
         self._orm_loaders = _orm_loaders(tree) if b"Session" in source else set()
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
-        self._removed_in_run = _removed_in_run(self._removed_tables, _calls_by_function(tree, set(by_function)))
+        self._removed_in_run = _removed_in_run(self._removed_tables, removals.callees(by_function))
         self._loop_strings = _loop_strings(tree)
         self._removal_risks = _removal_risks(removals, self._loop_strings)
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
@@ -1435,11 +1435,19 @@ def _string_key(value: str) -> str:
 class _Removals:
     """Where each function removes tables: per function name, each drop_table or rename_table call's line,
     source and table (its key, as ``_string_key`` makes it, or None when it is named at run time, then with
-    the name of the variable naming it, if one does); and per function defined at the top of the module, where
-    it is called: the calling function's name and the line."""
+    the name of the variable naming it, if one does); and per function of the module, where it is called by
+    its plain name: the calling function's name and the line."""
 
     removals: dict[str, list[tuple[int, str, str | None, str | None]]] = field(default_factory=dict)
     calls: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    def callees(self, functions: Iterable[str]) -> dict[str, set[str]]:
+        """Per function name of ``functions``, the module's functions it calls by their plain name."""
+        found: dict[str, set[str]] = {name: set() for name in functions}
+        for callee, sites in self.calls.items():
+            for caller, _ in sites:
+                found.setdefault(caller, set()).add(callee)
+        return found
 
 
 @dataclass(frozen=True)
@@ -1516,19 +1524,6 @@ def _loop_strings(tree: ast.Module | None) -> dict[str, dict[str, set[str]]]:
     return found
 
 
-def _calls_by_function(tree: ast.Module | None, functions: set[str]) -> dict[str, set[str]]:
-    """Per function name, the module's functions it calls by their plain name (``_drop_indexes()``)."""
-    found: dict[str, set[str]] = {}
-    for function in ast.walk(tree) if tree is not None else ():
-        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            found.setdefault(function.name, set()).update(
-                call.func.id
-                for call in ast.walk(function)
-                if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in functions
-            )
-    return found
-
-
 def _removed_in_run(removed: dict[str, set[str]], calls: dict[str, set[str]]) -> dict[str, set[str]]:
     """Per function name, the tables a run of it is known to remove: those it and the functions it calls
     (transitively) drop or rename away, and, for a function others call, also those every caller's run removes
@@ -1596,7 +1591,7 @@ def _tables_by_function(
     removals = _Removals()
     if tree is None:
         return found, values, possible, removals
-    helpers = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    helpers = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
