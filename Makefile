@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# SQLAlchemy 1.4, which many applications still run their migrations on: tests/test_sqlalchemy14.py runs the
+# guards under it. Only the tests need it.
+SA14 := .venv-sqlalchemy14
 
 .PHONY: install mysql-client-library demo test lint typecheck pytest goldens bench corpus fuzz clean
 
@@ -14,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m venv $(SA14)
+	$(SA14)/bin/python -m pip install --quiet 'sqlalchemy>=1.4,<2' 'alembic>=1.16' psycopg2-binary pymysql
 	touch $(STAMP)
 
 # mysqlclient, a dev dependency (the driver matrix), compiles against the MariaDB or MySQL client library,
@@ -64,4 +69,4 @@ corpus: install
 	$(BIN)/python -m tests.corpus
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SA14) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -51,44 +51,6 @@ DRIVERS = (
 # does, so it runs the whole async chain but not the matrix of every guard.
 PSYCOPG_ASYNC = Driver("psycopg-async", "postgresql", "psycopg", ("psycopg", "greenlet"), is_async=True)
 
-# The schema every golden fixture starts from: the tables its ops alter.
-BASE = sa.MetaData()
-sa.Table("users", BASE, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(50)))
-sa.Table(
-    "player_wellness_state",
-    BASE,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("player_id", sa.Integer, nullable=False),
-)
-sa.Table(
-    "accounts",
-    BASE,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(50)),
-    sa.Column("legacy_code", sa.String(20)),
-    sa.Index("ix_accounts_legacy_code", "legacy_code"),
-)
-sa.Table("audit_log", BASE, sa.Column("id", sa.Integer, primary_key=True), sa.Column("message", sa.String(200)))
-sa.Table(
-    "orders",
-    BASE,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", name="fk_orders_user_id_users")),
-    sa.Column("code", sa.String(20)),
-    sa.Column("amount", sa.Integer),
-    sa.UniqueConstraint("code", name="uq_orders_code"),
-    sa.CheckConstraint("amount > 0", name="ck_orders_amount_positive"),
-)
-sa.Table(
-    "links",
-    BASE,
-    sa.Column("source_id", sa.Integer, nullable=False),
-    sa.Column("target_id", sa.Integer, nullable=False),
-)
-sa.Sequence("legacy_seq", metadata=BASE)
-sa.Enum("new", "old", name="legacy_status", metadata=BASE)
-sa.Enum("a", name="other_status", metadata=BASE)
-
 
 def server_unreachable(dialect: str) -> str | None:
     """Why the server for ``dialect`` cannot be used, or None when it answers."""

@@ -42,8 +42,9 @@ from sqlalchemy.pool import NullPool
 from codemod.guards import DRIFT, GUARD, helper_functions_source, helper_names
 from codemod.verify.execution import context_options, environment, load_migration, run_migration
 from codemod.verify.schema import Snapshot, snapshot
+from tests.base_schema import BASE, empty
 from tests.conftest import require_dialect
-from tests.databases import BASE, DRIVERS, PSYCOPG_ASYNC, SERVERS, Driver, scratch_database
+from tests.databases import DRIVERS, PSYCOPG_ASYNC, SERVERS, Driver, scratch_database
 from tests.fixtures import FIXTURES, Golden, read_golden
 
 # One golden fixture per query path; each runs on the dialects it names. Its upgrade and downgrade
@@ -144,24 +145,6 @@ def require_driver(driver: Driver) -> None:
             pytest.skip(reason)
 
 
-def _empty(engine: sa.Engine) -> None:
-    """Drop everything in the scratch database ``engine`` reaches: cheaper than a new PostgreSQL database."""
-    engine.dispose()
-    if engine.dialect.name == "sqlite":
-        Path(str(engine.url.database)).unlink(missing_ok=True)
-        return
-    name = engine.url.database
-    if engine.dialect.name == "postgresql":
-        statements = ["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"]
-    else:
-        statements = [f"DROP DATABASE {name}", f"CREATE DATABASE {name}"]
-    with engine.connect() as connection:
-        for statement in statements:
-            connection.exec_driver_sql(statement)
-        connection.commit()
-    engine.dispose()  # on MariaDB the pooled connections were using the database dropped
-
-
 @pytest.fixture(scope="module")
 def fresh() -> Iterator[Fresh]:
     """``fresh(dialect)``: the module's scratch database on ``dialect``, empty."""
@@ -170,7 +153,7 @@ def fresh() -> Iterator[Fresh]:
 
         def make(dialect: str) -> sa.Engine:
             if dialect in engines:
-                _empty(engines[dialect])
+                empty(engines[dialect])
             else:
                 engines[dialect] = stack.enter_context(scratch_database(dialect))
             return engines[dialect]

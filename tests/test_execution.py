@@ -23,7 +23,8 @@ from codemod.guards import DRIFT, GUARD, helper_functions_source
 from codemod.runner import rewrite_source
 from codemod.verify.execution import Crash, offline_sql_or_error, run_migration
 from codemod.verify.schema import snapshot
-from tests.databases import BASE, DIALECTS
+from tests.base_schema import BASE
+from tests.databases import DIALECTS
 from tests.fixtures import FIXTURES, Golden, golden_paths, read_golden
 
 Scratch = Callable[[str], AbstractContextManager[sa.Engine]]

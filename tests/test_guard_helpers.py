@@ -34,8 +34,9 @@ from codemod.guards import finder_name, helper_block_source, helper_names, helpe
 from codemod.specs import SPECS
 from codemod.verify.execution import run_migration
 from codemod.verify.schema import snapshot
+from tests.base_schema import BASE
 from tests.conftest import require_dialect
-from tests.databases import BASE, DIALECTS, DRIVERS, PSYCOPG_ASYNC, Driver, scratch_database
+from tests.databases import DIALECTS, DRIVERS, PSYCOPG_ASYNC, Driver, scratch_database
 from tests.fixtures import Golden, golden_paths, read_golden
 
 Scratch = Callable[[str], AbstractContextManager[sa.Engine]]

@@ -15,8 +15,9 @@ from codemod.verify.database import scratch_server
 from codemod.verify.execution import load_migration, run_on_connection
 from codemod.verify.scenarios import may_leave_transaction
 from codemod.verify.schema import Snapshot, _catalog, _catalog_in_one_query, snapshot_of
+from tests.base_schema import BASE
 from tests.conftest import require_dialect
-from tests.databases import BASE, SERVERS
+from tests.databases import SERVERS
 from tests.fixtures import golden_paths, read_golden
 
 GOLDENS = [
