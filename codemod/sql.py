@@ -112,6 +112,8 @@ class Rows:
 
 
 def _meet(some: Tables, others: Tables) -> bool:
+    if some == frozenset() or others == frozenset():
+        return False
     return some is None or others is None or bool(some & others)
 
 
@@ -799,15 +801,50 @@ _DETERMINISTIC = (
 
 
 def _deterministic(nodes: Sequence[exp.Expression | None]) -> bool:
-    """Whether each of ``nodes`` gives the same answer on every run over the same rows (see ``_DETERMINISTIC``);
-    ``DEFAULT`` (read as a column) is a column's default, which may be ``now()``."""
+    """Whether each of ``nodes`` gives the same answer on every run over the same rows (see ``_DETERMINISTIC``,
+    ``_NOT_COLUMNS`` and ``_MOMENTS``)."""
     for node in nodes:
         for inner in node.walk() if node is not None else ():
             if not isinstance(inner, _DETERMINISTIC):
                 return False
-            if isinstance(inner, exp.Column) and not inner.table and inner.name.upper() == "DEFAULT":
+            bare = isinstance(inner, exp.Column) and not inner.table and not _quoted(inner)
+            if bare and inner.name.upper() in _NOT_COLUMNS:
+                return False
+            if isinstance(inner, exp.Literal) and inner.is_string and inner.name.strip().lower() in _MOMENTS:
                 return False
     return True
+
+
+def _quoted(column: exp.Column) -> bool:
+    name = column.this
+    return isinstance(name, exp.Identifier) and bool(name.quoted)
+
+
+# Words sqlglot reads as a column where a database reads a value of the moment: ``DEFAULT`` (a column's default,
+# which may be now()), MySQL's ``UTC_TIMESTAMP`` or ``SYSDATE``, the current user or schema...
+_NOT_COLUMNS = frozenset(
+    {
+        "DEFAULT",
+        "LOCALTIME",
+        "LOCALTIMESTAMP",
+        "CURRENT_TIME",
+        "CURRENT_DATE",
+        "CURRENT_TIMESTAMP",
+        "CURRENT_USER",
+        "CURRENT_ROLE",
+        "CURRENT_SCHEMA",
+        "CURRENT_CATALOG",
+        "SESSION_USER",
+        "SYSTEM_USER",
+        "USER",
+        "SYSDATE",
+        "UTC_DATE",
+        "UTC_TIME",
+        "UTC_TIMESTAMP",
+    }
+)
+# Strings PostgreSQL reads as the time of the moment where a date or time goes ('now'::timestamp, or set into one).
+_MOMENTS = frozenset({"now", "today", "tomorrow", "yesterday"})
 
 
 def _tables(nodes: Sequence[exp.Expression]) -> Tables:
@@ -840,12 +877,13 @@ def _row_change(node: exp.Update | exp.Delete | exp.TruncateTable) -> Rows:
     targets = node.args.get("tables") or [node.this]
     written = _tables(targets)
     bound = node.find(exp.Placeholder) is not None
-    rows = Rows(reads=_tables_read(node), writes=written, bound=bound)
+    # A DELETE also writes, through foreign keys ON DELETE CASCADE or SET NULL, the tables that refer to its own.
+    reach = None if isinstance(node, exp.Delete) else written
+    rows = Rows(reads=_tables_read(node), writes=reach, bound=bound)
     if written is None or rows.reads is None or not _reruns(node, written):
         return rows
-    return Rows(
-        rows.reads, written, rerun=UPDATE_RERUNS if isinstance(node, exp.Update) else DELETE_RERUNS, bound=bound
-    )
+    rerun = UPDATE_RERUNS if isinstance(node, exp.Update) else DELETE_RERUNS
+    return Rows(rows.reads, reach, rerun=rerun, bound=bound)
 
 
 def _reruns(node: exp.Update | exp.Delete, written: frozenset[str]) -> bool:

@@ -593,6 +593,9 @@ def test_update_and_delete_that_re_run_alike_on_their_own(sql: str, reason: str)
         "UPDATE t SET a = nextval('s')",
         "UPDATE t SET a = my_function(b)",
         "UPDATE t SET a = DEFAULT",
+        "UPDATE t SET a = USER",  # read as a column, a value of the moment
+        "UPDATE t SET a = 'now'",  # PostgreSQL: the time, where a timestamp goes
+        "DELETE FROM t WHERE created < CAST('today' AS DATE)",
         "UPDATE t SET a = u.b FROM u WHERE t.a = u.c",  # which row of u it meets depends on what it set
         "UPDATE t SET a = 1 FROM t AS t2 WHERE t.id = t2.parent_id",
         "WITH x AS (SELECT 1 AS one) UPDATE t SET a = 1",
@@ -611,6 +614,7 @@ def test_update_and_delete_that_may_not_re_run_alike(sql: str) -> None:
 @pytest.mark.parametrize(
     "sql",
     [
+        "UPDATE t SET a = UTC_TIMESTAMP",
         "UPDATE t SET a = 1 ORDER BY id LIMIT 3",
         "DELETE FROM t WHERE a = 1 LIMIT 5",
         "UPDATE t JOIN u ON t.id = u.id SET u.a = 1",
@@ -648,10 +652,20 @@ def test_data_changes_that_meet_in_a_function_do_not_re_run_alike(first: str, se
 
 
 def test_data_changes_of_other_tables_re_run_alike() -> None:
-    update, delete = _rows("UPDATE t SET a = 'x' WHERE b = 1"), _rows("DELETE FROM u WHERE c IS NULL")
+    update, other = _rows("UPDATE t SET a = 'x' WHERE b = 1"), _rows("UPDATE u SET c = 1 WHERE d IS NULL")
     query, index = _rows("SELECT * FROM v"), _rows("CREATE INDEX ix ON t (a)")
-    assert update.reruns_in([(delete, True), (query, True), (index, True)]) == UPDATE_RERUNS
-    assert delete.reruns_in([(update, False), (query, True)]) == DELETE_RERUNS
+    assert update.reruns_in([(other, True), (query, True), (index, True)]) == UPDATE_RERUNS
+    assert other.reruns_in([(update, False), (query, True)]) == UPDATE_RERUNS
+    assert _rows("DELETE FROM u WHERE c IS NULL").reruns_in([(index, True)]) == DELETE_RERUNS
+
+
+def test_a_delete_may_write_any_table_through_foreign_keys() -> None:
+    """ON DELETE CASCADE or SET NULL: rows of a table that refers to its own go, or change, with it."""
+    delete = _rows("DELETE FROM parent WHERE archived")
+    orphans = _rows("DELETE FROM child WHERE parent_id IS NULL")
+    assert delete.rerun == DELETE_RERUNS and orphans.rerun == DELETE_RERUNS
+    assert orphans.reruns_in([(delete, True)]) is None
+    assert delete.reruns_in([(_rows("SELECT * FROM child"), True)]) is None
 
 
 def test_a_rename_or_change_of_type_after_it_of_a_table_it_reads_does_not_re_run_alike() -> None:
@@ -679,7 +693,10 @@ def test_bind_parameters_re_run_alike_only_when_fixed() -> None:
     ("body", "outcomes"),
     [
         # Safe on its own, and nothing else in the run writes what it reads.
-        ("    op.execute('UPDATE t SET a = 1 WHERE b = 2')\n    op.execute('DELETE FROM u')\n", ["safe", "safe"]),
+        ("    op.execute('UPDATE t SET a = 1 WHERE b = 2')\n    op.execute('UPDATE u SET c = 3')\n", ["safe", "safe"]),
+        ("    op.execute('DELETE FROM t WHERE a = 1')\n    op.create_index('ix', 'u', ['c'])\n", ["safe", "guarded"]),
+        # A DELETE may reach the other's table through a foreign key.
+        ("    op.execute('UPDATE t SET a = 1 WHERE b = 2')\n    op.execute('DELETE FROM u')\n", ["data", "data"]),
         ("    op.execute('UPDATE t SET a = 1')\n    op.create_index('ix', 't', ['a'])\n", ["safe", "guarded"]),
         # The three that lose rows on a re-run.
         (
