@@ -10,6 +10,11 @@ so skipping it with the rest of its string loses nothing); it is an INSERT
 it is left unguarded, with the reason. Nothing here knows about libcst: the
 transformer turns parts into guards.
 
+Each part also says which tables' rows it reads and writes (``Part.rows``), and
+of an UPDATE, DELETE or TRUNCATE whether it changes nothing when run again on
+its own result (``Rows.rerun``). Whether that holds in its function, beside what
+else the function does, is ``Rows.reruns_in``'s to say.
+
 Names are taken as the database stores them. PostgreSQL folds an unquoted
 name to lower case; elsewhere, and where the dialect is not known, a name
 with capitals could be stored either way, and a guard that looks it up under
@@ -35,6 +40,9 @@ _TRIED = ("postgres", "mysql", "sqlite")
 
 QUERY = "its SQL is a query"
 DATA_CHANGE = "its SQL changes data: it re-runs only if its WHERE makes it so"
+UPDATE_RERUNS = "its SQL UPDATE sets values that do not depend on what it sets: a re-run changes nothing"
+DELETE_RERUNS = "its SQL DELETE removes rows by a test a re-run finds nothing left for"
+TRUNCATE_RERUNS = "its SQL TRUNCATE empties a table: a re-run finds it empty"
 NOT_A_SEED = (
     "its SQL inserts rows: an INSERT is guarded only into a table its function creates (it runs while that is empty)"
 )
@@ -60,6 +68,55 @@ class Verbatim:
 Value = str | Verbatim | tuple[str, ...] | None
 
 
+Tables = frozenset[str] | None  # tables by bare lower-case name (schemas aside); None: any table
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What a statement does with rows: the tables it reads and writes rows of, the tables whose columns it
+    renames or gives another type (or which it renames), and, for an UPDATE, DELETE or TRUNCATE that changes
+    nothing when run again on its own result, why (``rerun``); ``bound`` when it takes bind parameters."""
+
+    reads: Tables = frozenset()
+    writes: Tables = frozenset()
+    reshapes: Tables = frozenset()
+    rerun: str | None = None
+    bound: bool = False
+
+    def reruns_in(self, others: Sequence[tuple[Rows, bool]], *, values_fixed: bool = True) -> str | None:
+        """Why this statement, run again with the rest of its function, changes no row; None when it may.
+
+        A re-run runs the whole function again: another statement there
+        that writes a table this one reads gives it other rows to work on
+        (``DELETE FROM t WHERE a = 'y'`` before ``UPDATE t SET a = 'y'``), and
+        one that reads a table this one writes is given other rows by it
+        (``UPDATE t SET b = a`` before ``UPDATE t SET a = NULL``: the second
+        re-runs alike, but not the pair; a query's rows may go on, through
+        Python, to another write); so does a rename or a change of
+        type of a table it reads, after it (each of ``others`` comes with whether
+        it runs after this one). Tables are compared, not columns. Bind
+        parameters are values fixed for a run only when ``values_fixed`` (the
+        call passes literals): else they may come from what the function read,
+        or the clock.
+        """
+        if self.rerun is None or self.reads is None:
+            return None
+        if self.bound and not values_fixed:
+            return None
+        for other, after in others:
+            if _meet(other.writes, self.reads) or (after and _meet(other.reshapes, self.reads)):
+                return None
+            if _meet(self.writes, other.reads):
+                return None
+        return self.rerun
+
+
+def _meet(some: Tables, others: Tables) -> bool:
+    if some == frozenset() or others == frozenset():
+        return False
+    return some is None or others is None or bool(some & others)
+
+
 @dataclass(frozen=True)
 class Part:
     """What one statement, or one action of an ``ALTER TABLE``, does; see the module docstring."""
@@ -70,6 +127,16 @@ class Part:
     inert: bool = False
     reason: str | None = None
     query: bool = False  # reads tables (a query, INSERT ... SELECT): a re-run fails if its function dropped them
+    rows: Rows | None = None  # None: what it does with rows is not known (any table, if anything)
+
+    @property
+    def row_work(self) -> Rows:
+        """``rows``, or, when not known, nothing for a part that is an op or safe, any table for the rest."""
+        if self.rows is not None:
+            return self.rows
+        if self.op is not None or self.safe is not None:
+            return Rows()
+        return Rows(reads=None, writes=None, reshapes=None)
 
 
 class _Unsure(Exception):
@@ -170,7 +237,8 @@ class _Reader:
     def statement(self, node: exp.Expression) -> list[Part]:
         for kind, reason in _INERT.items():
             if isinstance(node, kind):
-                return [Part(safe=reason, inert=True, query=kind is exp.Select)]
+                rows = Rows(reads=_tables_read(node)) if kind is exp.Select else None
+                return [Part(safe=reason, inert=True, query=kind is exp.Select, rows=rows)]
         for kind, reason in _REAPPLIED.items():
             if isinstance(node, kind):
                 return [Part(safe=reason)]
@@ -186,9 +254,13 @@ class _Reader:
             target = node.this.this if isinstance(node.this, exp.Schema) else node.this
             if isinstance(target, exp.Table):
                 selects = isinstance(node.expression, exp.Query) and node.expression.find(exp.Table) is not None
-                return [Part(op="insert", args=self._table(target, "table_name"), reason=NOT_A_SEED, query=selects)]
+                rows = Rows(reads=_tables_read(node), writes=_tables([target]))
+                args = self._table(target, "table_name")
+                return [Part(op="insert", args=args, reason=NOT_A_SEED, query=selects, rows=rows)]
             return [Part(reason=NOT_A_SEED)]
-        if isinstance(node, (exp.Update, exp.Delete, exp.Merge, exp.TruncateTable)):
+        if isinstance(node, (exp.Update, exp.Delete, exp.TruncateTable)):
+            return [Part(reason=DATA_CHANGE, query=True, rows=_row_change(node))]
+        if isinstance(node, exp.Merge):
             return [Part(reason=DATA_CHANGE)]
         return [Part(reason=f"its SQL: no guard for {node.key.upper()} statements yet")]
 
@@ -373,23 +445,28 @@ class _Reader:
         if isinstance(action, exp.AddConstraint):
             parts = [self._constraint(constraint, on_table) for constraint in action.expressions]
             return parts[0] if len(parts) == 1 else Part(reason="its SQL adds several constraints in one ADD")
+        reshaped = Rows(reshapes=frozenset({str(on_table["table_name"]).lower()}))
         if isinstance(action, exp.AlterColumn):
             if action.args.get("using"):
-                return Part(reason="its SQL changes a column's type USING an expression: a second run converts again")
-            return Part(safe="its SQL ALTER COLUMN re-applies the same type, nullability or default")
+                return Part(
+                    reason="its SQL changes a column's type USING an expression: a second run converts again",
+                    rows=Rows(writes=reshaped.reshapes, reshapes=reshaped.reshapes),
+                )
+            retyped = reshaped if action.args.get("dtype") is not None else Rows()
+            return Part(safe="its SQL ALTER COLUMN re-applies the same type, nullability or default", rows=retyped)
         if isinstance(action, exp.ModifyColumn):
             if action.args.get("rename_from") is not None:
-                return Part(reason="its SQL renames a column with MySQL's CHANGE, which is not guarded")
-            return Part(safe="its SQL MODIFY re-applies the same column definition")
+                return Part(reason="its SQL renames a column with MySQL's CHANGE, which is not guarded", rows=reshaped)
+            return Part(safe="its SQL MODIFY re-applies the same column definition", rows=reshaped)
         if isinstance(action, exp.AlterRename) and isinstance(action.this, exp.Table):
             renamed = {
                 "old_table_name": on_table["table_name"],
                 "new_table_name": self._name(action.this.this),
             }
-            return Part(op="rename_table", args={**renamed, **_schema_of(on_table)})
+            return Part(op="rename_table", args={**renamed, **_schema_of(on_table)}, rows=reshaped)
         if isinstance(action, exp.RenameColumn):
             args = {"column_name": self._name(action.this.this), "new_column_name": self._name(action.args["to"].this)}
-            return Part(op="alter_column", args={**on_table, **args})
+            return Part(op="alter_column", args={**on_table, **args}, rows=reshaped)
         return Part(reason=f"its SQL: no guard for ALTER TABLE ... {action.key.upper()} yet")
 
     def _constraint(self, node: exp.Expression, on_table: dict[str, Value]) -> Part:
@@ -657,3 +734,196 @@ def _schema_only(table: exp.Table) -> bool:
 
 def _schema_of(args: Mapping[str, Value]) -> dict[str, Value]:
     return {"schema": args["schema"]} if "schema" in args else {}
+
+
+# What an UPDATE's values and a WHERE may hold and still give the same answer on every run: columns, literals,
+# bind parameters, operators, and functions of their arguments alone. Anything else (now(), random(), a sequence,
+# a function sqlglot does not know) may not.
+_DETERMINISTIC = (
+    exp.Column,
+    exp.Identifier,
+    exp.Literal,
+    exp.Null,
+    exp.Boolean,
+    exp.Placeholder,
+    exp.Star,
+    exp.Paren,
+    exp.Tuple,
+    exp.Alias,
+    exp.TableAlias,
+    exp.Table,
+    exp.Subquery,
+    exp.Select,
+    exp.From,
+    exp.Where,
+    exp.Join,
+    exp.Group,
+    exp.Having,
+    exp.Distinct,
+    exp.Connector,  # AND, OR
+    exp.Predicate,  # comparisons, IS, IN, LIKE, BETWEEN, EXISTS
+    exp.Not,
+    exp.Neg,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Mod,
+    exp.DPipe,
+    exp.Case,
+    exp.If,
+    exp.Coalesce,
+    exp.Nullif,
+    exp.Lower,
+    exp.Upper,
+    exp.Trim,
+    exp.Replace,
+    exp.Substring,
+    exp.Concat,
+    exp.ConcatWs,
+    exp.Length,
+    exp.Greatest,
+    exp.Least,
+    exp.Cast,
+    exp.TryCast,
+    exp.DataType,
+    exp.DataTypeParam,
+    exp.JSONExtract,
+    exp.JSONExtractScalar,
+    exp.JSONBExtract,
+    exp.JSONBExtractScalar,
+    exp.JSONPath,
+    exp.JSONPathPart,
+    exp.Count,
+    exp.Max,
+    exp.Min,
+)
+
+
+def _deterministic(nodes: Sequence[exp.Expression | None]) -> bool:
+    """Whether each of ``nodes`` gives the same answer on every run over the same rows (see ``_DETERMINISTIC``,
+    ``_NOT_COLUMNS`` and ``_MOMENTS``)."""
+    for node in nodes:
+        for inner in node.walk() if node is not None else ():
+            if not isinstance(inner, _DETERMINISTIC):
+                return False
+            bare = isinstance(inner, exp.Column) and not inner.table and not _quoted(inner)
+            if bare and inner.name.upper() in _NOT_COLUMNS:
+                return False
+            if isinstance(inner, exp.Literal) and inner.is_string and inner.name.strip().lower() in _MOMENTS:
+                return False
+    return True
+
+
+def _quoted(column: exp.Column) -> bool:
+    name = column.this
+    return isinstance(name, exp.Identifier) and bool(name.quoted)
+
+
+# Words sqlglot reads as a column where a database reads a value of the moment: ``DEFAULT`` (a column's default,
+# which may be now()), MySQL's ``UTC_TIMESTAMP`` or ``SYSDATE``, the current user or schema...
+_NOT_COLUMNS = frozenset(
+    {
+        "DEFAULT",
+        "LOCALTIME",
+        "LOCALTIMESTAMP",
+        "CURRENT_TIME",
+        "CURRENT_DATE",
+        "CURRENT_TIMESTAMP",
+        "CURRENT_USER",
+        "CURRENT_ROLE",
+        "CURRENT_SCHEMA",
+        "CURRENT_CATALOG",
+        "SESSION_USER",
+        "SYSTEM_USER",
+        "USER",
+        "SYSDATE",
+        "UTC_DATE",
+        "UTC_TIME",
+        "UTC_TIMESTAMP",
+    }
+)
+# Strings PostgreSQL reads as the time of the moment where a date or time goes ('now'::timestamp, or set into one).
+_MOMENTS = frozenset({"now", "today", "tomorrow", "yesterday"})
+
+
+def _tables(nodes: Sequence[exp.Expression]) -> Tables:
+    """The tables ``nodes`` name, by bare lower-case name; None (any table) when one is not named plainly."""
+    names = set()
+    for node in nodes:
+        if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
+            return None
+        names.add(node.name.lower())
+    return frozenset(names)
+
+
+def _tables_read(node: exp.Expression) -> Tables:
+    """Every table ``node`` names, its target among them."""
+    return _tables(list(node.find_all(exp.Table)))
+
+
+def _columns(nodes: Sequence[exp.Expression | None]) -> set[str]:
+    """The names of the columns ``nodes`` refer to, lower case, whatever table they are of."""
+    return {column.name.lower() for node in nodes if node is not None for column in node.find_all(exp.Column)}
+
+
+def _row_change(node: exp.Update | exp.Delete | exp.TruncateTable) -> Rows:
+    """What an UPDATE, DELETE or TRUNCATE reads and writes, and why it changes nothing run again on its own
+    result, when it does (see ``_reruns``)."""
+    if isinstance(node, exp.TruncateTable):
+        written = _tables(node.expressions)
+        plain = not any(node.args.get(name) for name in ("is_database", "option", "partition", "cluster"))
+        return Rows(reads=written, writes=written, rerun=TRUNCATE_RERUNS if written is not None and plain else None)
+    targets = node.args.get("tables") or [node.this]
+    written = _tables(targets)
+    bound = node.find(exp.Placeholder) is not None
+    # A DELETE also writes, through foreign keys ON DELETE CASCADE or SET NULL, the tables that refer to its own.
+    reach = None if isinstance(node, exp.Delete) else written
+    rows = Rows(reads=_tables_read(node), writes=reach, bound=bound)
+    if written is None or rows.reads is None or not _reruns(node, written):
+        return rows
+    rerun = UPDATE_RERUNS if isinstance(node, exp.Update) else DELETE_RERUNS
+    return Rows(rows.reads, reach, rerun=rerun, bound=bound)
+
+
+def _reruns(node: exp.Update | exp.Delete, written: frozenset[str]) -> bool:
+    """Whether the statement, run again on its own result, finds the same rows and sets them to the same values.
+
+    A DELETE whose test gives the same answer on every run, and reads no row
+    of the table it deletes from, finds on a second run only rows the first
+    kept. An UPDATE that besides sets values read from no column it sets sets
+    each row the first run set to what it already holds; its WHERE may read
+    what it sets, unless rows of other tables are joined in (FROM, JOIN,
+    USING): which of them a row meets would then change with what it set.
+    A WITH, ORDER BY, LIMIT or RETURNING is not looked into.
+    """
+    allowed = {"this", "expressions", "from_", "where", "using", "tables", "cluster"}
+    if any(value for name, value in node.args.items() if name not in allowed):
+        return False
+    target = node.this
+    if not isinstance(target, exp.Table):
+        return False
+    joined = [node.args.get("from_"), *(node.args.get("using") or ()), *(target.args.get("joins") or ())]
+    joined = [found for found in joined if found is not None]
+    where = node.args.get("where")
+    if not _deterministic([where, *joined]):
+        return False
+    # What the statement reads beyond its target's own row: subqueries and joined tables, none of them its target.
+    beyond = [where, *joined]
+    if isinstance(node, exp.Update):
+        values = []
+        assigned = set()
+        names = {"", target.name.lower(), target.alias.lower()}  # a column of another table joined in: not here
+        for assignment in node.expressions:
+            column = assignment.this if isinstance(assignment, exp.EQ) else None
+            if not isinstance(column, exp.Column) or column.table.lower() not in names:
+                return False
+            assigned.add(column.name.lower())
+            values.append(assignment.expression)
+        if not _deterministic(values) or _columns(values) & assigned:
+            return False
+        if joined and _columns([where, *joined]) & assigned:
+            return False
+        beyond += values
+    read_beyond = {table.name.lower() for found in beyond if found is not None for table in found.find_all(exp.Table)}
+    return not read_beyond & (written | {target.name.lower()})

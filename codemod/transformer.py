@@ -46,7 +46,7 @@ from codemod.helper_import import is_helper_import, with_helper_import
 from codemod.lines import NodeLines
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
-from codemod.sql import DATA_CHANGE, DIALECTS, NOT_A_SEED, Part, Value, Verbatim, data_change, read_sql
+from codemod.sql import DATA_CHANGE, DIALECTS, NOT_A_SEED, Part, Rows, Value, Verbatim, data_change, read_sql
 
 SKIP_MARKER = "idempotify: skip"
 _CONNECTION_SQL = "SQL run on the connection is not guarded"
@@ -182,6 +182,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_removes: list[set[str]] = [set()]
         self._function_makes: list[set[str]] = [set()]
         self._removal_risks: dict[str, _RemovalRisk] = {}
+        self._work_in_run: dict[str, list[_RowWork]] = {}
         self._function_risks: list[_RemovalRisk | None] = [None]
         self._constants: dict[str, ast.expr] = {}
         self._dialect_blocks: dict[int, str] = {}
@@ -217,9 +218,10 @@ class GuardTransformer(cst.CSTTransformer):
         self._constants = _module_constants(tree)
         self._scopes: list[dict[str, ast.expr]] = [self._constants]  # names whose value is known, innermost last
         self._possible: list[_Possible] = [{}]  # names bound several times, and each value they may hold
-        by_function, self._function_values, self._function_possible, removals = _tables_by_function(
+        by_function, self._function_values, self._function_possible, removals, work = _tables_by_function(
             tree, self._constants
         )
+        self._work_in_run = _work_in_run(work, removals.callees(by_function))
         self._orm_loaders = _orm_loaders(tree) if b"Session" in source else set()
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
         self._removed_in_run = _removed_in_run(self._removed_tables, removals.callees(by_function))
@@ -1049,7 +1051,7 @@ class GuardTransformer(cst.CSTTransformer):
                 reason, safe = kind
                 return self._query(left(reason, safe), safe)
             return left(otherwise)
-        parts = read_sql(sql, self._dialect_here())
+        parts = self._proven_reruns(read_sql(sql, self._dialect_here()), call, sql)
 
         if len(parts) == 1 and parts[0].op == "insert" and parts[0].query and self._function_drops[-1]:
             # Guarded while its table is empty, it would run again whenever its source held no rows, and fail
@@ -1077,6 +1079,31 @@ class GuardTransformer(cst.CSTTransformer):
             return left(*self._churned_sql(ops, churned))
         first, *rest = ops
         return _OpCall(first.spec, name, display, call, first.args, parts=tuple(rest))
+
+    def _proven_reruns(self, parts: tuple[Part, ...], call: cst.Call, sql: str) -> list[Part]:
+        """``parts``, each UPDATE, DELETE or TRUNCATE among them that a re-run of its function leaves as it was
+        made safe (see ``Rows.reruns_in``), beside everything else the function and the functions of its run do."""
+        if not any(part.rows is not None and part.rows.rerun is not None for part in parts):
+            return list(parts)
+        line = self._line(call)
+        function = self._function_names[-1]
+        run = self._work_in_run.get(function) if function else None
+        if run is None:
+            return list(parts)
+        # This call's own statements, as the walk of the module read them, are the parts themselves; two calls
+        # of one SQL on one line cannot be told apart, and prove nothing.
+        if sum(work.key == (line, sql) for work in run) != len(parts):
+            return list(parts)
+        others = [
+            (work.rows, work.function != function or work.line >= line) for work in run if work.key != (line, sql)
+        ]
+        fixed = _values_fixed(self._python_expression(call), self._scopes[-1])
+        proven = []
+        for index, part in enumerate(parts):
+            beside = [(other.row_work, later > index) for later, other in enumerate(parts) if later != index]
+            reason = part.rows.reruns_in([*others, *beside], values_fixed=fixed) if part.rows is not None else None
+            proven.append(part if reason is None else Part(safe=reason, query=True, rows=part.rows))
+        return proven
 
     def _kind_of_every_value(self, node: ast.expr, depth: int = 0) -> tuple[str, bool] | None:
         """What a statement held in a name bound more than once does (see ``_values_possible``), when each value
@@ -1575,11 +1602,18 @@ _LOADERS = frozenset({"query", "get", "scalars"})
 
 def _tables_by_function(
     tree: ast.Module | None, constants: dict[str, ast.expr]
-) -> tuple[dict[str, dict[str, set[str]]], dict[str, dict[str, ast.expr | None]], dict[str, _Possible], _Removals]:
+) -> tuple[
+    dict[str, dict[str, set[str]]],
+    dict[str, dict[str, ast.expr | None]],
+    dict[str, _Possible],
+    _Removals,
+    dict[str, list[_RowWork]],
+]:
     """Per function name and op of ``_TABLE_OPS``, the tables (normalised source) its calls of the op name;
     per function name, its names bound once, by a plain assignment (see ``_values_bound_once``), and its
-    names bound several times, with every value they may hold (see ``_values_possible``); and where
-    functions remove tables and call each other (``_Removals``).
+    names bound several times, with every value they may hold (see ``_values_possible``); where
+    functions remove tables and call each other (``_Removals``); and per function name, what its calls do
+    with rows (see ``_row_work``).
 
     SQL strings count too: ``op.execute("DROP TABLE t")`` drops ``t``, and so does
     ``sql = "DROP TABLE t"`` then ``op.execute(sql)``. One walk of each function
@@ -1589,8 +1623,9 @@ def _tables_by_function(
     values: dict[str, dict[str, ast.expr | None]] = {}
     possible: dict[str, _Possible] = {}
     removals = _Removals()
+    work: dict[str, list[_RowWork]] = {}
     if tree is None:
-        return found, values, possible, removals
+        return found, values, possible, removals, work
     helpers = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -1601,9 +1636,13 @@ def _tables_by_function(
         values[function.name] = {} if function.name in values else _values_bound_once(function, nodes)
         possible[function.name] = {} if function.name in possible else _values_possible(function, nodes)
         scope = _scope(constants, values[function.name])
+        batches = _batch_tables(nodes)
+        rows = work.setdefault(function.name, [])
         for call in nodes:
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in helpers:
                 removals.calls.setdefault(call.func.id, []).append((function.name, call.lineno))
+            if isinstance(call, ast.Call):
+                rows.extend(_row_work(call, function.name, scope, batches))
             if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
                 continue
             if call.func.attr in {"execute", "exec_driver_sql"} and call.args:
@@ -1630,7 +1669,167 @@ def _tables_by_function(
                 source = f"{ast.unparse(call.func)}({'' if table is None else ast.unparse(table)}, ...)"
                 variable = table.id if isinstance(table, ast.Name) else None
                 removals.removals.setdefault(function.name, []).append((call.lineno, source, key, variable))
-    return found, values, possible, removals
+    return found, values, possible, removals, work
+
+
+@dataclass(frozen=True)
+class _RowWork:
+    """What one call of a function does with rows (``codemod.sql.Rows``), for ``Rows.reruns_in``: ``key`` is
+    its line and SQL when it runs SQL idempotify reads (the call ``_match_sql`` judges is known by it)."""
+
+    function: str
+    line: int
+    rows: Rows
+    key: tuple[int, str] | None = None
+
+
+_ANY_ROWS = Rows(reads=None, writes=None, reshapes=None)
+# Calls that make an ORM session: what it writes (objects added, or loaded and changed, then committed) is unknown.
+_SESSION_MAKERS = frozenset({"Session", "sessionmaker", "scoped_session"})
+_ORM_BULK = frozenset({"add_all", "bulk_save_objects", "bulk_insert_mappings", "bulk_update_mappings"})
+# Statements run by execute that write no rows: DDL constructs, as EXECUTE_SPECS names them.
+_ROWLESS_CONSTRUCTS = frozenset({*EXECUTE_SPECS, "CreateTable", "DropTable", "CreateIndex", "DropIndex"})
+
+
+def _row_work(
+    call: ast.Call, function: str, scope: dict[str, ast.expr], batches: dict[str, str | None]
+) -> list[_RowWork]:
+    """What ``call`` does with rows, if anything: SQL it runs (what sqlglot reads of it; SQL or a statement it
+    cannot read may write any table), ``bulk_insert``, an ORM session made, and an ``alter_column`` that renames
+    a column or changes its type, or a ``rename_table`` (``batches``: a batch op's table, by the name of the
+    batch)."""
+    line = call.lineno
+    name = _ast_called_name(call.func)
+    if name in _SESSION_MAKERS or name in _ORM_BULK or (name in {"update", "delete"} and _on_query(call)):
+        return [_RowWork(function, line, Rows(writes=None))]
+    if not isinstance(call.func, ast.Attribute):
+        return []
+    if name in {"execute", "exec_driver_sql"} and call.args:
+        statement = call.args[0]
+        sql = _ast_sql(statement, scope)
+        if sql is not None:
+            return [_RowWork(function, line, part.row_work, (line, sql)) for part in read_sql(sql, None)]
+        template = _ast_sql(statement, scope, holes=True)
+        if template is not None:  # a value put in may name the table: any table
+            rows = [part.row_work for part in read_sql(template, None)]
+            unknown = Rows(
+                reads=None,
+                writes=None if any(row.writes != frozenset() for row in rows) else frozenset(),
+                reshapes=None if any(row.reshapes != frozenset() for row in rows) else frozenset(),
+            )
+            return [_RowWork(function, line, unknown)]
+        constructed = _ast_called_name(statement.func) if isinstance(statement, ast.Call) else None
+        if constructed in _ROWLESS_CONSTRUCTS:
+            return []
+        if _statement_built(statement, scope) == "select":  # read here: what it reads may be written elsewhere
+            return [_RowWork(function, line, Rows(reads=None))]
+        return [_RowWork(function, line, _ANY_ROWS)]
+    if name == "bulk_insert":
+        table = _ast_table_named(call.args[0], scope) if call.args else None
+        return [_RowWork(function, line, Rows(writes=None if table is None else frozenset({table.lower()})))]
+    keywords = {keyword.arg for keyword in call.keywords}
+    if name == "rename_table" or (name == "alter_column" and keywords & {"type_", "new_column_name"}):
+        receiver = call.func.value
+        if isinstance(receiver, ast.Name) and receiver.id in batches:
+            table = batches[receiver.id]
+        else:
+            first = (
+                call.args[0]
+                if call.args
+                else next(
+                    (keyword.value for keyword in call.keywords if keyword.arg in {"table_name", "old_table_name"}),
+                    None,
+                )
+            )
+            table = _ast_string(first, scope)
+        return [_RowWork(function, line, Rows(reshapes=None if table is None else frozenset({table.lower()})))]
+    return []
+
+
+def _on_query(call: ast.Call) -> bool:
+    """``<...>.query(...)....update(...)`` or ``.delete()``: an ORM query's rows changed."""
+    node: ast.expr = call.func
+    while isinstance(node, (ast.Call, ast.Attribute)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+        if isinstance(node, ast.Attribute) and node.attr == "query":
+            return True
+    return False
+
+
+def _ast_string(node: ast.expr | None, scope: dict[str, ast.expr]) -> str | None:
+    """The string ``node`` holds: a literal, ``op.f("...")``, or a name of ``scope`` holding one."""
+    if isinstance(node, ast.Call) and _ast_called_name(node.func) == "f" and len(node.args) == 1:
+        node = node.args[0]
+    if isinstance(node, ast.Name):
+        node = scope.get(node.id)
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _ast_table_named(node: ast.expr, scope: dict[str, ast.expr]) -> str | None:
+    """The table ``sa.table("t", ...)`` or ``sa.Table("t", ...)`` names, also through a name of ``scope``."""
+    if isinstance(node, ast.Name):
+        node = scope.get(node.id, node)
+    if isinstance(node, ast.Call) and _ast_called_name(node.func) in {"table", "Table"} and node.args:
+        return _ast_string(node.args[0], scope)
+    return None
+
+
+def _batch_tables(nodes: list[ast.AST]) -> dict[str, str | None]:
+    """The table of each ``with op.batch_alter_table("t") as name`` of a function, by name (None when its table
+    is not a string, or the name is given to several)."""
+    tables: dict[str, str | None] = {}
+    for node in nodes:
+        for item in node.items if isinstance(node, (ast.With, ast.AsyncWith)) else ():
+            target, opened = item.optional_vars, item.context_expr
+            if not isinstance(target, ast.Name) or not isinstance(opened, ast.Call):
+                continue
+            if _ast_called_name(opened.func) != "batch_alter_table":
+                continue
+            first = opened.args[0] if opened.args else None
+            table = _ast_string(first, {})
+            tables[target.id] = table if tables.get(target.id, table) == table else None
+    return tables
+
+
+def _work_in_run(work: dict[str, list[_RowWork]], calls: dict[str, set[str]]) -> dict[str, list[_RowWork]]:
+    """Per function name, what is done with rows in every run it is part of: a run of a function is it and the
+    functions it calls (transitively); a function others call is part of each of their runs."""
+    runs = {name: {name} for name in work}
+    changed = True
+    while changed:
+        changed = False
+        for reached in runs.values():
+            more = set().union(*(calls.get(callee, set()) for callee in reached)) & runs.keys()
+            if more - reached:
+                reached.update(more)
+                changed = True
+    together: dict[str, set[str]] = {name: set() for name in work}
+    for reached in runs.values():
+        for name in reached:
+            together[name] |= reached
+    return {name: [entry for other in sorted(names) for entry in work[other]] for name, names in together.items()}
+
+
+def _values_fixed(call: ast.expr | None, scope: dict[str, ast.expr]) -> bool:
+    """Whether every value bound to a statement's parameters by ``call`` (``execute(sql, {...})``, ``.bindparams(...)``,
+    also on a statement kept in a name) is a literal: fixed, where a value from Python may come from what the
+    function read, or from the clock."""
+    if not isinstance(call, ast.Call):
+        return False
+    given: list[ast.expr] = [*call.args[1:], *(keyword.value for keyword in call.keywords)]
+    statement = call.args[0] if call.args else None
+    for _ in range(_NAME_DEPTH):
+        if isinstance(statement, ast.Name):
+            statement = scope.get(statement.id)
+    for node in ast.walk(statement) if statement is not None else ():
+        if isinstance(node, ast.Call) and _ast_called_name(node.func) == "bindparams":
+            given += [*node.args, *(keyword.value for keyword in node.keywords)]
+    try:
+        for value in given:
+            ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def _values_bound_once(

@@ -5,7 +5,9 @@ then the expected output. A case without ``# output`` must come out unchanged.
 A line ``# dialects: a, b`` in the input limits where it is executed;
 ``# dialects: none`` marks a case that is only rewritten, never executed.
 A line ``# naming convention: {json}`` runs it with a ``target_metadata``
-carrying that naming convention, as an ``env.py`` would.
+carrying that naming convention, as an ``env.py`` would. A line ``# rows:
+{json}`` (rows by table of the base schema) fills those tables before it runs,
+so that what its data changes do, run again, shows in the rows compared.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ OUTPUT_MARKER = "# output\n"
 
 _DIALECTS_LINE = re.compile(r"^# dialects: (.*)$", re.MULTILINE)
 _CONVENTION_LINE = re.compile(r"^# naming convention: (.*)$", re.MULTILINE)
+_ROWS_LINE = re.compile(r"^# rows: (.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class Golden:
     def naming_convention(self) -> dict[str, str] | None:
         found = _CONVENTION_LINE.search(self.input)
         return None if found is None else dict(json.loads(found.group(1)))
+
+    @property
+    def rows(self) -> dict[str, list[dict[str, object]]]:
+        found = _ROWS_LINE.search(self.input)
+        return {} if found is None else dict(json.loads(found.group(1)))
 
 
 def golden_paths() -> list[Path]:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from codemod.formatting import Style
 from codemod.guards import DRIFT, GUARD, helper_functions_source
+from codemod.results import Outcome
 from codemod.runner import rewrite_source
 from codemod.verify.execution import Crash, offline_sql_or_error, run_migration
 from codemod.verify.schema import snapshot
@@ -48,8 +49,12 @@ def _state(engine: sa.Engine) -> dict[str, Any]:
     return state
 
 
-def _fresh(engine: sa.Engine) -> sa.Engine:
+def _fresh(engine: sa.Engine, golden: Golden | None = None) -> sa.Engine:
+    """The base schema, holding the golden's rows (``# rows:``)."""
     BASE.create_all(engine)
+    with engine.begin() as connection:
+        for table, rows in (golden.rows if golden is not None else {}).items():
+            connection.execute(BASE.tables[table].insert(), rows)
     return engine
 
 
@@ -60,7 +65,7 @@ def _run(engine: sa.Engine, golden: Golden, source: str, function: str, **option
 def _expected(golden: Golden, dialect: str, scratch: Scratch) -> tuple[dict[str, Any], dict[str, Any], int, int]:
     """The schemas after the input's upgrade and downgrade, and how many ops each ran."""
     with scratch(dialect) as engine:
-        _fresh(engine)
+        _fresh(engine, golden)
         upgrade_ops = _run(engine, golden, golden.input, "upgrade")
         upgraded = _state(engine)
         downgrade_ops = _run(engine, golden, golden.input, "downgrade")
@@ -78,12 +83,12 @@ def test_output_builds_the_same_schema_and_reruns(
     output = tmp_path / "migration.py"
     output.write_text(source, encoding="utf-8")
     with scratch(dialect) as engine:
-        _fresh(engine)
+        _fresh(engine, golden)
         _run(engine, golden, source, "upgrade", path=output)
         assert _state(engine) == upgraded
         with caplog.at_level(logging.WARNING, logger="alembic"):
             _run(engine, golden, source, "upgrade", path=output)
-        assert _state(engine) == upgraded, "a second upgrade changed the schema"
+        assert _state(engine) == upgraded, "a second upgrade changed the schema or the rows"
         assert [record.getMessage() for record in caplog.records] == [], "what the ops made differs from them"
         _run(engine, golden, golden.output, "downgrade")
         assert _state(engine) == downgraded
@@ -96,7 +101,7 @@ def test_output_completes_a_schema_already_upgraded_by_the_input(
     golden: Golden, dialect: str, scratch: Scratch
 ) -> None:
     with scratch(dialect) as engine:
-        _fresh(engine)
+        _fresh(engine, golden)
         _run(engine, golden, golden.input, "upgrade")
         upgraded = _state(engine)
         _run(engine, golden, golden.output, "upgrade")
@@ -112,7 +117,7 @@ def test_output_completes_the_input_after_a_crash_after_any_op(
     expected, ops = (upgraded, upgrade_ops) if function == "upgrade" else (downgraded, downgrade_ops)
     for crash_after in range(1, ops):
         with scratch(dialect) as engine:
-            _fresh(engine)
+            _fresh(engine, golden)
             if function == "downgrade":
                 _run(engine, golden, golden.input, "upgrade")
             with pytest.raises(Crash):
@@ -219,3 +224,20 @@ def test_a_helper_skips_on_a_missing_table_only_where_every_caller_drops_it(dial
     for source in (SHARED_HELPER, output.decode()):
         with scratch(dialect) as engine, pytest.raises(sa.exc.DBAPIError):
             run_migration(engine, source, "upgrade")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_data_changes_left_unguarded_together_lose_rows_on_a_re_run(dialect: str, scratch: Scratch) -> None:
+    """A value copied, then cleared: each UPDATE re-runs alike on its own, but a re-run of the pair copies the
+    NULLs. So the rewrite leaves them unguarded, and the rows compared after a re-run show the loss."""
+    golden = read_golden(FIXTURES / "execute" / "data_changes_that_do_not_rerun.py")
+    _, reports = rewrite_source(golden.input.encode(), Style())
+    assert [report.outcome for report in reports if report.call == "op.execute"] == [Outcome.UNGUARDED] * 2
+    with scratch(dialect) as engine:
+        _fresh(engine, golden)
+        _run(engine, golden, golden.output, "upgrade")
+        upgraded = _state(engine)
+        _run(engine, golden, golden.output, "upgrade")
+        rerun = _state(engine)
+    assert upgraded["rows of accounts"] == ["(1, 'ann', None, 'A-1')", "(2, 'bob', None, None)"]
+    assert rerun["rows of accounts"] == ["(1, 'ann', None, None)", "(2, 'bob', None, None)"]

@@ -50,7 +50,7 @@ depends_on = None
 
 def upgrade():
     op.add_column("players", sa.Column("nickname", sa.String(40), nullable=True))
-    op.execute("UPDATE players SET nickname = name WHERE nickname IS NULL")
+    op.execute("UPDATE players SET nickname = coalesce(nickname, name)")
     op.create_index("ix_players_nickname", "players", ["nickname"])
 
 

@@ -31,7 +31,7 @@ def only(body: str, header: str = HEADER) -> tuple[Outcome, str]:
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ("    op.execute('UPDATE users SET name = 1')\n", DATA_CHANGE),
+        ("    op.execute('UPDATE users SET name = name || 1')\n", DATA_CHANGE),
         (
             "    op.execute(sa.table('users').delete())\n",
             "its statement changes data: it re-runs only if its WHERE makes it so",
@@ -43,7 +43,7 @@ def only(body: str, header: str = HEADER) -> tuple[Outcome, str]:
             "    op.bulk_insert(sa.table('users'), [])\n",
             "data change; only a seed insert into a table this function creates is guarded (while it is empty)",
         ),
-        ("    op.get_bind().execute(sa.text('DELETE FROM users'))\n", DATA_CHANGE),
+        ("    op.get_bind().execute(sa.text('DELETE FROM users WHERE id < random()'))\n", DATA_CHANGE),
         ("    conn = op.get_bind()\n    conn.execute(sa.text(query))\n", "SQL run on the connection is not guarded"),
         ("    op.execute('INSERT INTO users (id) VALUES (1)')\n", NOT_A_SEED),
         ("    op.execute('ALTER TABLE Users ADD COLUMN x INT')\n", _CAPITALS),

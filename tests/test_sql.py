@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from codemod.formatting import Style
 from codemod.results import Outcome
 from codemod.runner import rewrite_source
-from codemod.sql import DATA_CHANGE, NOT_A_SEED, Part, Value, Verbatim, read_sql
+from codemod.sql import (
+    DATA_CHANGE,
+    DELETE_RERUNS,
+    NOT_A_SEED,
+    TRUNCATE_RERUNS,
+    UPDATE_RERUNS,
+    Part,
+    Rows,
+    Value,
+    Verbatim,
+    read_sql,
+)
+from codemod.transformer import _READS_DROPPED, DATA_CHANGE_REASONS
 
 
 def _one(sql: str, dialect: str | None = None) -> Part:
@@ -113,7 +127,7 @@ def _one(sql: str, dialect: str | None = None) -> Part:
     ],
 )
 def test_ddl_is_read_as_the_op_it_spells(sql: str, op: str, args: dict[str, Value]) -> None:
-    assert _one(sql) == Part(op=op, args=args)
+    assert replace(_one(sql), rows=None) == Part(op=op, args=args)
 
 
 @pytest.mark.parametrize(
@@ -541,3 +555,201 @@ def test_a_name_bound_several_times_otherwise_stays_unknown(body: str) -> None:
     assert [(report.outcome, report.reason) for report in reports] == [
         (Outcome.UNGUARDED, "raw SQL or a statement object is not guarded")
     ]
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("UPDATE dashboards SET published = '1'", UPDATE_RERUNS),
+        ("UPDATE t SET a = 'x' WHERE a = 'y' AND b IS NOT NULL", UPDATE_RERUNS),
+        ("UPDATE t SET a = coalesce(b, lower(c), :fallback), d = CASE WHEN e LIKE 'x%' THEN 1 END", UPDATE_RERUNS),
+        ("UPDATE t SET a = CAST(b AS TEXT) WHERE c IN (SELECT c FROM u WHERE u.d = 1)", UPDATE_RERUNS),
+        ("UPDATE t SET a = u.b FROM u WHERE t.id = u.id", UPDATE_RERUNS),
+        ("DELETE FROM dag_run WHERE logical_date IS NULL", DELETE_RERUNS),
+        ("DELETE FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.id = t.u_id)", DELETE_RERUNS),
+        ("DELETE FROM t USING u WHERE t.a = u.a", DELETE_RERUNS),
+        ("DELETE FROM t", DELETE_RERUNS),
+        ("TRUNCATE TABLE t", TRUNCATE_RERUNS),
+    ],
+)
+def test_update_and_delete_that_re_run_alike_on_their_own(sql: str, reason: str) -> None:
+    part = _one(sql, "postgresql")
+    assert (part.reason, part.query) == (DATA_CHANGE, True)  # what it is in a function is the transformer's to say
+    assert part.rows is not None and part.rows.rerun == reason
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE t SET a = a + 1",  # reads what it sets
+        "UPDATE t SET new_col = old_col, old_col = NULL",
+        "UPDATE t SET a = (SELECT max(x.a) FROM u AS x)",  # a column of that name, of whatever table
+        "UPDATE t SET a = (SELECT count(*) FROM t AS t2 WHERE t2.b = 1)",  # reads its own table
+        "UPDATE t SET a = 'x' WHERE b IN (SELECT b FROM t WHERE c = 1)",
+        "UPDATE t SET a = now()",
+        "UPDATE t SET a = CURRENT_TIMESTAMP",
+        "UPDATE t SET a = random()",
+        "UPDATE t SET a = gen_random_uuid()",
+        "UPDATE t SET a = nextval('s')",
+        "UPDATE t SET a = my_function(b)",
+        "UPDATE t SET a = DEFAULT",
+        "UPDATE t SET a = USER",  # read as a column, a value of the moment
+        "UPDATE t SET a = 'now'",  # PostgreSQL: the time, where a timestamp goes
+        "DELETE FROM t WHERE created < CAST('today' AS DATE)",
+        "UPDATE t SET a = u.b FROM u WHERE t.a = u.c",  # which row of u it meets depends on what it set
+        "UPDATE t SET a = 1 FROM t AS t2 WHERE t.id = t2.parent_id",
+        "WITH x AS (SELECT 1 AS one) UPDATE t SET a = 1",
+        "DELETE FROM t WHERE created < now()",
+        "DELETE FROM t WHERE id NOT IN (SELECT min(id) FROM t GROUP BY k)",
+        "DELETE FROM t USING t AS t2 WHERE t.k = t2.k AND t.id > t2.id",
+        "TRUNCATE TABLE t CASCADE",
+    ],
+)
+def test_update_and_delete_that_may_not_re_run_alike(sql: str) -> None:
+    part = _one(sql, "postgresql")
+    assert part.reason == DATA_CHANGE
+    assert part.rows is not None and part.rows.rerun is None
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE t SET a = UTC_TIMESTAMP",
+        "UPDATE t SET a = 1 ORDER BY id LIMIT 3",
+        "DELETE FROM t WHERE a = 1 LIMIT 5",
+        "UPDATE t JOIN u ON t.id = u.id SET u.a = 1",
+    ],
+)
+def test_mysql_limits_and_other_tables_set_may_not_re_run_alike(sql: str) -> None:
+    part = _one(sql, "mysql")
+    assert part.rows is not None and part.rows.rerun is None
+
+
+def _rows(sql: str) -> Rows:
+    (part,) = read_sql(sql, None)
+    return part.row_work
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("UPDATE t SET new_col = old_col", "UPDATE t SET old_col = NULL"),  # a re-run copies the NULLs
+        ("DELETE FROM t WHERE a = 'y'", "UPDATE t SET a = 'y' WHERE b = 1"),  # a re-run deletes the updated rows
+        ("UPDATE t SET a = 'x' WHERE b = 1", "DELETE FROM t WHERE a = 'x'"),
+        ("INSERT INTO archive SELECT * FROM t WHERE a IS NULL", "DELETE FROM t WHERE a IS NULL"),
+        ("UPDATE u SET a = 1", "UPDATE t SET b = 2 WHERE c IN (SELECT c FROM u)"),
+        ("UPDATE t SET a = 1", "DO $$ BEGIN PERFORM 1; END $$"),  # SQL that cannot be read: any table
+        ("UPDATE t SET a = NULL", "SELECT a FROM t"),  # what the query read may go on to another write
+    ],
+)
+def test_data_changes_that_meet_in_a_function_do_not_re_run_alike(first: str, second: str) -> None:
+    one, other = _rows(first), _rows(second)
+    if one.rerun is not None:
+        assert one.reruns_in([(other, True)]) is None
+    if other.rerun is not None:
+        assert other.reruns_in([(one, False)]) is None
+    assert one.rerun is not None or other.rerun is not None
+
+
+def test_data_changes_of_other_tables_re_run_alike() -> None:
+    update, other = _rows("UPDATE t SET a = 'x' WHERE b = 1"), _rows("UPDATE u SET c = 1 WHERE d IS NULL")
+    query, index = _rows("SELECT * FROM v"), _rows("CREATE INDEX ix ON t (a)")
+    assert update.reruns_in([(other, True), (query, True), (index, True)]) == UPDATE_RERUNS
+    assert other.reruns_in([(update, False), (query, True)]) == UPDATE_RERUNS
+    assert _rows("DELETE FROM u WHERE c IS NULL").reruns_in([(index, True)]) == DELETE_RERUNS
+
+
+def test_a_delete_may_write_any_table_through_foreign_keys() -> None:
+    """ON DELETE CASCADE or SET NULL: rows of a table that refers to its own go, or change, with it."""
+    delete = _rows("DELETE FROM parent WHERE archived")
+    orphans = _rows("DELETE FROM child WHERE parent_id IS NULL")
+    assert delete.rerun == DELETE_RERUNS and orphans.rerun == DELETE_RERUNS
+    assert orphans.reruns_in([(delete, True)]) is None
+    assert delete.reruns_in([(_rows("SELECT * FROM child"), True)]) is None
+
+
+def test_a_rename_or_change_of_type_after_it_of_a_table_it_reads_does_not_re_run_alike() -> None:
+    update = _rows("UPDATE t SET a = 'x' WHERE b = 1")
+    for reshape in (
+        "ALTER TABLE t ALTER COLUMN b TYPE TEXT",
+        "ALTER TABLE t RENAME COLUMN b TO c",
+        "ALTER TABLE t RENAME TO u",
+    ):
+        assert update.reruns_in([(_rows(reshape), True)]) is None
+        assert (
+            update.reruns_in([(_rows(reshape), False)]) == UPDATE_RERUNS
+        )  # before it: a re-run reads as the first did
+    assert update.reruns_in([(_rows("ALTER TABLE t ALTER COLUMN b SET NOT NULL"), True)]) == UPDATE_RERUNS
+
+
+def test_bind_parameters_re_run_alike_only_when_fixed() -> None:
+    update = _rows("UPDATE t SET a = :value WHERE id = :id")
+    assert update.reruns_in([]) == UPDATE_RERUNS
+    assert update.reruns_in([], values_fixed=False) is None  # from what the function read, or the clock
+    assert _rows("UPDATE t SET a = 1").reruns_in([], values_fixed=False) == UPDATE_RERUNS
+
+
+@pytest.mark.parametrize(
+    ("body", "outcomes"),
+    [
+        # Safe on its own, and nothing else in the run writes what it reads.
+        ("    op.execute('UPDATE t SET a = 1 WHERE b = 2')\n    op.execute('UPDATE u SET c = 3')\n", ["safe", "safe"]),
+        ("    op.execute('DELETE FROM t WHERE a = 1')\n    op.create_index('ix', 'u', ['c'])\n", ["safe", "guarded"]),
+        # A DELETE may reach the other's table through a foreign key.
+        ("    op.execute('UPDATE t SET a = 1 WHERE b = 2')\n    op.execute('DELETE FROM u')\n", ["data", "data"]),
+        ("    op.execute('UPDATE t SET a = 1')\n    op.create_index('ix', 't', ['a'])\n", ["safe", "guarded"]),
+        # The three that lose rows on a re-run.
+        (
+            "    op.execute('UPDATE t SET new_col = old_col')\n    op.execute('UPDATE t SET old_col = NULL')\n",
+            ["data"] * 2,
+        ),
+        (
+            "    op.execute(\"DELETE FROM t WHERE a = 'y'\")\n    op.execute(\"UPDATE t SET a = 'y' WHERE b = 1\")\n",
+            ["data"] * 2,
+        ),
+        ("    op.execute(\"UPDATE t SET a = 'x' WHERE b = 1; DELETE FROM t WHERE a = 'x'\")\n", ["data"]),
+        # Other writes of its table: a bulk insert, a statement built with SQLAlchemy, an ORM session, SQL not read.
+        ("    op.execute('DELETE FROM t')\n    op.bulk_insert(sa.table('t'), [{'a': 1}])\n", ["data", "data"]),
+        ("    op.execute('DELETE FROM t')\n    op.bulk_insert(sa.table('u'), [{'a': 1}])\n", ["safe", "data"]),
+        ("    op.execute('DELETE FROM t')\n    op.execute(sa.table('u').insert())\n", ["data", "data"]),
+        ("    op.execute('DELETE FROM t')\n    session = sa.orm.Session(bind=op.get_bind())\n", ["data"]),
+        ("    op.execute('DELETE FROM t')\n    op.execute(statement)\n", ["data", "left unguarded"]),
+        ("    op.execute('DELETE FROM t')\n    op.get_bind().execute(sa.select(t))\n", ["data", "already safe"]),
+        ("    op.execute('DELETE FROM t')\n    op.execute(f'INSERT INTO {name} VALUES (1)')\n", ["data", "data"]),
+        # ... or in a function of the same run.
+        (
+            "    op.execute('DELETE FROM t')\n    _fill()\n\n\n"
+            "def _fill():\n    op.execute('INSERT INTO t VALUES (1)')\n",
+            ["data", "data"],
+        ),
+        # A rename or change of type after it of a table it reads.
+        ("    op.execute('UPDATE t SET a = 1')\n    op.alter_column('t', 'b', type_=sa.Text())\n", ["data", "guarded"]),
+        (
+            "    op.execute('UPDATE t SET a = 1')\n    with op.batch_alter_table('t') as batch_op:\n"
+            "        batch_op.alter_column('b', new_column_name='c')\n",
+            ["data", "guarded"],
+        ),
+        ("    op.alter_column('t', 'b', type_=sa.Text())\n    op.execute('UPDATE t SET a = 1')\n", ["guarded", "safe"]),
+        # Bind parameters: literals are fixed for a run; a value from Python may not be.
+        ("    op.get_bind().execute(sa.text('UPDATE t SET a = :a'), {'a': 1})\n", ["safe"]),
+        ("    op.get_bind().execute(sa.text('UPDATE t SET a = :a').bindparams(a=1))\n", ["safe"]),
+        ("    op.get_bind().execute(sa.text('UPDATE t SET a = :a'), {'a': now()})\n", ["data"]),
+        # Safe, but its function drops columns, which a re-run may read.
+        ("    op.execute('UPDATE t SET a = b')\n    op.drop_column('t', 'b')\n", ["reads dropped", "guarded"]),
+    ],
+)
+def test_a_data_change_is_safe_only_beside_nothing_that_changes_what_it_reads(body: str, outcomes: list[str]) -> None:
+    _, reports = _rewrite(body)
+    said = {
+        (Outcome.ALREADY_SAFE, True): "safe",
+        (Outcome.GUARDED, False): "guarded",
+    }
+    found = []
+    for outcome, reason in reports:
+        if outcome is Outcome.UNGUARDED and reason.endswith(_READS_DROPPED):
+            found.append("reads dropped")
+        elif outcome is Outcome.UNGUARDED and reason.startswith(DATA_CHANGE_REASONS):
+            found.append("data")
+        else:
+            found.append(said.get((outcome, reason.startswith("its SQL")), outcome.value))
+    assert found == outcomes, reports

@@ -22,7 +22,7 @@ DEMO = FIXTURES / "demo" / "versions"
 SECOND = "2b7d4c8e0a22_wellness_state.py"
 THIRD = "3c9e6a0b1d33_add_updated_at.py"
 FOURTH = "4d1f7b2c3e44_drop_legacy_score.py"
-BROKEN = '    op.execute("UPDATE no_such_table SET x = 1")\n'  # data: the rewrite leaves it unguarded
+BROKEN = '    op.execute("UPDATE no_such_table SET x = x + 1")\n'  # data: the rewrite leaves it unguarded
 
 
 def chains(tmp_path: Path) -> tuple[Path, Path]:
