@@ -81,13 +81,24 @@ _ORM_WRITE = "its ORM session writes rows (inserts or updates), which is not gua
 _ORM_FLUSH = "its ORM session writes what was changed on objects it loaded, if anything was, which is not guarded"
 _ORM_CHANGE = "its ORM call changes data: it re-runs only if its filter makes it so"
 
+# SQLAlchemy's own DDL on the migration's connection: ``table.create(bind)``, ``metadata.create_all(bind=...)``.
+_SCHEMA_ITEM_METHODS = {
+    "create": ("bind", "checkfirst"),
+    "drop": ("bind", "checkfirst"),
+    "create_all": ("bind", "tables", "checkfirst"),
+    "drop_all": ("bind", "tables", "checkfirst"),
+}
+_LOOKS_FIRST = "SQLAlchemy looks first (checkfirst): it makes or drops only what is missing or there"
+_NO_CHECKFIRST = "SQLAlchemy's create()/drop() of a table, index or sequence is not guarded: pass checkfirst=True"
+_CHECKFIRST_FALSE = "checkfirst=False: SQLAlchemy makes or drops every object, there or not"
+
 # Ops with no guard, and why; anything else Alembic offers is "no guard yet".
 UNGUARDED_REASONS = {
     "execute": "raw SQL or a statement object is not guarded",
     "bulk_insert": "data change; only a seed insert into a table this function creates is guarded (while it is empty)",
 }
 # Attribute names whose calls may be ops: an op call's arguments are walked only when one is in them.
-_OP_LIKE = frozenset({*SPECS, *UNGUARDED_REASONS, "create", "drop"})
+_OP_LIKE = frozenset({*SPECS, *UNGUARDED_REASONS, *_SCHEMA_ITEM_METHODS})
 
 
 @dataclass(frozen=True)
@@ -892,8 +903,10 @@ class GuardTransformer(cst.CSTTransformer):
             display = f"{self._module.code_for_node(func.value)}.{name}"
             statement = call.args[0].value if call.args and not call.args[0].star else None
             return self._match_sql(call, display, statement, _CONNECTION_SQL)
-        if name in METHOD_SPECS and call.args and self._is_bind(call.args[0].value):
-            return self._match_enum(call, func.value, METHOD_SPECS[name])
+        bind = _bind(call, _SCHEMA_ITEM_METHODS[name]).get("bind") if name in _SCHEMA_ITEM_METHODS else None
+        if bind is not None and self._is_bind(bind):
+            found = self._match_enum(call, func.value, METHOD_SPECS[name]) if name in METHOD_SPECS else None
+            return found or self._schema_item_call(call, func, name)
         if not isinstance(func.value, cst.Name) or name in NOT_OPS:
             return None
         receiver = func.value.value
@@ -984,6 +997,20 @@ class GuardTransformer(cst.CSTTransformer):
         if bind is None and node.args and node.args[0].keyword is None and not node.args[0].star:
             bind = node.args[0].value
         return bind is not None and self._is_bind(bind)
+
+    def _schema_item_call(self, call: cst.Call, func: cst.Attribute, name: str) -> _OpCall:
+        """``Model.__table__.create(bind)``, ``index.drop(bind)``, ``metadata.create_all(bind=bind)``: SQLAlchemy
+        makes or drops the object itself, and looks first only when ``checkfirst`` says so (``create_all`` and
+        ``drop_all`` do by default). Not guarded; listed, already safe when it looks first."""
+        display = f"{self._module.code_for_node(func.value).strip()}.{name}".replace("\n", " ")
+        checkfirst = _bind(call, _SCHEMA_ITEM_METHODS[name]).get("checkfirst")
+        if checkfirst is None:
+            looks = name.endswith("_all")
+        else:
+            looks = not m.matches(checkfirst, m.Name("False") | m.Integer("0"))
+        if looks:
+            return _OpCall(None, name, display, call, reason=_LOOKS_FIRST, safe=True)
+        return _OpCall(None, name, display, call, reason=_CHECKFIRST_FALSE if name.endswith("_all") else _NO_CHECKFIRST)
 
     def _match_enum(self, call: cst.Call, enum: cst.BaseExpression, spec: OpSpec) -> _OpCall | None:
         """``ENUM(..., name=...).create(bind)`` or ``mood.drop(bind)``: an enum type made or dropped."""

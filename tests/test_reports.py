@@ -399,6 +399,39 @@ def test_a_commit_of_a_session_that_loads_no_objects_is_no_op() -> None:
     assert [report.call for report in reports(body)] == ["session.execute"]
 
 
+def test_sqlalchemy_ddl_on_the_connection_is_listed() -> None:
+    """superset c82ee8a39623 makes its tables with ``Tag.__table__.create(bind)``: a re-run failed at a call no
+    report named. SQLAlchemy's create() and drop() look first only with checkfirst (create_all and drop_all do by
+    default); an enum's create is guarded, the connection passed as bind= too."""
+    body = (
+        "    bind = op.get_bind()\n"
+        "    Tag.__table__.create(bind)\n"
+        "    Tag.__table__.create(bind, checkfirst=True)\n"
+        "    sa.Index('ix', users.c.name).drop(bind=bind)\n"
+        "    Base.metadata.create_all(bind=bind, tables=[Tag.__table__])\n"
+        "    Base.metadata.drop_all(bind, checkfirst=False)\n"
+        "    sa.Enum('a', name='mood').create(bind=bind)\n"
+        "    Tag.__table__.create(engine)\n"  # not the migration's connection: not an op
+    )
+    found = [(report.call, report.outcome, report.reason.split(":")[0]) for report in reports(body)]
+    assert found == [
+        (
+            "Tag.__table__.create",
+            Outcome.UNGUARDED,
+            "SQLAlchemy's create()/drop() of a table, index or sequence is not guarded",
+        ),
+        ("Tag.__table__.create", Outcome.ALREADY_SAFE, "SQLAlchemy looks first (checkfirst)"),
+        (
+            "sa.Index('ix', users.c.name).drop",
+            Outcome.UNGUARDED,
+            "SQLAlchemy's create()/drop() of a table, index or sequence is not guarded",
+        ),
+        ("Base.metadata.create_all", Outcome.ALREADY_SAFE, "SQLAlchemy looks first (checkfirst)"),
+        ("Base.metadata.drop_all", Outcome.UNGUARDED, "checkfirst=False"),
+        ("sa.Enum(...).create", Outcome.GUARDED, ""),
+    ]
+
+
 def test_a_removal_by_a_loop_over_named_tables_puts_only_those_at_risk() -> None:
     """superset f92a3124dd66: a key of "slices" dropped, then old tables dropped by a loop over their names."""
     body = (
