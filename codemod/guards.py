@@ -49,6 +49,12 @@ _SHORT_NAME = 30  # an index name of at most this many characters is stored as w
 # Keywords of an op passed to the guard under another name.
 _RENAMED = {"source_schema": "schema", "skip_without_table": "gone"}
 _HELPER_CALL = re.compile(rf"\b({GUARD}\w*)\(")
+# The parts of ``_idempotify`` only some guards need (``# part: <name>`` in ``codemod.runtime``): a check of
+# a column, of any other kind of object than a table or column (by its finder), a constraint create in a
+# batch block (``copied=``), and the drift check (with ``_idempotify_drift`` in the block).
+PARTS = frozenset({"column", "finder", "copied", "drift"})
+_PART_MARK = re.compile(r"^#\s*part:\s*(\w+)\s*$")
+_PART_COMMENT = re.compile(r"[ \t]*#\s*part:\s*\w+[ \t]*$", re.MULTILINE)
 
 
 class _StripAnnotations(cst.CSTTransformer):
@@ -80,6 +86,62 @@ def _sources() -> dict[str, str]:
         for statement in stripped.body
         if isinstance(statement, cst.FunctionDef) and is_helper_name(statement.name.value)
     }
+
+
+def _part(statement: cst.BaseStatement) -> str | None:
+    """The part a statement or ``if`` branch serves, from the ``# part: <name>`` ending its (first) line."""
+    if isinstance(statement, cst.If) and isinstance(statement.body, cst.IndentedBlock):
+        comment = statement.body.header.comment
+    elif isinstance(statement, cst.SimpleStatementLine):
+        comment = statement.trailing_whitespace.comment
+    else:
+        return None
+    found = _PART_MARK.search(comment.value) if comment is not None else None
+    if found is not None and found.group(1) not in PARTS:
+        raise ValueError(f"no part of the generated helpers named {found.group(1)}")
+    return found.group(1) if found else None
+
+
+class _CutParts(cst.CSTTransformer):
+    """Leaves out the statements and ``if``/``elif`` branches of the parts not in ``parts``."""
+
+    def __init__(self, parts: frozenset[str]) -> None:
+        super().__init__()
+        self.parts = parts
+
+    def _cut(self, statement: cst.BaseStatement | cst.BaseSuite | cst.Else | None) -> bool:
+        if not isinstance(statement, cst.BaseStatement):
+            return False
+        part = _part(statement)
+        return part is not None and part not in self.parts
+
+    def leave_If(self, original_node: cst.If, updated_node: cst.If) -> cst.If:
+        orelse = updated_node.orelse
+        while isinstance(orelse, cst.If) and self._cut(orelse):
+            orelse = orelse.orelse
+        return updated_node.with_changes(orelse=orelse)
+
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        body = []
+        for statement in updated_node.body:
+            kept = statement
+            # A cut ``if`` gives way to its ``elif`` (its ``else`` would be left without a test: none has one).
+            while isinstance(kept, cst.If) and self._cut(kept) and isinstance(kept.orelse, cst.If):
+                kept = kept.orelse.with_changes(leading_lines=kept.leading_lines)
+            if not self._cut(kept):
+                body.append(kept)
+        return updated_node.with_changes(body=body)
+
+
+@cache
+def _with_parts(source: str, parts: frozenset[str]) -> str:
+    """A helper's ``source`` with only the parts named in ``parts``, and without the comments marking parts."""
+    if "# part:" not in source:
+        return source
+    cut = cst.parse_module(source).visit(_CutParts(parts)).code
+    return _PART_COMMENT.sub("", cut)
 
 
 @cache
@@ -133,6 +195,23 @@ def helpers_called(source: str) -> set[str]:
     return called
 
 
+def parts_needed(source: str) -> set[str]:
+    """The parts of ``_idempotify`` (see ``PARTS``) that the guards in ``source`` need."""
+    parts = set()
+    for call in ast.walk(ast.parse(textwrap.dedent(source).strip())):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == GUARD):
+            continue
+        guard = call.args[0] if call.args else None
+        if isinstance(guard, ast.Constant) and isinstance(guard.value, str):
+            kind = guard.value.rpartition(": ")[2].removeprefix("no ")
+            if kind != "table":
+                parts.add("column" if kind == "column" else "finder")
+        else:
+            parts |= PARTS  # a guard of a kind not known here: it may need any
+        parts.update(keyword.arg for keyword in call.keywords if keyword.arg == "copied")
+    return parts
+
+
 def _short_literal(node: ast.expr | None) -> bool:
     """A string literal (or ``op.f`` of one) short enough to be stored as written."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "f" and node.args:
@@ -140,14 +219,17 @@ def _short_literal(node: ast.expr | None) -> bool:
     return isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) <= _SHORT_NAME
 
 
-def helper_block_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:
+def helper_block_source(
+    used: Iterable[str], format_function: Callable[[str], str] = str, parts: Iterable[str] = PARTS
+) -> str:
     """Source of the generated block holding the helpers ``used`` and what they call.
 
     Helpers come in a fixed order, so the block is the same whenever the same
     helpers are used: a second run of idempotify leaves it byte-for-byte alone.
     Each function's source goes through ``format_function`` (black) on its own.
+    ``_idempotify`` holds only the ``parts`` named (and the drift check's with it).
     """
-    functions = helper_functions_source(used, format_function)
+    functions = helper_functions_source(used, format_function, parts)
     return block_header(functions) + functions
 
 
@@ -186,13 +268,15 @@ def edited_helpers(source: str, tree: ast.Module) -> SyntaxError | None:
     return error
 
 
-def helper_functions_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:
+def helper_functions_source(
+    used: Iterable[str], format_function: Callable[[str], str] = str, parts: Iterable[str] = PARTS
+) -> str:
     """The functions of ``helper_block_source`` without its header (a shared helpers module has its own)."""
-    functions = [format_function(source).strip("\n") for source in helper_function_sources(used)]
+    functions = [format_function(source).strip("\n") for source in helper_function_sources(used, parts)]
     return "\n\n\n".join(functions) + "\n"
 
 
-def helper_function_sources(used: Iterable[str]) -> list[str]:
+def helper_function_sources(used: Iterable[str], parts: Iterable[str] = PARTS) -> list[str]:
     """The source of each function ``helper_functions_source`` holds, in its order, before formatting."""
     sources, dependencies = _sources(), _dependencies()
     wanted: set[str] = set()
@@ -209,7 +293,8 @@ def helper_function_sources(used: Iterable[str]) -> list[str]:
 
     add([name for name in used if name not in RIDERS])
     add([name for name in used if RIDERS.get(name) in wanted])
-    return [source for name, source in sources.items() if name in wanted]
+    kept = frozenset(parts) - {"drift"} | ({"drift"} if DRIFT in wanted else set())
+    return [_with_parts(source, kept) for name, source in sources.items() if name in wanted]
 
 
 def reindent(source: str, indent: str) -> str:

@@ -17,6 +17,12 @@ need it. A skipped create of a column, index, unique constraint or foreign key
 is compared with what the database has by ``_idempotify_drift``, when it is
 there: a shared helpers module holds it, an inline block leaves it out (it is
 larger than the rest of the block).
+
+A statement, or ``elif`` branch, of ``_idempotify`` that ends in a comment
+``# part: <name>`` serves only some guards: a migration's copy keeps it only
+when a guard in the file needs it (``codemod.guards`` says which do), and no
+copy keeps the comment. A migration that checks only tables and columns, say,
+gets no finder lookup.
 """
 
 from __future__ import annotations
@@ -42,7 +48,6 @@ def _idempotify(
 
     if op.get_context().as_sql:
         return True
-    copied = kw.pop("copied", False)
     db: Any = sqlalchemy.inspect(op.get_bind())
     call, _, check = guard.rpartition(": ")
     absent = check.startswith("no ")
@@ -51,21 +56,21 @@ def _idempotify(
     if not found and kind != "table":
         # No table: the op runs (and fails), unless the function drops it.
         kind, absent = "table", not gone
-    elif copied and db.bind.dialect.name == "sqlite":
+    elif kw.pop("copied", False) and db.bind.dialect.name == "sqlite":  # part: copied
         # SQLite's batch copy replaces a constraint of that name.
         return True
-    elif kind == "column":
+    elif kind == "column":  # part: column
         found = name in [c["name"] for c in db.get_columns(table, schema=schema)]
-    elif kind != "table":
+    elif kind != "table":  # part: finder
         finder = globals()["_idempotify_" + kind.replace(" ", "_")]
         found = finder(db, table, name, schema, *args, absent=absent, **kw)
     run = found is None or bool(found) != absent
     if not run and not kw.get("quiet"):
         what = ".".join(str(part) for part in (table, name) if part is not None)
         why = kind + (" exists" if found else " is absent")
-        # The names, for tools reading the log (idempotify plan).
-        log.info("skipped %s(%s): %s", call, what, why, extra={"idempotify": (table, name)})
-        if found and absent and "_idempotify_drift" in globals():
+        extra = {"idempotify": (table, name)}  # Read by idempotify plan.
+        log.info("skipped %s(%s): %s", call, what, why, extra=extra)
+        if found and absent and "_idempotify_drift" in globals():  # part: drift
             _idempotify_drift(db, guard, what, table, name, schema)
     return run
 
@@ -585,15 +590,17 @@ def _idempotify_recover_batch(table_name: Any, schema: Any = None) -> bool:
     db: Any = None if op.get_context().as_sql else sqlalchemy.inspect(op.get_bind())
     if db is None or not db.has_table(copy, schema=schema):
         return True
-    impl, died = op.get_context().impl, "idempotify: a batch block on %s died part-way: "
+    impl = op.get_context().impl
     if not db.has_table(table_name, schema=schema):
         impl.rename_table(copy, table_name, schema=schema)
-        log.warning(died + "renamed %s to it, losing indexes it does not make", table_name, copy)
+        done = "renamed %s to it, losing indexes it does not make"
     elif db.bind.dialect.name == "postgresql":
-        log.warning(died + "left %s, which holds its constraints: fix by hand", table_name, copy)
+        done = "left %s, which holds its constraints: fix by hand"
     else:
         impl.drop_table(sqlalchemy.Table(copy, sqlalchemy.MetaData(), schema=schema))
-        log.warning(died + "dropped %s, an unfinished copy", table_name, copy)
+        done = "dropped %s, an unfinished copy"
+    died = "idempotify: a batch block on %s died part-way: "
+    log.warning(died + done, table_name, copy)
     return True
 
 

@@ -14,6 +14,7 @@ import asyncio
 import builtins
 import importlib
 import io
+import itertools
 import logging
 import os
 import sys
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from codemod import runtime
-from codemod.guards import finder_name, helper_block_source, helper_names, helpers_called
+from codemod.guards import PARTS, finder_name, helper_block_source, helper_names, helpers_called, parts_needed
 from codemod.specs import SPECS
 from codemod.verify.execution import run_migration
 from codemod.verify.schema import snapshot
@@ -726,6 +727,53 @@ def test_every_generated_helper_is_self_contained(name: str) -> None:
         assert function.returns is None and all(
             arg.annotation is None for arg in ast.walk(function.args) if isinstance(arg, ast.arg)
         )
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [frozenset(cut) for size in range(len(PARTS) + 1) for cut in itertools.combinations(sorted(PARTS), size)],
+    ids=lambda parts: "+".join(sorted(parts)) or "none",
+)
+def test_every_cut_of_the_guard_to_some_parts_is_self_contained(parts: frozenset[str]) -> None:
+    """A migration's ``_idempotify`` holds only the parts its guards need (the drift check's only beside the
+    drift check): each cut compiles, names no other helper than those beside it, keeps no mark of the parts,
+    and each part it leaves out makes it shorter."""
+    used = ["_idempotify", "_idempotify_drift"] if "drift" in parts else ["_idempotify"]
+    tree = ast.parse(helper_block_source(used, parts=parts))
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert _free_names(functions[0]) - set(dir(builtins)) - {function.name for function in functions} == set()
+    assert "part:" not in helper_block_source(used, parts=parts)
+    for part in PARTS - parts - {"drift"}:
+        longer = helper_block_source(used, parts=parts | {part})
+        assert len(longer.splitlines()) > len(helper_block_source(used, parts=parts).splitlines()), part
+
+
+def _guard_source(check: str, args: tuple[Any, ...], keywords: dict[str, Any]) -> str:
+    arguments = [repr(f"op.test: {check}"), *map(repr, args), *(f"{key}={value!r}" for key, value in keywords.items())]
+    return f"_idempotify({', '.join(arguments)})"
+
+
+@pytest.mark.parametrize("keywords", [{}, {"copied": True}, {"gone": True}, {"quiet": True}], ids=str)
+def test_the_block_of_a_file_of_one_guard_answers_and_logs_as_the_whole_guard(
+    keywords: dict[str, Any], scratch: Scratch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each check, in the block a file holding only that guard gets (``_idempotify`` cut to the parts it
+    needs), answers and logs as ``codemod.runtime`` does, also without its table."""
+    asked = [(check, args) for check, args, _, where in ANSWERS if "sqlite" in where and check != "recover_batch"]
+    asked += [("no column", ("ghost", "c")), ("column", ("ghost", "c")), ("no index", ("ghost", "ix_ghost"))]
+    with scratch("sqlite") as engine:
+        _base(engine)
+        with engine.connect() as connection, _migration(connection), caplog.at_level(logging.INFO, "alembic"):
+            for check, args in asked:
+                guard = _guard_source(check, args, keywords)
+                namespace: Helpers = {}
+                exec(helper_block_source(helpers_called(guard), parts=parts_needed(guard)), namespace)
+                answers = []
+                for helpers in (namespace, vars(runtime)):
+                    caplog.clear()
+                    answer = helpers["_idempotify"](f"op.test: {check}", *args, **keywords)
+                    answers.append((answer, [record.getMessage() for record in caplog.records]))
+                assert answers[0] == answers[1], guard
 
 
 def test_every_kind_a_guard_checks_has_its_finder_in_the_block() -> None:
