@@ -224,7 +224,9 @@ def _idempotify_index(db: Any, table: Any, name: Any, schema: Any, absent: bool 
         )
         on = "table_name = :table"
     else:  # No catalog query known: what reflection says, or the op runs.
-        return any(i["name"] == name for i in db.get_indexes(table, schema=schema)) if table else None
+        if not table:
+            return None
+        return any(i["name"] == name for i in db.get_indexes(table, schema=schema))
     if table is not None:
         query += " AND " + on
     params = {"name": name, "schema": schema, "table": table}
@@ -246,10 +248,12 @@ def _idempotify_index_name(db: Any, table: Any, name: Any, schema: Any, columns:
 
     index = sqlalchemy.Index(name)
     if name is None:
-        index = SchemaObjects(op.get_context()).index(None, table, columns, schema=schema)
+        make = SchemaObjects(op.get_context()).index
+        index = make(None, table, columns, schema=schema)
     dialect = db.bind.dialect
+    quoting = dialect.identifier_preparer
     try:
-        return dialect.identifier_preparer.format_constraint(index, _alembic_quote=False)
+        return quoting.format_constraint(index, _alembic_quote=False)
     except sqlalchemy.exc.IdentifierError:
         if dialect.name != "postgresql":
             return name
@@ -284,10 +288,10 @@ def _idempotify_has_constraint(db: Any, constraint: Any, type_: str | None) -> b
     import sqlalchemy
 
     table, schema = constraint.table.name, constraint.table.schema
-    dialect = db.bind.dialect
-    name = constraint.name
+    dialect, name = db.bind.dialect, constraint.name
     if name is not None:
-        name = dialect.identifier_preparer.format_constraint(constraint, _alembic_quote=False)
+        quoting = dialect.identifier_preparer
+        name = quoting.format_constraint(constraint, _alembic_quote=False)
     if type_ == "primary":
         key = db.get_pk_constraint(table, schema=schema)
         if not key.get("constrained_columns"):
@@ -337,7 +341,7 @@ def _idempotify_has_constraint(db: Any, constraint: Any, type_: str | None) -> b
     if isinstance(constraint, sqlalchemy.ForeignKeyConstraint):
         referred_columns = sorted(e.column.name for e in constraint.elements)
         referred = (constraint.referred_table.name, referred_columns)
-    return any(sorted(cols or ()) == columns and refers == referred for _, cols, refers in found)
+    return any(sorted(c or ()) == columns and r == referred for _, c, r in found)
 
 
 def _idempotify_unique_constraint(db: Any, table: Any, name: Any, schema: Any, columns: Any, **_: Any) -> Any:
@@ -368,9 +372,8 @@ def _idempotify_foreign_key(
     from alembic.operations.schemaobj import SchemaObjects
 
     make = SchemaObjects(op.get_context()).foreign_key_constraint
-    constraint = make(
-        name, table, referent, local, remote, source_schema=schema, referent_schema=kw.get("referent_schema")
-    )
+    schemas = dict(source_schema=schema, referent_schema=kw.get("referent_schema"))
+    constraint = make(name, table, referent, local, remote, **schemas)
     return _idempotify_has_constraint(db, constraint, "foreignkey")
 
 
