@@ -49,10 +49,26 @@ _SHORT_NAME = 30  # an index name of at most this many characters is stored as w
 # Keywords of an op passed to the guard under another name.
 _RENAMED = {"source_schema": "schema", "skip_without_table": "gone"}
 _HELPER_CALL = re.compile(rf"\b({GUARD}\w*)\(")
-# The parts of ``_idempotify`` only some guards need (``# part: <name>`` in ``codemod.runtime``): a check of
-# a column, of any other kind of object than a table or column (by its finder), a constraint create in a
-# batch block (``copied=``), and the drift check (with ``_idempotify_drift`` in the block).
-PARTS = frozenset({"column", "finder", "copied", "drift"})
+# The parts of the helpers only some guards need (``# part: <name>`` in ``codemod.runtime``): in
+# ``_idempotify``, a check of a column, of any other kind of object than a table or column (by its finder), a
+# constraint create in a batch block (``copied=``), and the drift check (with ``_idempotify_drift`` in the
+# block); in the constraint finders, the look at each type of constraint, at all of them (a drop without
+# ``type_``), and a batch block's naming convention.
+PARTS = frozenset(
+    {"column", "finder", "copied", "drift", "primary", "unique", "foreignkey", "check", "untyped", "convention"}
+)
+# The parts a check of each kind of constraint needs, by kind, and by the ``type_`` of a drop (None: not given).
+_CONSTRAINT_PARTS: dict[str | None, frozenset[str]] = {
+    "primary key": frozenset({"primary"}),
+    "unique constraint": frozenset({"unique"}),
+    "foreign key": frozenset({"foreignkey"}),
+    "check constraint": frozenset({"check"}),
+    **{type_: frozenset({type_}) for type_ in ("primary", "unique", "foreignkey", "check")},
+    "exclude": frozenset(),
+    None: frozenset({"untyped", "unique", "foreignkey", "check"}),
+}
+_ANY_CONSTRAINT = frozenset({"primary", "untyped", "unique", "foreignkey", "check"})
+_KEYWORD_PARTS = {"copied": "copied", "convention": "naming_convention"}  # parts a keyword of the guard asks for
 _PART_MARK = re.compile(r"^#\s*part:\s*(\w+)\s*$")
 _PART_COMMENT = re.compile(r"[ \t]*#\s*part:\s*\w+[ \t]*$", re.MULTILINE)
 
@@ -196,19 +212,26 @@ def helpers_called(source: str) -> set[str]:
 
 
 def parts_needed(source: str) -> set[str]:
-    """The parts of ``_idempotify`` (see ``PARTS``) that the guards in ``source`` need."""
-    parts = set()
+    """The parts of the helpers (see ``PARTS``) that the guards in ``source`` need."""
+    parts: set[str] = set()
     for call in ast.walk(ast.parse(textwrap.dedent(source).strip())):
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == GUARD):
             continue
         guard = call.args[0] if call.args else None
-        if isinstance(guard, ast.Constant) and isinstance(guard.value, str):
-            kind = guard.value.rpartition(": ")[2].removeprefix("no ")
-            if kind != "table":
-                parts.add("column" if kind == "column" else "finder")
-        else:
+        if not (isinstance(guard, ast.Constant) and isinstance(guard.value, str)):
             parts |= PARTS  # a guard of a kind not known here: it may need any
-        parts.update(keyword.arg for keyword in call.keywords if keyword.arg == "copied")
+            continue
+        kind = guard.value.rpartition(": ")[2].removeprefix("no ")
+        if kind != "table":
+            parts.add("column" if kind == "column" else "finder")
+        if kind == "constraint":  # a drop: of the type_ it gives (4th), if any
+            type_ = call.args[3] if len(call.args) > 3 else ast.Constant(None)
+            value = type_.value if isinstance(type_, ast.Constant) else "not known here"
+            parts |= _CONSTRAINT_PARTS.get(value, _ANY_CONSTRAINT) if isinstance(value, str | None) else PARTS
+        else:
+            parts |= _CONSTRAINT_PARTS.get(kind, frozenset())
+        keywords = {keyword.arg for keyword in call.keywords}
+        parts |= {part for part, keyword in _KEYWORD_PARTS.items() if keyword in keywords}
     return parts
 
 

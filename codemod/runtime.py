@@ -18,11 +18,11 @@ is compared with what the database has by ``_idempotify_drift``, when it is
 there: a shared helpers module holds it, an inline block leaves it out (it is
 larger than the rest of the block).
 
-A statement, or ``elif`` branch, of ``_idempotify`` that ends in a comment
-``# part: <name>`` serves only some guards: a migration's copy keeps it only
-when a guard in the file needs it (``codemod.guards`` says which do), and no
-copy keeps the comment. A migration that checks only tables and columns, say,
-gets no finder lookup.
+A statement, or ``if``/``elif`` branch, that ends in a comment ``# part:
+<name>`` serves only some guards: a migration's copy keeps it only when a
+guard in the file needs it (``codemod.guards`` says which do), and no copy
+keeps the comment. A migration that checks only tables and columns, say, gets
+no finder lookup; one that drops foreign keys, no look at unique constraints.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def _idempotify_has_constraint(db: Any, constraint: Any, type_: str | None) -> b
     if name is not None:
         quoting = dialect.identifier_preparer
         name = quoting.format_constraint(constraint, _alembic_quote=False)
-    if type_ == "primary":
+    if type_ == "primary":  # part: primary
         key = db.get_pk_constraint(table, schema=schema)
         if not key.get("constrained_columns"):
             return False
@@ -316,20 +316,20 @@ def _idempotify_has_constraint(db: Any, constraint: Any, type_: str | None) -> b
         return db.bind.execute(sqlalchemy.text(query), params).first() is not None
     found: list[Any] = []  # (name, columns, (referred table, columns))
     try:
-        if type_ is None:
+        if type_ is None:  # part: untyped
             key = db.get_pk_constraint(table, schema=schema)
             found.append((key.get("name"), key.get("constrained_columns"), None))
-        if type_ in ("unique", None):
+        if type_ in ("unique", None):  # part: unique
             for u in db.get_unique_constraints(table, schema=schema):
                 found.append((u["name"], u["column_names"], None))
             # MySQL and MariaDB report unique constraints as indexes.
             for i in db.get_indexes(table, schema=schema):
                 found += [(i["name"], i["column_names"], None)] if i["unique"] else []
-        if type_ in ("foreignkey", None):
+        if type_ in ("foreignkey", None):  # part: foreignkey
             for k in db.get_foreign_keys(table, schema=schema):
                 refers = (k["referred_table"], sorted(k["referred_columns"]))
                 found.append((k["name"], k["constrained_columns"], refers))
-        if type_ in ("check", None):
+        if type_ in ("check", None):  # part: check
             for c in db.get_check_constraints(table, schema=schema):
                 found.append((c["name"], None, None))
     except sqlalchemy.exc.NoSuchTableError:
@@ -405,7 +405,7 @@ def _idempotify_constraint(db: Any, table: Any, name: Any, schema: Any, type_: A
     make = SchemaObjects(op.get_context()).generic_constraint
     constraint = make(name, table, type_, schema=schema)
     found = _idempotify_has_constraint(db, constraint, type_)
-    if not found and kw.get("naming_convention"):
+    if not found and kw.get("naming_convention"):  # part: convention
         convention = kw["naming_convention"]
         found = _idempotify_named_by_convention(db, constraint, type_, convention)
     return found
