@@ -49,14 +49,16 @@ _SHORT_NAME = 30  # an index name of at most this many characters is stored as w
 # Keywords of an op passed to the guard under another name.
 _RENAMED = {"source_schema": "schema", "skip_without_table": "gone"}
 _HELPER_CALL = re.compile(rf"\b({GUARD}\w*)\(")
-# The parts of the helpers only some guards need (``# part: <name>`` in ``codemod.runtime``): in
-# ``_idempotify``, a check of a column, of any other kind of object than a table or column (by its finder), a
-# constraint create in a batch block (``copied=``), and the drift check (with ``_idempotify_drift`` in the
-# block); in the constraint finders, the look at each type of constraint, at all of them (a drop without
-# ``type_``), and a batch block's naming convention.
-PARTS = frozenset(
-    {"column", "finder", "copied", "drift", "primary", "unique", "foreignkey", "check", "untyped", "convention"}
+# The parts of the helpers only some guards need (``# part: <name>`` in ``codemod.runtime``). In
+# ``_idempotify``: a check of a column, of any other kind of object than a table or column (by its finder), a
+# constraint create in a batch block (``copied=``), the drift check (with ``_idempotify_drift`` in the block).
+# In the index finder: the drop of an invalid index (with its helper). In the constraint finders: the look at
+# each type of constraint, at all of them (a drop without ``type_``), and a batch block's naming convention.
+PARTS = frozenset({"column", "finder", "copied", "drift", "invalid"}) | frozenset(
+    {"primary", "unique", "foreignkey", "check", "untyped", "convention"}
 )
+# Parts that call a helper: a block holds one exactly when it holds that helper.
+_HELPER_PARTS = {"drift": DRIFT, "invalid": "_idempotify_drop_invalid_index"}
 # The parts a check of each kind of constraint needs, by kind, and by the ``type_`` of a drop (None: not given).
 _CONSTRAINT_PARTS: dict[str | None, frozenset[str]] = {
     "primary key": frozenset({"primary"}),
@@ -316,7 +318,11 @@ def helper_function_sources(used: Iterable[str], parts: Iterable[str] = PARTS) -
 
     add([name for name in used if name not in RIDERS])
     add([name for name in used if RIDERS.get(name) in wanted])
-    kept = frozenset(parts) - {"drift"} | ({"drift"} if DRIFT in wanted else set())
+    kept = (
+        frozenset(parts)
+        .difference(_HELPER_PARTS)
+        .union(part for part, helper in _HELPER_PARTS.items() if helper in wanted)
+    )
     return [_with_parts(source, kept) for name, source in sources.items() if name in wanted]
 
 

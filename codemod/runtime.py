@@ -53,8 +53,7 @@ def _idempotify(
     absent = check.startswith("no ")
     kind = check[3:] if absent else check
     found = table is None or db.has_table(table, schema=schema)
-    if not found and kind != "table":
-        # No table: the op runs (and fails), unless the function drops it.
+    if not found and kind != "table":  # No table: runs and fails unless gone.
         kind, absent = "table", not gone
     elif kw.pop("copied", False) and db.bind.dialect.name == "sqlite":  # part: copied
         # SQLite's batch copy replaces a constraint of that name.
@@ -231,10 +230,10 @@ def _idempotify_index(db: Any, table: Any, name: Any, schema: Any, absent: bool 
         query += " AND " + on
     params = {"name": name, "schema": schema, "table": table}
     found = db.bind.execute(sqlalchemy.text(query), params).first()
-    if found is not None and not found[0] and absent:  # Invalid.
-        drop = globals().get("_idempotify_drop_invalid_index")
-        return drop(db, name, schema) if drop else None
-    return found is not None
+    invalid = found is not None and not found[0] and absent
+    if invalid and "_idempotify_drop_invalid_index" in globals():  # part: invalid
+        return _idempotify_drop_invalid_index(db, name, schema)
+    return None if invalid else found is not None
 
 
 # The name in the catalog: an unnamed index is named by the naming convention,
