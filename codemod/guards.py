@@ -228,8 +228,8 @@ def parts_needed(source: str) -> set[str]:
             parts.add("column" if kind == "column" else "finder")
         if kind == "constraint":  # a drop: of the type_ it gives (4th), if any
             type_ = call.args[3] if len(call.args) > 3 else ast.Constant(None)
-            value = type_.value if isinstance(type_, ast.Constant) else "not known here"
-            parts |= _CONSTRAINT_PARTS.get(value, _ANY_CONSTRAINT) if isinstance(value, str | None) else PARTS
+            literal = isinstance(type_, ast.Constant) and isinstance(type_.value, str | None)
+            parts |= _CONSTRAINT_PARTS.get(ast.literal_eval(type_), _ANY_CONSTRAINT) if literal else _ANY_CONSTRAINT
         else:
             parts |= _CONSTRAINT_PARTS.get(kind, frozenset())
         keywords = {keyword.arg for keyword in call.keywords}
@@ -252,7 +252,7 @@ def helper_block_source(
     Helpers come in a fixed order, so the block is the same whenever the same
     helpers are used: a second run of idempotify leaves it byte-for-byte alone.
     Each function's source goes through ``format_function`` (black) on its own.
-    ``_idempotify`` holds only the ``parts`` named (and the drift check's with it).
+    The helpers hold only the ``parts`` named (see ``PARTS``): by default, all.
     """
     functions = helper_functions_source(used, format_function, parts)
     return block_header(functions) + functions

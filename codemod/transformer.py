@@ -192,7 +192,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._legacy_bodies: set[int] = set()  # blocks under a legacy guard: they lose its indent
         self._seen_calls: dict[int, tuple[int, str, str, Outcome]] = {}
         self._helpers_called: set[str] = set()
-        self._parts_needed: set[str] = set()  # of ``_idempotify``, by the guards written or found
+        self._parts_needed: set[str] = set()  # of the helpers, by the guards written or found
         self._chain_calls: set[int] = set()  # calls inside a session's query chain, reported with the chain
         self._orm_loaders: set[str] = set()  # functions that may load ORM objects (and change them)
         self._loads_objects: list[bool] = [False]
@@ -1257,8 +1257,8 @@ class GuardTransformer(cst.CSTTransformer):
 def _helper_block(
     names: tuple[str, ...], parts: frozenset[str], style: Style, indent: str, newline: str
 ) -> tuple[Sequence[cst.EmptyLine], Sequence[cst.FunctionDef]]:
-    """The comment lines and statements of the helper block defining ``names`` (``_idempotify`` with only the
-    ``parts`` named): its functions one after another, two blank lines apart, each formatted and parsed once.
+    """The comment lines and statements of the helper block defining ``names`` (with only the ``parts`` named):
+    its functions one after another, two blank lines apart, each formatted and parsed once.
 
     Files often need the same helpers, and both black and the parser cost
     milliseconds on a block this size; LibCST nodes are immutable, so one

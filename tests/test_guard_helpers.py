@@ -872,3 +872,16 @@ def test_a_rider_comes_only_with_the_helper_it_rides_with() -> None:
     rider = "_idempotify_drop_invalid_index"
     assert f"def {rider}(" not in helper_block_source(["_idempotify", rider])
     assert f"def {rider}(" in helper_block_source(["_idempotify", "_idempotify_index", rider])
+
+
+def test_a_constraint_drop_needs_the_look_at_its_type_or_at_every_type() -> None:
+    """The constraint finders keep the look at the type a drop names; without one, or one known only at run time,
+    at all of them."""
+
+    def parts(type_: str) -> set[str]:
+        return parts_needed(f'_idempotify("op.drop_constraint: constraint", "t", "n"{type_})') - {"finder"}
+
+    assert parts(', "foreignkey"') == {"foreignkey"}
+    assert parts("") == {"untyped", "unique", "foreignkey", "check"}
+    assert parts(', kinds["t"]') == {"primary", "untyped", "unique", "foreignkey", "check"}
+    assert parts(', "foreignkey", naming_convention=conv') == {"foreignkey", "convention"}
