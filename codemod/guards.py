@@ -49,6 +49,30 @@ _SHORT_NAME = 30  # an index name of at most this many characters is stored as w
 # Keywords of an op passed to the guard under another name.
 _RENAMED = {"source_schema": "schema", "skip_without_table": "gone"}
 _HELPER_CALL = re.compile(rf"\b({GUARD}\w*)\(")
+# The parts of the helpers only some guards need (``# part: <name>`` in ``codemod.runtime``). In
+# ``_idempotify``: a check of a column, of any other kind of object than a table or column (by its finder), a
+# constraint create in a batch block (``copied=``), the drift check (with ``_idempotify_drift`` in the block).
+# In the index finder: the drop of an invalid index (with its helper). In the constraint finders: the look at
+# each type of constraint, at all of them (a drop without ``type_``), and a batch block's naming convention.
+PARTS = frozenset({"column", "finder", "copied", "drift", "invalid"}) | frozenset(
+    {"primary", "unique", "foreignkey", "check", "untyped", "convention"}
+)
+# Parts that call a helper: a block holds one exactly when it holds that helper.
+_HELPER_PARTS = {"drift": DRIFT, "invalid": "_idempotify_drop_invalid_index"}
+# The parts a check of each kind of constraint needs, by kind, and by the ``type_`` of a drop (None: not given).
+_CONSTRAINT_PARTS: dict[str | None, frozenset[str]] = {
+    "primary key": frozenset({"primary"}),
+    "unique constraint": frozenset({"unique"}),
+    "foreign key": frozenset({"foreignkey"}),
+    "check constraint": frozenset({"check"}),
+    **{type_: frozenset({type_}) for type_ in ("primary", "unique", "foreignkey", "check")},
+    "exclude": frozenset(),
+    None: frozenset({"untyped", "unique", "foreignkey", "check"}),
+}
+_ANY_CONSTRAINT = frozenset({"primary", "untyped", "unique", "foreignkey", "check"})
+_KEYWORD_PARTS = {"copied": "copied", "convention": "naming_convention"}  # parts a keyword of the guard asks for
+_PART_MARK = re.compile(r"^#\s*part:\s*(\w+)\s*$")
+_PART_COMMENT = re.compile(r"[ \t]*#\s*part:\s*\w+[ \t]*$", re.MULTILINE)
 
 
 class _StripAnnotations(cst.CSTTransformer):
@@ -80,6 +104,62 @@ def _sources() -> dict[str, str]:
         for statement in stripped.body
         if isinstance(statement, cst.FunctionDef) and is_helper_name(statement.name.value)
     }
+
+
+def _part(statement: cst.BaseStatement) -> str | None:
+    """The part a statement or ``if`` branch serves, from the ``# part: <name>`` ending its (first) line."""
+    if isinstance(statement, cst.If) and isinstance(statement.body, cst.IndentedBlock):
+        comment = statement.body.header.comment
+    elif isinstance(statement, cst.SimpleStatementLine):
+        comment = statement.trailing_whitespace.comment
+    else:
+        return None
+    found = _PART_MARK.search(comment.value) if comment is not None else None
+    if found is not None and found.group(1) not in PARTS:
+        raise ValueError(f"no part of the generated helpers named {found.group(1)}")
+    return found.group(1) if found else None
+
+
+class _CutParts(cst.CSTTransformer):
+    """Leaves out the statements and ``if``/``elif`` branches of the parts not in ``parts``."""
+
+    def __init__(self, parts: frozenset[str]) -> None:
+        super().__init__()
+        self.parts = parts
+
+    def _cut(self, statement: cst.BaseStatement | cst.BaseSuite | cst.Else | None) -> bool:
+        if not isinstance(statement, cst.BaseStatement):
+            return False
+        part = _part(statement)
+        return part is not None and part not in self.parts
+
+    def leave_If(self, original_node: cst.If, updated_node: cst.If) -> cst.If:
+        orelse = updated_node.orelse
+        while isinstance(orelse, cst.If) and self._cut(orelse):
+            orelse = orelse.orelse
+        return updated_node.with_changes(orelse=orelse)
+
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        body = []
+        for statement in updated_node.body:
+            kept = statement
+            # A cut ``if`` gives way to its ``elif`` (its ``else`` would be left without a test: none has one).
+            while isinstance(kept, cst.If) and self._cut(kept) and isinstance(kept.orelse, cst.If):
+                kept = kept.orelse.with_changes(leading_lines=kept.leading_lines)
+            if not self._cut(kept):
+                body.append(kept)
+        return updated_node.with_changes(body=body)
+
+
+@cache
+def _with_parts(source: str, parts: frozenset[str]) -> str:
+    """A helper's ``source`` with only the parts named in ``parts``, and without the comments marking parts."""
+    if "# part:" not in source:
+        return source
+    cut = cst.parse_module(source).visit(_CutParts(parts)).code
+    return _PART_COMMENT.sub("", cut)
 
 
 @cache
@@ -133,6 +213,30 @@ def helpers_called(source: str) -> set[str]:
     return called
 
 
+def parts_needed(source: str) -> set[str]:
+    """The parts of the helpers (see ``PARTS``) that the guards in ``source`` need."""
+    parts: set[str] = set()
+    for call in ast.walk(ast.parse(textwrap.dedent(source).strip())):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == GUARD):
+            continue
+        guard = call.args[0] if call.args else None
+        if not (isinstance(guard, ast.Constant) and isinstance(guard.value, str)):
+            parts |= PARTS  # a guard of a kind not known here: it may need any
+            continue
+        kind = guard.value.rpartition(": ")[2].removeprefix("no ")
+        if kind != "table":
+            parts.add("column" if kind == "column" else "finder")
+        if kind == "constraint":  # a drop: of the type_ it gives (4th), if any
+            type_ = call.args[3] if len(call.args) > 3 else ast.Constant(None)
+            literal = isinstance(type_, ast.Constant) and isinstance(type_.value, str | None)
+            parts |= _CONSTRAINT_PARTS.get(ast.literal_eval(type_), _ANY_CONSTRAINT) if literal else _ANY_CONSTRAINT
+        else:
+            parts |= _CONSTRAINT_PARTS.get(kind, frozenset())
+        keywords = {keyword.arg for keyword in call.keywords}
+        parts |= {part for part, keyword in _KEYWORD_PARTS.items() if keyword in keywords}
+    return parts
+
+
 def _short_literal(node: ast.expr | None) -> bool:
     """A string literal (or ``op.f`` of one) short enough to be stored as written."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "f" and node.args:
@@ -140,14 +244,17 @@ def _short_literal(node: ast.expr | None) -> bool:
     return isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) <= _SHORT_NAME
 
 
-def helper_block_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:
+def helper_block_source(
+    used: Iterable[str], format_function: Callable[[str], str] = str, parts: Iterable[str] = PARTS
+) -> str:
     """Source of the generated block holding the helpers ``used`` and what they call.
 
     Helpers come in a fixed order, so the block is the same whenever the same
     helpers are used: a second run of idempotify leaves it byte-for-byte alone.
     Each function's source goes through ``format_function`` (black) on its own.
+    The helpers hold only the ``parts`` named (see ``PARTS``): by default, all.
     """
-    functions = helper_functions_source(used, format_function)
+    functions = helper_functions_source(used, format_function, parts)
     return block_header(functions) + functions
 
 
@@ -186,13 +293,15 @@ def edited_helpers(source: str, tree: ast.Module) -> SyntaxError | None:
     return error
 
 
-def helper_functions_source(used: Iterable[str], format_function: Callable[[str], str] = str) -> str:
+def helper_functions_source(
+    used: Iterable[str], format_function: Callable[[str], str] = str, parts: Iterable[str] = PARTS
+) -> str:
     """The functions of ``helper_block_source`` without its header (a shared helpers module has its own)."""
-    functions = [format_function(source).strip("\n") for source in helper_function_sources(used)]
+    functions = [format_function(source).strip("\n") for source in helper_function_sources(used, parts)]
     return "\n\n\n".join(functions) + "\n"
 
 
-def helper_function_sources(used: Iterable[str]) -> list[str]:
+def helper_function_sources(used: Iterable[str], parts: Iterable[str] = PARTS) -> list[str]:
     """The source of each function ``helper_functions_source`` holds, in its order, before formatting."""
     sources, dependencies = _sources(), _dependencies()
     wanted: set[str] = set()
@@ -209,7 +318,12 @@ def helper_function_sources(used: Iterable[str]) -> list[str]:
 
     add([name for name in used if name not in RIDERS])
     add([name for name in used if RIDERS.get(name) in wanted])
-    return [source for name, source in sources.items() if name in wanted]
+    kept = (
+        frozenset(parts)
+        .difference(_HELPER_PARTS)
+        .union(part for part, helper in _HELPER_PARTS.items() if helper in wanted)
+    )
+    return [_with_parts(source, kept) for name, source in sources.items() if name in wanted]
 
 
 def reindent(source: str, indent: str) -> str:

@@ -17,6 +17,12 @@ need it. A skipped create of a column, index, unique constraint or foreign key
 is compared with what the database has by ``_idempotify_drift``, when it is
 there: a shared helpers module holds it, an inline block leaves it out (it is
 larger than the rest of the block).
+
+A statement, or ``if``/``elif`` branch, that ends in a comment ``# part:
+<name>`` serves only some guards: a migration's copy keeps it only when a
+guard in the file needs it (``codemod.guards`` says which do), and no copy
+keeps the comment. A migration that checks only tables and columns, say, gets
+no finder lookup; one that drops foreign keys, no look at unique constraints.
 """
 
 from __future__ import annotations
@@ -42,30 +48,28 @@ def _idempotify(
 
     if op.get_context().as_sql:
         return True
-    copied = kw.pop("copied", False)
     db: Any = sqlalchemy.inspect(op.get_bind())
     call, _, check = guard.rpartition(": ")
     absent = check.startswith("no ")
     kind = check[3:] if absent else check
     found = table is None or db.has_table(table, schema=schema)
-    if not found and kind != "table":
-        # No table: the op runs (and fails), unless the function drops it.
+    if not found and kind != "table":  # No table: runs and fails unless gone.
         kind, absent = "table", not gone
-    elif copied and db.bind.dialect.name == "sqlite":
+    elif kw.pop("copied", False) and db.bind.dialect.name == "sqlite":  # part: copied
         # SQLite's batch copy replaces a constraint of that name.
         return True
-    elif kind == "column":
+    elif kind == "column":  # part: column
         found = name in [c["name"] for c in db.get_columns(table, schema=schema)]
-    elif kind != "table":
+    elif kind != "table":  # part: finder
         finder = globals()["_idempotify_" + kind.replace(" ", "_")]
         found = finder(db, table, name, schema, *args, absent=absent, **kw)
     run = found is None or bool(found) != absent
     if not run and not kw.get("quiet"):
         what = ".".join(str(part) for part in (table, name) if part is not None)
         why = kind + (" exists" if found else " is absent")
-        # The names, for tools reading the log (idempotify plan).
-        log.info("skipped %s(%s): %s", call, what, why, extra={"idempotify": (table, name)})
-        if found and absent and "_idempotify_drift" in globals():
+        extra = {"idempotify": (table, name)}  # Read by idempotify plan.
+        log.info("skipped %s(%s): %s", call, what, why, extra=extra)
+        if found and absent and "_idempotify_drift" in globals():  # part: drift
             _idempotify_drift(db, guard, what, table, name, schema)
     return run
 
@@ -219,15 +223,17 @@ def _idempotify_index(db: Any, table: Any, name: Any, schema: Any, absent: bool 
         )
         on = "table_name = :table"
     else:  # No catalog query known: what reflection says, or the op runs.
-        return any(i["name"] == name for i in db.get_indexes(table, schema=schema)) if table else None
+        if not table:
+            return None
+        return any(i["name"] == name for i in db.get_indexes(table, schema=schema))
     if table is not None:
         query += " AND " + on
     params = {"name": name, "schema": schema, "table": table}
     found = db.bind.execute(sqlalchemy.text(query), params).first()
-    if found is not None and not found[0] and absent:  # Invalid.
-        drop = globals().get("_idempotify_drop_invalid_index")
-        return drop(db, name, schema) if drop else None
-    return found is not None
+    invalid = found is not None and not found[0] and absent
+    if invalid and "_idempotify_drop_invalid_index" in globals():  # part: invalid
+        return _idempotify_drop_invalid_index(db, name, schema)
+    return None if invalid else found is not None
 
 
 # The name in the catalog: an unnamed index is named by the naming convention,
@@ -241,10 +247,12 @@ def _idempotify_index_name(db: Any, table: Any, name: Any, schema: Any, columns:
 
     index = sqlalchemy.Index(name)
     if name is None:
-        index = SchemaObjects(op.get_context()).index(None, table, columns, schema=schema)
+        make = SchemaObjects(op.get_context()).index
+        index = make(None, table, columns, schema=schema)
     dialect = db.bind.dialect
+    quoting = dialect.identifier_preparer
     try:
-        return dialect.identifier_preparer.format_constraint(index, _alembic_quote=False)
+        return quoting.format_constraint(index, _alembic_quote=False)
     except sqlalchemy.exc.IdentifierError:
         if dialect.name != "postgresql":
             return name
@@ -279,11 +287,11 @@ def _idempotify_has_constraint(db: Any, constraint: Any, type_: str | None) -> b
     import sqlalchemy
 
     table, schema = constraint.table.name, constraint.table.schema
-    dialect = db.bind.dialect
-    name = constraint.name
+    dialect, name = db.bind.dialect, constraint.name
     if name is not None:
-        name = dialect.identifier_preparer.format_constraint(constraint, _alembic_quote=False)
-    if type_ == "primary":
+        quoting = dialect.identifier_preparer
+        name = quoting.format_constraint(constraint, _alembic_quote=False)
+    if type_ == "primary":  # part: primary
         key = db.get_pk_constraint(table, schema=schema)
         if not key.get("constrained_columns"):
             return False
@@ -307,20 +315,20 @@ def _idempotify_has_constraint(db: Any, constraint: Any, type_: str | None) -> b
         return db.bind.execute(sqlalchemy.text(query), params).first() is not None
     found: list[Any] = []  # (name, columns, (referred table, columns))
     try:
-        if type_ is None:
+        if type_ is None:  # part: untyped
             key = db.get_pk_constraint(table, schema=schema)
             found.append((key.get("name"), key.get("constrained_columns"), None))
-        if type_ in ("unique", None):
+        if type_ in ("unique", None):  # part: unique
             for u in db.get_unique_constraints(table, schema=schema):
                 found.append((u["name"], u["column_names"], None))
             # MySQL and MariaDB report unique constraints as indexes.
             for i in db.get_indexes(table, schema=schema):
                 found += [(i["name"], i["column_names"], None)] if i["unique"] else []
-        if type_ in ("foreignkey", None):
+        if type_ in ("foreignkey", None):  # part: foreignkey
             for k in db.get_foreign_keys(table, schema=schema):
                 refers = (k["referred_table"], sorted(k["referred_columns"]))
                 found.append((k["name"], k["constrained_columns"], refers))
-        if type_ in ("check", None):
+        if type_ in ("check", None):  # part: check
             for c in db.get_check_constraints(table, schema=schema):
                 found.append((c["name"], None, None))
     except sqlalchemy.exc.NoSuchTableError:
@@ -332,7 +340,7 @@ def _idempotify_has_constraint(db: Any, constraint: Any, type_: str | None) -> b
     if isinstance(constraint, sqlalchemy.ForeignKeyConstraint):
         referred_columns = sorted(e.column.name for e in constraint.elements)
         referred = (constraint.referred_table.name, referred_columns)
-    return any(sorted(cols or ()) == columns and refers == referred for _, cols, refers in found)
+    return any(sorted(c or ()) == columns and r == referred for _, c, r in found)
 
 
 def _idempotify_unique_constraint(db: Any, table: Any, name: Any, schema: Any, columns: Any, **_: Any) -> Any:
@@ -363,9 +371,8 @@ def _idempotify_foreign_key(
     from alembic.operations.schemaobj import SchemaObjects
 
     make = SchemaObjects(op.get_context()).foreign_key_constraint
-    constraint = make(
-        name, table, referent, local, remote, source_schema=schema, referent_schema=kw.get("referent_schema")
-    )
+    schemas = dict(source_schema=schema, referent_schema=kw.get("referent_schema"))
+    constraint = make(name, table, referent, local, remote, **schemas)
     return _idempotify_has_constraint(db, constraint, "foreignkey")
 
 
@@ -397,7 +404,7 @@ def _idempotify_constraint(db: Any, table: Any, name: Any, schema: Any, type_: A
     make = SchemaObjects(op.get_context()).generic_constraint
     constraint = make(name, table, type_, schema=schema)
     found = _idempotify_has_constraint(db, constraint, type_)
-    if not found and kw.get("naming_convention"):
+    if not found and kw.get("naming_convention"):  # part: convention
         convention = kw["naming_convention"]
         found = _idempotify_named_by_convention(db, constraint, type_, convention)
     return found
@@ -585,15 +592,17 @@ def _idempotify_recover_batch(table_name: Any, schema: Any = None) -> bool:
     db: Any = None if op.get_context().as_sql else sqlalchemy.inspect(op.get_bind())
     if db is None or not db.has_table(copy, schema=schema):
         return True
-    impl, died = op.get_context().impl, "idempotify: a batch block on %s died part-way: "
+    impl = op.get_context().impl
     if not db.has_table(table_name, schema=schema):
         impl.rename_table(copy, table_name, schema=schema)
-        log.warning(died + "renamed %s to it, losing indexes it does not make", table_name, copy)
+        done = "renamed %s to it, losing indexes it does not make"
     elif db.bind.dialect.name == "postgresql":
-        log.warning(died + "left %s, which holds its constraints: fix by hand", table_name, copy)
+        done = "left %s, which holds its constraints: fix by hand"
     else:
         impl.drop_table(sqlalchemy.Table(copy, sqlalchemy.MetaData(), schema=schema))
-        log.warning(died + "dropped %s, an unfinished copy", table_name, copy)
+        done = "dropped %s, an unfinished copy"
+    died = "idempotify: a batch block on %s died part-way: "
+    log.warning(died + done, table_name, copy)
     return True
 
 

@@ -40,6 +40,7 @@ from codemod.guards import (
     helper_function_sources,
     helpers_called,
     is_helper_name,
+    parts_needed,
     reindent,
 )
 from codemod.helper_import import is_helper_import, with_helper_import
@@ -203,6 +204,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._legacy_bodies: set[int] = set()  # blocks under a legacy guard: they lose its indent
         self._seen_calls: dict[int, tuple[int, str, str, Outcome]] = {}
         self._helpers_called: set[str] = set()
+        self._parts_needed: set[str] = set()  # of the helpers, by the guards written or found
         self._chain_calls: set[int] = set()  # calls inside a session's query chain, reported with the chain
         self._orm_loaders: set[str] = set()  # functions that may load ORM objects (and change them)
         self._loads_objects: list[bool] = [False]
@@ -412,7 +414,9 @@ class GuardTransformer(cst.CSTTransformer):
             and not self._helper_def_depth
         ):
             # By guards already in place; the generated block is rebuilt.
-            self._helpers_called.update(helpers_called(self._module.code_for_node(node)))
+            guard = self._module.code_for_node(node)
+            self._helpers_called.update(helpers_called(guard))
+            self._parts_needed.update(parts_needed(guard))
         found = self._match_op(node)
         if found is not None and self._says_concurrently and "concurrently" in self._source(node).lower():
             self._helpers_called.add(_DROP_INVALID_INDEX)  # in the block only with the index finder
@@ -859,6 +863,7 @@ class GuardTransformer(cst.CSTTransformer):
         indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
         header = self.style.if_header(test, indent_width)
         self._helpers_called.update(helpers_called(test))
+        self._parts_needed.update(parts_needed(test))
         newline = self._module.default_newline
         parsed = cst.parse_statement(header.replace("\n", newline), config=self._module.config_for_parsing)
         assert isinstance(parsed, cst.If)
@@ -868,6 +873,7 @@ class GuardTransformer(cst.CSTTransformer):
         orelse = None
         if otherwise is not None:
             self._helpers_called.update(helpers_called(otherwise))
+            self._parts_needed.update(parts_needed(otherwise))
             statement = cst.parse_statement(otherwise + newline, config=self._module.config_for_parsing)
             orelse = cst.Else(body=cst.IndentedBlock(body=[statement]))
         return parsed.with_changes(body=cst.IndentedBlock(body=body), orelse=orelse, leading_lines=first.leading_lines)
@@ -1291,7 +1297,10 @@ class GuardTransformer(cst.CSTTransformer):
         # The drift check stays out of a migration's own block: at about a hundred lines it would outweigh
         # the rest of it in most files, so only a shared helpers module, written once, holds it.
         inline = tuple(name for name in used if name != DRIFT)
-        header, block = _helper_block(inline, self.style, self._module.default_indent, self._module.default_newline)
+        parts = frozenset(self._parts_needed)
+        header, block = _helper_block(
+            inline, parts, self.style, self._module.default_indent, self._module.default_newline
+        )
         first = block[0].with_changes(
             leading_lines=[cst.EmptyLine(), cst.EmptyLine(), *header, *block[0].leading_lines]
         )
@@ -1300,10 +1309,10 @@ class GuardTransformer(cst.CSTTransformer):
 
 @cache
 def _helper_block(
-    names: tuple[str, ...], style: Style, indent: str, newline: str
+    names: tuple[str, ...], parts: frozenset[str], style: Style, indent: str, newline: str
 ) -> tuple[Sequence[cst.EmptyLine], Sequence[cst.FunctionDef]]:
-    """The comment lines and statements of the helper block defining ``names``: its functions one after another,
-    two blank lines apart, each formatted and parsed once.
+    """The comment lines and statements of the helper block defining ``names`` (with only the ``parts`` named):
+    its functions one after another, two blank lines apart, each formatted and parsed once.
 
     Files often need the same helpers, and both black and the parser cost
     milliseconds on a block this size; LibCST nodes are immutable, so one
@@ -1312,7 +1321,7 @@ def _helper_block(
     250 kB a block, tens of blocks a run); each function is parsed on its own
     and its nodes shared by every block that holds it.
     """
-    sources = helper_function_sources(names)
+    sources = helper_function_sources(names, parts)
     first, *rest = (_helper_function(source, style, indent, newline) for source in sources)
     header = block_header("\n\n".join(_formatted_function(source, style) for source in sources))
     comment = [cst.EmptyLine(comment=cst.Comment(header.rstrip("\n")))]

@@ -39,7 +39,7 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from codemod.guards import DRIFT, GUARD, helper_functions_source, helper_names
+from codemod.guards import DRIFT, GUARD, helper_functions_source, helper_names, parts_needed
 from codemod.verify.execution import context_options, environment, load_migration, run_migration
 from codemod.verify.schema import Snapshot, snapshot
 from tests.base_schema import BASE, empty
@@ -222,8 +222,9 @@ def expected(fresh: Fresh) -> Expected:
 
 
 def with_drift_check(golden: Golden) -> str:
-    """The output with the drift check a shared helpers module would give it (an inline block leaves it out)."""
-    return golden.output + "\n\n" + helper_functions_source([GUARD, DRIFT])
+    """The output with the drift check a shared helpers module would give it (an inline block leaves it out):
+    its ``_idempotify`` cut to the parts its guards need, as in its own block, and the drift check's."""
+    return golden.output + "\n\n" + helper_functions_source([GUARD, DRIFT], parts=parts_needed(golden.output))
 
 
 @pytest.mark.parametrize(("driver", "golden"), CASES)

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from codemod.formatting import Style
-from codemod.guards import DRIFT, GUARD, helper_functions_source
+from codemod.guards import DRIFT, GUARD, helper_functions_source, parts_needed
 from codemod.results import Outcome
 from codemod.runner import rewrite_source
 from codemod.verify.execution import Crash, offline_sql_or_error, run_migration
@@ -77,9 +77,10 @@ def test_output_builds_the_same_schema_and_reruns(
     golden: Golden, dialect: str, scratch: Scratch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     upgraded, downgraded, _, _ = _expected(golden, dialect, scratch)
-    # With the drift check a shared helpers module would give it (an inline block leaves it out), from a file, as
-    # Alembic loads it: the check reads the op from its source. A re-run over what the ops made warns of nothing.
-    source = golden.output + "\n\n" + helper_functions_source([GUARD, DRIFT])
+    # With the drift check a shared helpers module would give it (an inline block leaves it out; ``_idempotify``
+    # cut to the parts the file's guards need, as in its block, and the drift check's), from a file, as Alembic
+    # loads it: the check reads the op from its source. A re-run over what the ops made warns of nothing.
+    source = golden.output + "\n\n" + helper_functions_source([GUARD, DRIFT], parts=parts_needed(golden.output))
     output = tmp_path / "migration.py"
     output.write_text(source, encoding="utf-8")
     with scratch(dialect) as engine:

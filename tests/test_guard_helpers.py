@@ -14,6 +14,7 @@ import asyncio
 import builtins
 import importlib
 import io
+import itertools
 import logging
 import os
 import sys
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from codemod import runtime
-from codemod.guards import finder_name, helper_block_source, helper_names, helpers_called
+from codemod.guards import PARTS, finder_name, helper_block_source, helper_names, helpers_called, parts_needed
 from codemod.specs import SPECS
 from codemod.verify.execution import run_migration
 from codemod.verify.schema import snapshot
@@ -466,6 +467,15 @@ def test_an_index_left_invalid_by_a_failed_concurrent_build_is_rebuilt(scratch: 
             with _migration(connection) as op, pytest.raises(sa.exc.ProgrammingError, match="already exists"):
                 op.create_index("ix_t_v", "t", ["v"])  # the original op, unguarded
         with engine.connect() as connection:
+            # A file that builds no index concurrently has no drop of invalid ones: its create runs as written.
+            without_drop: Helpers = {}
+            guard = '_idempotify("op.create_index: no index", "t", "ix_t_v")'
+            exec(helper_block_source(helpers_called(guard), parts=parts_needed(guard)), without_drop)
+            assert "_idempotify_drop_invalid_index" not in without_drop
+            with _migration(connection):
+                assert _ask(without_drop, "no index", ("t", "ix_t_v")) is True
+            assert connection.exec_driver_sql(validity).one() == (False, True)
+        with engine.connect() as connection:
             with _migration(connection) as op:
                 helpers = _helpers()
                 assert _ask(helpers, "index", ("t", "ix_t_v")) is True  # a drop_index runs
@@ -729,6 +739,83 @@ def test_every_generated_helper_is_self_contained(name: str) -> None:
         )
 
 
+# Blocks whose helpers hold parts (``# part: <name>``): the guard and the index finder, each with and without
+# the helper a part of it calls, and the constraint finders.
+CUT_BLOCKS = [
+    ("_idempotify",),
+    ("_idempotify", "_idempotify_drift"),
+    ("_idempotify_index",),
+    ("_idempotify_index", "_idempotify_drop_invalid_index"),
+    ("_idempotify_constraint", "_idempotify_named_by_convention"),
+]
+
+
+def _parts_of(used: tuple[str, ...]) -> list[str]:
+    """The parts that make a difference to the block holding the helpers ``used``."""
+    return sorted(
+        part for part in PARTS if helper_block_source(used, parts=PARTS - {part}) != helper_block_source(used)
+    )
+
+
+@pytest.mark.parametrize(
+    ("used", "parts"),
+    [
+        (used, frozenset(cut))
+        for used in CUT_BLOCKS
+        for size in range(len(_parts_of(used)) + 1)
+        for cut in itertools.combinations(_parts_of(used), size)
+    ],
+    ids=lambda value: "+".join(sorted(value)) or "none",
+)
+def test_every_cut_of_the_helpers_to_some_parts_is_self_contained(used: tuple[str, ...], parts: frozenset[str]) -> None:
+    """A migration's helpers hold only the parts its guards need: each cut compiles, names no other helper than
+    those beside it, keeps no mark of the parts, and each part it leaves out makes it shorter."""
+    source = helper_block_source(used, parts=parts)
+    functions = [node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
+    for function in functions:
+        beside = {function.name for function in functions} | {"_idempotify_index_name"}  # in files that need it
+        assert _free_names(function) - set(dir(builtins)) - beside == set()
+    assert "part:" not in source
+    for part in set(_parts_of(used)) - parts:
+        longer = helper_block_source(used, parts=parts | {part})
+        assert len(longer.splitlines()) > len(source.splitlines()), part
+
+
+def _guard_source(check: str, args: tuple[Any, ...], keywords: dict[str, Any]) -> str:
+    arguments = [repr(f"op.test: {check}"), *map(repr, args), *(f"{key}={value!r}" for key, value in keywords.items())]
+    return f"_idempotify({', '.join(arguments)})"
+
+
+@pytest.mark.parametrize(
+    "keywords",
+    [{}, {"copied": True}, {"gone": True}, {"quiet": True}, {"naming_convention": {"uq": "uq_%(table_name)s_code"}}],
+    ids=str,
+)
+def test_the_block_of_a_file_of_one_guard_answers_and_logs_as_the_whole_guard(
+    keywords: dict[str, Any], scratch: Scratch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each check, in the block a file holding only that guard gets (``_idempotify`` cut to the parts it
+    needs), answers and logs as ``codemod.runtime`` does, also without its table."""
+    asked = [(check, args) for check, args, _, where in ANSWERS if "sqlite" in where and check != "recover_batch"]
+    asked += [("no column", ("ghost", "c")), ("column", ("ghost", "c")), ("no index", ("ghost", "ix_ghost"))]
+    asked += [("constraint", ("keyed", "pk_keyed")), ("constraint", ("keyed", "pk_keyed", "primary"))]
+    with scratch("sqlite") as engine:
+        _base(engine)
+        with engine.begin() as connection:  # a primary key SQLite reports by name: a drop without type_ finds it
+            connection.exec_driver_sql("CREATE TABLE keyed (id INTEGER, CONSTRAINT pk_keyed PRIMARY KEY (id))")
+        with engine.connect() as connection, _migration(connection), caplog.at_level(logging.INFO, "alembic"):
+            for check, args in asked:
+                guard = _guard_source(check, args, keywords)
+                namespace: Helpers = {}
+                exec(helper_block_source(helpers_called(guard), parts=parts_needed(guard)), namespace)
+                answers = []
+                for helpers in (namespace, vars(runtime)):
+                    caplog.clear()
+                    answer = helpers["_idempotify"](f"op.test: {check}", *args, **keywords)
+                    answers.append((answer, [record.getMessage() for record in caplog.records]))
+                assert answers[0] == answers[1], guard
+
+
 def test_every_kind_a_guard_checks_has_its_finder_in_the_block() -> None:
     """``_idempotify`` looks a finder up by the kind's name: the block of a guard on that kind holds it."""
     for spec in SPECS.values():
@@ -786,3 +873,16 @@ def test_a_rider_comes_only_with_the_helper_it_rides_with() -> None:
     rider = "_idempotify_drop_invalid_index"
     assert f"def {rider}(" not in helper_block_source(["_idempotify", rider])
     assert f"def {rider}(" in helper_block_source(["_idempotify", "_idempotify_index", rider])
+
+
+def test_a_constraint_drop_needs_the_look_at_its_type_or_at_every_type() -> None:
+    """The constraint finders keep the look at the type a drop names; without one, or one known only at run time,
+    at all of them."""
+
+    def parts(type_: str) -> set[str]:
+        return parts_needed(f'_idempotify("op.drop_constraint: constraint", "t", "n"{type_})') - {"finder"}
+
+    assert parts(', "foreignkey"') == {"foreignkey"}
+    assert parts("") == {"untyped", "unique", "foreignkey", "check"}
+    assert parts(', kinds["t"]') == {"primary", "untyped", "unique", "foreignkey", "check"}
+    assert parts(', "foreignkey", naming_convention=conv') == {"foreignkey", "convention"}
