@@ -95,7 +95,8 @@ def _idempotify_drift(db: Any, guard: str, what: str, table: Any, name: Any, sch
     if method not in listed:  # Not a create of these (a rename, say).
         return
     classes: list[Any] = [(sa.Integer, sa.Boolean), sa.Numeric, sa.DateTime]
-    classes += [(sa.String, sa.JSON, sa.Uuid), sa.Date, sa.Time]
+    uuid = getattr(sa, "Uuid", sa.String)  # SQLAlchemy 1.4 has none
+    classes += [(sa.String, sa.JSON, uuid), sa.Date, sa.Time]
 
     def text(columns: Any, unique: Any = False, refers: Any = None) -> str:
         said = ("UNIQUE " if unique else "") + "(%s)" % ", ".join(columns)

@@ -877,8 +877,9 @@ def _row_change(node: exp.Update | exp.Delete | exp.TruncateTable) -> Rows:
     targets = node.args.get("tables") or [node.this]
     written = _tables(targets)
     bound = node.find(exp.Placeholder) is not None
-    # A DELETE also writes, through foreign keys ON DELETE CASCADE or SET NULL, the tables that refer to its own.
-    reach = None if isinstance(node, exp.Delete) else written
+    # Through foreign keys (ON DELETE CASCADE or SET NULL, ON UPDATE CASCADE), a DELETE or an UPDATE also writes
+    # the tables that refer to its own: which ones is not known here.
+    reach = None
     rows = Rows(reads=_tables_read(node), writes=reach, bound=bound)
     if written is None or rows.reads is None or not _reruns(node, written):
         return rows

@@ -12,6 +12,7 @@ with a reason.
 from __future__ import annotations
 
 import ast
+import builtins
 import itertools
 import re
 import string
@@ -89,7 +90,11 @@ _SCHEMA_ITEM_METHODS = {
     "create_all": ("bind", "tables", "checkfirst"),
     "drop_all": ("bind", "tables", "checkfirst"),
 }
-_LOOKS_FIRST = "SQLAlchemy looks first (checkfirst): it makes or drops only what is missing or there"
+_LOOKS_FIRST = "SQLAlchemy looks first (checkfirst): it drops only what is there"
+_LOOKS_AT_TABLES = (
+    "SQLAlchemy looks first, table by table (checkfirst): where DDL commits at once (MySQL, MariaDB), a table made "
+    "before a crash is skipped on retry, with the indexes it had not made yet"
+)
 _NO_CHECKFIRST = "SQLAlchemy's create()/drop() of a table, index or sequence is not guarded: pass checkfirst=True"
 _CHECKFIRST_FALSE = "checkfirst=False: SQLAlchemy makes or drops every object, there or not"
 
@@ -1006,16 +1011,16 @@ class GuardTransformer(cst.CSTTransformer):
 
     def _schema_item_call(self, call: cst.Call, func: cst.Attribute, name: str) -> _OpCall:
         """``Model.__table__.create(bind)``, ``index.drop(bind)``, ``metadata.create_all(bind=bind)``: SQLAlchemy
-        makes or drops the object itself, and looks first only when ``checkfirst`` says so (``create_all`` and
-        ``drop_all`` do by default). Not guarded; listed, already safe when it looks first."""
+        makes or drops the object itself, and looks first only when ``checkfirst=True`` says so (``create_all`` and
+        ``drop_all`` do by default). Not guarded; listed. A drop that looks first is already safe; a create that
+        does looks at each table, not at the indexes it makes after it."""
         display = f"{self._module.code_for_node(func.value).strip()}.{name}".replace("\n", " ")
         checkfirst = _bind(call, _SCHEMA_ITEM_METHODS[name]).get("checkfirst")
-        if checkfirst is None:
-            looks = name.endswith("_all")
-        else:
-            looks = not m.matches(checkfirst, m.Name("False") | m.Integer("0"))
-        if looks:
+        looks = name.endswith("_all") if checkfirst is None else m.matches(checkfirst, m.Name("True"))
+        if looks and name.startswith("drop"):
             return _OpCall(None, name, display, call, reason=_LOOKS_FIRST, safe=True)
+        if looks:
+            return _OpCall(None, name, display, call, reason=_LOOKS_AT_TABLES)
         return _OpCall(None, name, display, call, reason=_CHECKFIRST_FALSE if name.endswith("_all") else _NO_CHECKFIRST)
 
     def _match_enum(self, call: cst.Call, enum: cst.BaseExpression, spec: OpSpec) -> _OpCall | None:
@@ -1663,6 +1668,7 @@ def _tables_by_function(
     if tree is None:
         return found, values, possible, removals, work
     helpers = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    known = _known_names(tree)
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
@@ -1674,6 +1680,9 @@ def _tables_by_function(
         scope = _scope(constants, values[function.name])
         batches = _batch_tables(nodes)
         rows = work.setdefault(function.name, [])
+        unknown = _unknown_code(function, nodes, helpers, known)
+        if unknown is not None:
+            rows.append(_RowWork(function.name, unknown, _ANY_ROWS))
         for call in nodes:
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in helpers:
                 removals.calls.setdefault(call.func.id, []).append((function.name, call.lineno))
@@ -1706,6 +1715,65 @@ def _tables_by_function(
                 variable = table.id if isinstance(table, ast.Name) else None
                 removals.removals.setdefault(function.name, []).append((call.lineno, source, key, variable))
     return found, values, possible, removals, work
+
+
+def _known_names(tree: ast.Module) -> frozenset[str]:
+    """The names the module may call whose work with rows is seen here: builtins, the standard library's,
+    SQLAlchemy's and Alembic's, the module's own classes, functions and names. Not what it imports from anywhere
+    else (the project's own helpers, ``from migration_utils import merge_kinds``, pandas...), nor a name of its own
+    made from one of those."""
+    known: set[str] = set(dir(builtins))
+    foreign: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [(alias.name, alias.asname or alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [("." if node.level else node.module or "", alias.asname or alias.name) for alias in node.names]
+        else:
+            continue
+        for module, name in modules:
+            root = module.split(".")[0]
+            seen = root in sys.stdlib_module_names or root in {"sqlalchemy", "alembic", "__future__"}
+            (known if seen else foreign).add(name)
+    for statement in tree.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            known.add(statement.name)
+        elif isinstance(statement, (ast.Assign, ast.AnnAssign)):
+            mentions = (
+                {node.id for node in ast.walk(statement.value) if isinstance(node, ast.Name)}
+                if statement.value
+                else set()
+            )
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            named = {node.id for target in targets for node in ast.walk(target) if isinstance(node, ast.Name)}
+            (foreign if mentions & foreign else known).update(named)
+    return frozenset(known - foreign)
+
+
+def _unknown_code(
+    function: ast.FunctionDef | ast.AsyncFunctionDef, nodes: list[ast.AST], helpers: set[str], known: frozenset[str]
+) -> int | None:
+    """The line of the first call in ``function`` of code whose work with rows is not seen here, if any: a name
+    imported from the project or another library (``merge_kinds(bind)``, ``utils.merge(...)``), or not defined in
+    the module (``from utils import *``), ``df.to_sql``, a function held in a variable (``for step in (_merge,):
+    step()``), or a function of the module passed as a value rather than called by name. What such code writes may
+    be any table."""
+    local = {arg.arg for arg in ast.walk(function.args) if isinstance(arg, ast.arg)}
+    local |= {node.id for node in nodes if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    called = {id(node.func) for node in nodes if isinstance(node, ast.Call)}
+    lines = []
+    for node in nodes:
+        if isinstance(node, ast.Call):
+            root = node.func
+            while isinstance(root, (ast.Attribute, ast.Call, ast.Subscript)):
+                root = root.func if isinstance(root, ast.Call) else root.value
+            held = isinstance(node.func, ast.Name) and node.func.id in local - helpers
+            unseen = isinstance(root, ast.Name) and root.id not in known | local
+            if held or unseen or (isinstance(node.func, ast.Attribute) and node.func.attr == "to_sql"):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Name) and node.id in helpers and id(node) not in called:
+            lines.append(node.lineno)  # a function of the module, passed on to be called somewhere else
+    return min(lines, default=None)
 
 
 @dataclass(frozen=True)
@@ -1861,11 +1929,11 @@ def _values_fixed(call: ast.expr | None, scope: dict[str, ast.expr]) -> bool:
         if isinstance(node, ast.Call) and _ast_called_name(node.func) == "bindparams":
             given += [*node.args, *(keyword.value for keyword in node.keywords)]
     try:
-        for value in given:
-            ast.literal_eval(value)
+        values = [ast.literal_eval(value) for value in given]
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False
-    return True
+    # A list of parameter sets runs the statement once per set (executemany): one set's result is another's input.
+    return not any(isinstance(value, (list, tuple, set)) for value in values)
 
 
 def _values_bound_once(

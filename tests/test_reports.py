@@ -401,33 +401,32 @@ def test_a_commit_of_a_session_that_loads_no_objects_is_no_op() -> None:
 
 def test_sqlalchemy_ddl_on_the_connection_is_listed() -> None:
     """superset c82ee8a39623 makes its tables with ``Tag.__table__.create(bind)``: a re-run failed at a call no
-    report named. SQLAlchemy's create() and drop() look first only with checkfirst (create_all and drop_all do by
-    default); an enum's create is guarded, the connection passed as bind= too."""
+    report named. SQLAlchemy's create() and drop() look first only with checkfirst=True (create_all and drop_all
+    by default); a drop that looks is already safe, a create looks at tables, not at their indexes; an enum's
+    create is guarded, the connection passed as bind= too."""
     body = (
         "    bind = op.get_bind()\n"
         "    Tag.__table__.create(bind)\n"
         "    Tag.__table__.create(bind, checkfirst=True)\n"
+        "    Tag.__table__.create(bind, checkfirst=CHECK)\n"
         "    sa.Index('ix', users.c.name).drop(bind=bind)\n"
         "    Base.metadata.create_all(bind=bind, tables=[Tag.__table__])\n"
         "    Base.metadata.drop_all(bind, checkfirst=False)\n"
+        "    Base.metadata.drop_all(bind=bind)\n"
         "    sa.Enum('a', name='mood').create(bind=bind)\n"
         "    Tag.__table__.create(engine)\n"  # not the migration's connection: not an op
     )
+    no_checkfirst = "SQLAlchemy's create()/drop() of a table, index or sequence is not guarded"
+    tables_only = "SQLAlchemy looks first, table by table (checkfirst)"
     found = [(report.call, report.outcome, report.reason.split(":")[0]) for report in reports(body)]
     assert found == [
-        (
-            "Tag.__table__.create",
-            Outcome.UNGUARDED,
-            "SQLAlchemy's create()/drop() of a table, index or sequence is not guarded",
-        ),
-        ("Tag.__table__.create", Outcome.ALREADY_SAFE, "SQLAlchemy looks first (checkfirst)"),
-        (
-            "sa.Index('ix', users.c.name).drop",
-            Outcome.UNGUARDED,
-            "SQLAlchemy's create()/drop() of a table, index or sequence is not guarded",
-        ),
-        ("Base.metadata.create_all", Outcome.ALREADY_SAFE, "SQLAlchemy looks first (checkfirst)"),
+        ("Tag.__table__.create", Outcome.UNGUARDED, no_checkfirst),
+        ("Tag.__table__.create", Outcome.UNGUARDED, tables_only),
+        ("Tag.__table__.create", Outcome.UNGUARDED, no_checkfirst),
+        ("sa.Index('ix', users.c.name).drop", Outcome.UNGUARDED, no_checkfirst),
+        ("Base.metadata.create_all", Outcome.UNGUARDED, tables_only),
         ("Base.metadata.drop_all", Outcome.UNGUARDED, "checkfirst=False"),
+        ("Base.metadata.drop_all", Outcome.ALREADY_SAFE, "SQLAlchemy looks first (checkfirst)"),
         ("sa.Enum(...).create", Outcome.GUARDED, ""),
     ]
 

@@ -651,21 +651,28 @@ def test_data_changes_that_meet_in_a_function_do_not_re_run_alike(first: str, se
     assert one.rerun is not None or other.rerun is not None
 
 
-def test_data_changes_of_other_tables_re_run_alike() -> None:
-    update, other = _rows("UPDATE t SET a = 'x' WHERE b = 1"), _rows("UPDATE u SET c = 1 WHERE d IS NULL")
-    query, index = _rows("SELECT * FROM v"), _rows("CREATE INDEX ix ON t (a)")
-    assert update.reruns_in([(other, True), (query, True), (index, True)]) == UPDATE_RERUNS
-    assert other.reruns_in([(update, False), (query, True)]) == UPDATE_RERUNS
+def test_data_changes_beside_ddl_re_run_alike() -> None:
+    """Beside DDL of its own table; not beside anything that reads rows, which it may have written through a
+    foreign key."""
+    update, index = _rows("UPDATE t SET a = 'x' WHERE b = 1"), _rows("CREATE INDEX ix ON t (a)")
+    assert update.reruns_in([(index, True), (index, False)]) == UPDATE_RERUNS
     assert _rows("DELETE FROM u WHERE c IS NULL").reruns_in([(index, True)]) == DELETE_RERUNS
+    assert update.reruns_in([(_rows("INSERT INTO u (c) SELECT c FROM v"), True)]) is None
 
 
-def test_a_delete_may_write_any_table_through_foreign_keys() -> None:
-    """ON DELETE CASCADE or SET NULL: rows of a table that refers to its own go, or change, with it."""
-    delete = _rows("DELETE FROM parent WHERE archived")
-    orphans = _rows("DELETE FROM child WHERE parent_id IS NULL")
-    assert delete.rerun == DELETE_RERUNS and orphans.rerun == DELETE_RERUNS
-    assert orphans.reruns_in([(delete, True)]) is None
-    assert delete.reruns_in([(_rows("SELECT * FROM child"), True)]) is None
+@pytest.mark.parametrize(
+    ("parent", "child"),
+    [
+        ("DELETE FROM parent WHERE archived", "DELETE FROM child WHERE parent_id IS NULL"),  # ON DELETE CASCADE
+        ("UPDATE parent SET code = 'legacy' WHERE code = 'old'", "UPDATE child SET note = 'x' WHERE code = 'legacy'"),
+    ],
+)
+def test_a_delete_or_update_may_write_any_table_through_foreign_keys(parent: str, child: str) -> None:
+    """ON DELETE CASCADE or SET NULL, ON UPDATE CASCADE: rows of a table that refers to its own change with it."""
+    first, second = _rows(parent), _rows(child)
+    assert first.rerun is not None and second.rerun is not None
+    assert second.reruns_in([(first, True)]) is None
+    assert first.reruns_in([(_rows("SELECT * FROM child"), True)]) is None
 
 
 def test_a_rename_or_change_of_type_after_it_of_a_table_it_reads_does_not_re_run_alike() -> None:
@@ -693,7 +700,8 @@ def test_bind_parameters_re_run_alike_only_when_fixed() -> None:
     ("body", "outcomes"),
     [
         # Safe on its own, and nothing else in the run writes what it reads.
-        ("    op.execute('UPDATE t SET a = 1 WHERE b = 2')\n    op.execute('UPDATE u SET c = 3')\n", ["safe", "safe"]),
+        # An UPDATE may reach the other's table through a foreign key (ON UPDATE CASCADE).
+        ("    op.execute('UPDATE t SET a = 1 WHERE b = 2')\n    op.execute('UPDATE u SET c = 3')\n", ["data", "data"]),
         ("    op.execute('DELETE FROM t WHERE a = 1')\n    op.create_index('ix', 'u', ['c'])\n", ["safe", "guarded"]),
         # A DELETE may reach the other's table through a foreign key.
         ("    op.execute('UPDATE t SET a = 1 WHERE b = 2')\n    op.execute('DELETE FROM u')\n", ["data", "data"]),
@@ -734,8 +742,24 @@ def test_bind_parameters_re_run_alike_only_when_fixed() -> None:
         ("    op.get_bind().execute(sa.text('UPDATE t SET a = :a'), {'a': 1})\n", ["safe"]),
         ("    op.get_bind().execute(sa.text('UPDATE t SET a = :a').bindparams(a=1))\n", ["safe"]),
         ("    op.get_bind().execute(sa.text('UPDATE t SET a = :a'), {'a': now()})\n", ["data"]),
+        ("    op.get_bind().execute(sa.text('UPDATE t SET a = :a'), [{'a': 1}, {'a': 2}])\n", ["data"]),  # executemany
         # Safe, but its function drops columns, which a re-run may read.
         ("    op.execute('UPDATE t SET a = b')\n    op.drop_column('t', 'b')\n", ["reads dropped", "guarded"]),
+        # Code whose work with rows is not seen: imported, held in a variable, or a function passed on.
+        (
+            "    from migration_utils import merge_kinds\n    op.execute('UPDATE t SET a = 1')\n    merge_kinds()\n",
+            ["data"],
+        ),
+        ("    import utils\n    op.execute('UPDATE t SET a = 1')\n    utils.merge_kinds(op.get_bind())\n", ["data"]),
+        ("    op.execute('UPDATE t SET a = 1')\n    merge_kinds()\n", ["data"]),  # from a star import, say
+        ("    op.execute('UPDATE t SET a = 1')\n    frame = dict()\n    frame.to_sql('t', op.get_bind())\n", ["data"]),
+        (
+            "    op.execute('UPDATE t SET a = 1')\n    for step in (_merge,):\n        step()\n\n\n"
+            "def _merge():\n    pass\n",
+            ["data"],
+        ),
+        # Calls of the standard library, SQLAlchemy and Alembic are seen through.
+        ("    import json\n    op.execute('UPDATE t SET a = 1')\n    print(json.dumps([sa.text('x')]))\n", ["safe"]),
     ],
 )
 def test_a_data_change_is_safe_only_beside_nothing_that_changes_what_it_reads(body: str, outcomes: list[str]) -> None:

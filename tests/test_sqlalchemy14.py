@@ -6,7 +6,9 @@ the golden fixtures of ``test_drivers.MATRIX`` (one per query path of the
 guard helpers) run in a virtualenv holding SQLAlchemy 1.4 (``make install``
 makes ``.venv-sqlalchemy14``; ``IDEMPOTIFY_SQLALCHEMY14_PYTHON`` names another
 interpreter) through ``tests/sqlalchemy14.py``, on the default driver of each
-database: upgrade twice, downgrade twice, each compared with the input's.
+database: upgrade twice, downgrade twice, each compared with the input's. As in
+``test_drivers``, each output carries the drift check a shared helpers module
+gives it, which the second upgrade's skips run.
 Locally a missing virtualenv or server skips with the reason; under
 ``CI=true`` both fail.
 """
@@ -24,7 +26,7 @@ import pytest
 from tests.conftest import require_dialect
 from tests.databases import DIALECTS, scratch_database
 from tests.fixtures import Golden
-from tests.test_drivers import matrix
+from tests.test_drivers import matrix, with_drift_check
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = Path(os.environ.get("IDEMPOTIFY_SQLALCHEMY14_PYTHON", ROOT / ".venv-sqlalchemy14" / "bin" / "python"))
@@ -52,7 +54,7 @@ def results(dialect: str) -> tuple[str, dict[str, list[str]]]:
         url = engine.url.render_as_string(hide_password=False)
         engine.dispose()
         jobs = [
-            {"id": g.id, "input": g.input, "output": g.output, "naming_convention": g.naming_convention}
+            {"id": g.id, "input": g.input, "output": with_drift_check(g), "naming_convention": g.naming_convention}
             for g in cases(dialect)
         ]
         done = subprocess.run(
