@@ -7,19 +7,23 @@ STAMP := $(VENV)/.installed
 # SQLAlchemy 1.4, which many applications still run their migrations on: tests/test_sqlalchemy14.py runs the
 # guards under it. Only the tests need it.
 SA14 := .venv-sqlalchemy14
+SA14_STAMP := $(SA14)/.installed
 
 .PHONY: install mysql-client-library demo test lint typecheck pytest goldens bench corpus fuzz clean
 
-install: $(STAMP)
+install: $(STAMP) $(SA14_STAMP)
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory mysql-client-library
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(SA14_STAMP):
 	$(PYTHON) -m venv $(SA14)
 	$(SA14)/bin/python -m pip install --quiet 'sqlalchemy>=1.4,<2' 'alembic>=1.16' psycopg2-binary pymysql
-	touch $(STAMP)
+	touch $(SA14_STAMP)
 
 # mysqlclient, a dev dependency (the driver matrix), compiles against the MariaDB or MySQL client library,
 # which it finds with pkg-config (or MYSQLCLIENT_CFLAGS and MYSQLCLIENT_LDFLAGS). When neither is there,
