@@ -148,7 +148,9 @@ class _CutParts(cst.CSTTransformer):
             # A cut ``if`` gives way to its ``elif`` (its ``else`` would be left without a test: none has one).
             while isinstance(kept, cst.If) and self._cut(kept) and isinstance(kept.orelse, cst.If):
                 kept = kept.orelse.with_changes(leading_lines=kept.leading_lines)
-            if not self._cut(kept):
+            # A ``try`` whose body was all cut guards nothing: its handlers go with it.
+            emptied = isinstance(kept, cst.Try) and isinstance(kept.body, cst.IndentedBlock) and not kept.body.body
+            if not self._cut(kept) and not emptied:
                 body.append(kept)
         return updated_node.with_changes(body=body)
 
