@@ -240,7 +240,9 @@ def _idempotify_index(db: Any, table: Any, name: Any, schema: Any, absent: bool 
 # The name in the catalog: an unnamed index is named by the naming convention,
 # as Alembic names it; a name too long for the database is cut by PostgreSQL
 # (elsewhere the op fails as written).
-def _idempotify_index_name(db: Any, table: Any, name: Any, schema: Any, columns: Any = None, **_: Any) -> Any:
+def _idempotify_index_name(
+    db: Any, table: Any, name: Any, schema: Any, columns: Any = None, unique: Any = False, **_: Any
+) -> Any:
     """The index's name as the database stores it."""
     import sqlalchemy
     from alembic import op
@@ -249,7 +251,7 @@ def _idempotify_index_name(db: Any, table: Any, name: Any, schema: Any, columns:
     index = sqlalchemy.Index(name)
     if name is None:
         make = SchemaObjects(op.get_context()).index
-        index = make(None, table, columns, schema=schema)
+        index = make(None, table, columns, schema=schema, unique=unique)
     dialect = db.bind.dialect
     quoting = dialect.identifier_preparer
     try:

@@ -247,7 +247,8 @@ SPECS: dict[str, OpSpec] = {
                     subject="index_name",
                     keywords=_ON_TABLE,
                     unnamed=True,
-                    unnamed_keywords=("columns",),
+                    # A naming convention may name a unique index apart (indico: "ix_%(unique_index)s...").
+                    unnamed_keywords=("columns", "unique"),
                 ),
             ),
             op_params=("index_name", "table_name", "columns"),

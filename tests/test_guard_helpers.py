@@ -31,7 +31,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from codemod import runtime
+from codemod.formatting import Style
 from codemod.guards import PARTS, finder_name, helper_block_source, helper_names, helpers_called, parts_needed
+from codemod.runner import rewrite_source
 from codemod.specs import SPECS
 from codemod.verify.execution import run_migration
 from codemod.verify.schema import snapshot
@@ -886,3 +888,30 @@ def test_a_constraint_drop_needs_the_look_at_its_type_or_at_every_type() -> None
     assert parts("") == {"untyped", "unique", "foreignkey", "check"}
     assert parts(', kinds["t"]') == {"primary", "untyped", "unique", "foreignkey", "check"}
     assert parts(', "foreignkey", naming_convention=conv') == {"foreignkey", "convention"}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_an_unnamed_unique_index_is_looked_up_as_the_convention_names_a_unique_one(
+    dialect: str, scratch: Scratch
+) -> None:
+    """indico's convention names a unique index apart ("ix_%(unique_index)s..."). The guard of an unnamed unique
+    index, told only its columns, looked for the plain index of those columns (there, from index=True), and skipped
+    the create: the rewritten chain lacked the index the original makes (indico 9d00917b2fa8, tried as a new user
+    would)."""
+    convention: dict[str, Any] = {
+        "ix": "ix_%(unique_index)s%(table_name)s_%(column_0_name)s",
+        "unique_index": lambda index, _: "uq_" if index.unique else "",
+    }
+    source = (
+        "from alembic import op\nimport sqlalchemy as sa\n\n\ndef upgrade():\n"
+        "    op.create_table('t', sa.Column('id', sa.Integer, primary_key=True),"
+        " sa.Column('a', sa.Integer, index=True))\n"
+        "    op.create_index(None, 't', ['a'], unique=True)\n"
+    )
+    output = rewrite_source(source.encode(), Style())[0].decode()
+    assert output.count("unique=True") == 2  # the op's, and the guard's
+    with scratch(dialect) as engine:
+        for _ in range(2):  # the second run finds both indexes and skips
+            run_migration(engine, output, naming_convention=convention)
+            indexes = {index["name"]: index["unique"] for index in sa.inspect(engine).get_indexes("t")}
+            assert indexes == {"ix_t_a": False, "ix_uq_t_a": True}
