@@ -17,7 +17,7 @@ import json
 import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import libcst as cst
@@ -191,32 +191,25 @@ def finder_name(kind: str) -> str:
 
 
 def helpers_called(source: str) -> set[str]:
-    """The helpers a guard's source (an expression or statement) calls, with the finders of the kinds it checks.
+    """The helpers a guard's source (an expression or statement) calls, with the finders of the kinds it checks
+    (see ``guards_need``)."""
+    return set(guards_need(source)[0])
+
+
+def parts_needed(source: str) -> set[str]:
+    """The parts of the helpers (see ``PARTS``) that the guards in ``source`` need (see ``guards_need``)."""
+    return set(guards_need(source)[1])
+
+
+@lru_cache(maxsize=4096)
+def guards_need(source: str) -> tuple[frozenset[str], frozenset[str]]:
+    """What the guards in ``source`` (an expression or statement) need: the helpers they call, with the finders
+    of the kinds they check, and the parts of the helpers (see ``PARTS``). One walk of the source answers both.
 
     An index named by a literal of at most 30 characters (also through
     ``op.f``) needs no help with its name; any other index does.
     """
     called = set(_HELPER_CALL.findall(source)) & set(_sources())
-    for call in ast.walk(ast.parse(textwrap.dedent(source).strip())):
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == GUARD):
-            continue
-        guard = call.args[0] if call.args else None
-        if not (isinstance(guard, ast.Constant) and isinstance(guard.value, str)):
-            continue
-        op, _, check = guard.value.rpartition(": ")
-        kind = check.removeprefix("no ")
-        if check != kind and op.rpartition(".")[2] in DRIFT_CHECKED:
-            called.add("_idempotify_drift")
-        if kind not in ("table", "column"):
-            called.add(finder_name(kind))
-        if kind == "index" and not _short_literal(call.args[2] if len(call.args) > 2 else None):
-            called.add("_idempotify_index_name")
-        called.update(helper for key, helper in KEYWORD_HELPERS.items() if key in {k.arg for k in call.keywords})
-    return called
-
-
-def parts_needed(source: str) -> set[str]:
-    """The parts of the helpers (see ``PARTS``) that the guards in ``source`` need."""
     parts: set[str] = set()
     for call in ast.walk(ast.parse(textwrap.dedent(source).strip())):
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == GUARD):
@@ -225,7 +218,16 @@ def parts_needed(source: str) -> set[str]:
         if not (isinstance(guard, ast.Constant) and isinstance(guard.value, str)):
             parts |= PARTS  # a guard of a kind not known here: it may need any
             continue
-        kind = guard.value.rpartition(": ")[2].removeprefix("no ")
+        op, _, check = guard.value.rpartition(": ")
+        kind = check.removeprefix("no ")
+        keywords = {keyword.arg for keyword in call.keywords}
+        if check != kind and op.rpartition(".")[2] in DRIFT_CHECKED:
+            called.add("_idempotify_drift")
+        if kind not in ("table", "column"):
+            called.add(finder_name(kind))
+        if kind == "index" and not _short_literal(call.args[2] if len(call.args) > 2 else None):
+            called.add("_idempotify_index_name")
+        called.update(helper for key, helper in KEYWORD_HELPERS.items() if key in keywords)
         if kind != "table":
             parts.add("column" if kind == "column" else "finder")
         if kind == "constraint":  # a drop: of the type_ it gives (4th), if any
@@ -234,9 +236,8 @@ def parts_needed(source: str) -> set[str]:
             parts |= _CONSTRAINT_PARTS.get(ast.literal_eval(type_), _ANY_CONSTRAINT) if literal else _ANY_CONSTRAINT
         else:
             parts |= _CONSTRAINT_PARTS.get(kind, frozenset())
-        keywords = {keyword.arg for keyword in call.keywords}
         parts |= {part for part, keyword in _KEYWORD_PARTS.items() if keyword in keywords}
-    return parts
+    return frozenset(called), frozenset(parts)
 
 
 def _short_literal(node: ast.expr | None) -> bool:

@@ -878,13 +878,11 @@ def _row_change(node: exp.Update | exp.Delete | exp.TruncateTable) -> Rows:
     written = _tables(targets)
     bound = node.find(exp.Placeholder) is not None
     # Through foreign keys (ON DELETE CASCADE or SET NULL, ON UPDATE CASCADE), a DELETE or an UPDATE also writes
-    # the tables that refer to its own: which ones is not known here.
-    reach = None
-    rows = Rows(reads=_tables_read(node), writes=reach, bound=bound)
-    if written is None or rows.reads is None or not _reruns(node, written):
-        return rows
-    rerun = UPDATE_RERUNS if isinstance(node, exp.Update) else DELETE_RERUNS
-    return Rows(rows.reads, reach, rerun=rerun, bound=bound)
+    # the tables that refer to its own: which ones is not known here, so it writes any table.
+    reads = _tables_read(node)
+    reruns = written is not None and reads is not None and _reruns(node, written)
+    rerun = (UPDATE_RERUNS if isinstance(node, exp.Update) else DELETE_RERUNS) if reruns else None
+    return Rows(reads=reads, writes=None, rerun=rerun, bound=bound)
 
 
 def _reruns(node: exp.Update | exp.Delete, written: frozenset[str]) -> bool:

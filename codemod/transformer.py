@@ -38,10 +38,9 @@ from codemod.guards import (
     edited_helpers,
     guard_literal,
     guard_test,
+    guards_need,
     helper_function_sources,
-    helpers_called,
     is_helper_name,
-    parts_needed,
     reindent,
 )
 from codemod.helper_import import is_helper_import, with_helper_import
@@ -419,9 +418,7 @@ class GuardTransformer(cst.CSTTransformer):
             and not self._helper_def_depth
         ):
             # By guards already in place; the generated block is rebuilt.
-            guard = self._module.code_for_node(node)
-            self._helpers_called.update(helpers_called(guard))
-            self._parts_needed.update(parts_needed(guard))
+            self._note_guards(self._module.code_for_node(node))
         found = self._match_op(node)
         if found is not None and self._says_concurrently and "concurrently" in self._source(node).lower():
             self._helpers_called.add(_DROP_INVALID_INDEX)  # in the block only with the index finder
@@ -863,12 +860,17 @@ class GuardTransformer(cst.CSTTransformer):
     def _source(self, expression: cst.BaseExpression) -> str:
         return self._module.code_for_node(expression).strip()
 
+    def _note_guards(self, source: str) -> None:
+        """The helpers, and the parts of them, that the guards in ``source`` need go into the block."""
+        helpers, parts = guards_need(source)
+        self._helpers_called.update(helpers)
+        self._parts_needed.update(parts)
+
     def _wrap(self, test: str, statements: Sequence[cst.BaseStatement], otherwise: str | None = None) -> cst.If:
         """``if <test>:`` around ``statements``, with ``else: <otherwise>`` when given."""
         indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
         header = self.style.if_header(test, indent_width)
-        self._helpers_called.update(helpers_called(test))
-        self._parts_needed.update(parts_needed(test))
+        self._note_guards(test)
         newline = self._module.default_newline
         parsed = cst.parse_statement(header.replace("\n", newline), config=self._module.config_for_parsing)
         assert isinstance(parsed, cst.If)
@@ -877,8 +879,7 @@ class GuardTransformer(cst.CSTTransformer):
         body = [first.with_changes(leading_lines=()), *rest]
         orelse = None
         if otherwise is not None:
-            self._helpers_called.update(helpers_called(otherwise))
-            self._parts_needed.update(parts_needed(otherwise))
+            self._note_guards(otherwise)
             statement = cst.parse_statement(otherwise + newline, config=self._module.config_for_parsing)
             orelse = cst.Else(body=cst.IndentedBlock(body=[statement]))
         return parsed.with_changes(body=cst.IndentedBlock(body=body), orelse=orelse, leading_lines=first.leading_lines)
@@ -914,10 +915,10 @@ class GuardTransformer(cst.CSTTransformer):
             display = f"{self._module.code_for_node(func.value)}.{name}"
             statement = call.args[0].value if call.args and not call.args[0].star else None
             return self._match_sql(call, display, statement, _CONNECTION_SQL)
-        bind = _bind(call, _SCHEMA_ITEM_METHODS[name]).get("bind") if name in _SCHEMA_ITEM_METHODS else None
-        if bind is not None and self._is_bind(bind):
+        bound = _bind(call, _SCHEMA_ITEM_METHODS[name]) if name in _SCHEMA_ITEM_METHODS else {}
+        if "bind" in bound and self._is_bind(bound["bind"]):
             found = self._match_enum(call, func.value, METHOD_SPECS[name]) if name in METHOD_SPECS else None
-            return found or self._schema_item_call(call, func, name)
+            return found or self._schema_item_call(call, func, name, bound.get("checkfirst"))
         if not isinstance(func.value, cst.Name) or name in NOT_OPS:
             return None
         receiver = func.value.value
@@ -1009,13 +1010,14 @@ class GuardTransformer(cst.CSTTransformer):
             bind = node.args[0].value
         return bind is not None and self._is_bind(bind)
 
-    def _schema_item_call(self, call: cst.Call, func: cst.Attribute, name: str) -> _OpCall:
+    def _schema_item_call(
+        self, call: cst.Call, func: cst.Attribute, name: str, checkfirst: cst.BaseExpression | None
+    ) -> _OpCall:
         """``Model.__table__.create(bind)``, ``index.drop(bind)``, ``metadata.create_all(bind=bind)``: SQLAlchemy
         makes or drops the object itself, and looks first only when ``checkfirst=True`` says so (``create_all`` and
         ``drop_all`` do by default). Not guarded; listed. A drop that looks first is already safe; a create that
         does looks at each table, not at the indexes it makes after it."""
         display = f"{self._module.code_for_node(func.value).strip()}.{name}".replace("\n", " ")
-        checkfirst = _bind(call, _SCHEMA_ITEM_METHODS[name]).get("checkfirst")
         looks = name.endswith("_all") if checkfirst is None else m.matches(checkfirst, m.Name("True"))
         if looks and name.startswith("drop"):
             return _OpCall(None, name, display, call, reason=_LOOKS_FIRST, safe=True)
