@@ -133,6 +133,9 @@ class _CutParts(cst.CSTTransformer):
         part = _part(statement)
         return part is not None and part not in self.parts
 
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+        return False  # parts are marked on statements and branches, never inside a statement
+
     def leave_If(self, original_node: cst.If, updated_node: cst.If) -> cst.If:
         orelse = updated_node.orelse
         while isinstance(orelse, cst.If) and self._cut(orelse):
@@ -160,8 +163,14 @@ def _with_parts(source: str, parts: frozenset[str]) -> str:
     """A helper's ``source`` with only the parts named in ``parts``, and without the comments marking parts."""
     if "# part:" not in source:
         return source
-    cut = cst.parse_module(source).visit(_CutParts(parts)).code
+    cut = _parsed(source).visit(_CutParts(parts)).code
     return _PART_COMMENT.sub("", cut)
+
+
+@cache
+def _parsed(source: str) -> cst.Module:
+    """``source`` parsed once for every set of parts cut from it (LibCST's nodes are never changed in place)."""
+    return cst.parse_module(source)
 
 
 @cache
