@@ -18,6 +18,10 @@ op, how its guard must be decided:
   foreign key re-made with ON DELETE CASCADE) follows the first rule: made
   whenever the drop runs, or when it is absent; every time while its table
   is there, but still guarded, so that it is skipped once the table is gone;
+- a primary key the block drops and makes again under its name is dropped
+  only while it is not already the one the block makes (same columns):
+  otherwise a re-run would drop the key that foreign keys made since depend
+  on, which PostgreSQL and MariaDB refuse (airflow re-keys ``team`` so);
 - a block that creates an object and then removes it, or drops a table or
   column and makes it again (rows would be lost on each run), cannot be told
   apart from its own re-run by looking at the schema: the whole block is left
@@ -102,10 +106,14 @@ class Decision:
     ``also_after`` lists earlier ops (by position) whose running makes this op
     run too: its test is theirs joined with ``or`` to its own. ``runs_always``
     holds the reason the op must run every time (reported as already safe).
+    ``unless_made_by`` is the later op (by position) that makes again the
+    primary key this op drops: the drop runs only while the key is not
+    already the one that op makes.
     """
 
     also_after: tuple[int, ...] = ()
     runs_always: str | None = None
+    unless_made_by: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,7 @@ def plan_batch(ops: Sequence[Sequence[Effect]]) -> BatchPlan:
     if churned:
         return BatchPlan(left_alone="churn", objects=churned)
     decisions = []
+    remade = remade_by(ops)
     for index, effects in enumerate(ops):
         after: list[int] = []
         runs_always = None
@@ -152,8 +161,36 @@ def plan_batch(ops: Sequence[Sequence[Effect]]) -> BatchPlan:
         if runs_always is not None and all(effect.action is Action.CHANGES for effect in effects):
             decisions.append(Decision(runs_always=runs_always))
         else:
-            decisions.append(Decision(also_after=tuple(after)))
+            decisions.append(Decision(also_after=tuple(after), unless_made_by=remade[index]))
     return BatchPlan(decisions=tuple(decisions))
+
+
+def remade_by(ops: Sequence[Sequence[Effect]]) -> tuple[int | None, ...]:
+    """Per op, the later op that makes again, under the same literal name, the primary key it drops; else None.
+
+    A primary key is all in its name and columns, so "already the one the
+    later op makes" can be told from the schema. Other constraints and indexes
+    hold more (ON DELETE, a WHERE, DEFERRABLE) than a look at the schema checks.
+    """
+    found: list[int | None] = []
+    for index, effects in enumerate(ops):
+        dropped = [
+            effect.target
+            for effect in effects
+            if effect.action is Action.REMOVES and not effect.implied and _is_named_primary_key(effect.target)
+        ]
+        later = (
+            position
+            for position in range(index + 1, len(ops))
+            for effect in ops[position]
+            if effect.action is Action.CREATES and any(effect.target.same_as(target) for target in dropped)
+        )
+        found.append(next(later, None))
+    return tuple(found)
+
+
+def _is_named_primary_key(target: SchemaObject) -> bool:
+    return target.kind == "constraint" and target.type_ == "primary" and target.name is not None and target.literal
 
 
 def _churned(ops: Sequence[Sequence[Effect]]) -> tuple[str, ...]:

@@ -53,9 +53,10 @@ _HELPER_CALL = re.compile(rf"\b({GUARD}\w*)\(")
 # ``_idempotify``: a check of a column, of any other kind of object than a table or column (by its finder), a
 # constraint create in a batch block (``copied=``), the drift check (with ``_idempotify_drift`` in the block).
 # In the index finder: the drop of an invalid index (with its helper). In the constraint finders: the look at
-# each type of constraint, at all of them (a drop without ``type_``), and a batch block's naming convention.
+# each type of constraint, at all of them (a drop without ``type_``), a batch block's naming convention, and
+# a primary key's columns (``exact=``: the drop of a key its block makes again looks first at what it makes).
 PARTS = frozenset({"column", "finder", "copied", "drift", "invalid"}) | frozenset(
-    {"primary", "unique", "foreignkey", "check", "untyped", "convention"}
+    {"primary", "unique", "foreignkey", "check", "untyped", "convention", "remade"}
 )
 # Parts that call a helper: a block holds one exactly when it holds that helper.
 _HELPER_PARTS = {"drift": DRIFT, "invalid": "_idempotify_drop_invalid_index"}
@@ -70,7 +71,8 @@ _CONSTRAINT_PARTS: dict[str | None, frozenset[str]] = {
     None: frozenset({"untyped", "unique", "foreignkey", "check"}),
 }
 _ANY_CONSTRAINT = frozenset({"primary", "untyped", "unique", "foreignkey", "check"})
-_KEYWORD_PARTS = {"copied": "copied", "convention": "naming_convention"}  # parts a keyword of the guard asks for
+# The parts a keyword of the guard asks for.
+_KEYWORD_PARTS = {"copied": "copied", "convention": "naming_convention", "remade": "exact"}
 _PART_MARK = re.compile(r"^#\s*part:\s*(\w+)\s*$")
 _PART_COMMENT = re.compile(r"[ \t]*#\s*part:\s*\w+[ \t]*$", re.MULTILINE)
 
@@ -403,6 +405,22 @@ class _Quiet(cst.CSTTransformer):
         return updated_node.with_changes(args=[*updated_node.args, quiet])
 
 
+def all_of(tests: Iterable[str]) -> str:
+    """The tests joined with ``and``; all but the last say nothing when they answer skip (the last one's
+    skip is logged; an earlier one's is said by the op it is about)."""
+    *earlier, last = tests
+    joined = [_quiet(test) for test in earlier]
+    expression = cst.parse_expression(last)
+    bracketed = isinstance(expression, cst.BooleanOperation) and isinstance(expression.operator, cst.Or)
+    return " and ".join([*joined, f"({last})" if bracketed else last])
+
+
+def _quiet(test: str) -> str:
+    expression = cst.parse_expression(test).visit(_Quiet())
+    assert isinstance(expression, cst.BaseExpression)
+    return cst.Module(body=()).code_for_node(expression)
+
+
 def any_of(tests: Iterable[str]) -> str:
     """The tests joined with ``or``; all but the last say nothing when they answer skip.
 
@@ -411,13 +429,7 @@ def any_of(tests: Iterable[str]) -> str:
     that one says so in the log.
     """
     *earlier, last = tests
-    empty = cst.Module(body=())
-    quiet = []
-    for test in earlier:
-        expression = cst.parse_expression(test).visit(_Quiet())
-        assert isinstance(expression, cst.BaseExpression)
-        quiet.append(empty.code_for_node(expression))
-    return " or ".join([*quiet, last])
+    return " or ".join([*(_quiet(test) for test in earlier), last])
 
 
 # Guards an older idempotify wrote call one helper per check, by these names.

@@ -356,13 +356,18 @@ def _idempotify_unique_constraint(db: Any, table: Any, name: Any, schema: Any, c
     return _idempotify_has_constraint(db, constraint, "unique")
 
 
-def _idempotify_primary_key(db: Any, table: Any, name: Any, schema: Any, columns: Any, **_: Any) -> Any:
+def _idempotify_primary_key(db: Any, table: Any, name: Any, schema: Any, columns: Any, **kw: Any) -> Any:
     """Whether the table has a primary key (of that name, if named)."""
     from alembic import op
     from alembic.operations.schemaobj import SchemaObjects
 
     make = SchemaObjects(op.get_context()).primary_key_constraint
     constraint = make(name, table, columns, schema=schema)
+    if kw.get("exact"):  # part: remade
+        # Exactly the key an op makes: on its columns, in its order, too.
+        key = db.get_pk_constraint(table, schema=schema)
+        if key.get("constrained_columns") != list(columns):
+            return False
     return _idempotify_has_constraint(db, constraint, "primary")
 
 

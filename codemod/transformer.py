@@ -19,13 +19,13 @@ import string
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 import libcst as cst
 import libcst.matchers as m
 
-from codemod.effects import ROWLESS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
+from codemod.effects import ROWLESS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch, remade_by
 from codemod.formatting import Style
 from codemod.guards import (
     BLOCK_MARK,
@@ -33,6 +33,7 @@ from codemod.guards import (
     GUARD,
     LEGACY_HELPERS,
     RIDERS,
+    all_of,
     any_of,
     block_header,
     edited_helpers,
@@ -154,6 +155,15 @@ class _BatchBlock:
             if found.call is call and index < len(self.plan.decisions):
                 decision = self.plan.decisions[index]
                 return decision, [self.calls[earlier].call for earlier in decision.also_after]
+        return None
+
+    def remaker(self, call: cst.Call) -> tuple[_OpCall, list[_OpCall]] | None:
+        """The later op of the block that makes again the primary key ``call`` drops (see ``Decision``), and
+        the ops between the two."""
+        for index, found in enumerate(self.calls):
+            if found.call is call and index < len(self.plan.decisions):
+                later = self.plan.decisions[index].unless_made_by
+                return None if later is None else (self.calls[later], self.calls[index + 1 : later])
         return None
 
 
@@ -495,6 +505,13 @@ class GuardTransformer(cst.CSTTransformer):
             for key, label in self._churned_objects(found for _, found in ops).items()
             if key[0] not in ROWLESS
         }
+        # A primary key dropped and made again under its name: the drop looks first at what the make makes.
+        remade = remade_by([self._effects(found) for _, found in ops]) if not batch else ()
+        remakers = {
+            id(ops[index][1].call): (ops[later][1], [found for _, found in ops[index + 1 : later]])
+            for index, later in enumerate(remade)
+            if later is not None and _adjacent(originals, [statement for statement, _ in ops[index : later + 1]])
+        }
         result: list[cst.BaseStatement] = []
         changed = False
         for index, original in enumerate(originals):
@@ -503,6 +520,9 @@ class GuardTransformer(cst.CSTTransformer):
                 result.append(updated[index])
                 continue
             test, report = self._decide(found, original, originals[index + 1 :])
+            remaker = remakers.get(id(found.call)) or self._batch_remaker(found)
+            if test is not None and remaker is not None and report.outcome is Outcome.GUARDED:
+                test = self._unless_made(test, *remaker)
             if test is not None and any(_object_key(effect) in churned for effect in self._effects(found)):
                 test = None
                 reason = f"its function (or the branch it is in) both creates and removes {_names(churned)}: {_CHURN}"
@@ -517,6 +537,43 @@ class GuardTransformer(cst.CSTTransformer):
             result.append(self._wrap(test, [updated[index]], self._skipped_result(found, original, originals)))
             changed = True
         return result if changed else None
+
+    def _batch_remaker(self, found: _OpCall) -> tuple[_OpCall, list[_OpCall]] | None:
+        for block in reversed(self._batch_plans):
+            remaker = block.remaker(found.call)
+            if remaker is not None:
+                return remaker
+        return None
+
+    def _unless_made(self, test: str, maker: _OpCall, between: Sequence[_OpCall]) -> str:
+        """``test`` (a drop of a primary key), run only while the key is not the one ``maker`` makes:
+        by its name and its columns, all a primary key is.
+
+        Only when no op ``between`` the drop and the make may touch a column of
+        the key (dropped first, say, to make one of them nullable or change its
+        type): those must find the key gone, as in the original.
+        """
+        assert maker.spec is not None
+        check = maker.spec.checks[0]
+        columns = maker.args.get("columns")
+        if any(maker.args.get(name) is None for name in check.args) or not isinstance(columns, cst.List):
+            return test
+        names = {_string_value(element.value) for element in columns.elements}
+        if None in names:
+            return test
+        keys = {_string_key(name) for name in names if name is not None}
+        for found in between:
+            if found.spec is None:
+                return test
+            for effect in self._effects(found):
+                target = effect.target
+                if target.kind == "column" and (not target.literal or target.name is None or target.name in keys):
+                    return test
+        args = {name: self._source(maker.args[name]) for name in check.args}
+        args.update((name, self._source(maker.args[name])) for name in check.keywords if _passed(maker.args, name))
+        args["exact"] = "True"
+        keywords = (*(name for name in check.keywords if name != "copied"), "exact")
+        return all_of([guard_test(maker.display, [replace(check, keywords=keywords)], args), test])
 
     def _in_batch(self, found: _OpCall, test: str, report: OpReport) -> tuple[str | None, OpReport]:
         """The test of an op of a batch block, decided with the ops before it in the block."""
@@ -2172,6 +2229,15 @@ def _dialect_tested(test: cst.BaseExpression) -> str | None:
     if not values or not all(value in DIALECTS for value in values):
         return None
     return values[0] if len({DIALECTS[str(value)] for value in values}) == 1 else None
+
+
+def _adjacent(statements: Sequence[cst.BaseStatement], run: Sequence[cst.BaseStatement]) -> bool:
+    """Whether ``run`` stands in ``statements`` one right after the other, nothing else between."""
+    start = next((index for index, statement in enumerate(statements) if statement is run[0]), None)
+    return start is not None and all(
+        start + offset < len(statements) and statements[start + offset] is statement
+        for offset, statement in enumerate(run)
+    )
 
 
 def _object_key(effect: Effect) -> tuple[str, str] | None:

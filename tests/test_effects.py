@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codemod.effects import RUNS_ALWAYS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch
+from codemod.effects import RUNS_ALWAYS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch, remade_by
 
 CREATES, REMOVES, CHANGES = Action.CREATES, Action.REMOVES, Action.CHANGES
 
@@ -89,3 +89,24 @@ def test_a_primary_key_a_dropped_column_may_take_along_is_made_after_it_without_
         [[Effect(CREATES, constraint("'pk_old'", "primary"))], drop, [Effect(CREATES, constraint("'pk'", "primary"))]]
     )
     assert plan == BatchPlan(decisions=(Decision(), Decision(), Decision(also_after=(1,))))
+
+
+def test_a_primary_key_dropped_and_made_again_under_its_name_is_dropped_only_unless_already_made() -> None:
+    plan = plan_batch(
+        [
+            [Effect(REMOVES, constraint("pk", "primary"))],
+            [Effect(REMOVES, column("id")), Effect(REMOVES, constraint(None, "primary", literal=False), implied=True)],
+            [Effect(CREATES, constraint("pk", "primary"))],
+        ]
+    )
+    assert plan.decisions == (Decision(unless_made_by=2), Decision(), Decision(also_after=(0, 1)))
+
+
+def test_only_a_primary_key_named_by_the_same_literal_is_made_again() -> None:
+    for dropped, made in [
+        (constraint("pk", "primary"), constraint("pk_new", "primary")),
+        (constraint("pk", "primary", literal=False), constraint("pk", "primary", literal=False)),
+        (constraint("uq", "unique"), constraint("uq", "unique")),
+        (index("ix"), index("ix")),
+    ]:
+        assert remade_by([[Effect(REMOVES, dropped)], [Effect(CREATES, made)]]) == (None, None)

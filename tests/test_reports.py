@@ -446,3 +446,49 @@ def test_a_removal_by_a_loop_over_named_tables_puts_only_those_at_risk() -> None
         ("op.drop_index", Outcome.UNGUARDED, "at risk: guarded, but `op.drop_table(tab"),
         ("op.drop_table", Outcome.GUARDED, ""),
     ]
+
+
+def _drop_looks_at_what_is_made(body: str) -> bool:
+    """Whether the rewritten drop of primary key "pk" first asks if the key is already the one made after it."""
+    output = rewrite_source((HEADER + body).encode(), Style())[0].decode()
+    drop = output.index('drop_constraint("pk"')
+    return "exact=True" in output[output.rindex("if ", 0, drop) : drop]
+
+
+def test_a_primary_key_made_again_under_its_name_is_dropped_only_while_it_is_not_the_one_made() -> None:
+    batch = (
+        '    with op.batch_alter_table("t") as batch_op:\n'
+        '        batch_op.drop_constraint("pk", type_="primary")\n'
+        '        batch_op.drop_column("old")\n'
+        '        batch_op.create_primary_key("pk", ["a", "b"])\n'
+    )
+    plain = '    op.drop_constraint("pk", "t", type_="primary")\n    op.create_primary_key("pk", "t", ["a"])\n'
+    assert _drop_looks_at_what_is_made(batch)
+    assert _drop_looks_at_what_is_made(plain)
+
+
+@pytest.mark.parametrize(
+    "between",
+    [
+        'batch_op.alter_column("a", nullable=True)',  # a column of the key: it needs the key gone
+        "batch_op.drop_column(name)",  # a column named at run time may be one
+        'batch_op.execute("ALTER TABLE t MODIFY a INT")',  # what SQL does is not known here
+    ],
+)
+def test_a_primary_key_is_dropped_as_before_when_an_op_between_may_touch_its_columns(between: str) -> None:
+    body = (
+        '    with op.batch_alter_table("t") as batch_op:\n'
+        '        batch_op.drop_constraint("pk", type_="primary")\n'
+        f"        {between}\n"
+        '        batch_op.create_primary_key("pk", ["a", "b"])\n'
+    )
+    assert not _drop_looks_at_what_is_made(body)
+
+
+def test_a_primary_key_is_dropped_as_before_when_code_stands_between_the_drop_and_the_make() -> None:
+    body = (
+        '    op.drop_constraint("pk", "t", type_="primary")\n'
+        '    op.get_bind().exec_driver_sql("UPDATE t SET a = 1")\n'
+        '    op.create_primary_key("pk", "t", ["a"])\n'
+    )
+    assert not _drop_looks_at_what_is_made(body)
