@@ -155,3 +155,18 @@ def test_a_snapshot_after_a_migration_deallocated_every_prepared_statement(conne
     before = snapshot_of(connection)
     connection.exec_driver_sql("DEALLOCATE ALL")
     assert snapshot_of(connection) == before
+
+
+def test_a_revision_is_compiled_as_alembic_imports_it_without_postponed_annotations() -> None:
+    """codemod.verify.execution has ``from __future__ import annotations``; a revision compiled with it would
+    keep an ORM model's ``Mapped[int]`` a string that SQLAlchemy cannot resolve (arize-phoenix's chain)."""
+    source = (
+        "import sqlalchemy as sa\n"
+        "from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column\n\n\n"
+        "class Base(DeclarativeBase):\n    pass\n\n\n"
+        "class Span(Base):\n"
+        "    __tablename__ = 'spans'\n"
+        "    id: Mapped[int] = mapped_column(primary_key=True)\n"
+    )
+    module = load_migration(source, "0001_spans.py")
+    assert module.Span.__table__.c.id.type.python_type is int

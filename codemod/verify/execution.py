@@ -124,7 +124,9 @@ def load_migration(source: str, path: Path | str = "migration") -> types.ModuleT
 
 @lru_cache(maxsize=256)
 def _compiled(source: str, filename: str) -> types.CodeType:
-    return compile(source, filename, "exec")  # inherits this module's __future__ flags, as it always did
+    # As Alembic imports it: none of this module's __future__ flags (postponed annotations would leave an ORM
+    # model's Mapped[int] a string SQLAlchemy cannot resolve in a module not in sys.modules; arize-phoenix's).
+    return compile(source, filename, "exec", dont_inherit=True)
 
 
 def context_options(naming_convention: dict[str, str] | None) -> dict[str, Any]:
