@@ -34,13 +34,17 @@ _WRITTEN_HEADER = re.compile(r"^# idempotify: generated guards .*\[([0-9a-f]{8})
 GUARD = runtime.HELPER_PREFIX  # the function every guard calls
 
 # Helpers a guard needs only when it passes this keyword (most files never do).
-KEYWORD_HELPERS: dict[str, str] = {"naming_convention": "_idempotify_named_by_convention"}
+KEYWORD_HELPERS: dict[str, str] = {
+    "naming_convention": "_idempotify_named_by_convention",
+    "indexes": "_idempotify_lacking_indexes",
+}
 # Helpers that only the helper they ride with calls, when the file needs them; the block holds one only with it.
 RIDERS: dict[str, str] = {
     "_idempotify_named_by_convention": "_idempotify_constraint",
     "_idempotify_index_name": "_idempotify_index",  # unnamed, long or computed names
     "_idempotify_drop_invalid_index": "_idempotify_index",  # files that build indexes concurrently
     "_idempotify_drift": GUARD,  # files that create a column, index, unique constraint or foreign key
+    "_idempotify_lacking_indexes": GUARD,  # files with a create_table that makes indexes (indexes=)
 }
 DRIFT = "_idempotify_drift"  # in a shared helpers module only (see GuardTransformer's helper block)
 # The create ops whose skip ``_idempotify_drift`` compares with what the database has.
@@ -55,11 +59,16 @@ _HELPER_CALL = re.compile(rf"\b({GUARD}\w*)\(")
 # In the index finder: the drop of an invalid index (with its helper). In the constraint finders: the look at
 # each type of constraint, at all of them (a drop without ``type_``), a batch block's naming convention, and
 # a primary key's columns (``exact=``: the drop of a key its block makes again looks first at what it makes).
-PARTS = frozenset({"column", "finder", "copied", "drift", "invalid"}) | frozenset(
+# In ``_idempotify`` again: the look at the indexes a create_table makes, when its table is there (``indexes=``).
+PARTS = frozenset({"column", "finder", "copied", "drift", "invalid", "indexes"}) | frozenset(
     {"primary", "unique", "foreignkey", "check", "untyped", "convention", "remade"}
 )
 # Parts that call a helper: a block holds one exactly when it holds that helper.
-_HELPER_PARTS = {"drift": DRIFT, "invalid": "_idempotify_drop_invalid_index"}
+_HELPER_PARTS = {
+    "drift": DRIFT,
+    "invalid": "_idempotify_drop_invalid_index",
+    "indexes": "_idempotify_lacking_indexes",
+}
 # The parts a check of each kind of constraint needs, by kind, and by the ``type_`` of a drop (None: not given).
 _CONSTRAINT_PARTS: dict[str | None, frozenset[str]] = {
     "primary key": frozenset({"primary"}),
@@ -238,6 +247,11 @@ def guards_need(source: str) -> tuple[frozenset[str], frozenset[str]]:
             called.add(finder_name(kind))
         if kind == "index" and not _short_literal(call.args[2] if len(call.args) > 2 else None):
             called.add("_idempotify_index_name")
+        indexes = next((keyword.value for keyword in call.keywords if keyword.arg == "indexes"), None)
+        if isinstance(indexes, ast.List) and not all(
+            isinstance(each, ast.List) or _short_literal(each) for each in indexes.elts
+        ):
+            called.add("_idempotify_index_name")
         called.update(helper for key, helper in KEYWORD_HELPERS.items() if key in keywords)
         if kind != "table":
             parts.add("column" if kind == "column" else "finder")
@@ -331,7 +345,9 @@ def helper_function_sources(used: Iterable[str], parts: Iterable[str] = PARTS) -
                 pending.extend(dependencies[name])
 
     add([name for name in used if name not in RIDERS])
-    add([name for name in used if RIDERS.get(name) in wanted])
+    # A rider may bring in the helper another rides with (_idempotify_lacking_indexes, _idempotify_index).
+    while ready := [name for name in used if RIDERS.get(name) in wanted and name not in wanted]:
+        add(ready)
     kept = (
         frozenset(parts)
         .difference(_HELPER_PARTS)

@@ -64,6 +64,15 @@ def _idempotify(
         finder = globals()["_idempotify_" + kind.replace(" ", "_")]
         found = finder(db, table, name, schema, *args, absent=absent, **kw)
     run = found is None or bool(found) != absent
+    if not run and kw.get("indexes"):  # part: indexes
+        # CREATE TABLE, then CREATE INDEX: a deploy that died between them.
+        lacking = _idempotify_lacking_indexes(db, table, schema, kw["indexes"])
+        if lacking:
+            words = "%s(%s): the table is there without its index %s; the op"
+            words += " runs, and fails as it does unguarded: make the index"
+            words += " (or drop the table) by hand, then run it again"
+            log.warning(words, call, table, ", ".join(lacking))
+            return True
     if not run and not kw.get("quiet"):
         what = ".".join(str(part) for part in (table, name) if part is not None)
         why = kind + (" exists" if found else " is absent")
@@ -235,6 +244,27 @@ def _idempotify_index(db: Any, table: Any, name: Any, schema: Any, absent: bool 
     if invalid and "_idempotify_drop_invalid_index" in globals():  # part: invalid
         return _idempotify_drop_invalid_index(db, name, schema)
     return None if invalid else found is not None
+
+
+def _idempotify_lacking_indexes(
+    db: Any, table: Any, schema: Any, indexes: Any
+) -> list[str]:
+    """Of the indexes a create_table makes (each by its name, or by its
+    columns), those the table lacks."""
+    lacking, columns = [], None
+    for index in indexes:
+        if isinstance(index, str):
+            there = _idempotify_index(db, table, index, schema)
+            said = index
+        else:
+            if columns is None:
+                have = db.get_indexes(table, schema=schema)
+                columns = [list(i["column_names"]) for i in have]
+            there = list(index) in columns
+            said = "on (%s)" % ", ".join(index)
+        if there is False:
+            lacking.append(said)
+    return lacking
 
 
 # The name in the catalog: an unnamed index is named by the naming convention,

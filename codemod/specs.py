@@ -143,8 +143,9 @@ SPECS: dict[str, OpSpec] = {
             batch_params=None,
             native_flags=("if_not_exists",),
             skipped_result="table",
-            description="table absent; on PostgreSQL, enum types its columns declare that exist already are reused; "
-            "op.bulk_insert(t, ...) of its result runs while the table is empty",
+            description="table absent, or there without an index it makes by CREATE INDEX (Index(...), index=True): "
+            "then it runs, and fails as unguarded, with a warning; on PostgreSQL, enum types its columns declare "
+            "that exist already are reused; op.bulk_insert(t, ...) of its result runs while the table is empty",
         ),
         OpSpec(
             name="drop_table",

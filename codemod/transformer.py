@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import builtins
 import itertools
+import json
 import re
 import string
 import sys
@@ -772,6 +773,16 @@ class GuardTransformer(cst.CSTTransformer):
                 "changes a type whose CHECK constraint Alembic drops by name (a non-native Enum or a Boolean "
                 f"with create_constraint): a second run finds no constraint to drop; {_BY_HAND}"
             )
+        params = spec.batch_params if found.batch is not None else spec.op_params
+        column = _bind_as_given(found.call, params or ()).get("column") if spec.name == "add_column" else None
+        carried = _carried_by_column(column)
+        if carried:
+            return left(
+                f"its column carries {' and '.join(carried)}, which Alembic adds in statements of their own after "
+                "the column: on a database without transactional DDL (MariaDB, MySQL) a deploy that dies between "
+                "them leaves the column without them, and a guard on the column would skip the op and never add "
+                f"them, where the original fails loudly; {_BY_HAND}"
+            )
         checks = [check for check in spec.checks if check.only_with is None or _passed(found.args, check.only_with)]
         args: dict[str, str] = {}
         for check in checks:
@@ -795,6 +806,16 @@ class GuardTransformer(cst.CSTTransformer):
         if target is not None and spec.skipped_result is None and _uses_name(later, target):
             return left(f"its result {target!r} is used further down; {_BY_HAND}")
         test = guard_test(found.display, checks, args)
+        if spec.name == "create_table":
+            indexes = _indexes_made(found.call.args[1:], self._known_value)
+            if indexes is None:
+                return left(
+                    "its columns or indexes are not all written out (a variable, a * spread, a name not a string): "
+                    "an index it makes with CREATE INDEX after CREATE TABLE cannot be looked for when the table is "
+                    f"there, after a deploy that died between them; {_BY_HAND}"
+                )
+            if indexes:
+                test = f"{test[:-1]}, indexes=[{', '.join(indexes)}])"
         if found.name == "create_table" and self._declares_enum(found.call):
             schema = f", schema={args['schema']}" if "schema" in args else ""
             test += f" and {HELPER_PREFIX}reuse_enum_types({args['table_name']}{schema})"
@@ -914,6 +935,13 @@ class GuardTransformer(cst.CSTTransformer):
         if value is not None:
             return _string_key(value)
         return _normalized(self._source(expression))
+
+    def _known_value(self, expression: cst.BaseExpression) -> cst.BaseExpression | None:
+        """The value of a name bound once in the function (or the module), as LibCST's node; else None."""
+        if not isinstance(expression, cst.Name):
+            return None
+        value = self._scopes[-1].get(expression.value)
+        return None if value is None else cst.parse_expression(ast.unparse(value))
 
     def _source(self, expression: cst.BaseExpression) -> str:
         return self._module.code_for_node(expression).strip()
@@ -1481,6 +1509,15 @@ def _alias_name(alias: cst.ImportAlias) -> str | None:
 
 
 def _bind(call: cst.Call, params: Sequence[str]) -> dict[str, cst.BaseExpression]:
+    """Map the call's arguments to parameter names, a column given as ``sa.Column(...)`` by its name."""
+    bound = _bind_as_given(call, params)
+    column = bound.get("column")
+    if column is not None:
+        bound["column"] = _column_name(column)
+    return bound
+
+
+def _bind_as_given(call: cst.Call, params: Sequence[str]) -> dict[str, cst.BaseExpression]:
     """Map the call's arguments to parameter names; positions after a ``*`` spread are unknown."""
     bound: dict[str, cst.BaseExpression] = {}
     position = 0
@@ -1493,9 +1530,6 @@ def _bind(call: cst.Call, params: Sequence[str]) -> dict[str, cst.BaseExpression
             if position < len(params):
                 bound[params[position]] = arg.value
             position += 1
-    column = bound.get("column")
-    if column is not None:
-        bound["column"] = _column_name(column)
     return bound
 
 
@@ -1729,11 +1763,16 @@ def _tables_by_function(
     work: dict[str, list[_RowWork]] = {}
     if tree is None:
         return found, values, possible, removals, work
-    helpers = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    # The generated helpers are left out: what they do with rows is nothing the migration asked for (a batch
+    # copy finished, a leftover dropped), and a re-run must judge the migration as the first run did.
+    functions = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not is_helper_name(node.name)
+    ]
+    helpers = {function.name for function in functions}
     known = _known_names(tree)
-    for function in ast.walk(tree):
-        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
+    for function in functions:
         tables = found.setdefault(function.name, {op: set() for op in _TABLE_OPS})
         nodes = list(ast.walk(function))
         # Two functions of one name: neither's values can be told apart, so none is used.
@@ -1830,7 +1869,7 @@ def _unknown_code(
             while isinstance(root, (ast.Attribute, ast.Call, ast.Subscript)):
                 root = root.func if isinstance(root, ast.Call) else root.value
             held = isinstance(node.func, ast.Name) and node.func.id in local - helpers
-            unseen = isinstance(root, ast.Name) and root.id not in known | local
+            unseen = isinstance(root, ast.Name) and root.id not in known | local and not is_helper_name(root.id)
             if held or unseen or (isinstance(node.func, ast.Attribute) and node.func.attr == "to_sql"):
                 lines.append(node.lineno)
         elif isinstance(node, ast.Name) and node.id in helpers and id(node) not in called:
@@ -2229,6 +2268,86 @@ def _dialect_tested(test: cst.BaseExpression) -> str | None:
     if not values or not all(value in DIALECTS for value in values):
         return None
     return values[0] if len({DIALECTS[str(value)] for value in values}) == 1 else None
+
+
+def _indexes_made(
+    args: Sequence[cst.Arg], known: Callable[[cst.BaseExpression], cst.BaseExpression | None]
+) -> list[str] | None:
+    """The indexes a create_table given ``args`` (after its table's name) makes in statements of their own, as
+    the guard's ``indexes=`` lists them: an ``Index`` by its name (a string), else by its columns, and a
+    ``Column(..., index=True)`` by its column; None when some argument cannot be read (then any of them may
+    make one). ``*columns`` is read through ``known``: the list a name is bound to, when it is bound once."""
+    made = []
+    for arg in args:
+        value = arg.value
+        if arg.keyword is not None:
+            continue
+        if arg.star == "*" and isinstance(known(value), cst.List | cst.Tuple):
+            listed = known(value)
+            assert isinstance(listed, cst.List | cst.Tuple)
+            spread = [cst.Arg(element.value) for element in listed.elements if isinstance(element, cst.Element)]
+            inner = _indexes_made(spread, known) if len(spread) == len(listed.elements) else None
+            if inner is None:
+                return None
+            made += inner
+            continue
+        if arg.star or not isinstance(value, cst.Call):
+            return None
+        func = value.func
+        called = (
+            func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+        )
+        given = _bind_as_given(value, ("name",))
+        if called == "Column":
+            index = given.get("index")
+            if index is None or m.matches(index, m.Name("False") | m.Name("None")):
+                continue
+            name = _string_value(given["name"]) if "name" in given else None
+            if name is None:
+                return None
+            made.append(json.dumps([name]))
+        elif called == "Index":
+            name = _string_value(given["name"]) if "name" in given else None
+            columns = [_string_value(each.value) for each in value.args[1:] if each.keyword is None and not each.star]
+            if name is not None:
+                made.append(json.dumps(name))
+            elif "name" in given and _is_none(given["name"]) and columns and None not in columns:
+                made.append(json.dumps(columns))
+            else:
+                return None
+        elif called not in _MADE_IN_CREATE_TABLE:
+            return None
+    return made
+
+
+# What a create_table's CREATE TABLE itself makes: no statement of its own follows for these.
+_MADE_IN_CREATE_TABLE = frozenset(
+    {"PrimaryKeyConstraint", "ForeignKeyConstraint", "UniqueConstraint", "CheckConstraint", "Computed", "Identity"}
+)
+
+
+def _carried_by_column(column: cst.BaseExpression | None) -> tuple[str, ...]:
+    """What a ``Column(...)`` passed to add_column makes besides the column: its foreign keys and check
+    constraints (given as arguments), its index and unique constraint (``index=``, ``unique=`` not False)."""
+    if not (
+        isinstance(column, cst.Call) and m.matches(column.func, m.Name("Column") | m.Attribute(attr=m.Name("Column")))
+    ):
+        return ()
+    carried = []
+    for arg in column.args:
+        if arg.keyword is None and isinstance(arg.value, cst.Call):
+            func = arg.value.func
+            called = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
+            kind = {"ForeignKey": "a foreign key", "CheckConstraint": "a check constraint"}.get(called)
+            if kind is not None and kind not in carried:
+                carried.append(kind)
+        elif (
+            arg.keyword is not None
+            and arg.keyword.value in ("index", "unique")
+            and not m.matches(arg.value, m.Name("False") | m.Name("None"))
+        ):
+            carried.append("an index" if arg.keyword.value == "index" else "a unique constraint")
+    return tuple(carried)
 
 
 def _adjacent(statements: Sequence[cst.BaseStatement], run: Sequence[cst.BaseStatement]) -> bool:

@@ -51,6 +51,7 @@ from tests.fixtures import FIXTURES, Golden, read_golden
 # give both polarities: create_index/op finds the index missing, creates it, then finds it and drops it.
 MATRIX = {
     "create_table/bulk_insert": "table; the seed rows bulk_insert puts in it while it is empty; the table reflected",
+    "create_table/with_indexes": "a create_table's indexes, looked for when its table is there (names, columns)",
     "create_table/enum_column": "table; PostgreSQL: enum types reused by create_table (get_enums(schema='*'))",
     "add_column/incident": "column",
     "add_column/batch": "column in a batch block (on SQLite, move and copy)",
@@ -63,6 +64,7 @@ MATRIX = {
     "create_primary_key/op": "named primary key",
     "create_primary_key/unnamed": "unnamed primary key",
     "create_primary_key/batch": "primary key in a batch block",
+    "create_primary_key/batch_remade_referenced": "primary key made again under its name: its columns (exact=True)",
     "create_foreign_key/op": "named foreign key (PostgreSQL: pg_constraint by name and contype)",
     "create_foreign_key/unnamed": "unnamed foreign key, by its columns and referred columns",
     "create_foreign_key/batch": "foreign key in a batch block",

@@ -242,3 +242,63 @@ def test_data_changes_left_unguarded_together_lose_rows_on_a_re_run(dialect: str
         rerun = _state(engine)
     assert upgraded["rows of accounts"] == ["(1, 'ann', None, 'A-1')", "(2, 'bob', None, None)"]
     assert rerun["rows of accounts"] == ["(1, 'ann', None, None)", "(2, 'bob', None, None)"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    ("made", "missing"),
+    [
+        (0, "op.create_table(traces): the table is there without its index on (project_id)"),
+        (1, "op.create_table(spans): the table is there without its index ix_spans_name_and_the_time_it_started_at"),
+        (2, "op.create_table(events): the table is there without its index ix_events_span_id"),
+    ],
+)
+def test_a_table_left_without_its_indexes_by_a_deploy_that_died_is_not_skipped(
+    dialect: str, made: int, missing: str, scratch: Scratch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """create_table sends CREATE TABLE, then a CREATE INDEX for each index: where DDL is not transactional a
+    deploy may die between them. A guard that skipped the op on finding the table would leave the index out
+    for good; the op runs instead, and fails loudly as the original does, saying what is missing. Each of
+    the fixture's tables looks for its index another way: by its columns (index=True), by a long name (cut
+    to the database's length), by its name."""
+    golden = read_golden(FIXTURES / "create_table" / "with_indexes.py")
+    for source in (golden.input, golden.output):
+        with scratch(dialect) as engine:
+            _fresh(engine)
+            metadata = sa.MetaData()
+            namespace: dict[str, Any] = {}
+            exec(golden.input.partition("def downgrade")[0], namespace)
+            namespace["op"] = _Recorder(metadata)
+            namespace["upgrade"]()
+            tables = list(metadata.tables.values())
+            with engine.begin() as connection:  # what the deploy made: the tables before, and this one bare
+                for table in tables[:made]:
+                    table.create(connection)
+                tables[made].indexes.clear()
+                tables[made].create(connection)
+            caplog.clear()
+            with caplog.at_level(logging.WARNING), pytest.raises(sa.exc.DBAPIError):
+                _run(engine, golden, source, "upgrade")
+            warned = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+            assert warned == (
+                []
+                if source == golden.input
+                else [
+                    f"{missing}; the op runs, and fails as it does unguarded: make the index (or drop the table) by "
+                    "hand, then run it again"
+                ]
+            )
+
+
+class _Recorder:
+    """Stands in for ``alembic.op`` while a fixture's upgrade() is run to read its tables: ``create_table``
+    builds each in ``metadata``; ``f`` is the name it is given."""
+
+    def __init__(self, metadata: sa.MetaData) -> None:
+        self.metadata = metadata
+
+    def create_table(self, name: str, *items: Any) -> sa.Table:
+        return sa.Table(name, self.metadata, *items)
+
+    def f(self, name: str) -> str:
+        return name

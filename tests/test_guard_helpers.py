@@ -746,6 +746,7 @@ def test_every_generated_helper_is_self_contained(name: str) -> None:
 CUT_BLOCKS = [
     ("_idempotify",),
     ("_idempotify", "_idempotify_drift"),
+    ("_idempotify", "_idempotify_lacking_indexes"),
     ("_idempotify_index",),
     ("_idempotify_index", "_idempotify_drop_invalid_index"),
     ("_idempotify_constraint", "_idempotify_named_by_convention"),

@@ -492,3 +492,57 @@ def test_a_primary_key_is_dropped_as_before_when_code_stands_between_the_drop_an
         '    op.create_primary_key("pk", "t", ["a"])\n'
     )
     assert not _drop_looks_at_what_is_made(body)
+
+
+@pytest.mark.parametrize(
+    ("column", "carried"),
+    [
+        ('sa.Column("parent_id", sa.Integer, sa.ForeignKey("parent.id"))', "a foreign key"),
+        ('sa.Column("code", sa.String(8), index=True)', "an index"),
+        ('sa.Column("code", sa.String(8), unique=True)', "a unique constraint"),
+        ('sa.Column("n", sa.Integer, sa.CheckConstraint("n > 0"))', "a check constraint"),
+    ],
+)
+def test_a_column_added_with_what_alembic_adds_after_it_is_left_unguarded(column: str, carried: str) -> None:
+    """ADD COLUMN, then ADD CONSTRAINT or CREATE INDEX: a guard on the column would skip them for good after a
+    deploy that died between them (MariaDB), where the original fails loudly."""
+    for body in (
+        f'    op.add_column("t", {column})\n',
+        f'    with op.batch_alter_table("t") as b:\n        b.add_column({column})\n',
+    ):
+        outcome, reason = only(body)
+        assert outcome is Outcome.UNGUARDED
+        assert reason.startswith(f"its column carries {carried}, which Alembic adds in statements of their own")
+
+
+def test_a_column_added_with_index_false_is_guarded() -> None:
+    assert (
+        only('    op.add_column("t", sa.Column("code", sa.String(8), index=False, unique=None))\n')[0]
+        is Outcome.GUARDED
+    )
+
+
+def test_a_second_run_judges_a_data_change_as_the_first_did() -> None:
+    """The rewrite adds a call of the batch recovery helper before the block; as code whose work with rows is
+    not seen, it made the UPDATE before it "left unguarded" on the second run (prefect's chain)."""
+    source = (
+        HEADER
+        + '    op.execute("UPDATE t SET x = 0.0 WHERE x is null")\n'
+        + '    with op.batch_alter_table("t") as batch_op:\n'
+        + '        batch_op.alter_column("x", existing_type=sa.FLOAT(), nullable=False)\n'
+    )
+    first, reports = rewrite_source(source.encode(), Style())
+    assert b"_idempotify_recover_batch(" in first
+    for style in (Style(), Style(helpers="migrations.guards")):
+        output, _ = rewrite_source(source.encode(), style)
+        again = rewrite_source(output, style)[1]
+        assert (
+            [(r.outcome, r.reason) for r in again if r.call == "op.execute"]
+            == [(r.outcome, r.reason) for r in reports if r.call == "op.execute"]
+            == [
+                (
+                    Outcome.ALREADY_SAFE,
+                    "its SQL UPDATE sets values that do not depend on what it sets: a re-run changes nothing",
+                )
+            ]
+        )
