@@ -507,7 +507,8 @@ class GuardTransformer(cst.CSTTransformer):
             if key[0] not in ROWLESS
         }
         # A primary key dropped and made again under its name: the drop looks first at what the make makes.
-        remade = remade_by([self._effects(found) for _, found in ops]) if not batch else ()
+        drops = not batch and any(found.name == "drop_constraint" for _, found in ops)
+        remade = remade_by([self._effects(found) for _, found in ops]) if drops else ()
         remakers = {
             id(ops[index][1].call): (ops[later][1], [found for _, found in ops[index + 1 : later]])
             for index, later in enumerate(remade)

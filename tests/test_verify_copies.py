@@ -246,3 +246,12 @@ def _scratch_databases(names: set[str]) -> list[str]:
         found = [row[0] for row in connection.exec_driver_sql("SHOW DATABASES") if row[0] in names]
     engine.dispose()
     return found
+
+
+def test_a_long_list_that_differs_is_said_by_what_differs() -> None:
+    names = [f"t.ix_{index}" for index in range(40)]
+    expected = {"indexes by name": names}
+    actual = {"indexes by name": [name for name in names if name != "t.ix_7"] + ["t.ix_new"]}
+    assert differences(expected, actual) == [
+        "indexes by name: missing ['t.ix_7']; unexpected ['t.ix_new'] (of 40 expected)"
+    ]

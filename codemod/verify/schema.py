@@ -290,8 +290,21 @@ def differences(expected: Snapshot, actual: Snapshot) -> list[str]:
                 for aspect in sorted(expected[name]):
                     if expected[name][aspect] != actual[name].get(aspect):
                         lines.append(
-                            f"{name}.{aspect}: expected {expected[name][aspect]}, got {actual[name].get(aspect)}"
+                            f"{name}.{aspect}: {_difference(expected[name][aspect], actual[name].get(aspect))}"
                         )
             else:
-                lines.append(f"{name}: expected {expected[name]}, got {actual[name]}")
+                lines.append(f"{name}: {_difference(expected[name], actual[name])}")
     return lines
+
+
+def _difference(expected: object, actual: object) -> str:
+    """``expected X, got Y``; for two long lists, only what one has and the other lacks (a table's eighty
+    index names, two of them missing, said in full twice, hide the two)."""
+    if isinstance(expected, list | tuple) and isinstance(actual, list | tuple) and len(expected) + len(actual) > 8:
+        missing = [item for item in expected if item not in actual]
+        unexpected = [item for item in actual if item not in expected]
+        if missing or unexpected:
+            said = [f"missing {missing}"] if missing else []
+            said += [f"unexpected {unexpected}"] if unexpected else []
+            return f"{'; '.join(said)} (of {len(expected)} expected)"
+    return f"expected {expected}, got {actual}"
