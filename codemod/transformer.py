@@ -2275,7 +2275,8 @@ def _indexes_made(
     args: Sequence[cst.Arg], known: Callable[[cst.BaseExpression], cst.BaseExpression | None]
 ) -> list[str] | None:
     """The indexes a create_table given ``args`` (after its table's name) makes in statements of their own, as
-    the guard's ``indexes=`` lists them: an ``Index`` by its name (a string), else by its columns, and a
+    the guard's ``indexes=`` lists them: an ``Index`` by its name (a string, or an f-string of names), else by
+    its columns, and a
     ``Column(..., index=True)`` by its column; None when some argument cannot be read (then any of them may
     make one). ``*columns`` is read through ``known``: the list a name is bound to, when it is bound once."""
     made = []
@@ -2312,6 +2313,9 @@ def _indexes_made(
             columns = [_string_value(each.value) for each in value.args[1:] if each.keyword is None and not each.star]
             if name is not None:
                 made.append(json.dumps(name))
+            elif isinstance(given.get("name"), cst.FormattedString) and not m.findall(given["name"], m.Call()):
+                # f"index_{Model.__tablename__}_uuid": the guard repeats it (names and attributes only).
+                made.append(cst.Module(body=()).code_for_node(given["name"]))
             elif "name" in given and _is_none(given["name"]) and columns and None not in columns:
                 made.append(json.dumps(columns))
             else:

@@ -251,6 +251,7 @@ def test_data_changes_left_unguarded_together_lose_rows_on_a_re_run(dialect: str
         (0, "op.create_table(traces): the table is there without its index on (project_id)"),
         (1, "op.create_table(spans): the table is there without its index ix_spans_name_and_the_time_it_started_at"),
         (2, "op.create_table(events): the table is there without its index ix_events_span_id"),
+        (3, "op.create_table(hyperlinks): the table is there without its index ix_hyperlinks_target"),
     ],
 )
 def test_a_table_left_without_its_indexes_by_a_deploy_that_died_is_not_skipped(

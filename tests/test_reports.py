@@ -546,3 +546,26 @@ def test_a_second_run_judges_a_data_change_as_the_first_did() -> None:
                 )
             ]
         )
+
+
+@pytest.mark.parametrize(
+    ("index", "looked_for"),
+    [
+        ('sa.Index(f"ix_{T}_a", "a")', 'indexes=[f"ix_{T}_a"]'),
+        ('sa.Index(None, "a", "b")', 'indexes=[["a", "b"]]'),
+        ('sa.Index(name(), "a")', None),
+        ('sa.Index(f"ix_{name()}_a", "a")', None),
+        ("*extra_columns()", None),
+    ],
+)
+def test_a_create_table_guard_looks_for_the_indexes_it_makes_where_it_can_read_them(
+    index: str, looked_for: str | None
+) -> None:
+    body = f'    op.create_table("t", sa.Column("a", sa.Integer), sa.Column("b", sa.Integer), {index})\n'
+    output, reports = rewrite_source((HEADER + body).encode(), Style())
+    if looked_for is None:
+        assert reports[0].outcome is Outcome.UNGUARDED
+        assert reports[0].reason.startswith("its columns or indexes are not all written out")
+    else:
+        assert reports[0].outcome is Outcome.GUARDED
+        assert looked_for in output.decode()
