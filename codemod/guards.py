@@ -248,10 +248,8 @@ def guards_need(source: str) -> tuple[frozenset[str], frozenset[str]]:
         if kind == "index" and not _short_literal(call.args[2] if len(call.args) > 2 else None):
             called.add("_idempotify_index_name")
         indexes = next((keyword.value for keyword in call.keywords if keyword.arg == "indexes"), None)
-        if isinstance(indexes, ast.List) and not all(
-            isinstance(each, ast.List) or _short_literal(each) for each in indexes.elts
-        ):
-            called.add("_idempotify_index_name")
+        if isinstance(indexes, ast.List) and not all(_short_literal(each) for each in indexes.elts):
+            called.add("_idempotify_index_name")  # a long or computed name, or columns (named by the convention)
         called.update(helper for key, helper in KEYWORD_HELPERS.items() if key in keywords)
         if kind != "table":
             parts.add("column" if kind == "column" else "finder")

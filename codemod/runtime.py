@@ -256,11 +256,13 @@ def _idempotify_lacking_indexes(
         if isinstance(index, str):
             there = _idempotify_index(db, table, index, schema)
             said = index
-        else:
-            if columns is None:
+        else:  # By its columns, or by the name the convention gives it
+            if columns is None:  # (its column may have been renamed since).
                 have = db.get_indexes(table, schema=schema)
                 columns = [list(i["column_names"]) for i in have]
             there = list(index) in columns
+            if not there:
+                there = _idempotify_index(db, table, None, schema, columns=index)
             said = "on (%s)" % ", ".join(index)
         if there is False:
             lacking.append(said)

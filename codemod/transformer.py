@@ -149,6 +149,7 @@ class _BatchBlock:
 
     calls: list[_OpCall]
     plan: BatchPlan
+    only_ops: bool = True  # every statement an op (or a guard idempotify wrote around one): nothing else between
 
     def decision(self, call: cst.Call) -> tuple[Decision, list[cst.Call]] | None:
         """This block's decision for ``call`` and the calls it names, if ``call`` is one of its ops."""
@@ -164,7 +165,9 @@ class _BatchBlock:
         for index, found in enumerate(self.calls):
             if found.call is call and index < len(self.plan.decisions):
                 later = self.plan.decisions[index].unless_made_by
-                return None if later is None else (self.calls[later], self.calls[index + 1 : later])
+                if later is None or not self.only_ops:
+                    return None
+                return self.calls[later], self.calls[index + 1 : later]
         return None
 
 
@@ -229,6 +232,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._handled_calls: set[int] = set()
         self._sharing_a_line: set[int] = set()
         self._says_concurrently = True  # the file may build an index concurrently
+        self._gates: dict[int, str] = {}  # the make of a primary key its block drops first: when it may run
 
     # Context: the module, aliases of alembic.op, batch blocks, enclosing ifs, depth.
 
@@ -328,6 +332,7 @@ class GuardTransformer(cst.CSTTransformer):
             self._batch_blocks.add(id(node.body))
             calls = [found for statement in node.body.body for found in self._ops_within(statement)]
             block = _BatchBlock(calls, plan_batch([self._effects(found) for found in calls]))
+            block.only_ops = all(self._is_op_only(statement) for statement in node.body.body)
         self._batch_plans.append(block)
 
     def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
@@ -524,13 +529,20 @@ class GuardTransformer(cst.CSTTransformer):
             test, report = self._decide(found, original, originals[index + 1 :])
             remaker = remakers.get(id(found.call)) or self._batch_remaker(found)
             if test is not None and remaker is not None and report.outcome is Outcome.GUARDED:
-                test = self._unless_made(test, *remaker)
+                gate = self._exactly_made(*remaker)
+                if gate is not None:
+                    test = all_of([gate, test])
+                    self._gates[id(remaker[0].call)] = gate
             if test is not None and any(_object_key(effect) in churned for effect in self._effects(found)):
                 test = None
                 reason = f"its function (or the branch it is in) both creates and removes {_names(churned)}: {_CHURN}"
                 report = OpReport(report.line, report.call, Outcome.UNGUARDED, reason)
             elif test is not None:
                 test, report = self._in_batch(found, test, report)
+            if test is not None and id(found.call) in self._gates:
+                # The key its drop skips, being already the one made, is not made again: whatever else would
+                # make this op run (a drop_column before it, in a batch block) the key is there.
+                test = all_of([self._gates[id(found.call)], test])
             self._tests[id(found.call)] = test
             self._record(report, found)
             if test is None:
@@ -547,11 +559,11 @@ class GuardTransformer(cst.CSTTransformer):
                 return remaker
         return None
 
-    def _unless_made(self, test: str, maker: _OpCall, between: Sequence[_OpCall]) -> str:
-        """``test`` (a drop of a primary key), run only while the key is not the one ``maker`` makes:
-        by its name and its columns, all a primary key is.
+    def _exactly_made(self, maker: _OpCall, between: Sequence[_OpCall]) -> str | None:
+        """The test that the primary key ``maker`` makes is not there as it makes it (by its name and its
+        columns, all a primary key is): the drop of that key before it, and ``maker`` itself, run only then.
 
-        Only when no op ``between`` the drop and the make may touch a column of
+        None when an op ``between`` the drop and the make may touch a column of
         the key (dropped first, say, to make one of them nullable or change its
         type): those must find the key gone, as in the original.
         """
@@ -559,23 +571,39 @@ class GuardTransformer(cst.CSTTransformer):
         check = maker.spec.checks[0]
         columns = maker.args.get("columns")
         if any(maker.args.get(name) is None for name in check.args) or not isinstance(columns, cst.List):
-            return test
+            return None
         names = {_string_value(element.value) for element in columns.elements}
         if None in names:
-            return test
+            return None
         keys = {_string_key(name) for name in names if name is not None}
         for found in between:
             if found.spec is None:
-                return test
+                return None
             for effect in self._effects(found):
                 target = effect.target
                 if target.kind == "column" and (not target.literal or target.name is None or target.name in keys):
-                    return test
+                    return None
         args = {name: self._source(maker.args[name]) for name in check.args}
         args.update((name, self._source(maker.args[name])) for name in check.keywords if _passed(maker.args, name))
         args["exact"] = "True"
         keywords = (*(name for name in check.keywords if name != "copied"), "exact")
-        return all_of([guard_test(maker.display, [replace(check, keywords=keywords)], args), test])
+        return guard_test(maker.display, [replace(check, keywords=keywords)], args)
+
+    def _is_op_only(self, statement: cst.BaseStatement) -> bool:
+        """An op statement, a call of a generated helper, or an ``if`` idempotify wrote around such statements."""
+        if self._op_in_statement(statement) is not None:
+            return True
+        if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+            small = statement.body[0]
+            return (
+                isinstance(small, cst.Expr)
+                and isinstance(small.value, cst.Call)
+                and isinstance(small.value.func, cst.Name)
+                and is_helper_name(small.value.func.value)
+            )
+        if isinstance(statement, cst.If) and statement.orelse is None and isinstance(statement.body, cst.IndentedBlock):
+            return _helpers_only(statement.test) and all(self._is_op_only(inner) for inner in statement.body.body)
+        return False
 
     def _in_batch(self, found: _OpCall, test: str, report: OpReport) -> tuple[str | None, OpReport]:
         """The test of an op of a batch block, decided with the ops before it in the block."""
@@ -807,7 +835,14 @@ class GuardTransformer(cst.CSTTransformer):
         if target is not None and spec.skipped_result is None and _uses_name(later, target):
             return left(f"its result {target!r} is used further down; {_BY_HAND}")
         test = guard_test(found.display, checks, args)
-        if spec.name == "create_table":
+        # Where a later op of the block may drop an index it makes, or rename or drop the column of one, a re-run
+        # would find it missing: the guard then looks at the table only, as a hand-written one would.
+        later_changes = spec.name == "create_table" and any(
+            isinstance(call.func, cst.Attribute) and call.func.attr.value in _CHANGES_INDEXES
+            for statement in later
+            for call in _calls_within(statement)
+        )
+        if spec.name == "create_table" and not later_changes:
             indexes = _indexes_made(found.call.args[1:], self._known_value)
             if indexes is None:
                 return left(
@@ -2302,8 +2337,11 @@ def _indexes_made(
         given = _bind_as_given(value, ("name",))
         if called == "Column":
             index = given.get("index")
+            index = known(index) or index if isinstance(index, cst.Name) and index.value not in _CONSTANTS else index
             if index is None or m.matches(index, m.Name("False") | m.Name("None")):
                 continue
+            if not m.matches(index, m.Name("True")):
+                return None  # index=<expression>: whether it makes one is known at run time only
             name = _string_value(given["name"]) if "name" in given else None
             if name is None:
                 return None
@@ -2327,13 +2365,24 @@ def _indexes_made(
 
 # What a create_table's CREATE TABLE itself makes: no statement of its own follows for these.
 _MADE_IN_CREATE_TABLE = frozenset(
-    {"PrimaryKeyConstraint", "ForeignKeyConstraint", "UniqueConstraint", "CheckConstraint", "Computed", "Identity"}
+    {
+        "PrimaryKeyConstraint",
+        "ForeignKeyConstraint",
+        "UniqueConstraint",
+        "CheckConstraint",
+        "ExcludeConstraint",
+        "Computed",
+        "Identity",
+    }
 )
+_CONSTANTS = frozenset({"True", "False", "None"})
+# Ops that may drop an index a create_table made, or rename or drop its column (SQL may do anything).
+_CHANGES_INDEXES = frozenset({"drop_index", "drop_column", "alter_column", "execute", "exec_driver_sql"})
 
 
 def _carried_by_column(column: cst.BaseExpression | None) -> tuple[str, ...]:
-    """What a ``Column(...)`` passed to add_column makes besides the column: its foreign keys and check
-    constraints (given as arguments), its index and unique constraint (``index=``, ``unique=`` not False)."""
+    """What a ``Column(...)`` passed to add_column makes besides the column by statements of their own: its
+    foreign keys (given as arguments), its index and unique constraint (``index=``, ``unique=`` not False)."""
     if not (
         isinstance(column, cst.Call) and m.matches(column.func, m.Name("Column") | m.Attribute(attr=m.Name("Column")))
     ):
@@ -2343,7 +2392,8 @@ def _carried_by_column(column: cst.BaseExpression | None) -> tuple[str, ...]:
         if arg.keyword is None and isinstance(arg.value, cst.Call):
             func = arg.value.func
             called = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
-            kind = {"ForeignKey": "a foreign key", "CheckConstraint": "a check constraint"}.get(called)
+            # A column's CHECK goes inline in ADD COLUMN; its foreign key is an ADD CONSTRAINT of its own.
+            kind = {"ForeignKey": "a foreign key"}.get(called)
             if kind is not None and kind not in carried:
                 carried.append(kind)
         elif (
@@ -2353,6 +2403,15 @@ def _carried_by_column(column: cst.BaseExpression | None) -> tuple[str, ...]:
         ):
             carried.append("an index" if arg.keyword.value == "index" else "a unique constraint")
     return tuple(carried)
+
+
+def _helpers_only(test: cst.BaseExpression) -> bool:
+    """A test made of generated helper calls joined with ``and``/``or``/``not``: one idempotify wrote."""
+    if isinstance(test, cst.BooleanOperation):
+        return _helpers_only(test.left) and _helpers_only(test.right)
+    if isinstance(test, cst.UnaryOperation):
+        return _helpers_only(test.expression)
+    return isinstance(test, cst.Call) and isinstance(test.func, cst.Name) and is_helper_name(test.func.value)
 
 
 def _adjacent(statements: Sequence[cst.BaseStatement], run: Sequence[cst.BaseStatement]) -> bool:
