@@ -804,7 +804,9 @@ class GuardTransformer(cst.CSTTransformer):
             )
         params = spec.batch_params if found.batch is not None else spec.op_params
         column = _bind_as_given(found.call, params or ()).get("column") if spec.name == "add_column" else None
-        carried = _carried_by_column(column)
+        # In a batch block on SQLite the column and what it carries come in one CREATE TABLE of the copy, and an
+        # add_column of a column the table has replaces it, its values lost: there the guard keeps them.
+        carried = _carried_by_column(column) if found.batch is None else ()
         if carried:
             return left(
                 f"its column carries {' and '.join(carried)}, which Alembic adds in statements of their own after "
@@ -2328,6 +2330,8 @@ def _indexes_made(
                 return None
             made += inner
             continue
+        if isinstance(value, cst.Name) and not arg.star:
+            value = known(value) or value  # message = sa.Column(...), bound once, then given by its name
         if arg.star or not isinstance(value, cst.Call):
             return None
         func = value.func
