@@ -332,7 +332,8 @@ class GuardTransformer(cst.CSTTransformer):
             self._batch_blocks.add(id(node.body))
             calls = [found for statement in node.body.body for found in self._ops_within(statement)]
             block = _BatchBlock(calls, plan_batch([self._effects(found) for found in calls]))
-            block.only_ops = all(self._is_op_only(statement) for statement in node.body.body)
+            if any(decision.unless_made_by is not None for decision in block.plan.decisions):
+                block.only_ops = all(self._is_op_only(statement) for statement in node.body.body)
         self._batch_plans.append(block)
 
     def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
@@ -839,13 +840,14 @@ class GuardTransformer(cst.CSTTransformer):
         test = guard_test(found.display, checks, args)
         # Where a later op of the block may drop an index it makes, or rename or drop the column of one, a re-run
         # would find it missing: the guard then looks at the table only, as a hand-written one would.
-        later_changes = spec.name == "create_table" and any(
+        indexes = _indexes_made(found.call.args[1:], self._known_value) if spec.name == "create_table" else []
+        if indexes != [] and any(  # only then: most tables make no index, and a block may hold many tables
             isinstance(call.func, cst.Attribute) and call.func.attr.value in _CHANGES_INDEXES
             for statement in later
             for call in _calls_within(statement)
-        )
-        if spec.name == "create_table" and not later_changes:
-            indexes = _indexes_made(found.call.args[1:], self._known_value)
+        ):
+            indexes = []
+        if spec.name == "create_table":
             if indexes is None:
                 return left(
                     "its columns or indexes are not all written out (a variable, a * spread, a name not a string): "
