@@ -842,9 +842,7 @@ class GuardTransformer(cst.CSTTransformer):
         # would find it missing: the guard then looks at the table only, as a hand-written one would.
         indexes = _indexes_made(found.call.args[1:], self._known_value) if spec.name == "create_table" else []
         if indexes != [] and any(  # only then: most tables make no index, and a block may hold many tables
-            isinstance(call.func, cst.Attribute) and call.func.attr.value in _CHANGES_INDEXES
-            for statement in later
-            for call in _calls_within(statement)
+            self._may_change_indexes_of(found.args["table_name"], statement) for statement in later
         ):
             indexes = []
         if spec.name == "create_table":
@@ -860,6 +858,19 @@ class GuardTransformer(cst.CSTTransformer):
             schema = f", schema={args['schema']}" if "schema" in args else ""
             test += f" and {HELPER_PREFIX}reuse_enum_types({args['table_name']}{schema})"
         return test, None
+
+    def _may_change_indexes_of(self, table: cst.BaseExpression, statement: cst.BaseStatement) -> bool:
+        """Whether ``statement`` may drop an index of ``table``, or rename or drop a column of it: an op that
+        names the table (``drop_index``, ``drop_column``, ``alter_column``, also in a batch block on it), or SQL
+        that names it and drops or renames. Ops on other tables, and other SQL (a backfill), do not."""
+        source = self._module.code_for_node(statement)
+        value = _string_value(table)
+        names = [f'"{value}"', f"'{value}'"] if value is not None else [self._source(table)]
+        if any(name in source for name in names) and _CHANGES_INDEXES.search(source):
+            return True
+        word = re.escape(value if value is not None else self._source(table))
+        # The table's name, also as a part of an index's (DROP INDEX ix_t_a).
+        return bool(_SQL_CHANGES_INDEXES.search(source) and re.search(rf"(?<![^\W_]){word}(?![^\W_])", source))
 
     def _removes_table_of(self, found: _OpCall) -> str | None:
         """``gone=``'s value: whether the run the op is in drops or renames away the table the op works on.
@@ -2382,8 +2393,9 @@ _MADE_IN_CREATE_TABLE = frozenset(
     }
 )
 _CONSTANTS = frozenset({"True", "False", "None"})
-# Ops that may drop an index a create_table made, or rename or drop its column (SQL may do anything).
-_CHANGES_INDEXES = frozenset({"drop_index", "drop_column", "alter_column", "execute", "exec_driver_sql"})
+# Ops that may drop an index a create_table made, or rename or drop its column; and SQL that may.
+_CHANGES_INDEXES = re.compile(r"\b(?:drop_index|drop_column|alter_column)\(")
+_SQL_CHANGES_INDEXES = re.compile(r"(?i)\b(?:drop\s+index|drop\s+column|rename)\b")
 
 
 def _carried_by_column(column: cst.BaseExpression | None) -> tuple[str, ...]:

@@ -593,3 +593,22 @@ def test_a_create_table_column_bound_to_a_name_once_is_read() -> None:
     output, reports = rewrite_source((HEADER + body).encode(), Style())
     assert reports[0].outcome is Outcome.GUARDED
     assert 'indexes=[["message"]]' in output.decode()
+
+
+@pytest.mark.parametrize(
+    ("later", "looks_at_indexes"),
+    [
+        ('op.execute("INSERT INTO t (a) VALUES (1)")', True),  # a backfill: phoenix's crash point lost indexes
+        ('op.alter_column("other", "a", nullable=False)', True),
+        ('with op.batch_alter_table("other") as b:\n        b.drop_column("a")', True),
+        ('with op.batch_alter_table("t") as b:\n        b.drop_column("a")', False),
+        ('op.execute("DROP INDEX ix_t_a")', False),
+        ('op.execute("ALTER TABLE t RENAME COLUMN a TO b")', False),
+    ],
+)
+def test_a_create_table_looks_for_its_indexes_unless_a_later_op_may_change_them(
+    later: str, looks_at_indexes: bool
+) -> None:
+    body = f'    op.create_table("t", sa.Column("a", sa.Integer, index=True))\n    {later}\n'
+    output = rewrite_source((HEADER + body).encode(), Style())[0].decode()
+    assert ("indexes=" in output) is looks_at_indexes
