@@ -34,9 +34,12 @@ def _cst_label(node: _Node) -> str:
     """The label ``_ast_label`` gives the same node."""
     if isinstance(node, cst.If):
         return "if"
-    func = node.func
-    name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
-    return f"call {name}"
+    return f"call {called_name(node.func)}"
+
+
+def called_name(func: cst.BaseExpression) -> str:
+    """The name a call calls: ``x`` for ``x()`` and ``a.x()``; "" for anything else."""
+    return func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
 
 
 class NodeLines:

@@ -46,7 +46,7 @@ from codemod.guards import (
     reindent,
 )
 from codemod.helper_import import is_helper_import, with_helper_import
-from codemod.lines import NodeLines
+from codemod.lines import NodeLines, called_name
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
 from codemod.sql import DATA_CHANGE, DIALECTS, NOT_A_SEED, Part, Rows, Value, Verbatim, data_change, read_sql
@@ -584,11 +584,17 @@ class GuardTransformer(cst.CSTTransformer):
                 target = effect.target
                 if target.kind == "column" and (not target.literal or target.name is None or target.name in keys):
                     return None
-        args = {name: self._source(maker.args[name]) for name in check.args}
-        args.update((name, self._source(maker.args[name])) for name in check.keywords if _passed(maker.args, name))
-        args["exact"] = "True"
+        args = {**self._guard_args(maker, check), "exact": "True"}
         keywords = (*(name for name in check.keywords if name != "copied"), "exact")
         return guard_test(maker.display, [replace(check, keywords=keywords)], args)
+
+    def _guard_args(self, found: _OpCall, check: Check) -> dict[str, str]:
+        """The source of each argument ``check``'s guard passes, by the op's parameter: its positional ones
+        ("None" where not given), then the keywords given (with an unnamed object's, when it is unnamed)."""
+        args = {name: "None" if found.args.get(name) is None else self._source(found.args[name]) for name in check.args}
+        keywords = check.keywords + (check.unnamed_keywords if _is_none(found.args.get(check.subject)) else ())
+        args.update((name, self._source(found.args[name])) for name in keywords if _passed(found.args, name))
+        return args
 
     def _is_op_only(self, statement: cst.BaseStatement) -> bool:
         """An op statement, a call of a generated helper, or an ``if`` idempotify wrote around such statements."""
@@ -803,11 +809,10 @@ class GuardTransformer(cst.CSTTransformer):
                 "changes a type whose CHECK constraint Alembic drops by name (a non-native Enum or a Boolean "
                 f"with create_constraint): a second run finds no constraint to drop; {_BY_HAND}"
             )
-        params = spec.batch_params if found.batch is not None else spec.op_params
-        column = _bind_as_given(found.call, params or ()).get("column") if spec.name == "add_column" else None
         # In a batch block on SQLite the column and what it carries come in one CREATE TABLE of the copy, and an
         # add_column of a column the table has replaces it, its values lost: there the guard keeps them.
-        carried = _carried_by_column(column) if found.batch is None else ()
+        plain_add = spec.name == "add_column" and found.batch is None
+        carried = _carried_by_column(_bind_as_given(found.call, spec.op_params).get("column")) if plain_add else ()
         if carried:
             return left(
                 f"its column carries {' and '.join(carried)}, which Alembic adds in statements of their own after "
@@ -818,15 +823,12 @@ class GuardTransformer(cst.CSTTransformer):
         checks = [check for check in spec.checks if check.only_with is None or _passed(found.args, check.only_with)]
         args: dict[str, str] = {}
         for check in checks:
-            for name in check.args:
-                expression = found.args.get(name)
-                if expression is None and name not in spec.optional:
-                    return left(f"cannot find its {name} argument (passed with * or **?)")
-                args[name] = "None" if expression is None else self._source(expression)
+            missing = next((name for name in check.args if name not in found.args and name not in spec.optional), None)
+            if missing is not None:
+                return left(f"cannot find its {missing} argument (passed with * or **?)")
             if _is_none(found.args.get(check.subject)) and not check.unnamed:
                 return left(f"its {check.subject} is None: there is no name to look up")
-            keywords = check.keywords + (check.unnamed_keywords if _is_none(found.args.get(check.subject)) else ())
-            args.update((name, self._source(found.args[name])) for name in keywords if _passed(found.args, name))
+            args.update(self._guard_args(found, check))
         gone = self._removes_table_of(found)
         if gone is not None:
             args["skip_without_table"] = gone
@@ -1584,9 +1586,12 @@ def _bind_as_given(call: cst.Call, params: Sequence[str]) -> dict[str, cst.BaseE
     return bound
 
 
+_COLUMN = m.Name("Column") | m.Attribute(attr=m.Name("Column"))  # sa.Column, Column
+
+
 def _column_name(column: cst.BaseExpression) -> cst.BaseExpression:
     """The expression naming a column: the ``sa.Column(name, ...)`` literal's name, else ``<expr>.name``."""
-    if isinstance(column, cst.Call) and m.matches(column.func, m.Name("Column") | m.Attribute(attr=m.Name("Column"))):
+    if isinstance(column, cst.Call) and m.matches(column.func, _COLUMN):
         for arg in column.args:
             if arg.keyword is not None and arg.keyword.value == "name":
                 return arg.value
@@ -2347,10 +2352,7 @@ def _indexes_made(
             value = known(value) or value  # message = sa.Column(...), bound once, then given by its name
         if arg.star or not isinstance(value, cst.Call):
             return None
-        func = value.func
-        called = (
-            func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
-        )
+        called = called_name(value.func)
         given = _bind_as_given(value, ("name",))
         if called == "Column":
             index = given.get("index")
@@ -2401,19 +2403,14 @@ _SQL_CHANGES_INDEXES = re.compile(r"(?i)\b(?:drop\s+index|drop\s+column|rename)\
 def _carried_by_column(column: cst.BaseExpression | None) -> tuple[str, ...]:
     """What a ``Column(...)`` passed to add_column makes besides the column by statements of their own: its
     foreign keys (given as arguments), its index and unique constraint (``index=``, ``unique=`` not False)."""
-    if not (
-        isinstance(column, cst.Call) and m.matches(column.func, m.Name("Column") | m.Attribute(attr=m.Name("Column")))
-    ):
+    if not (isinstance(column, cst.Call) and m.matches(column.func, _COLUMN)):
         return ()
     carried = []
     for arg in column.args:
         if arg.keyword is None and isinstance(arg.value, cst.Call):
-            func = arg.value.func
-            called = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
             # A column's CHECK goes inline in ADD COLUMN; its foreign key is an ADD CONSTRAINT of its own.
-            kind = {"ForeignKey": "a foreign key"}.get(called)
-            if kind is not None and kind not in carried:
-                carried.append(kind)
+            if called_name(arg.value.func) == "ForeignKey" and "a foreign key" not in carried:
+                carried.append("a foreign key")
         elif (
             arg.keyword is not None
             and arg.keyword.value in ("index", "unique")
