@@ -262,7 +262,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._loop_strings = _loop_strings(tree)
         self._removal_risks = _removal_risks(removals, self._loop_strings)
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
-        self._column_drops = {name: ops["drop_column"] for name, ops in by_function.items()}
+        self._column_drops = {name: ops["drop_column"] | ops[_RENAME_COLUMN] for name, ops in by_function.items()}
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._helper_def_depth += is_helper_name(node.name.value)
@@ -1339,7 +1339,7 @@ class GuardTransformer(cst.CSTTransformer):
         return self._query(left(f"{reasons[0]}{note}", safe=True), any(part.query for part in parts))
 
     def _query(self, found: _OpCall, reads: bool) -> _OpCall:
-        """Already safe, unless it ``reads`` tables and its function drops tables or columns, which a re-run
+        """Already safe, unless it ``reads`` tables and its function drops or renames tables or columns, which a re-run
         may no longer find."""
         if not (found.safe and reads and self._function_drops[-1]):
             return found
@@ -1625,7 +1625,9 @@ def _string_value(node: cst.BaseExpression) -> str | None:
 
 
 _BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
-_READS_DROPPED = f"in a function that drops tables or columns: a re-run fails if it reads one of them; {_BY_HAND}"
+_READS_DROPPED = (
+    f"in a function that drops or renames tables or columns: a re-run fails if it reads one of them; {_BY_HAND}"
+)
 _ENCLOSING = "already guarded by an enclosing if or an early return"
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
 _DROP_INVALID_INDEX = f"{HELPER_PREFIX}drop_invalid_index"
@@ -1637,6 +1639,10 @@ _SPLIT = "split it into one execute per statement"
 
 
 # The op that names a table each of the per-function lists is about, and the parameter that names it.
+# Per function, besides the ops of ``_TABLE_OPS``: what ``alter_column(..., new_column_name=...)`` (or SQL's
+# ``RENAME COLUMN``) names first, the table, or the column in a batch block; a query that reads the old name fails
+# on a re-run as it does on a dropped column.
+_RENAME_COLUMN = "rename_column"
 _TABLE_OPS = {
     "drop_table": "table_name",
     "rename_table": "old_table_name",
@@ -1829,7 +1835,7 @@ def _tables_by_function(
     helpers = {function.name for function in functions}
     known = _known_names(tree)
     for function in functions:
-        tables = found.setdefault(function.name, {op: set() for op in _TABLE_OPS})
+        tables = found.setdefault(function.name, {op: set() for op in (*_TABLE_OPS, _RENAME_COLUMN)})
         nodes = list(ast.walk(function))
         # Two functions of one name: neither's values can be told apart, so none is used.
         values[function.name] = {} if function.name in values else _values_bound_once(function, nodes)
@@ -1853,6 +1859,10 @@ def _tables_by_function(
                     name = part.args.get(_TABLE_OPS.get(part.op or "", ""))
                     if isinstance(name, str) and part.op is not None:
                         tables[part.op].add(_string_key(name))
+                    if part.op == "alter_column" and part.args.get("new_column_name"):
+                        tables[_RENAME_COLUMN].add(_string_key(str(part.args.get("table_name"))))
+            if call.func.attr == "alter_column" and any(each.arg == "new_column_name" for each in call.keywords):
+                tables[_RENAME_COLUMN].add(ast.dump(call.args[0]) if call.args else "")
             parameter = _TABLE_OPS.get(call.func.attr)
             if parameter is None:
                 continue

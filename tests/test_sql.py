@@ -384,7 +384,22 @@ def test_a_query_in_a_function_that_drops_what_it_may_read_is_not_called_safe() 
     )
     (outcome, reason), _ = _rewrite(body)[1]
     assert outcome is Outcome.UNGUARDED
-    assert reason.startswith("its SQL is a query, in a function that drops tables or columns: a re-run fails")
+    assert reason.startswith("its SQL is a query, in a function that drops or renames tables or columns: a re-run fails")
+
+
+@pytest.mark.parametrize(
+    "rename",
+    [
+        "    op.alter_column('t', 'a', new_column_name='b')\n",
+        "    with op.batch_alter_table('t') as batch_op:\n        batch_op.alter_column('a', new_column_name='b')\n",
+        "    op.execute('ALTER TABLE t RENAME COLUMN a TO b')\n",
+    ],
+)
+def test_a_query_in_a_function_that_renames_a_column_is_not_called_safe(rename: str) -> None:
+    """The re-run's query reads ``a``, which the first run renamed: it fails as on a dropped column."""
+    (outcome, reason), *_ = _rewrite("    op.execute('SELECT a FROM t')\n" + rename)[1]
+    assert outcome is Outcome.UNGUARDED
+    assert reason.startswith("its SQL is a query, in a function that drops or renames tables or columns")
 
 
 @pytest.mark.parametrize(
@@ -405,7 +420,7 @@ def test_sql_run_through_a_session_on_the_migration_connection_is_read_as_the_co
     )
     output, reports = _rewrite(body)
     assert [outcome for outcome, _ in reports] == [Outcome.UNGUARDED, Outcome.GUARDED, Outcome.GUARDED]
-    assert reports[0][1].startswith("its SQL is a query, in a function that drops tables or columns")
+    assert reports[0][1].startswith("its SQL is a query, in a function that drops or renames tables or columns")
     assert '    if _idempotify("session.execute: no column", "users", "nickname"):\n' in output
 
 
