@@ -1855,12 +1855,7 @@ def _tables_by_function(
                 continue
             if call.func.attr in {"execute", "exec_driver_sql"} and call.args:
                 sql = _ast_sql(call.args[0], scope)
-                for part in read_sql(sql, None) if sql is not None else ():
-                    name = part.args.get(_TABLE_OPS.get(part.op or "", ""))
-                    if isinstance(name, str) and part.op is not None:
-                        tables[part.op].add(_string_key(name))
-                    if part.op == "alter_column" and part.args.get("new_column_name"):
-                        tables[_RENAME_COLUMN].add(_string_key(str(part.args.get("table_name"))))
+                _sql_tables(read_sql(sql, None) if sql is not None else (), tables)
             if call.func.attr == "alter_column" and any(each.arg == "new_column_name" for each in call.keywords):
                 tables[_RENAME_COLUMN].add(ast.dump(call.args[0]) if call.args else "")
             parameter = _TABLE_OPS.get(call.func.attr)
@@ -1882,6 +1877,16 @@ def _tables_by_function(
                 variable = table.id if isinstance(table, ast.Name) else None
                 removals.removals.setdefault(function.name, []).append((call.lineno, source, key, variable))
     return found, values, possible, removals, work
+
+
+def _sql_tables(parts: Iterable[Part], tables: dict[str, set[str]]) -> None:
+    """Add the tables that SQL's ``parts`` name with an op of ``_TABLE_OPS``, or rename a column of, to ``tables``."""
+    for part in parts:
+        name = part.args.get(_TABLE_OPS.get(part.op or "", ""))
+        if isinstance(name, str) and part.op is not None:
+            tables[part.op].add(_string_key(name))
+        if part.op == "alter_column" and part.args.get("new_column_name"):
+            tables[_RENAME_COLUMN].add(_string_key(str(part.args.get("table_name"))))
 
 
 def _known_names(tree: ast.Module) -> frozenset[str]:

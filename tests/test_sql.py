@@ -384,7 +384,9 @@ def test_a_query_in_a_function_that_drops_what_it_may_read_is_not_called_safe() 
     )
     (outcome, reason), _ = _rewrite(body)[1]
     assert outcome is Outcome.UNGUARDED
-    assert reason.startswith("its SQL is a query, in a function that drops or renames tables or columns: a re-run fails")
+    assert reason.startswith(
+        "its SQL is a query, in a function that drops or renames tables or columns: a re-run fails"
+    )
 
 
 @pytest.mark.parametrize(
