@@ -257,7 +257,8 @@ def _idempotify_lacking_indexes(
             words = index
         else:  # By its columns, or by the name the convention gives it
             if columns is None:  # (its column may have been renamed since).
-                columns = _idempotify_indexed(db, table, schema)
+                have = db.get_indexes(table, schema=schema)
+                columns = [list(i["column_names"]) for i in have]
             there = list(index) in columns
             if not there:
                 there = _idempotify_index(db, table, None, schema, columns=index)
@@ -266,13 +267,11 @@ def _idempotify_lacking_indexes(
             lacking.append(index)
             said.append(words)
     if lacking:
-        _idempotify_make_only(db, table, schema, lacking)
+        _idempotify_make_only(table, schema, lacking)
     return said
 
 
-def _idempotify_make_only(
-    db: Any, table: Any, schema: Any, lacking: Any
-) -> None:
+def _idempotify_make_only(table: Any, schema: Any, lacking: Any) -> None:
     """The next create_table of ``table``, which is there, makes only the
     indexes ``lacking`` (each by its name, or its columns)."""
     from alembic import op
@@ -284,16 +283,10 @@ def _idempotify_make_only(
         if (made.name, made.schema) != (table, schema):
             impl.create_table(made, **kw)
             return
-        # An index on the same columns under another name: renamed by a later
-        # revision, not left out by a deploy that died.
-        have = _idempotify_indexed(db, table, schema)
         left = list(lacking)
         for index in made.indexes:
             columns = [getattr(c, "name", c) for c in index.expressions]
             key = index.name if index.name in left else columns
-            if key in left and columns in have:
-                words = "idempotify: %s has an index on %s, not named %s"
-                raise RuntimeError(words % (table, columns, index.name))
             if key in left:
                 left.remove(key)
                 impl.create_index(index)
@@ -301,20 +294,6 @@ def _idempotify_make_only(
             raise RuntimeError("idempotify: no index %s to make" % left)
 
     impl.create_table = create_table
-
-
-def _idempotify_indexed(db: Any, table: Any, schema: Any) -> list[Any]:
-    """The columns of each index of ``table``, but those MySQL and MariaDB
-    make for a foreign key (named as it is, or as its first column), which
-    give way to the one the op makes."""
-    made = []
-    if db.bind.dialect.name in ("mysql", "mariadb"):
-        for key in db.get_foreign_keys(table, schema=schema):
-            columns = list(key["constrained_columns"])
-            made += [(key["name"], columns), (columns[0], columns)]
-    have = db.get_indexes(table, schema=schema)
-    have = [(i["name"], list(i["column_names"])) for i in have]
-    return [columns for name, columns in have if (name, columns) not in made]
 
 
 # The name in the catalog: an unnamed index is named by the naming convention,

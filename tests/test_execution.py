@@ -295,67 +295,6 @@ def test_a_table_left_without_its_indexes_by_a_deploy_that_died_gets_them(
             assert _state(engine) == clean
 
 
-_PARENT_AND_CHILD = """
-from alembic import op
-import sqlalchemy as sa
-
-
-def upgrade():
-    op.create_table("parents", sa.Column("id", sa.Integer, primary_key=True))
-    op.create_table(
-        "children",
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("parent_id", sa.Integer, sa.ForeignKey("parents.id"), index=True),
-        sa.Column("name", sa.String(20)),
-        sa.Index("ix_children_name", "name"),
-    )
-"""
-
-
-def _bare_children(engine: sa.Engine, index: str | None) -> None:
-    """What a deploy of ``_PARENT_AND_CHILD`` that died after the CREATE TABLE of children made: the tables,
-    without children's indexes, or with ix_children_name under the name ``index`` (a later revision renamed
-    it)."""
-    metadata = sa.MetaData()
-    sa.Table("parents", metadata, sa.Column("id", sa.Integer, primary_key=True))
-    parent_id = sa.Column("parent_id", sa.Integer, sa.ForeignKey("parents.id"))
-    name = sa.Column("name", sa.String(20))
-    children = sa.Table("children", metadata, sa.Column("id", sa.Integer, primary_key=True), parent_id, name)
-    if index is not None:
-        sa.Index(index, children.c.name)
-    metadata.create_all(engine)
-
-
-@pytest.mark.parametrize("dialect", DIALECTS)
-def test_a_table_with_a_foreign_key_left_without_its_index_gets_it(dialect: str, scratch: Scratch) -> None:
-    """MySQL and MariaDB make an index for a foreign key with the table: not the index the op makes, which
-    the guard still finds missing and makes."""
-    golden = Golden(
-        Path("children.py"), _PARENT_AND_CHILD, rewrite_source(_PARENT_AND_CHILD.encode(), Style())[0].decode()
-    )
-    with scratch(dialect) as engine:
-        _run(engine, golden, golden.input, "upgrade")
-        clean = _state(engine)
-    with scratch(dialect) as engine:
-        _bare_children(engine, None)
-        _run(engine, golden, golden.output, "upgrade")
-        assert _state(engine) == clean
-
-
-@pytest.mark.parametrize("dialect", DIALECTS)
-def test_a_table_whose_index_a_later_revision_renamed_is_not_given_it_again(dialect: str, scratch: Scratch) -> None:
-    """A re-run of an old revision over a newer schema: the index is there under its new name. Made again
-    under the old one, the later revision's rename would find the new name taken, skip, and leave both;
-    the op fails, as the original does."""
-    golden = Golden(
-        Path("children.py"), _PARENT_AND_CHILD, rewrite_source(_PARENT_AND_CHILD.encode(), Style())[0].decode()
-    )
-    with scratch(dialect) as engine:
-        _bare_children(engine, "ix_children_by_name")
-        with pytest.raises(RuntimeError, match=r"children has an index on \['name'\], not named ix_children_name"):
-            _run(engine, golden, golden.output, "upgrade")
-
-
 class _Recorder:
     """Stands in for ``alembic.op`` while a fixture's upgrade() is run to read its tables: ``create_table``
     builds each in ``metadata``; ``f`` is the name it is given."""
