@@ -68,8 +68,9 @@ def _idempotify(
         # CREATE TABLE, then CREATE INDEX: a deploy that died between them.
         lacking = _idempotify_lacking_indexes(db, table, schema, kw["indexes"])
         if lacking:
-            words = "%s(%s): the table is there without its index %s, which"
-            words += " the op makes (a deploy died after CREATE TABLE)"
+            words = "%s(%s): the table is there without its index %s; the op"
+            words += " runs, and fails as it does unguarded: make the index"
+            words += " (or drop the table) by hand, then run it again"
             log.warning(words, call, table, ", ".join(lacking))
             return True
     if not run and not kw.get("quiet"):
@@ -249,12 +250,12 @@ def _idempotify_lacking_indexes(
     db: Any, table: Any, schema: Any, indexes: Any
 ) -> list[str]:
     """Of the indexes a create_table makes (each by its name, or by its
-    columns), those the table lacks; the create_table then makes only them."""
-    lacking, said, columns = [], [], None
+    columns), those the table lacks."""
+    lacking, columns = [], None
     for index in indexes:
         if isinstance(index, str):
             there = _idempotify_index(db, table, index, schema)
-            words = index
+            said = index
         else:  # By its columns, or by the name the convention gives it
             if columns is None:  # (its column may have been renamed since).
                 have = db.get_indexes(table, schema=schema)
@@ -262,38 +263,10 @@ def _idempotify_lacking_indexes(
             there = list(index) in columns
             if not there:
                 there = _idempotify_index(db, table, None, schema, columns=index)
-            words = "on (%s)" % ", ".join(index)
+            said = "on (%s)" % ", ".join(index)
         if there is False:
-            lacking.append(index)
-            said.append(words)
-    if lacking:
-        _idempotify_make_only(table, schema, lacking)
-    return said
-
-
-def _idempotify_make_only(table: Any, schema: Any, lacking: Any) -> None:
-    """The next create_table of ``table``, which is there, makes only the
-    indexes ``lacking`` (each by its name, or its columns)."""
-    from alembic import op
-
-    impl: Any = op.get_context().impl
-
-    def create_table(made: Any, **kw: Any) -> None:
-        del impl.create_table  # Once: the impl's own is back.
-        if (made.name, made.schema) != (table, schema):
-            impl.create_table(made, **kw)
-            return
-        left = list(lacking)
-        for index in made.indexes:
-            columns = [getattr(c, "name", c) for c in index.expressions]
-            key = index.name if index.name in left else columns
-            if key in left:
-                left.remove(key)
-                impl.create_index(index)
-        if left:  # Not made as the guard read them: fail, as unguarded.
-            raise RuntimeError("idempotify: no index %s to make" % left)
-
-    impl.create_table = create_table
+            lacking.append(said)
+    return lacking
 
 
 # The name in the catalog: an unnamed index is named by the naming convention,
@@ -659,7 +632,7 @@ def _idempotify_recover_batch(table_name: Any, schema: Any = None) -> bool:
     db: Any = None if op.get_context().as_sql else sqlalchemy.inspect(op.get_bind())
     if db is None or not db.has_table(copy, schema=schema):
         return True
-    impl: Any = op.get_context().impl
+    impl = op.get_context().impl
     if not db.has_table(table_name, schema=schema):
         impl.rename_table(copy, table_name, schema=schema)
         done = "renamed %s to it, losing indexes it does not make"

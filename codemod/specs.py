@@ -144,7 +144,7 @@ SPECS: dict[str, OpSpec] = {
             native_flags=("if_not_exists",),
             skipped_result="table",
             description="table absent, or there without an index it makes by CREATE INDEX (Index(...), index=True): "
-            "then it makes only the indexes missing, with a warning; on PostgreSQL, enum types its columns declare "
+            "then it runs, and fails as unguarded, with a warning; on PostgreSQL, enum types its columns declare "
             "that exist already are reused; op.bulk_insert(t, ...) of its result runs while the table is empty",
         ),
         OpSpec(
