@@ -251,18 +251,15 @@ def _idempotify_lacking_indexes(
 ) -> list[str]:
     """Of the indexes a create_table makes (each by its name, or by its
     columns), those the table lacks."""
-    lacking, columns = [], None
+    lacking = []
     for index in indexes:
         if isinstance(index, str):
             there = _idempotify_index(db, table, index, schema)
             said = index
-        else:  # By its columns, or by the name the convention gives it
-            if columns is None:  # (its column may have been renamed since).
-                have = db.get_indexes(table, schema=schema)
-                columns = [list(i["column_names"]) for i in have]
-            there = list(index) in columns
-            if not there:
-                there = _idempotify_index(db, table, None, schema, columns=index)
+        else:  # By the name the naming convention gives it: another index
+            # on its columns may be a unique constraint's, or MySQL's for a
+            # foreign key, made with the table.
+            there = _idempotify_index(db, table, None, schema, columns=index)
             said = "on (%s)" % ", ".join(index)
         if there is False:
             lacking.append(said)

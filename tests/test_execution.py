@@ -291,6 +291,50 @@ def test_a_table_left_without_its_indexes_by_a_deploy_that_died_is_not_skipped(
             )
 
 
+_ACCOUNTS = """
+from alembic import op
+import sqlalchemy as sa
+
+
+def upgrade():
+    op.create_table("owners", sa.Column("id", sa.Integer, primary_key=True))
+    op.create_table(
+        "accounts",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("owner_id", sa.Integer, sa.ForeignKey("owners.id"), index=True),
+        sa.Column("email", sa.String(50), index=True),
+        sa.UniqueConstraint("email"),
+    )
+"""
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_an_index_on_the_columns_of_a_constraint_is_not_taken_for_the_op_s_own(
+    dialect: str, scratch: Scratch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deploy that died after the CREATE TABLE of accounts left it with the index of its unique constraint on
+    email and, on MariaDB, the one MySQL makes for the foreign key on owner_id: neither is the op's index=True
+    index. Taken for them, the guard skipped the op and the indexes were never made, silently; the op runs, and
+    fails as the original does, naming both."""
+    output, _ = rewrite_source(_ACCOUNTS.encode(), Style())
+    golden = Golden(Path("accounts.py"), _ACCOUNTS, output.decode())
+    with scratch(dialect) as engine:
+        metadata = sa.MetaData()
+        sa.Table("owners", metadata, sa.Column("id", sa.Integer, primary_key=True))
+        owner_id = sa.Column("owner_id", sa.Integer, sa.ForeignKey("owners.id"))
+        email = sa.Column("email", sa.String(50))
+        sa.Table("accounts", metadata, sa.Column("id", sa.Integer, primary_key=True), owner_id, email)
+        sa.UniqueConstraint(email)
+        metadata.create_all(engine)
+        with caplog.at_level(logging.WARNING), pytest.raises(sa.exc.DBAPIError):
+            _run(engine, golden, golden.output, "upgrade")
+    warned = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warned == [
+        "op.create_table(accounts): the table is there without its index on (owner_id), on (email); the op runs, "
+        "and fails as it does unguarded: make the index (or drop the table) by hand, then run it again"
+    ]
+
+
 class _Recorder:
     """Stands in for ``alembic.op`` while a fixture's upgrade() is run to read its tables: ``create_table``
     builds each in ``metadata``; ``f`` is the name it is given."""
