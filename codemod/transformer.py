@@ -214,6 +214,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_makes: list[set[str]] = [set()]
         self._removal_risks: dict[str, _RemovalRisk] = {}
         self._work_in_run: dict[str, list[_RowWork]] = {}
+        self._next_to_data: dict[int, int] = {}  # see _next_to_data_changes
         self._function_risks: list[_RemovalRisk | None] = [None]
         self._constants: dict[str, ast.expr] = {}
         self._dialect_blocks: dict[int, str] = {}
@@ -261,6 +262,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._removed_in_run = _removed_in_run(self._removed_tables, removals.callees(by_function))
         self._loop_strings = _loop_strings(tree)
         self._removal_risks = _removal_risks(removals, self._loop_strings)
+        self._next_to_data = _next_to_data_changes(tree, work, removals.callees(by_function), by_function)
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] | ops[_RENAME_COLUMN] for name, ops in by_function.items()}
 
@@ -528,6 +530,10 @@ class GuardTransformer(cst.CSTTransformer):
                 result.append(updated[index])
                 continue
             test, report = self._decide(found, original, originals[index + 1 :])
+            data = self._next_to_data.get(report.line)
+            if test is not None and data is not None and report.outcome is Outcome.GUARDED:
+                test = None
+                report = OpReport(report.line, report.call, Outcome.UNGUARDED, _NEXT_TO_DATA.format(line=data))
             remaker = remakers.get(id(found.call)) or self._batch_remaker(found)
             if test is not None and remaker is not None and report.outcome is Outcome.GUARDED:
                 gate = self._exactly_made(*remaker)
@@ -1629,6 +1635,11 @@ _READS_DROPPED = (
     f"in a function that drops or renames tables or columns: a re-run fails if it reads one of them; {_BY_HAND}"
 )
 _ENCLOSING = "already guarded by an enclosing if or an early return"
+_NEXT_TO_DATA = (
+    "next to a data change that does not re-run alike: a re-run that got past this op fails on it, as the "
+    "original does, rather than changing the data again; make the change at line {line} re-run alike by hand "
+    "(a guard of its own, then `# idempotify: skip` on it) to have this op guarded"
+)
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
 _DROP_INVALID_INDEX = f"{HELPER_PREFIX}drop_invalid_index"
 _SEEDED = "no row"  # the check of a seed insert: its table has no row yet
@@ -1845,12 +1856,12 @@ def _tables_by_function(
         rows = work.setdefault(function.name, [])
         unknown = _unknown_code(function, nodes, helpers, known)
         if unknown is not None:
-            rows.append(_RowWork(function.name, unknown, _ANY_ROWS))
+            rows.append(_RowWork(function.name, unknown, _ANY_ROWS, seen=False))
         for call in nodes:
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in helpers:
                 removals.calls.setdefault(call.func.id, []).append((function.name, call.lineno))
             if isinstance(call, ast.Call):
-                rows.extend(_row_work(call, function.name, scope, batches))
+                rows.extend(_row_work(call, function.name, scope, batches, possible[function.name]))
             if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
                 continue
             if call.func.attr in {"execute", "exec_driver_sql"} and call.args:
@@ -1957,6 +1968,8 @@ class _RowWork:
     line: int
     rows: Rows
     key: tuple[int, str] | None = None
+    seen: bool = True  # False: a call of code not seen here, which may do anything with rows
+    read: bool = False  # SQL idempotify read, or a bulk_insert: what it writes is known
 
 
 _ANY_ROWS = Rows(reads=None, writes=None, reshapes=None)
@@ -1968,7 +1981,11 @@ _ROWLESS_CONSTRUCTS = frozenset({*EXECUTE_SPECS, "CreateTable", "DropTable", "Cr
 
 
 def _row_work(
-    call: ast.Call, function: str, scope: dict[str, ast.expr], batches: dict[str, str | None]
+    call: ast.Call,
+    function: str,
+    scope: dict[str, ast.expr],
+    batches: dict[str, str | None],
+    possible: _Possible | None = None,
 ) -> list[_RowWork]:
     """What ``call`` does with rows, if anything: SQL it runs (what sqlglot reads of it; SQL or a statement it
     cannot read may write any table), ``bulk_insert``, an ORM session made, and an ``alter_column`` that renames
@@ -1984,7 +2001,7 @@ def _row_work(
         statement = call.args[0]
         sql = _ast_sql(statement, scope)
         if sql is not None:
-            return [_RowWork(function, line, part.row_work, (line, sql)) for part in read_sql(sql, None)]
+            return [_RowWork(function, line, part.row_work, (line, sql), read=True) for part in read_sql(sql, None)]
         template = _ast_sql(statement, scope, holes=True)
         if template is not None:  # a value put in may name the table: any table
             rows = [part.row_work for part in read_sql(template, None)]
@@ -2002,7 +2019,12 @@ def _row_work(
         return [_RowWork(function, line, _ANY_ROWS)]
     if name == "bulk_insert":
         table = _ast_table_named(call.args[0], scope) if call.args else None
-        return [_RowWork(function, line, Rows(writes=None if table is None else frozenset({table.lower()})))]
+        values = (possible or {}).get(call.args[0].id, ()) if call.args and isinstance(call.args[0], ast.Name) else ()
+        named = {_ast_table_named(value, scope) for value in values}
+        if table is None and len(named) == 1:  # bound several times, each time to the same table
+            table = named.pop()
+        writes = None if table is None else frozenset({table.lower()})
+        return [_RowWork(function, line, Rows(writes=writes), read=True)]
     keywords = {keyword.arg for keyword in call.keywords}
     if name == "rename_table" or (name == "alter_column" and keywords & {"type_", "new_column_name"}):
         receiver = call.func.value
@@ -2041,11 +2063,17 @@ def _ast_string(node: ast.expr | None, scope: dict[str, ast.expr]) -> str | None
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
+# Calls whose first argument names the table they give: sa.table, sa.Table, op.create_table, and the helper that
+# reflects the table in place of a create_table skipped (in idempotify's own output).
+_NAMING_A_TABLE = frozenset({"table", "Table", "create_table", f"{HELPER_PREFIX}table"})
+
+
 def _ast_table_named(node: ast.expr, scope: dict[str, ast.expr]) -> str | None:
-    """The table ``sa.table("t", ...)`` or ``sa.Table("t", ...)`` names, also through a name of ``scope``."""
+    """The table ``sa.table("t", ...)``, ``sa.Table("t", ...)`` or ``op.create_table("t", ...)`` names, also through
+    a name of ``scope``."""
     if isinstance(node, ast.Name):
         node = scope.get(node.id, node)
-    if isinstance(node, ast.Call) and _ast_called_name(node.func) in {"table", "Table"} and node.args:
+    if isinstance(node, ast.Call) and _ast_called_name(node.func) in _NAMING_A_TABLE and node.args:
         return _ast_string(node.args[0], scope)
     return None
 
@@ -2065,6 +2093,98 @@ def _batch_tables(nodes: list[ast.AST]) -> dict[str, str | None]:
             table = _ast_string(first, {})
             tables[target.id] = table if tables.get(target.id, table) == table else None
     return tables
+
+
+def _next_to_data_changes(
+    tree: ast.Module | None,
+    work: dict[str, list[_RowWork]],
+    calls: dict[str, set[str]],
+    by_function: dict[str, dict[str, set[str]]],
+) -> dict[int, int]:
+    """The lines of the ops left unguarded beside a function's first data change that does not re-run alike,
+    each with the line of that change (its own, or the call of a function whose run makes one).
+
+    A re-run of a revision whose data change already ran would make it
+    again: the original fails before, on the first op it finds done. Its
+    ops before the change that may run last (those of the nearest statement
+    holding ops) are left unguarded, so a re-run that got past them fails
+    there as the original does, while one after a deploy that died before
+    them still goes through. With no op before the change, the ops of the
+    nearest statement after it are: the original too makes the change again
+    and fails on the op.
+    """
+    changes = {name: _data_change_lines(entries, by_function.get(name, {})) for name, entries in work.items()}
+    changing = {name for name, lines in changes.items() if lines}
+    grown = True
+    while grown:  # a function whose run (it and the functions it calls) makes a data change
+        grown = False
+        for name, callees in calls.items():
+            if name not in changing and callees & changing:
+                changing.add(name)
+                grown = True
+    found: dict[int, int] = {}
+    for function in ast.walk(tree) if tree is not None else ():
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or is_helper_name(function.name):
+            continue
+        points = list(changes.get(function.name, ()))
+        points += [
+            node.lineno
+            for node in ast.walk(function)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in changing
+        ]
+        if not points:
+            continue
+        line = min(points)
+        spans = [(statement.lineno, statement.end_lineno or statement.lineno) for statement in function.body]
+        ops = [sorted(_loud_op_lines(statement)) for statement in function.body]
+        at = next(index for index, (first, last) in enumerate(spans) if first <= line <= last)
+        before = [found_line for found_line in ops[at] if found_line < line]
+        before = before or next((lines for lines in reversed(ops[:at]) if lines), [])
+        after = [found_line for found_line in ops[at] if found_line > line]
+        after = after or next((lines for lines in ops[at + 1 :] if lines), [])
+        found.update(dict.fromkeys(before or after, line))
+    return found
+
+
+def _data_change_lines(entries: list[_RowWork], functions: dict[str, set[str]]) -> list[int]:
+    """The lines of ``entries`` known to write rows (SQL idempotify read, a bulk_insert) and not to re-run
+    alike; a seed insert, into a table the function creates, is guarded (it runs while the table is empty) and
+    is left out. What is not read (a statement object, an ORM session, code not seen here) is listed on its own
+    and not counted: the rule holds for the data changes idempotify can tell."""
+    made = functions.get("create_table", set())
+    lines = []
+    for entry in entries:
+        writes = entry.rows.writes
+        if not entry.read or writes == frozenset() or entry.rows == _ANY_ROWS:
+            continue  # no rows written, or what it does is not known (SQL not read, a statement object, ORM)
+        if writes is not None and {_string_key(table) for table in writes} <= made:
+            continue
+        others = [(other.rows, other.line > entry.line) for other in entries if other is not entry]
+        if entry.rows.bound or entry.rows.reruns_in(others) is None:
+            lines.append(entry.line)
+    return lines
+
+
+def _loud_op_lines(statement: ast.stmt) -> set[int]:
+    """The lines of the op calls in ``statement`` that fail when what they do is done (not ``execute``, nor
+    one told ``if_exists``/``if_not_exists``, nor an ``alter_column`` that renames nothing); of a ``with``
+    block's, the last."""
+    lines = set()
+    for call in ast.walk(statement):
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+            continue
+        if call.func.attr not in SPECS or call.func.attr in {"execute", "bulk_insert"}:
+            continue
+        keywords = {keyword.arg for keyword in call.keywords}
+        if keywords & {"if_exists", "if_not_exists"}:
+            continue
+        if call.func.attr == "alter_column" and "new_column_name" not in keywords:
+            continue  # a type, nullability or default set again
+        if isinstance(call.func.value, ast.Name):
+            lines.add(call.lineno)
+    if isinstance(statement, (ast.With, ast.AsyncWith)) and lines:
+        return {max(lines)}  # a batch block's ops run together at its end: its last fails the block
+    return lines
 
 
 def _work_in_run(work: dict[str, list[_RowWork]], calls: dict[str, set[str]]) -> dict[str, list[_RowWork]]:

@@ -25,6 +25,7 @@ OUTPUT_MARKER = "# output\n"
 _DIALECTS_LINE = re.compile(r"^# dialects: (.*)$", re.MULTILINE)
 _CONVENTION_LINE = re.compile(r"^# naming convention: (.*)$", re.MULTILINE)
 _ROWS_LINE = re.compile(r"^# rows: (.*)$", re.MULTILINE)
+_NO_RERUN_LINE = re.compile(r"^# reruns: no\b", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,12 @@ class Golden:
     def naming_convention(self) -> dict[str, str] | None:
         found = _CONVENTION_LINE.search(self.input)
         return None if found is None else dict(json.loads(found.group(1)))
+
+    @property
+    def reruns(self) -> bool:
+        """False for a golden whose output must not run again over what it made (``# reruns: no``): an op it
+        leaves unguarded fails, as the original's does, rather than let a data change run twice."""
+        return _NO_RERUN_LINE.search(self.input) is None
 
     @property
     def rows(self) -> dict[str, list[dict[str, object]]]:
