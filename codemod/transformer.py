@@ -215,6 +215,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._removal_risks: dict[str, _RemovalRisk] = {}
         self._work_in_run: dict[str, list[_RowWork]] = {}
         self._next_to_data: dict[int, int] = {}  # see _next_to_data_changes
+        self._drops_in_run: set[str] = set()  # functions in a run (callers, callees) that drops or renames
         self._function_risks: list[_RemovalRisk | None] = [None]
         self._constants: dict[str, ast.expr] = {}
         self._dialect_blocks: dict[int, str] = {}
@@ -265,6 +266,8 @@ class GuardTransformer(cst.CSTTransformer):
         self._next_to_data = _next_to_data_changes(tree, work, removals.callees(by_function), by_function)
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] | ops[_RENAME_COLUMN] for name, ops in by_function.items()}
+        dropping = {name for name in by_function if self._removed_tables.get(name) or self._column_drops.get(name)}
+        self._drops_in_run = _in_runs_with(dropping, removals.callees(by_function))
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._helper_def_depth += is_helper_name(node.name.value)
@@ -277,8 +280,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._function_makes.append(self._made_tables.get(node.name.value, set()))
         self._function_risks.append(self._removal_risks.get(node.name.value))
         self._loads_objects.append(node.name.value in self._orm_loaders)
-        own = self._removed_tables.get(node.name.value) or self._column_drops.get(node.name.value)
-        self._function_drops.append(bool(own))
+        self._function_drops.append(node.name.value in self._drops_in_run)
         self._created_tables.append({})
         self._scopes.append(_scope(self._constants, self._function_values.get(node.name.value, {})))
         self._possible.append(self._function_possible.get(node.name.value, {}))
@@ -1345,8 +1347,8 @@ class GuardTransformer(cst.CSTTransformer):
         return self._query(left(f"{reasons[0]}{note}", safe=True), any(part.query for part in parts))
 
     def _query(self, found: _OpCall, reads: bool) -> _OpCall:
-        """Already safe, unless it ``reads`` tables and its function drops or renames tables or columns, which a re-run
-        may no longer find."""
+        """Already safe, unless it ``reads`` tables and its function, or one run with it (a caller, a callee),
+        drops or renames tables or columns, which a re-run may no longer find."""
         if not (found.safe and reads and self._function_drops[-1]):
             return found
         reason = f"{found.reason}, {_READS_DROPPED}"
@@ -1632,7 +1634,7 @@ def _string_value(node: cst.BaseExpression) -> str | None:
 
 _BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
 _READS_DROPPED = (
-    f"in a function that drops or renames tables or columns: a re-run fails if it reads one of them; {_BY_HAND}"
+    f"in a function whose run drops or renames tables or columns: a re-run fails if it reads one of them; {_BY_HAND}"
 )
 _ENCLOSING = "already guarded by an enclosing if or an early return"
 _NEXT_TO_DATA = (
@@ -2185,6 +2187,24 @@ def _loud_op_lines(statement: ast.stmt) -> set[int]:
     if isinstance(statement, (ast.With, ast.AsyncWith)) and lines:
         return {max(lines)}  # a batch block's ops run together at its end: its last fails the block
     return lines
+
+
+def _in_runs_with(functions: set[str], calls: dict[str, set[str]]) -> set[str]:
+    """``functions`` and every function that calls one of them or is called by one, transitively: a query in a
+    helper that ``upgrade()`` calls fails on a re-run as one in ``upgrade()`` does, if ``upgrade()`` (or another
+    helper it calls) dropped what it reads."""
+    linked: dict[str, set[str]] = {}
+    for caller, callees in calls.items():
+        for callee in callees:
+            linked.setdefault(caller, set()).add(callee)
+            linked.setdefault(callee, set()).add(caller)
+    found, pending = set(functions), list(functions)
+    while pending:
+        for other in linked.get(pending.pop(), ()):
+            if other not in found:
+                found.add(other)
+                pending.append(other)
+    return found
 
 
 def _work_in_run(work: dict[str, list[_RowWork]], calls: dict[str, set[str]]) -> dict[str, list[_RowWork]]:

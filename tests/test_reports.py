@@ -367,7 +367,7 @@ def test_a_seed_copied_from_a_column_its_function_drops_is_left_unguarded() -> N
     created, copied, dropped = reports(body)
     assert (copied.outcome, created.outcome, dropped.outcome) == (Outcome.UNGUARDED, Outcome.GUARDED, Outcome.GUARDED)
     assert copied.reason.startswith(
-        "its SQL inserts rows it selects, in a function that drops or renames tables or columns"
+        "its SQL inserts rows it selects, in a function whose run drops or renames tables or columns"
     )
     fixed = body.replace("SELECT name FROM users WHERE legacy IS NULL", "VALUES ('a')")
     assert [report.outcome for report in reports(fixed)] == [Outcome.GUARDED] * 3

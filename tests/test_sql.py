@@ -387,7 +387,7 @@ def test_a_query_in_a_function_that_drops_what_it_may_read_is_not_called_safe() 
     (outcome, reason), _ = _rewrite(body)[1]
     assert outcome is Outcome.UNGUARDED
     assert reason.startswith(
-        "its SQL is a query, in a function that drops or renames tables or columns: a re-run fails"
+        "its SQL is a query, in a function whose run drops or renames tables or columns: a re-run fails"
     )
 
 
@@ -403,7 +403,26 @@ def test_a_query_in_a_function_that_renames_a_column_is_not_called_safe(rename: 
     """The re-run's query reads ``a``, which the first run renamed: it fails as on a dropped column."""
     (outcome, reason), *_ = _rewrite("    op.execute('SELECT a FROM t')\n" + rename)[1]
     assert outcome is Outcome.UNGUARDED
-    assert reason.startswith("its SQL is a query, in a function that drops or renames tables or columns")
+    assert reason.startswith("its SQL is a query, in a function whose run drops or renames tables or columns")
+
+
+@pytest.mark.parametrize(
+    ("helper", "call"),
+    [
+        ("def _rename():\n    op.alter_column('t', 'a', new_column_name='b')\n", "    _rename()\n"),
+        ("def _drop():\n    op.drop_column('t', 'a')\n", "    _drop()\n"),
+    ],
+)
+def test_a_query_in_a_function_whose_helper_drops_or_renames_is_not_called_safe(helper: str, call: str) -> None:
+    """mlflow's 75868b020152 and zenml's 25155145c545: upgrade() queries, then a helper it calls drops (or the
+    other way round); the query's re-run fails on what the first run dropped, as one beside the drop does."""
+    source = HEADER.replace("def upgrade():\n", helper + "\n\ndef upgrade():\n") + (
+        "    op.execute('SELECT a FROM t')\n" + call
+    )
+    _, reports = rewrite_source(source.encode(), Style())
+    query = next(report for report in reports if report.call == "op.execute")
+    assert query.outcome is Outcome.UNGUARDED
+    assert query.reason.startswith("its SQL is a query, in a function whose run drops or renames tables or columns")
 
 
 @pytest.mark.parametrize(
@@ -424,7 +443,7 @@ def test_sql_run_through_a_session_on_the_migration_connection_is_read_as_the_co
     )
     output, reports = _rewrite(body)
     assert [outcome for outcome, _ in reports] == [Outcome.UNGUARDED, Outcome.GUARDED, Outcome.GUARDED]
-    assert reports[0][1].startswith("its SQL is a query, in a function that drops or renames tables or columns")
+    assert reports[0][1].startswith("its SQL is a query, in a function whose run drops or renames tables or columns")
     assert '    if _idempotify("session.execute: no column", "users", "nickname"):\n' in output
 
 
