@@ -73,8 +73,12 @@ def summary_line(results: Sequence[FileResult], *, written: bool) -> str:
 
 
 def reason_counts(results: Sequence[FileResult]) -> list[tuple[str, int]]:
+    """Each outcome but guarded, with its reason (``left unguarded: <why>``), and how many ops got it."""
     reasons = Counter(
-        report.reason for result in results for report in result.reports if report.outcome is not Outcome.GUARDED
+        f"{report.outcome.value}: {report.reason}"
+        for result in results
+        for report in result.reports
+        if report.outcome is not Outcome.GUARDED
     )
     return reasons.most_common()
 

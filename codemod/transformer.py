@@ -815,7 +815,8 @@ class GuardTransformer(cst.CSTTransformer):
         if spec.name == "alter_column" and self._changes_a_checked_type(found):
             return left(
                 "changes a type whose CHECK constraint Alembic drops by name (a non-native Enum or a Boolean "
-                f"with create_constraint): a second run finds no constraint to drop; {_BY_HAND}"
+                "with create_constraint): a second run finds no constraint to drop and fails, or on MariaDB adds "
+                f"the CHECK again beside the first, as the original does; {_BY_HAND}"
             )
         # In a batch block on SQLite the column and what it carries come in one CREATE TABLE of the copy, and an
         # add_column of a column the table has replaces it, its values lost: there the guard keeps them.

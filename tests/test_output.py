@@ -180,3 +180,21 @@ def test_an_op_inside_another_ops_arguments_is_reported(tmp_path: Path) -> None:
     )
     result = run("--check", path)
     assert f"{path}:9: left unguarded: op.create_table: not a statement of its own" in result.stderr
+
+
+def test_the_summary_says_the_outcome_of_each_reason() -> None:
+    """The counts under the summary line hold ops already safe and ops left unguarded: each says which."""
+    from codemod.output import reason_counts  # noqa: PLC0415
+    from codemod.results import FileResult, OpReport, Outcome, Status  # noqa: PLC0415
+
+    reports = [
+        OpReport(1, "op.execute", Outcome.ALREADY_SAFE, "its SQL is a query"),
+        OpReport(2, "op.execute", Outcome.UNGUARDED, "its SQL changes data"),
+        OpReport(3, "op.execute", Outcome.UNGUARDED, "its SQL changes data"),
+        OpReport(4, "op.add_column", Outcome.GUARDED),
+    ]
+    result = FileResult(Path("a.py"), Status.CHANGED, reports=tuple(reports))
+    assert reason_counts([result]) == [
+        ("left unguarded: its SQL changes data", 2),
+        ("already safe: its SQL is a query", 1),
+    ]
