@@ -810,7 +810,10 @@ class GuardTransformer(cst.CSTTransformer):
 
         for flag in spec.native_flags:
             value = found.args.get(flag)
-            if value is not None and m.matches(value, m.Name("True")):
+            # create_table(if_not_exists=True) sends its CREATE INDEX statements without it: only a table that
+            # makes no index is idempotent so; one that does is guarded as any other.
+            indexed = spec.name == "create_table" and _indexes_made(found.call.args[1:], self._known_value) != []
+            if value is not None and m.matches(value, m.Name("True")) and not indexed:
                 return left(f"already idempotent ({flag}=True)", Outcome.ALREADY_SAFE)
         if spec.name == "alter_column" and self._changes_a_checked_type(found):
             return left(

@@ -386,6 +386,39 @@ def test_a_re_run_does_not_make_a_data_change_again_where_the_original_fails(dia
         assert names == ["default", "default"]
 
 
+_IF_NOT_EXISTS = """
+from alembic import op
+import sqlalchemy as sa
+
+
+def upgrade():
+    op.create_table(
+        "codes",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("code", sa.String(10), index=True),
+        if_not_exists=True,
+    )
+"""
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_create_table_if_not_exists_that_makes_an_index_is_guarded(dialect: str, scratch: Scratch) -> None:
+    """Alembic sends CREATE TABLE IF NOT EXISTS, then CREATE INDEX without it: a second run of the original fails
+    on the index. Called already idempotent, it was left so; it is guarded, and its re-run goes through."""
+    output, reports = rewrite_source(_IF_NOT_EXISTS.encode(), Style())
+    assert [report.outcome for report in reports] == [Outcome.GUARDED]
+    golden = Golden(Path("codes.py"), _IF_NOT_EXISTS, output.decode())
+    with scratch(dialect) as engine:
+        _run(engine, golden, golden.input, "upgrade")
+        made = _state(engine)
+        with pytest.raises(sa.exc.DBAPIError):
+            _run(engine, golden, golden.input, "upgrade")
+    with scratch(dialect) as engine:
+        _run(engine, golden, golden.output, "upgrade")
+        _run(engine, golden, golden.output, "upgrade")
+        assert _state(engine) == made
+
+
 class _Recorder:
     """Stands in for ``alembic.op`` while a fixture's upgrade() is run to read its tables: ``create_table``
     builds each in ``metadata``; ``f`` is the name it is given."""
