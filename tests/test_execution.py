@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from codemod.formatting import Style
 from codemod.guards import DRIFT, GUARD, helper_functions_source, parts_needed
-from codemod.results import Outcome
+from codemod.results import OpReport, Outcome
 from codemod.runner import rewrite_source
 from codemod.verify.execution import Crash, offline_sql_or_error, run_migration
 from codemod.verify.schema import snapshot
@@ -308,6 +308,12 @@ def test_a_table_left_without_its_indexes_by_a_deploy_that_died_is_not_skipped(
             )
 
 
+def _golden_of(source: str) -> tuple[Golden, list[OpReport]]:
+    """A golden case of a migration written in a test, its output as idempotify writes it, and its reports."""
+    output, reports = rewrite_source(source.encode(), Style())
+    return Golden(Path("migration.py"), source, output.decode()), reports
+
+
 _ACCOUNTS = """
 from alembic import op
 import sqlalchemy as sa
@@ -333,8 +339,7 @@ def test_an_index_on_the_columns_of_a_constraint_is_not_taken_for_the_op_s_own(
     email and, on MariaDB, the one MySQL makes for the foreign key on owner_id: neither is the op's index=True
     index. Taken for them, the guard skipped the op and the indexes were never made, silently; the op runs, and
     fails as the original does, naming both."""
-    output, _ = rewrite_source(_ACCOUNTS.encode(), Style())
-    golden = Golden(Path("accounts.py"), _ACCOUNTS, output.decode())
+    golden, _ = _golden_of(_ACCOUNTS)
     with scratch(dialect) as engine:
         metadata = sa.MetaData()
         sa.Table("owners", metadata, sa.Column("id", sa.Integer, primary_key=True))
@@ -370,9 +375,8 @@ def test_a_re_run_does_not_make_a_data_change_again_where_the_original_fails(dia
     """zenml's 7500f434b71c inserts a default stack, then drops columns. Re-run after its version bump was lost,
     the original inserts again and fails on the drop; with the drop guarded, the rewrite inserted the row again
     and went on, silently. The drop, the op next to the insert, is left unguarded: it fails as the original."""
-    output, reports = rewrite_source(_INSERT_THEN_DROP.encode(), Style())
+    golden, reports = _golden_of(_INSERT_THEN_DROP)
     assert [report.outcome for report in reports] == [Outcome.UNGUARDED, Outcome.UNGUARDED]
-    golden = Golden(Path("stacks.py"), _INSERT_THEN_DROP, output.decode())
     with scratch(dialect) as engine:
         metadata = sa.MetaData()
         sa.Table("stacks", metadata, sa.Column("name", sa.String(20)), sa.Column("is_shared", sa.Boolean))
@@ -405,9 +409,8 @@ def upgrade():
 def test_a_create_table_if_not_exists_that_makes_an_index_is_guarded(dialect: str, scratch: Scratch) -> None:
     """Alembic sends CREATE TABLE IF NOT EXISTS, then CREATE INDEX without it: a second run of the original fails
     on the index. Called already idempotent, it was left so; it is guarded, and its re-run goes through."""
-    output, reports = rewrite_source(_IF_NOT_EXISTS.encode(), Style())
+    golden, reports = _golden_of(_IF_NOT_EXISTS)
     assert [report.outcome for report in reports] == [Outcome.GUARDED]
-    golden = Golden(Path("codes.py"), _IF_NOT_EXISTS, output.decode())
     with scratch(dialect) as engine:
         _run(engine, golden, golden.input, "upgrade")
         made = _state(engine)
