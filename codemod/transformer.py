@@ -1643,8 +1643,9 @@ _READS_DROPPED = (
 _ENCLOSING = "already guarded by an enclosing if or an early return"
 _NEXT_TO_DATA = (
     "next to a data change that does not re-run alike: a re-run that got past this op fails on it, as the "
-    "original does, rather than changing the data again; make the change at line {line} re-run alike by hand "
-    "(a guard of its own, then `# idempotify: skip` on it) to have this op guarded"
+    "original does, rather than changing the data again; make the change at line {line} (of the file as it was "
+    "before idempotify) re-run alike by hand (a guard of its own, then `# idempotify: skip` on it) to have this "
+    "op guarded"
 )
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
 _DROP_INVALID_INDEX = f"{HELPER_PREFIX}drop_invalid_index"
@@ -2138,10 +2139,13 @@ def _next_to_data_changes(
             for node in ast.walk(function)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in changing
         ]
+        spans = [(statement.lineno, statement.end_lineno or statement.lineno) for statement in function.body]
+        # Work is kept by function name: two functions of one name (a nested ``def step()`` in upgrade() and in
+        # downgrade()) share it, so only the lines inside this one count.
+        points = [point for point in points if any(first <= point <= last for first, last in spans)]
         if not points:
             continue
         line = min(points)
-        spans = [(statement.lineno, statement.end_lineno or statement.lineno) for statement in function.body]
         ops = [sorted(_loud_op_lines(statement)) for statement in function.body]
         at = next(index for index, (first, last) in enumerate(spans) if first <= line <= last)
         before = [found_line for found_line in ops[at] if found_line < line]
@@ -2173,10 +2177,10 @@ def _data_change_lines(entries: list[_RowWork], functions: dict[str, set[str]]) 
 
 def _loud_op_lines(statement: ast.stmt) -> set[int]:
     """The lines of the op calls in ``statement`` that fail when what they do is done (not ``execute``, nor
-    one told ``if_exists``/``if_not_exists``, nor an ``alter_column`` that renames nothing); of a ``with``
-    block's, the last."""
+    one told ``if_exists``/``if_not_exists``, nor an ``alter_column`` that renames nothing, nor a create of an
+    object named None, nor one under an ``if``); of a ``with`` block's, the last."""
     lines = set()
-    for call in ast.walk(statement):
+    for call in _outside_ifs(statement):
         if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
             continue
         if call.func.attr not in SPECS or call.func.attr in {"execute", "bulk_insert"}:
@@ -2186,11 +2190,27 @@ def _loud_op_lines(statement: ast.stmt) -> set[int]:
             continue
         if call.func.attr == "alter_column" and "new_column_name" not in keywords:
             continue  # a type, nullability or default set again
+        first = call.args[0] if call.args else None
+        if call.func.attr.startswith("create_") and isinstance(first, ast.Constant) and first.value is None:
+            continue  # an unnamed constraint or index: made again beside the first, where names are not required
         if isinstance(call.func.value, ast.Name):
             lines.add(call.lineno)
     if isinstance(statement, (ast.With, ast.AsyncWith)) and lines:
         return {max(lines)}  # a batch block's ops run together at its end: its last fails the block
     return lines
+
+
+def _outside_ifs(statement: ast.stmt) -> Iterator[ast.AST]:
+    """The nodes of ``statement`` not under an ``if``, nor in a function or class it defines: an op under an
+    ``if`` may not run (a dialect branch), or be guarded by a test of the project's own, and then fails nothing
+    done; one in a nested ``def`` runs where that is called."""
+    pending: list[ast.AST] = [statement]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.If, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        yield node
+        pending.extend(ast.iter_child_nodes(node))
 
 
 def _in_runs_with(functions: set[str], calls: dict[str, set[str]]) -> set[str]:

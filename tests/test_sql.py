@@ -407,6 +407,39 @@ def test_a_query_in_a_function_that_renames_a_column_is_not_called_safe(rename: 
 
 
 @pytest.mark.parametrize(
+    ("body", "picked"),
+    [
+        # The op under the project's own if is guarded by it, and fails nothing done: the one before it is taken.
+        (
+            "    op.add_column('t', sa.Column('x', sa.Integer()))\n"
+            "    if not has_index:\n        op.create_index('ix_t_name', 't', ['name'])\n"
+            "    op.execute(\"INSERT INTO log (msg) VALUES ('a')\")\n",
+            "op.add_column",
+        ),
+        # An unnamed constraint is made again beside the first where names are not required (PostgreSQL, MariaDB).
+        (
+            "    op.add_column('t', sa.Column('x', sa.Integer()))\n    op.create_unique_constraint(None, 't', ['x'])\n"
+            "    op.execute(\"INSERT INTO log (msg) VALUES ('a')\")\n",
+            "op.add_column",
+        ),
+        # A nested function of one name in upgrade() and downgrade(): the work of each is its own.
+        (
+            "    def step():\n        op.execute(\"INSERT INTO log (msg) VALUES ('a')\")\n"
+            "    op.add_column('t', sa.Column('x', sa.Integer()))\n    step()\n\n\n"
+            "def downgrade():\n    def step():\n        op.drop_column('t', 'x')\n    step()\n",
+            "op.add_column",
+        ),
+    ],
+)
+def test_the_op_left_unguarded_next_to_a_data_change_is_one_that_fails_done(body: str, picked: str) -> None:
+    """Found by an independent review: an op under an if, or a create of an unnamed constraint, was taken and
+    failed nothing on a re-run, which then inserted again; two nested functions of one name crashed the rewrite."""
+    _, reports = rewrite_source((HEADER + body).encode(), Style())
+    left = [report.call for report in reports if report.reason.startswith("next to a data change")]
+    assert left == [picked]
+
+
+@pytest.mark.parametrize(
     ("helper", "call"),
     [
         ("def _rename():\n    op.alter_column('t', 'a', new_column_name='b')\n", "    _rename()\n"),
