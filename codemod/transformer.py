@@ -263,7 +263,8 @@ class GuardTransformer(cst.CSTTransformer):
         self._removed_in_run = _removed_in_run(self._removed_tables, removals.callees(by_function))
         self._loop_strings = _loop_strings(tree)
         self._removal_risks = _removal_risks(removals, self._loop_strings)
-        self._next_to_data = _next_to_data_changes(tree, work, removals.callees(by_function), by_function)
+        scopes = {name: _scope(self._constants, values) for name, values in self._function_values.items()}
+        self._next_to_data = _next_to_data_changes(tree, work, removals.callees(by_function), by_function, scopes)
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] | ops[_RENAME_COLUMN] for name, ops in by_function.items()}
         dropping = {name for name in by_function if self._removed_tables.get(name) or self._column_drops.get(name)}
@@ -2107,6 +2108,7 @@ def _next_to_data_changes(
     work: dict[str, list[_RowWork]],
     calls: dict[str, set[str]],
     by_function: dict[str, dict[str, set[str]]],
+    scopes: dict[str, dict[str, ast.expr]],
 ) -> dict[int, int]:
     """The lines of the ops left unguarded beside a function's first data change that does not re-run alike,
     each with the line of that change (its own, or the call of a function whose run makes one).
@@ -2146,7 +2148,8 @@ def _next_to_data_changes(
         if not points:
             continue
         line = min(points)
-        ops = [sorted(_loud_op_lines(statement)) for statement in function.body]
+        scope = scopes.get(function.name, {})
+        ops = [sorted(_loud_op_lines(statement, scope)) for statement in function.body]
         at = next(index for index, (first, last) in enumerate(spans) if first <= line <= last)
         before = [found_line for found_line in ops[at] if found_line < line]
         before = before or next((lines for lines in reversed(ops[:at]) if lines), [])
@@ -2175,13 +2178,47 @@ def _data_change_lines(entries: list[_RowWork], functions: dict[str, set[str]]) 
     return lines
 
 
-def _loud_op_lines(statement: ast.stmt) -> set[int]:
-    """The lines of the op calls in ``statement`` that fail when what they do is done (not ``execute``, nor
+# What SQL does that fails when done (its op, as read_sql gives it; an alter_column only when it renames).
+_LOUD_SQL = frozenset(
+    {
+        "add_column",
+        "drop_column",
+        "create_table",
+        "drop_table",
+        "rename_table",
+        "create_index",
+        "drop_index",
+        "create_unique_constraint",
+        "create_foreign_key",
+        "create_check_constraint",
+        "create_primary_key",
+        "drop_constraint",
+    }
+)
+
+
+def _loud_sql(call: ast.Call, scope: dict[str, ast.expr]) -> bool:
+    """Whether ``call`` runs SQL idempotify reads whose every statement is DDL that fails when done."""
+    sql = _ast_sql(call.args[0], scope) if call.args else None
+    parts = read_sql(sql, None) if sql is not None else ()
+    return bool(parts) and all(
+        part.safe is None
+        and (part.op in _LOUD_SQL or (part.op == "alter_column" and bool(part.args.get("new_column_name"))))
+        for part in parts
+    )
+
+
+def _loud_op_lines(statement: ast.stmt, scope: dict[str, ast.expr]) -> set[int]:
+    """The lines of the op calls in ``statement`` that fail when what they do is done (not ``execute``, but of
+    SQL that is such DDL only (``scope``: the names whose values are known), nor
     one told ``if_exists``/``if_not_exists``, nor an ``alter_column`` that renames nothing, nor a create of an
     object named None, nor one under an ``if``); of a ``with`` block's, the last."""
     lines = set()
     for call in _outside_ifs(statement):
         if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+            continue
+        if call.func.attr in {"execute", "exec_driver_sql"} and _loud_sql(call, scope):
+            lines.add(call.lineno)
             continue
         if call.func.attr not in SPECS or call.func.attr in {"execute", "bulk_insert"}:
             continue

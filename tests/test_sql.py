@@ -422,6 +422,12 @@ def test_a_query_in_a_function_that_renames_a_column_is_not_called_safe(rename: 
             "    op.execute(\"INSERT INTO log (msg) VALUES ('a')\")\n",
             "op.add_column",
         ),
+        # DDL in SQL idempotify reads fails done as the op does.
+        (
+            "    op.execute('ALTER TABLE t ADD COLUMN x INTEGER')\n"
+            "    op.execute(\"INSERT INTO log (msg) VALUES ('a')\")\n",
+            "op.execute",
+        ),
         # A nested function of one name in upgrade() and downgrade(): the work of each is its own.
         (
             "    def step():\n        op.execute(\"INSERT INTO log (msg) VALUES ('a')\")\n"
