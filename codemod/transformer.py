@@ -264,7 +264,10 @@ class GuardTransformer(cst.CSTTransformer):
         self._loop_strings = _loop_strings(tree)
         self._removal_risks = _removal_risks(removals, self._loop_strings)
         scopes = {name: _scope(self._constants, values) for name, values in self._function_values.items()}
-        self._next_to_data = _next_to_data_changes(tree, work, removals.callees(by_function), by_function, scopes)
+        marked = _marked_lines(source.decode(node.encoding, errors="replace")) if SKIP_MARKER.encode() in source else ()
+        self._next_to_data = _next_to_data_changes(
+            tree, work, removals.callees(by_function), by_function, scopes, frozenset(marked)
+        )
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] | ops[_RENAME_COLUMN] for name, ops in by_function.items()}
         dropping = {name for name in by_function if self._removed_tables.get(name) or self._column_drops.get(name)}
@@ -2109,6 +2112,7 @@ def _next_to_data_changes(
     calls: dict[str, set[str]],
     by_function: dict[str, dict[str, set[str]]],
     scopes: dict[str, dict[str, ast.expr]],
+    marked: frozenset[int] = frozenset(),
 ) -> dict[int, int]:
     """The lines of the ops left unguarded beside a function's first data change that does not re-run alike,
     each with the line of that change (its own, or the call of a function whose run makes one).
@@ -2141,6 +2145,9 @@ def _next_to_data_changes(
             for node in ast.walk(function)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in changing
         ]
+        if marked:  # a data change marked `# idempotify: skip` is guarded by hand: it counts no more
+            simple = [node for node in ast.walk(function) if isinstance(node, ast.stmt) and not _compound(node)]
+            points = [point for point in points if not _marked_at(point, simple, marked)]
         spans = [(statement.lineno, statement.end_lineno or statement.lineno) for statement in function.body]
         # Work is kept by function name: two functions of one name (a nested ``def step()`` in upgrade() and in
         # downgrade()) share it, so only the lines inside this one count.
@@ -2176,6 +2183,31 @@ def _data_change_lines(entries: list[_RowWork], functions: dict[str, set[str]]) 
         if entry.rows.bound or entry.rows.reruns_in(others) is None:
             lines.append(entry.line)
     return lines
+
+
+def _marked_lines(source: str) -> set[int]:
+    """The lines a `# idempotify: skip` marks: its own, or the next when it is a comment line of its own."""
+    found = set()
+    for number, line in enumerate(source.splitlines(), 1):
+        if SKIP_MARKER in line:
+            found.add(number + 1 if line.lstrip().startswith("#") else number)
+    return found
+
+
+_COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try, ast.FunctionDef)
+
+
+def _compound(node: ast.stmt) -> bool:
+    return isinstance(node, (*_COMPOUND, ast.AsyncFunctionDef, ast.ClassDef))
+
+
+def _marked_at(line: int, statements: list[ast.stmt], marked: frozenset[int]) -> bool:
+    """Whether the innermost simple statement holding ``line`` is marked (on any of its lines)."""
+    holding = [node for node in statements if node.lineno <= line <= (node.end_lineno or node.lineno)]
+    if not holding:
+        return False
+    inner = min(holding, key=lambda node: (node.end_lineno or node.lineno) - node.lineno)
+    return any(inner.lineno <= number <= (inner.end_lineno or inner.lineno) for number in marked)
 
 
 # What SQL does that fails when done (its op, as read_sql gives it; an alter_column only when it renames).
