@@ -263,15 +263,17 @@ class GuardTransformer(cst.CSTTransformer):
         self._removed_in_run = _removed_in_run(self._removed_tables, removals.callees(by_function))
         self._loop_strings = _loop_strings(tree)
         self._removal_risks = _removal_risks(removals, self._loop_strings)
-        scopes = {name: _scope(self._constants, values) for name, values in self._function_values.items()}
         marked = _marked_lines(source.decode(node.encoding, errors="replace")) if SKIP_MARKER.encode() in source else ()
         self._next_to_data = _next_to_data_changes(
-            tree, work, removals.callees(by_function), by_function, scopes, frozenset(marked)
+            tree, work, removals.callees(by_function), by_function, self._function_scope, frozenset(marked)
         )
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] | ops[_RENAME_COLUMN] for name, ops in by_function.items()}
+        # A query in a helper upgrade() calls fails on a re-run as one in upgrade() does, if upgrade() (or another
+        # helper it calls) dropped what it reads: what a function's runs hold counts.
         dropping = {name for name in by_function if self._removed_tables.get(name) or self._column_drops.get(name)}
-        self._drops_in_run = _in_runs_with(dropping, removals.callees(by_function))
+        together = _together(_runs(by_function, removals.callees(by_function)))
+        self._drops_in_run = {name for name, others in together.items() if others & dropping}
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._helper_def_depth += is_helper_name(node.name.value)
@@ -286,8 +288,12 @@ class GuardTransformer(cst.CSTTransformer):
         self._loads_objects.append(node.name.value in self._orm_loaders)
         self._function_drops.append(node.name.value in self._drops_in_run)
         self._created_tables.append({})
-        self._scopes.append(_scope(self._constants, self._function_values.get(node.name.value, {})))
+        self._scopes.append(self._function_scope(node.name.value))
         self._possible.append(self._function_possible.get(node.name.value, {}))
+
+    def _function_scope(self, name: str) -> dict[str, ast.expr]:
+        """The names whose value is known in function ``name``: the module's constants and its names bound once."""
+        return _scope(self._constants, self._function_values.get(name, {}))
 
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
@@ -1867,7 +1873,7 @@ def _tables_by_function(
         rows = work.setdefault(function.name, [])
         unknown = _unknown_code(function, nodes, helpers, known)
         if unknown is not None:
-            rows.append(_RowWork(function.name, unknown, _ANY_ROWS, seen=False))
+            rows.append(_RowWork(function.name, unknown, _ANY_ROWS))
         for call in nodes:
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in helpers:
                 removals.calls.setdefault(call.func.id, []).append((function.name, call.lineno))
@@ -1979,7 +1985,6 @@ class _RowWork:
     line: int
     rows: Rows
     key: tuple[int, str] | None = None
-    seen: bool = True  # False: a call of code not seen here, which may do anything with rows
     read: bool = False  # SQL idempotify read, or a bulk_insert: what it writes is known
 
 
@@ -2111,7 +2116,7 @@ def _next_to_data_changes(
     work: dict[str, list[_RowWork]],
     calls: dict[str, set[str]],
     by_function: dict[str, dict[str, set[str]]],
-    scopes: dict[str, dict[str, ast.expr]],
+    scope_of: Callable[[str], dict[str, ast.expr]],
     marked: frozenset[int] = frozenset(),
 ) -> dict[int, int]:
     """The lines of the ops left unguarded beside a function's first data change that does not re-run alike,
@@ -2127,14 +2132,8 @@ def _next_to_data_changes(
     and fails on the op.
     """
     changes = {name: _data_change_lines(entries, by_function.get(name, {})) for name, entries in work.items()}
-    changing = {name for name, lines in changes.items() if lines}
-    grown = True
-    while grown:  # a function whose run (it and the functions it calls) makes a data change
-        grown = False
-        for name, callees in calls.items():
-            if name not in changing and callees & changing:
-                changing.add(name)
-                grown = True
+    # a function whose run (it and the functions it calls) makes a data change
+    changing = {name for name, run in _runs(work, calls).items() if any(changes[other] for other in run)}
     found: dict[int, int] = {}
     for function in ast.walk(tree) if tree is not None else ():
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or is_helper_name(function.name):
@@ -2146,7 +2145,7 @@ def _next_to_data_changes(
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in changing
         ]
         if marked:  # a data change marked `# idempotify: skip` is guarded by hand: it counts no more
-            simple = [node for node in ast.walk(function) if isinstance(node, ast.stmt) and not _compound(node)]
+            simple = [node for node in ast.walk(function) if isinstance(node, ast.stmt) and not hasattr(node, "body")]
             points = [point for point in points if not _marked_at(point, simple, marked)]
         spans = [(statement.lineno, statement.end_lineno or statement.lineno) for statement in function.body]
         # Work is kept by function name: two functions of one name (a nested ``def step()`` in upgrade() and in
@@ -2155,7 +2154,7 @@ def _next_to_data_changes(
         if not points:
             continue
         line = min(points)
-        scope = scopes.get(function.name, {})
+        scope = scope_of(function.name)
         ops = [sorted(_loud_op_lines(statement, scope)) for statement in function.body]
         at = next(index for index, (first, last) in enumerate(spans) if first <= line <= last)
         before = [found_line for found_line in ops[at] if found_line < line]
@@ -2192,13 +2191,6 @@ def _marked_lines(source: str) -> set[int]:
         if SKIP_MARKER in line:
             found.add(number + 1 if line.lstrip().startswith("#") else number)
     return found
-
-
-_COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try, ast.FunctionDef)
-
-
-def _compound(node: ast.stmt) -> bool:
-    return isinstance(node, (*_COMPOUND, ast.AsyncFunctionDef, ast.ClassDef))
 
 
 def _marked_at(line: int, statements: list[ast.stmt], marked: frozenset[int]) -> bool:
@@ -2282,28 +2274,9 @@ def _outside_ifs(statement: ast.stmt) -> Iterator[ast.AST]:
         pending.extend(ast.iter_child_nodes(node))
 
 
-def _in_runs_with(functions: set[str], calls: dict[str, set[str]]) -> set[str]:
-    """``functions`` and every function that calls one of them or is called by one, transitively: a query in a
-    helper that ``upgrade()`` calls fails on a re-run as one in ``upgrade()`` does, if ``upgrade()`` (or another
-    helper it calls) dropped what it reads."""
-    linked: dict[str, set[str]] = {}
-    for caller, callees in calls.items():
-        for callee in callees:
-            linked.setdefault(caller, set()).add(callee)
-            linked.setdefault(callee, set()).add(caller)
-    found, pending = set(functions), list(functions)
-    while pending:
-        for other in linked.get(pending.pop(), ()):
-            if other not in found:
-                found.add(other)
-                pending.append(other)
-    return found
-
-
-def _work_in_run(work: dict[str, list[_RowWork]], calls: dict[str, set[str]]) -> dict[str, list[_RowWork]]:
-    """Per function name, what is done with rows in every run it is part of: a run of a function is it and the
-    functions it calls (transitively); a function others call is part of each of their runs."""
-    runs = {name: {name} for name in work}
+def _runs(names: Iterable[str], calls: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Per function of ``names``, its run: it and the functions of ``names`` it calls, transitively."""
+    runs = {name: {name} for name in names}
     changed = True
     while changed:
         changed = False
@@ -2312,10 +2285,22 @@ def _work_in_run(work: dict[str, list[_RowWork]], calls: dict[str, set[str]]) ->
             if more - reached:
                 reached.update(more)
                 changed = True
-    together: dict[str, set[str]] = {name: set() for name in work}
+    return runs
+
+
+def _together(runs: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Per function, the functions of every run it is part of (a function others call is part of each of
+    their runs)."""
+    together: dict[str, set[str]] = {name: set() for name in runs}
     for reached in runs.values():
         for name in reached:
             together[name] |= reached
+    return together
+
+
+def _work_in_run(work: dict[str, list[_RowWork]], calls: dict[str, set[str]]) -> dict[str, list[_RowWork]]:
+    """Per function name, what is done with rows in every run it is part of (see ``_runs``, ``_together``)."""
+    together = _together(_runs(work, calls))
     return {name: [entry for other in sorted(names) for entry in work[other]] for name, names in together.items()}
 
 
