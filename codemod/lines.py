@@ -13,11 +13,15 @@ back to the PositionProvider, so a line is never guessed.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 _Node = cst.Call | cst.If
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 def _ast_label(node: ast.AST) -> str:
@@ -42,6 +46,24 @@ def called_name(func: cst.BaseExpression) -> str:
     return func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
 
 
+class ByNode(Generic[_In, _Out]):
+    """``compute`` of a node, computed once per node (by identity). Each value is kept with its node, so that
+    the node's id cannot be another's while it is asked for."""
+
+    def __init__(self, compute: Callable[[_In], _Out]) -> None:
+        self._compute = compute
+        self._known: dict[int, tuple[_In, _Out]] = {}
+
+    def __call__(self, node: _In) -> _Out:
+        known = self._known.get(id(node))
+        if known is None:
+            known = self._known[id(node)] = (node, self._compute(node))
+        return known[1]
+
+
+Walk = ByNode[ast.AST, list[ast.AST]]  # ``ast.walk`` of each node asked for, listed once
+
+
 class NodeLines:
     """Start lines of a module's ``Call`` and ``If`` nodes; ``visit`` each as a LibCST visitor meets it.
 
@@ -56,6 +78,9 @@ class NodeLines:
         self._expected: list[ast.Call | ast.If] | None = None
         self._next = 0
         self.tree: ast.Module | None = None
+        # ``ast.walk`` of the module and of each function: the questions asked of a whole module walk them
+        # several times over
+        self.walk: Walk = ByNode(lambda node: list(ast.walk(node)))
         if source is not None:
             try:
                 tree = ast.parse(source)
@@ -63,7 +88,7 @@ class NodeLines:
                 pass
             else:
                 self.tree = tree
-                nodes = [node for node in ast.walk(tree) if isinstance(node, (ast.Call, ast.If))]
+                nodes = [node for node in self.walk(tree) if isinstance(node, (ast.Call, ast.If))]
                 nodes.sort(key=lambda n: (n.lineno, n.col_offset, -(n.end_lineno or 0), -(n.end_col_offset or 0)))
                 self._expected = nodes
 

@@ -57,7 +57,7 @@ def rewrite_source(source: bytes, style: Style, helpers_needed: set[str] | None 
     rewritten = module.visit(transformer)
     if helpers_needed is not None:
         helpers_needed.update(transformer.helpers_needed)
-    return rewritten.bytes, transformer.reports
+    return transformer.code(rewritten), transformer.reports
 
 
 def find_files(

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
+from typing import TypeVar
 
 import libcst as cst
 import libcst.matchers as m
@@ -46,7 +47,7 @@ from codemod.guards import (
     reindent,
 )
 from codemod.helper_import import is_helper_import, with_helper_import
-from codemod.lines import NodeLines, called_name
+from codemod.lines import ByNode, NodeLines, Walk, called_name
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
 from codemod.sql import DATA_CHANGE, DIALECTS, NOT_A_SEED, Part, Rows, Value, Verbatim, data_change, read_sql
@@ -105,6 +106,18 @@ UNGUARDED_REASONS = {
     "bulk_insert": "data change; only a seed insert into a table this function creates is guarded (while it is empty)",
 }
 # Attribute names whose calls may be ops: an op call's arguments are walked only when one is in them.
+_NodeT = TypeVar("_NodeT", bound=cst.CSTNode)
+# Nodes no op or guard can be inside of: what the transformer has nothing to look at in.
+_NOTHING_INSIDE = (
+    cst.EmptyLine,
+    cst.TrailingWhitespace,
+    cst.ParenthesizedWhitespace,
+    cst.Comma,
+    cst.Dot,
+    cst.AssignEqual,
+    cst.Import,
+    cst.ImportFrom,
+)
 _OP_LIKE = frozenset({*SPECS, *UNGUARDED_REASONS, *_SCHEMA_ITEM_METHODS})
 
 
@@ -184,6 +197,10 @@ class _IfScope:
 class GuardTransformer(cst.CSTTransformer):
     """Wraps op statements in guards; see the module docstring."""
 
+    helpers_needed: tuple[str, ...] = ()  # the generated helpers the file's guards need (a shared module's)
+    _says_concurrently = True  # the file may build an index concurrently
+    _helper_block = ""  # the code of the helper block the module ends with, if any (see ``code``)
+
     def __init__(self, style: Style, source: bytes | None = None) -> None:
         """``source`` is the module's bytes, used for line numbers (see ``NodeLines``)."""
         super().__init__()
@@ -229,12 +246,24 @@ class GuardTransformer(cst.CSTTransformer):
         self._chain_calls: set[int] = set()  # calls inside a session's query chain, reported with the chain
         self._orm_loaders: set[str] = set()  # functions that may load ORM objects (and change them)
         self._loads_objects: list[bool] = [False]
-        self.helpers_needed: tuple[str, ...] = ()  # the generated helpers the file's guards need (a shared module's)
         self._helper_def_depth = 0
         self._handled_calls: set[int] = set()
         self._sharing_a_line: set[int] = set()
-        self._says_concurrently = True  # the file may build an index concurrently
+        self._match_op = ByNode(self._find_op)  # a statement's op is asked for again while it is guarded
+        self._effects_of_one = ByNode(self._effects_found)
         self._gates: dict[int, str] = {}  # the make of a primary key its block drops first: when it may run
+
+    # What is walked: nodes that hold only whitespace, comments, punctuation or imports are not entered.
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return not isinstance(node, _NOTHING_INSIDE) and super().on_visit(node)
+
+    def on_leave(
+        self, original_node: _NodeT, updated_node: _NodeT
+    ) -> _NodeT | cst.RemovalSentinel | cst.FlattenSentinel[_NodeT]:
+        if isinstance(original_node, _NOTHING_INSIDE):
+            return updated_node
+        return super().on_leave(original_node, updated_node)
 
     # Context: the module, aliases of alembic.op, batch blocks, enclosing ifs, depth.
 
@@ -254,18 +283,19 @@ class GuardTransformer(cst.CSTTransformer):
         self._constants = _module_constants(tree)
         self._scopes: list[dict[str, ast.expr]] = [self._constants]  # names whose value is known, innermost last
         self._possible: list[_Possible] = [{}]  # names bound several times, and each value they may hold
+        walk = self._lines.walk
         by_function, self._function_values, self._function_possible, removals, work = _tables_by_function(
-            tree, self._constants
+            tree, self._constants, walk
         )
         self._work_in_run = _work_in_run(work, removals.callees(by_function))
-        self._orm_loaders = _orm_loaders(tree) if b"Session" in source else set()
+        self._orm_loaders = _orm_loaders(tree, walk) if b"Session" in source else set()
         self._removed_tables = {name: ops["drop_table"] | ops["rename_table"] for name, ops in by_function.items()}
         self._removed_in_run = _removed_in_run(self._removed_tables, removals.callees(by_function))
-        self._loop_strings = _loop_strings(tree)
+        self._loop_strings = _loop_strings(tree, walk)
         self._removal_risks = _removal_risks(removals, self._loop_strings)
         marked = _marked_lines(source.decode(node.encoding, errors="replace")) if SKIP_MARKER.encode() in source else ()
         self._next_to_data = _next_to_data_changes(
-            tree, work, removals.callees(by_function), by_function, self._function_scope, frozenset(marked)
+            tree, walk, work, removals.callees(by_function), by_function, self._function_scope, frozenset(marked)
         )
         self._made_tables = {name: ops["create_table"] for name, ops in by_function.items()}
         self._column_drops = {name: ops["drop_column"] | ops[_RENAME_COLUMN] for name, ops in by_function.items()}
@@ -463,22 +493,25 @@ class GuardTransformer(cst.CSTTransformer):
                 if found.spec is not None and id(node) in self._sharing_a_line:
                     reason = _SHARES_A_LINE
                 self._seen_calls[id(node)] = (self._line(node), found.display, reason, Outcome.UNGUARDED)
-        if found is not None:
-            # The arguments of an op call are most of a migration: skip them unless they may hold an op.
-            inside = self._lines.calls_inside(node)
-            if inside is not None and not any(self._may_be_op(call) for call in inside):
-                self._lines.skip_children(node)
-                return False
+        # The arguments of calls are most of a migration: skip them unless they may hold an op, or a guard.
+        inside = self._lines.calls_inside(node)
+        if inside is not None and not any(self._may_matter(call, in_op=found is not None) for call in inside):
+            self._lines.skip_children(node)
+            return False
         return True
 
-    def _may_be_op(self, call: ast.Call) -> bool:
-        """Whether Python's node for a call could be an op call (cheaply, erring towards yes)."""
+    def _may_matter(self, call: ast.Call, *, in_op: bool) -> bool:
+        """Whether Python's node for a call could be an op call, or a guard's (cheaply, erring towards yes). In an
+        op's arguments, a query of a session on the connection is part of the op's statement, said with it."""
         func = call.func
+        if isinstance(func, ast.Name):
+            return is_helper_name(func.id) and not in_op
         if not isinstance(func, ast.Attribute):
             return False
         if func.attr in _OP_LIKE:
             return True
-        names = self._op_names | self._parameters[-1] | {name for scope in self._batch_scopes for name in scope}
+        names = self._op_names | self._parameters[-1] | (set() if in_op else self._bind_names)
+        names |= {name for scope in self._batch_scopes for name in scope}
         return isinstance(func.value, ast.Name) and func.value.id in names
 
     # Rewriting: statements are guarded block by block, so a create_table and
@@ -729,7 +762,8 @@ class GuardTransformer(cst.CSTTransformer):
         """What the op does to the schema, for planning a batch block."""
         return [effect for part in (found, *found.parts) for effect in self._effects_of_one(part)]
 
-    def _effects_of_one(self, found: _OpCall) -> list[Effect]:
+    def _effects_found(self, found: _OpCall) -> list[Effect]:
+        """What one op does to the schema (see ``_effects_of_one``, which tells it once)."""
         spec = found.spec
         if found.name == "insert" and "table_name" in found.args:  # rows: with its table, never churned
             rows_of = found.args["table_name"]
@@ -1065,7 +1099,8 @@ class GuardTransformer(cst.CSTTransformer):
             return None
         return self._match_op(value)
 
-    def _match_op(self, call: cst.Call) -> _OpCall | None:
+    def _find_op(self, call: cst.Call) -> _OpCall | None:
+        """The op ``call`` is, if any (see ``_match_op``, which finds it once)."""
         func = call.func
         if not isinstance(func, cst.Attribute) or id(call) in self._chain_calls:
             return None
@@ -1468,49 +1503,38 @@ class GuardTransformer(cst.CSTTransformer):
         # the rest of it in most files, so only a shared helpers module, written once, holds it.
         inline = tuple(name for name in used if name != DRIFT)
         parts = frozenset(self._parts_needed)
-        header, block = _helper_block(
-            inline, parts, self.style, self._module.default_indent, self._module.default_newline
-        )
-        first = block[0].with_changes(
-            leading_lines=[cst.EmptyLine(), cst.EmptyLine(), *header, *block[0].leading_lines]
-        )
-        return module.with_changes(body=[*kept, first, *block[1:]])
+        newline = self._module.default_newline
+        self._helper_block = _helper_block(inline, parts, self.style, self._module.default_indent, newline)
+        return module if len(kept) == len(module.body) else module.with_changes(body=kept)
+
+    def code(self, module: cst.Module) -> bytes:
+        """The bytes of ``module``, the result of this transformer's visit, with the helper block, which is
+        kept out of the tree (see ``_helper_block``): after the module's statements, before its last comments."""
+        if not self._helper_block:
+            return module.bytes
+        code = module.with_changes(footer=(), has_trailing_newline=True).code + self._helper_block
+        code += "".join(module.code_for_node(line) for line in module.footer)
+        if not module.has_trailing_newline:
+            code = code.removesuffix(module.default_newline)
+        return code.encode(module.encoding)
 
 
 @cache
-def _helper_block(
-    names: tuple[str, ...], parts: frozenset[str], style: Style, indent: str, newline: str
-) -> tuple[Sequence[cst.EmptyLine], Sequence[cst.FunctionDef]]:
-    """The comment lines and statements of the helper block defining ``names`` (with only the ``parts`` named):
-    its functions one after another, two blank lines apart, each formatted and parsed once.
+def _helper_block(names: tuple[str, ...], parts: frozenset[str], style: Style, indent: str, newline: str) -> str:
+    """The code of the helper block defining ``names`` (with only the ``parts`` named), after a module's last
+    statement: its header line, then its functions one after another, two blank lines apart, each formatted once.
 
-    Files often need the same helpers, and both black and the parser cost
-    milliseconds on a block this size; LibCST nodes are immutable, so one
-    parse serves every file. A parse of each block, one for every set of
-    helpers files use, would hold each function's nodes many times over (some
-    250 kB a block, tens of blocks a run); each function is parsed on its own
-    and its nodes shared by every block that holds it.
+    Files often need the same helpers, and black costs milliseconds on a
+    block this size, as would generating its code anew for each file from
+    LibCST's nodes; the block is code, never nodes (nothing looks into it).
     """
-    sources = helper_function_sources(names, parts)
-    first, *rest = (_helper_function(source, style, indent, newline) for source in sources)
-    header = block_header("\n\n".join(_formatted_function(source, style) for source in sources))
-    comment = [cst.EmptyLine(comment=cst.Comment(header.rstrip("\n")))]
-    return comment, [first, *(function.with_changes(leading_lines=_TWO_BLANK_LINES) for function in rest)]
-
-
-_TWO_BLANK_LINES = (cst.EmptyLine(), cst.EmptyLine())
-
-
-@cache
-def _helper_function(source: str, style: Style, indent: str, newline: str) -> cst.FunctionDef:
-    """The helper function ``source``, formatted with ``style`` and parsed as a file indented and ended so does."""
-    formatted = _formatted_function(source, style).strip("\n") + "\n"
+    formatted = [_formatted_function(source, style) for source in helper_function_sources(names, parts)]
+    header = block_header("\n\n".join(formatted))
+    functions = [function.strip("\n") + "\n" for function in formatted]
     if indent != "    ":
-        formatted = reindent(formatted, indent)
-    config = cst.PartialParserConfig(default_indent=indent, default_newline=newline)
-    (function,) = cst.parse_module(formatted.replace("\n", newline), config=config).body
-    assert isinstance(function, cst.FunctionDef), "a helper is a function"
-    return function
+        functions = [reindent(function, indent) for function in functions]
+    block = "\n\n" + header.rstrip("\n") + "\n" + "\n\n".join(functions)
+    return block.replace("\n", newline)
 
 
 @cache
@@ -1754,15 +1778,15 @@ def _removal_risks(found: _Removals, loops: dict[str, dict[str, set[str]]]) -> d
     return risks
 
 
-def _loop_strings(tree: ast.Module | None) -> dict[str, dict[str, set[str]]]:
+def _loop_strings(tree: ast.Module | None, walk: Walk) -> dict[str, dict[str, set[str]]]:
     """Per function name, the strings each ``for`` variable takes from a literal sequence: ``for name in ("a",
     "b")``, ``for index, table in (("ix", "t"), ...)``."""
     found: dict[str, dict[str, set[str]]] = {}
-    for function in ast.walk(tree) if tree is not None else ():
+    for function in walk(tree) if tree is not None else ():
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         names = found.setdefault(function.name, {})
-        for loop in ast.walk(function):
+        for loop in walk(function):
             if not isinstance(loop, (ast.For, ast.AsyncFor)) or not isinstance(loop.iter, (ast.Tuple, ast.List)):
                 continue
             unpacked = isinstance(loop.target, ast.Tuple)
@@ -1808,18 +1832,18 @@ def _removed_in_run(removed: dict[str, set[str]], calls: dict[str, set[str]]) ->
     return run
 
 
-def _orm_loaders(tree: ast.Module | None) -> set[str]:
+def _orm_loaders(tree: ast.Module | None, walk: Walk) -> set[str]:
     """The functions that load ORM objects, which code may change and a session's commit or flush then writes:
     they call ``.query(...)``, ``.get(...)`` or ``.scalars(...)`` on something (read loosely, so as to list more)."""
     if tree is None:
         return set()
     return {
         function.name
-        for function in ast.walk(tree)
+        for function in walk(tree)
         if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
         and any(
             isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr in _LOADERS
-            for call in ast.walk(function)
+            for call in walk(function)
         )
     }
 
@@ -1828,7 +1852,7 @@ _LOADERS = frozenset({"query", "get", "scalars"})
 
 
 def _tables_by_function(
-    tree: ast.Module | None, constants: dict[str, ast.expr]
+    tree: ast.Module | None, constants: dict[str, ast.expr], walk: Walk
 ) -> tuple[
     dict[str, dict[str, set[str]]],
     dict[str, dict[str, ast.expr | None]],
@@ -1857,14 +1881,14 @@ def _tables_by_function(
     # copy finished, a leftover dropped), and a re-run must judge the migration as the first run did.
     functions = [
         node
-        for node in ast.walk(tree)
+        for node in walk(tree)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not is_helper_name(node.name)
     ]
     helpers = {function.name for function in functions}
-    known = _known_names(tree)
+    known = _known_names(tree, walk)
     for function in functions:
         tables = found.setdefault(function.name, {op: set() for op in (*_TABLE_OPS, _RENAME_COLUMN)})
-        nodes = list(ast.walk(function))
+        nodes = walk(function)
         # Two functions of one name: neither's values can be told apart, so none is used.
         values[function.name] = {} if function.name in values else _values_bound_once(function, nodes)
         possible[function.name] = {} if function.name in possible else _values_possible(function, nodes)
@@ -1917,14 +1941,14 @@ def _sql_tables(parts: Iterable[Part], tables: dict[str, set[str]]) -> None:
             tables[_RENAME_COLUMN].add(_string_key(str(part.args.get("table_name"))))
 
 
-def _known_names(tree: ast.Module) -> frozenset[str]:
+def _known_names(tree: ast.Module, walk: Walk) -> frozenset[str]:
     """The names the module may call whose work with rows is seen here: builtins, the standard library's,
     SQLAlchemy's and Alembic's, the module's own classes, functions and names. Not what it imports from anywhere
     else (the project's own helpers, ``from migration_utils import merge_kinds``, pandas...), nor a name of its own
     made from one of those."""
     known: set[str] = set(dir(builtins))
     foreign: set[str] = set()
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if isinstance(node, ast.Import):
             modules = [(alias.name, alias.asname or alias.name.split(".")[0]) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -2113,6 +2137,7 @@ def _batch_tables(nodes: list[ast.AST]) -> dict[str, str | None]:
 
 def _next_to_data_changes(
     tree: ast.Module | None,
+    walk: Walk,
     work: dict[str, list[_RowWork]],
     calls: dict[str, set[str]],
     by_function: dict[str, dict[str, set[str]]],
@@ -2135,17 +2160,17 @@ def _next_to_data_changes(
     # a function whose run (it and the functions it calls) makes a data change
     changing = {name for name, run in _runs(work, calls).items() if any(changes[other] for other in run)}
     found: dict[int, int] = {}
-    for function in ast.walk(tree) if tree is not None else ():
+    for function in walk(tree) if tree is not None else ():
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or is_helper_name(function.name):
             continue
         points = list(changes.get(function.name, ()))
         points += [
             node.lineno
-            for node in ast.walk(function)
+            for node in walk(function)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in changing
         ]
         if marked:  # a data change marked `# idempotify: skip` is guarded by hand: it counts no more
-            simple = [node for node in ast.walk(function) if isinstance(node, ast.stmt) and not hasattr(node, "body")]
+            simple = [node for node in walk(function) if isinstance(node, ast.stmt) and not hasattr(node, "body")]
             points = [point for point in points if not _marked_at(point, simple, marked)]
         spans = [(statement.lineno, statement.end_lineno or statement.lineno) for statement in function.body]
         # Work is kept by function name: two functions of one name (a nested ``def step()`` in upgrade() and in
