@@ -222,6 +222,7 @@ class GuardTransformer(cst.CSTTransformer):
     helpers_needed: tuple[str, ...] = ()  # the generated helpers the file's guards need (a shared module's)
     _says_concurrently = True  # the file may build an index concurrently
     _helper_block = ""  # the code of the helper block the module ends with, if any (see ``code``)
+    _helper_def_depth = 0  # within how many generated helpers' ``def`` the visit is
 
     def __init__(self, style: Style, source: bytes | None = None) -> None:
         """``source`` is the module's bytes, used for line numbers (see ``NodeLines``)."""
@@ -268,11 +269,11 @@ class GuardTransformer(cst.CSTTransformer):
         self._chain_calls: set[int] = set()  # calls inside a session's query chain, reported with the chain
         self._orm_loaders: set[str] = set()  # functions that may load ORM objects (and change them)
         self._loads_objects: list[bool] = [False]
-        self._helper_def_depth = 0
         self._handled_calls: set[int] = set()
         self._sharing_a_line: set[int] = set()
         self._match_op = ByNode(self._find_op)  # a statement's op is asked for again while it is guarded
         self._effects_of_one = ByNode(self._effects_found)
+        self._source: ByNode[cst.CSTNode, str] = ByNode(self._source_of)
         self._gates: dict[int, str] = {}  # the make of a primary key its block drops first: when it may run
 
     # What is walked: nodes that hold only whitespace, comments, punctuation or imports are not entered.
@@ -1074,8 +1075,9 @@ class GuardTransformer(cst.CSTTransformer):
         value = self._scopes[-1].get(expression.value)
         return None if value is None else cst.parse_expression(ast.unparse(value))
 
-    def _source(self, expression: cst.BaseExpression) -> str:
-        return self._module.code_for_node(expression).strip()
+    def _source_of(self, node: cst.CSTNode) -> str:
+        """The code of ``node``, stripped (see ``_source``, which generates it once)."""
+        return self._module.code_for_node(node).strip()
 
     def _note_guards(self, source: str) -> None:
         """The helpers, and the parts of them, that the guards in ``source`` need go into the block."""
