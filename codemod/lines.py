@@ -77,6 +77,8 @@ class NodeLines:
         self._fallback: dict[int, int] | None = None
         self._expected: list[ast.Call | ast.If] | None = None
         self._next = 0
+        self._paired: dict[int, ast.Call | ast.If] = {}
+        self._source_lines: list[bytes] = []
         self.tree: ast.Module | None = None
         # ``ast.walk`` of the module and of each function: the questions asked of a whole module walk them
         # several times over
@@ -88,6 +90,8 @@ class NodeLines:
                 pass
             else:
                 self.tree = tree
+                if module.encoding.lower().replace("_", "-") in ("utf-8", "utf8"):  # ast's offsets count UTF-8
+                    self._source_lines = source.splitlines(keepends=True)
                 nodes = [node for node in self.walk(tree) if isinstance(node, (ast.Call, ast.If))]
                 nodes.sort(key=lambda n: (n.lineno, n.col_offset, -(n.end_lineno or 0), -(n.end_col_offset or 0)))
                 self._expected = nodes
@@ -102,6 +106,19 @@ class NodeLines:
             return
         self._next += 1
         self._lines[id(node)] = expected.lineno
+        self._paired[id(node)] = expected
+
+    def text(self, node: cst.Call) -> str | None:
+        """The text of ``node``, a visited call of the original module without parentheses of its own, as the
+        source holds it: the code LibCST would generate for it, at a fraction of the cost, but for the indent of
+        its lines after the first (which LibCST takes off). None when not known."""
+        found = self._paired.get(id(node)) if self._expected is not None and not node.lpar else None
+        if found is None or not self._source_lines or found.end_lineno is None or found.end_col_offset is None:
+            return None
+        lines = self._source_lines[found.lineno - 1 : found.end_lineno]
+        if len(lines) == 1:
+            return lines[0][found.col_offset : found.end_col_offset].decode()
+        return b"".join([lines[0][found.col_offset :], *lines[1:-1], lines[-1][: found.end_col_offset]]).decode()
 
     def calls_inside(self, node: _Node) -> list[ast.Call] | None:
         """The calls inside ``node``, just visited (Python's nodes); None when the pairing is not known."""

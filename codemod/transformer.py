@@ -1054,7 +1054,7 @@ class GuardTransformer(cst.CSTTransformer):
 
     def _declares_enum(self, call: cst.Call) -> bool:
         """Whether a column of this create_table may have an enum type (PostgreSQL creates those with it)."""
-        source = self._source(call)
+        source = self._lines.text(call) or self._source(call)  # the words are looked for: its layout is no matter
         names = "|".join(re.escape(name) for name in ("Enum", "ENUM", *sorted(self._enum_names)))
         return re.search(rf"\b(?:{names})\b", source) is not None
 
