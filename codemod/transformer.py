@@ -110,16 +110,39 @@ UNGUARDED_REASONS = {
 }
 # Attribute names whose calls may be ops: an op call's arguments are walked only when one is in them.
 _NodeT = TypeVar("_NodeT", bound=cst.CSTNode)
-# Nodes no op or guard can be inside of: what the transformer has nothing to look at in.
-_NOTHING_INSIDE = (
-    cst.EmptyLine,
-    cst.TrailingWhitespace,
-    cst.ParenthesizedWhitespace,
-    cst.Comma,
-    cst.Dot,
-    cst.AssignEqual,
-    cst.Import,
-    cst.ImportFrom,
+# Nodes no op or guard can be inside of (only whitespace, comments, names, literals, punctuation, operators or
+# imports): the transformer has nothing to look at in them, nor, for the leaves, at them.
+_NOTHING_INSIDE = frozenset(
+    {
+        cst.EmptyLine,
+        cst.TrailingWhitespace,
+        cst.ParenthesizedWhitespace,
+        cst.SimpleWhitespace,
+        cst.Newline,
+        cst.Comment,
+        cst.Name,
+        cst.SimpleString,
+        cst.Integer,
+        cst.Float,
+        cst.Comma,
+        cst.Dot,
+        cst.Colon,
+        cst.AssignEqual,
+        cst.AsName,
+        cst.LeftParen,
+        cst.RightParen,
+        cst.LeftSquareBracket,
+        cst.RightSquareBracket,
+        cst.LeftCurlyBrace,
+        cst.RightCurlyBrace,
+        cst.Import,
+        cst.ImportFrom,
+        *(
+            operator
+            for base in (cst.BaseBinaryOp, cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp)
+            for operator in base.__subclasses__()
+        ),
+    }
 )
 _OP_LIKE = frozenset({*SPECS, *UNGUARDED_REASONS, *_SCHEMA_ITEM_METHODS})
 
@@ -279,12 +302,12 @@ class GuardTransformer(cst.CSTTransformer):
     # What is walked: nodes that hold only whitespace, comments, punctuation or imports are not entered.
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        return not isinstance(node, _NOTHING_INSIDE) and super().on_visit(node)
+        return type(node) not in _NOTHING_INSIDE and super().on_visit(node)
 
     def on_leave(
         self, original_node: _NodeT, updated_node: _NodeT
     ) -> _NodeT | cst.RemovalSentinel | cst.FlattenSentinel[_NodeT]:
-        if isinstance(original_node, _NOTHING_INSIDE):
+        if type(original_node) in _NOTHING_INSIDE:
             return updated_node
         return super().on_leave(original_node, updated_node)
 
