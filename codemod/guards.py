@@ -222,6 +222,11 @@ def parts_needed(source: str) -> set[str]:
 
 
 @lru_cache(maxsize=4096)
+def called_helpers(source: str) -> frozenset[str]:
+    """The generated helpers that ``source`` (code) calls."""
+    return frozenset(_HELPER_CALL.findall(source)) & _sources().keys()
+
+
 def guards_need(source: str) -> tuple[frozenset[str], frozenset[str]]:
     """What the guards in ``source`` (an expression or statement) need: the helpers they call, with the finders
     of the kinds they check, and the parts of the helpers (see ``PARTS``). One walk of the source answers both.
@@ -229,7 +234,7 @@ def guards_need(source: str) -> tuple[frozenset[str], frozenset[str]]:
     An index named by a literal of at most 30 characters (also through
     ``op.f``) needs no help with its name; any other index does.
     """
-    called = set(_HELPER_CALL.findall(source)) & set(_sources())
+    called = set(called_helpers(source))
     parts: set[str] = set()
     for call in ast.walk(ast.parse(textwrap.dedent(source).strip())):
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == GUARD):

@@ -17,7 +17,8 @@ import libcst as cst
 import libcst.matchers as m
 
 from codemod.formatting import Style
-from codemod.guards import helper_names, reindent
+from codemod.guards import called_helpers, helper_names, reindent
+from codemod.nodes import Code
 
 
 def is_helper_import(statement: cst.BaseStatement) -> bool:
@@ -43,6 +44,9 @@ class _HelperNames(cst.CSTVisitor):
     def visit_Name(self, node: cst.Name) -> None:
         if node.value in self._known:
             self.found.add(node.value)
+
+    def visit_Code(self, node: Code) -> None:  # a guard written here
+        self.found |= called_helpers(node.code)
 
 
 def with_helper_import(module: cst.Module, body: Sequence[cst.BaseStatement], style: Style) -> cst.Module:

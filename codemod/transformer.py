@@ -22,13 +22,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import libcst as cst
 import libcst.matchers as m
-
-if TYPE_CHECKING:
-    from libcst._nodes.internal import CodegenState
 
 from codemod.effects import ROWLESS, Action, BatchPlan, Decision, Effect, SchemaObject, plan_batch, remade_by
 from codemod.formatting import Style
@@ -51,6 +48,7 @@ from codemod.guards import (
 )
 from codemod.helper_import import is_helper_import, with_helper_import
 from codemod.lines import ByNode, NodeLines, Walk, called_name
+from codemod.nodes import Code
 from codemod.results import OpReport, Outcome
 from codemod.specs import EXECUTE_SPECS, HELPER_PREFIX, METHOD_SPECS, SPECS, Check, OpSpec
 from codemod.sql import DATA_CHANGE, DIALECTS, NOT_A_SEED, Part, Rows, Value, Verbatim, data_change, read_sql
@@ -145,25 +143,6 @@ _NOTHING_INSIDE = frozenset(
     }
 )
 _OP_LIKE = frozenset({*SPECS, *UNGUARDED_REASONS, *_SCHEMA_ITEM_METHODS})
-
-
-@dataclass(frozen=True)
-class _Code(cst.BaseExpression):
-    """An expression idempotify wrote and formatted, kept as its code: parsed into nodes only to be printed
-    again, a guard's test would cost as much as the migration's own statement it guards. Its lines after the
-    first are indented as the block it is in. (LibCST's nodes print themselves by ``_codegen_impl``; the tests
-    compare every golden file's bytes, so a change there cannot pass unseen.)"""
-
-    code: str
-    lpar: Sequence[cst.LeftParen] = ()
-    rpar: Sequence[cst.RightParen] = ()
-
-    def _visit_and_replace_children(self, visitor: cst.CSTVisitorT) -> _Code:
-        return self
-
-    def _codegen_impl(self, state: CodegenState) -> None:
-        newline = state.default_newline
-        state.add_token(self.code.replace(newline, newline + "".join(state.indent_tokens)))
 
 
 @dataclass(frozen=True)
@@ -1117,7 +1096,7 @@ class GuardTransformer(cst.CSTTransformer):
         # ``if <test>:`` then a ``pass`` body: the test alone is parsed (a statement costs three times as much).
         formatted = header.removeprefix("if ").removesuffix(":\n    pass\n")
         assert len(formatted) == len(header) - len("if :\n    pass\n"), header
-        parsed = _Code(formatted.replace("\n", newline))
+        parsed = Code(formatted.replace("\n", newline))
         first, *rest = statements
         assert isinstance(first, cst.SimpleStatementLine)
         body = [first.with_changes(leading_lines=()), *rest]
