@@ -225,6 +225,7 @@ class GuardTransformer(cst.CSTTransformer):
     _says_concurrently = True  # the file may build an index concurrently
     _helper_block = ""  # the code of the helper block the module ends with, if any (see ``code``)
     _helper_def_depth = 0  # within how many generated helpers' ``def`` the visit is
+    _planning_batch = False  # see _match_op
 
     def __init__(self, style: Style, source: bytes | None = None) -> None:
         """``source`` is the module's bytes, used for line numbers (see ``NodeLines``)."""
@@ -273,7 +274,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._loads_objects: list[bool] = [False]
         self._handled_calls: set[int] = set()
         self._sharing_a_line: set[int] = set()
-        self._match_op = ByNode(self._find_op)  # a statement's op is asked for again while it is guarded
+        self._matched = ByNode(self._find_op)  # see _match_op
         self._effects_of_one = ByNode(self._effects_found)
         self._source: ByNode[cst.CSTNode, str] = ByNode(self._source_of)
         self._gates: dict[int, str] = {}  # the make of a primary key its block drops first: when it may run
@@ -399,7 +400,9 @@ class GuardTransformer(cst.CSTTransformer):
         block = _BatchBlock([], BatchPlan())
         if scope and isinstance(node.body, cst.IndentedBlock):
             self._batch_blocks.add(id(node.body))
+            self._planning_batch = True
             calls = [found for statement in node.body.body for found in self._ops_within(statement)]
+            self._planning_batch = False
             block = _BatchBlock(calls, plan_batch([self._effects(found) for found in calls]))
             if any(decision.unless_made_by is not None for decision in block.plan.decisions):
                 block.only_ops = all(self._is_op_only(statement) for statement in node.body.body)
@@ -1125,8 +1128,14 @@ class GuardTransformer(cst.CSTTransformer):
             return None
         return self._match_op(value)
 
+    def _match_op(self, call: cst.Call) -> _OpCall | None:
+        """The op ``call`` is, if any. Found once, as the call is visited (a statement's op is asked for again
+        while it is guarded). A batch block's ops are also looked for before the block is visited, to plan it:
+        what is found then is not kept, since names the block binds are not known yet (``conn = op.get_bind()``
+        in the block makes ``conn.execute(...)`` after it an op)."""
+        return self._find_op(call) if self._planning_batch else self._matched(call)
+
     def _find_op(self, call: cst.Call) -> _OpCall | None:
-        """The op ``call`` is, if any (see ``_match_op``, which finds it once)."""
         func = call.func
         if not isinstance(func, cst.Attribute) or id(call) in self._chain_calls:
             return None

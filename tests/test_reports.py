@@ -614,3 +614,18 @@ def test_a_create_table_looks_for_its_indexes_unless_a_later_op_may_change_them(
     body = f'    op.create_table("t", sa.Column("a", sa.Integer, index=True))\n    {later}\n'
     output = rewrite_source((HEADER + body).encode(), Style())[0].decode()
     assert ("indexes=" in output) is looks_at_indexes
+
+
+def test_sql_on_a_connection_bound_inside_a_batch_block_is_reported() -> None:
+    """A batch block's ops are looked for before the block is visited, to plan it, when ``conn`` is not yet
+    known as the connection: what is found then must not stand for what the visit finds."""
+    body = (
+        "    with op.batch_alter_table('t') as batch_op:\n"
+        "        batch_op.add_column(sa.Column('c', sa.Integer))\n"
+        "        conn = op.get_bind()\n"
+        "        conn.execute(sa.text('UPDATE t SET c = 1'))\n"
+    )
+    assert [(report.line, report.call) for report in reports(body)] == [
+        (9, "batch_op.add_column"),
+        (11, "conn.execute"),
+    ]
