@@ -346,6 +346,18 @@ class GuardTransformer(cst.CSTTransformer):
         self._created_tables.append({})
         self._scopes.append(self._function_scope(node.name.value))
         self._possible.append(self._function_possible.get(node.name.value, {}))
+        # A function given a batch op (``def rename_pk(batch_op): ...``, called in a batch block) holds ops that
+        # also run only when that block ends: they are planned together as a block's are. Ops in a ``with`` or a
+        # ``def`` of its own are planned with that.
+        batch = {name for name in names if _looks_like_batch(name)}
+        block = _BatchBlock([], BatchPlan())
+        if batch and not self._helper_def_depth:
+            inner = {id(call) for statement in _nested_blocks(node.body) for call in _calls_within(statement)}
+            block = self._batch_block(
+                node.body.body if isinstance(node.body, cst.IndentedBlock) else (),
+                lambda found: id(found.call) not in inner and _receiver(found.call) in batch,
+            )
+        self._batch_plans.append(block)
 
     def _function_scope(self, name: str) -> dict[str, ast.expr]:
         """The names whose value is known in function ``name``: the module's constants and its names bound once."""
@@ -366,6 +378,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._created_tables.pop()
         self._scopes.pop()
         self._possible.pop()
+        self._batch_plans.pop()
         self._helper_def_depth -= is_helper_name(original_node.name.value)
         return updated_node
 
@@ -400,13 +413,19 @@ class GuardTransformer(cst.CSTTransformer):
         block = _BatchBlock([], BatchPlan())
         if scope and isinstance(node.body, cst.IndentedBlock):
             self._batch_blocks.add(id(node.body))
-            self._planning_batch = True
-            calls = [found for statement in node.body.body for found in self._ops_within(statement)]
-            self._planning_batch = False
-            block = _BatchBlock(calls, plan_batch([self._effects(found) for found in calls]))
-            if any(decision.unless_made_by is not None for decision in block.plan.decisions):
-                block.only_ops = all(self._is_op_only(statement) for statement in node.body.body)
+            block = self._batch_block(node.body.body, lambda found: True)
         self._batch_plans.append(block)
+
+    def _batch_block(self, statements: Sequence[cst.BaseStatement], taken: Callable[[_OpCall], bool]) -> _BatchBlock:
+        """The ops ``taken`` of ``statements``, a batch block's or those of a function that is given a batch op,
+        planned together: Alembic runs them all when the block ends (see ``codemod.effects``)."""
+        self._planning_batch = True
+        calls = [found for statement in statements for found in self._ops_within(statement) if taken(found)]
+        self._planning_batch = False
+        block = _BatchBlock(calls, plan_batch([self._effects(found) for found in calls]))
+        if any(decision.unless_made_by is not None for decision in block.plan.decisions):
+            block.only_ops = all(self._is_op_only(statement) for statement in statements)
+        return block
 
     def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
         scope = self._batch_scopes.pop()
@@ -2833,6 +2852,23 @@ class _CallCollector(cst.CSTVisitor):
 
     def visit_Call(self, node: cst.Call) -> None:
         self.calls.append(node)
+
+
+def _nested_blocks(node: cst.CSTNode) -> list[cst.With | cst.FunctionDef | cst.ClassDef]:
+    """The ``with``, ``def`` and ``class`` statements within ``node`` (not inside one another)."""
+    found: list[cst.With | cst.FunctionDef | cst.ClassDef] = []
+    for child in node.children:
+        if isinstance(child, (cst.With, cst.FunctionDef, cst.ClassDef)):
+            found.append(child)
+        elif not isinstance(child, cst.BaseExpression):
+            found += _nested_blocks(child)
+    return found
+
+
+def _receiver(call: cst.Call) -> str | None:
+    """The name a method is called on: ``batch_op`` in ``batch_op.drop_column(...)``."""
+    func = call.func
+    return func.value.value if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) else None
 
 
 def _calls_within(node: cst.CSTNode) -> list[cst.Call]:

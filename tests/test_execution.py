@@ -439,3 +439,21 @@ class _Recorder:
 
     def f(self, name: str) -> str:
         return name
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_key_swapped_in_a_helper_given_the_batch_op_is_made_on_a_fresh_database(
+    dialect: str, scratch: Scratch
+) -> None:
+    """The ops of a function given a batch op run when the caller's block ends, after every guard in it was
+    decided: they are planned together, as a block's own are. Apache Airflow's 0041 on MariaDB, rewritten,
+    left its table with no primary key, with exit 0: the create's guard saw the old key (MySQL names every
+    primary key PRIMARY) and skipped; the drop then ran. The golden runs only on SQLite and PostgreSQL, whose
+    re-run it checks; this is its fresh upgrade on every database."""
+    golden = read_golden(FIXTURES / "create_primary_key" / "batch_swap_in_helper.py")
+    output, _ = rewrite_source(golden.input.encode(), Style())
+    upgraded, _, _, _ = _expected(golden, dialect, scratch)
+    with scratch(dialect) as engine:
+        _fresh(engine, golden)
+        _run(engine, golden, output.decode(), "upgrade")
+        assert _state(engine) == upgraded
