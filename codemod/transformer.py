@@ -226,6 +226,8 @@ class GuardTransformer(cst.CSTTransformer):
     _helper_block = ""  # the code of the helper block the module ends with, if any (see ``code``)
     _helper_def_depth = 0  # within how many generated helpers' ``def`` the visit is
     _planning_batch = False  # see _match_op
+    _module = cst.Module(body=())  # the module visited (see visit_Module)
+    _parsing = _module.config_for_parsing
 
     def __init__(self, style: Style, source: bytes | None = None) -> None:
         """``source`` is the module's bytes, used for line numbers (see ``NodeLines``)."""
@@ -234,8 +236,6 @@ class GuardTransformer(cst.CSTTransformer):
         self._source_bytes = source
         self._lines = NodeLines(cst.Module(body=()), None)
         self.reports: list[OpReport] = []
-        self._module: cst.Module = cst.Module(body=())
-        self._parsing = self._module.config_for_parsing
         self._op_names: set[str] = {"op"}
         self._batch_scopes: list[dict[str, _BatchTable]] = []
         self._ifs: list[_IfScope] = []
@@ -277,6 +277,7 @@ class GuardTransformer(cst.CSTTransformer):
         self._matched = ByNode(self._find_op)  # see _match_op
         self._effects_of_one = ByNode(self._effects_found)
         self._source: ByNode[cst.CSTNode, str] = ByNode(self._source_of)
+        self._decides_in_try: dict[int, cst.BaseStatement] = {}  # by id, with the statement (see visit_Try)
         self._gates: dict[int, str] = {}  # the make of a primary key its block drops first: when it may run
 
     # What is walked: nodes that hold only whitespace, comments, punctuation or imports are not entered.
@@ -448,6 +449,16 @@ class GuardTransformer(cst.CSTTransformer):
         newline = self._module.default_newline
         statement = cst.parse_statement(f"{_RECOVER_BATCH}({arguments}){newline}", config=self._parsing)
         return body.with_changes(body=[statement, *body.body])
+
+    def visit_Try(self, node: cst.Try) -> None:
+        """Ops of the ``try`` body whose failure decides what runs next are marked, to be left alone."""
+        if not node.handlers or all(_ends_in_raise(handler.body) for handler in node.handlers):
+            return  # a failure goes on up, as the failure of an op outside a ``try`` does
+        quiet = node.orelse is None and all(_does_nothing(handler.body) for handler in node.handlers)
+        last = _run_last(node.body.body) if quiet and isinstance(node.body, cst.IndentedBlock) else set()
+        for statement in _statements_within(node.body):
+            if id(statement) not in last:
+                self._decides_in_try[id(statement)] = statement
 
     def visit_If(self, node: cst.If) -> None:
         self._lines.visit(node)
@@ -622,6 +633,8 @@ class GuardTransformer(cst.CSTTransformer):
                 result.append(updated[index])
                 continue
             test, report = self._decide(found, original, originals[index + 1 :])
+            if test is not None and id(original) in self._decides_in_try:
+                test, report = None, OpReport(report.line, report.call, Outcome.UNGUARDED, _DECIDES_IN_TRY)
             data = self._next_to_data.get(report.line)
             if test is not None and data is not None and report.outcome is Outcome.GUARDED:
                 test = None
@@ -1734,6 +1747,10 @@ _NEXT_TO_DATA = (
     "original does, rather than changing the data again; make the change at line {line} (of the file as it was "
     "before idempotify) re-run alike by hand (a guard of its own, then `# idempotify: skip` on it) to have this "
     "op guarded"
+)
+_DECIDES_IN_TRY = (
+    "in a `try` whose `except` goes on: whether it fails decides what runs next (the rest of the `try`, its "
+    "`except` or `else`), and a guard that skips it would run what its failure skips; " + _BY_HAND
 )
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
 _DROP_INVALID_INDEX = f"{HELPER_PREFIX}drop_invalid_index"
@@ -2852,6 +2869,59 @@ class _CallCollector(cst.CSTVisitor):
 
     def visit_Call(self, node: cst.Call) -> None:
         self.calls.append(node)
+
+
+def _ends_in_raise(body: cst.BaseSuite) -> bool:
+    """Whether an ``except`` body ends by raising (again or anew)."""
+    last = body.body[-1] if isinstance(body, cst.IndentedBlock) and body.body else None
+    return isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Raise)
+
+
+def _does_nothing(body: cst.BaseSuite) -> bool:
+    """Whether an ``except`` body only passes (``pass``, ``...``, a string): a failure and a skip then differ
+    in nothing but what follows the failing statement."""
+    statements = body.body if isinstance(body, cst.IndentedBlock) else [body]
+    return all(
+        isinstance(statement, cst.SimpleStatementLine)
+        and all(
+            isinstance(small, cst.Pass)
+            or (isinstance(small, cst.Expr) and isinstance(small.value, (cst.Ellipsis, cst.SimpleString)))
+            for small in statement.body
+        )
+        for statement in statements
+    )
+
+
+def _run_last(statements: Sequence[cst.BaseStatement]) -> set[int]:
+    """The ids of the statements among ``statements`` (and within them) after which nothing more of them runs:
+    the last one, or the last of each branch of a last ``if``, or of a last ``with`` block."""
+    if not statements:
+        return set()
+    last = statements[-1]
+    found = {id(last)}
+    if isinstance(last, cst.If):
+        found |= _run_last(last.body.body if isinstance(last.body, cst.IndentedBlock) else ())
+        orelse = last.orelse
+        if isinstance(orelse, cst.If):
+            found |= _run_last([orelse])
+        elif isinstance(orelse, cst.Else) and isinstance(orelse.body, cst.IndentedBlock):
+            found |= _run_last(orelse.body.body)
+    elif isinstance(last, cst.With) and isinstance(last.body, cst.IndentedBlock):
+        found |= _run_last(last.body.body)
+    return found
+
+
+def _statements_within(node: cst.CSTNode) -> list[cst.BaseStatement]:
+    """The statements within ``node``, at any depth, but not those of a ``def`` or ``class`` in it."""
+    found: list[cst.BaseStatement] = []
+    for child in node.children:
+        if isinstance(child, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        if isinstance(child, cst.BaseStatement):
+            found.append(child)
+        if not isinstance(child, cst.BaseExpression):
+            found += _statements_within(child)
+    return found
 
 
 def _nested_blocks(node: cst.CSTNode) -> list[cst.With | cst.FunctionDef | cst.ClassDef]:

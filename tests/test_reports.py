@@ -629,3 +629,37 @@ def test_sql_on_a_connection_bound_inside_a_batch_block_is_reported() -> None:
         (9, "batch_op.add_column"),
         (11, "conn.execute"),
     ]
+
+
+def test_an_op_in_a_try_is_left_unguarded_where_its_failure_decides_what_runs_next() -> None:
+    body = (
+        "    try:\n"  # the create runs only if the drop did not fail
+        "        op.drop_constraint('uq_old', 't', type_='unique')\n"
+        "        op.create_unique_constraint('uq_new', 't', ['a'])\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "    try:\n"  # the except runs only if the drop failed
+        "        op.drop_constraint('a', 't', type_='unique')\n"
+        "    except Exception:\n"
+        "        op.drop_constraint('b', 't', type_='unique')\n"
+        "    try:\n"  # the else runs only if the drop did not fail
+        "        op.drop_index('ix_x', table_name='t')\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "    else:\n"
+        "        op.drop_index('ix_y', table_name='t')\n"
+        "    for name in ('ix_z', 'ix_w'):\n"  # nothing after it: a skip and a failure go on alike
+        "        try:\n"
+        "            op.drop_index(name, table_name='t')\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "    try:\n"  # a failure goes on up, as outside a try
+        "        op.add_column('t', sa.Column('c', sa.Integer))\n"
+        "        op.create_index('ix_t_c', 't', ['c'])\n"
+        "    except Exception:\n"
+        "        raise\n"
+    )
+    unguarded = {report.line for report in reports(body) if report.outcome is Outcome.UNGUARDED}
+    guarded = {report.line for report in reports(body) if report.outcome is Outcome.GUARDED}
+    assert unguarded == {9, 14, 18}
+    assert guarded == {10, 16, 22, 25, 29, 30}
