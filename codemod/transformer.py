@@ -187,6 +187,7 @@ class _BatchBlock:
     calls: list[_OpCall]
     plan: BatchPlan
     only_ops: bool = True  # every statement an op (or a guard idempotify wrote around one): nothing else between
+    whole: bool = True  # a ``with`` block, all of whose ops run at its end; not a function given a batch op
 
     def decision(self, call: cst.Call) -> tuple[Decision, list[cst.Call]] | None:
         """This block's decision for ``call`` and the calls it names, if ``call`` is one of its ops."""
@@ -358,6 +359,7 @@ class GuardTransformer(cst.CSTTransformer):
                 node.body.body if isinstance(node.body, cst.IndentedBlock) else (),
                 lambda found: id(found.call) not in inner and _receiver(found.call) in batch,
             )
+            block.whole = False
         self._batch_plans.append(block)
 
     def _function_scope(self, name: str) -> dict[str, ast.expr]:
@@ -402,6 +404,8 @@ class GuardTransformer(cst.CSTTransformer):
                 self._created_tables[-1][next(iter(names))] = entry
 
     def visit_With(self, node: cst.With) -> None:
+        if any(isinstance(item.item, cst.Call) and called_name(item.item.func) == "suppress" for item in node.items):
+            self._mark_deciding(node.body, quiet=True)  # ``with contextlib.suppress(...)``: a ``try`` that passes
         scope = {}
         for item in node.items:
             if item.asname is not None and isinstance(item.asname.name, cst.Name):
@@ -454,9 +458,13 @@ class GuardTransformer(cst.CSTTransformer):
         """Ops of the ``try`` body whose failure decides what runs next are marked, to be left alone."""
         if not node.handlers or all(_ends_in_raise(handler.body) for handler in node.handlers):
             return  # a failure goes on up, as the failure of an op outside a ``try`` does
-        quiet = node.orelse is None and all(_does_nothing(handler.body) for handler in node.handlers)
-        last = _run_last(node.body.body) if quiet and isinstance(node.body, cst.IndentedBlock) else set()
-        for statement in _statements_within(node.body):
+        self._mark_deciding(node.body, quiet=node.orelse is None and all(_does_nothing(h.body) for h in node.handlers))
+
+    def _mark_deciding(self, body: cst.BaseSuite, *, quiet: bool) -> None:
+        """Mark the statements of ``body``, which a failure leaves for code that goes on, whose failure decides
+        what runs next: all, or, when what goes on does nothing (``quiet``), all but those run last."""
+        last = _run_last(body.body) if quiet and isinstance(body, cst.IndentedBlock) else set()
+        for statement in _statements_within(body):
             if id(statement) not in last:
                 self._decides_in_try[id(statement)] = statement
 
@@ -606,10 +614,16 @@ class GuardTransformer(cst.CSTTransformer):
         """
         ops = [(statement, found) for statement in originals if (found := self._op_in_statement(statement))]
         churned_blocks = [block for block in self._batch_plans if block.plan.left_alone is not None]
+        left: set[int] = set()  # the calls of a churned function's plan: its other ops run at once, as any
         if churned_blocks:
             names = ", ".join(sorted({name for block in churned_blocks for name in block.plan.objects}))
-            self._leave_alone(ops, f"in a batch block that drops and re-creates {names}: {_CHURN}")
-            return None
+            reason = f"in a batch block that drops and re-creates {names}: {_CHURN}"
+            if any(block.whole for block in churned_blocks):
+                self._leave_alone(ops, reason)
+                return None
+            left = {id(found.call) for block in churned_blocks for found in block.calls}
+            self._leave_alone([(statement, found) for statement, found in ops if id(found.call) in left], reason)
+            ops = [(statement, found) for statement, found in ops if id(found.call) not in left]
         # In a plain block each guard looks at the schema when its op is reached, so an index or constraint
         # dropped and made again (or made and dropped) is decided right op by op; tables and columns hold rows.
         churned = {
@@ -629,7 +643,7 @@ class GuardTransformer(cst.CSTTransformer):
         changed = False
         for index, original in enumerate(originals):
             found = self._op_in_statement(original)
-            if found is None:
+            if found is None or id(found.call) in left:
                 result.append(updated[index])
                 continue
             test, report = self._decide(found, original, originals[index + 1 :])
@@ -1125,10 +1139,10 @@ class GuardTransformer(cst.CSTTransformer):
     def _wrap(self, test: str, statements: Sequence[cst.BaseStatement], otherwise: str | None = None) -> cst.If:
         """``if <test>:`` around ``statements``, with ``else: <otherwise>`` when given."""
         indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
-        header = self.style.if_header(test, indent_width)
+        # Code taken from a CRLF file keeps its line ends; the header is written with "\n" (then the file's).
+        header = self.style.if_header(test.replace("\r\n", "\n"), indent_width)
         self._note_guards(test)
         newline = self._module.default_newline
-        # ``if <test>:`` then a ``pass`` body: the test alone is parsed (a statement costs three times as much).
         formatted = header.removeprefix("if ").removesuffix(":\n    pass\n")
         assert len(formatted) == len(header) - len("if :\n    pass\n"), header
         parsed = Code(formatted.replace("\n", newline))
@@ -1749,8 +1763,9 @@ _NEXT_TO_DATA = (
     "op guarded"
 )
 _DECIDES_IN_TRY = (
-    "in a `try` whose `except` goes on: whether it fails decides what runs next (the rest of the `try`, its "
-    "`except` or `else`), and a guard that skips it would run what its failure skips; " + _BY_HAND
+    "in a `try` whose `except` goes on (or a `with suppress(...)`): whether it fails decides what runs next "
+    "(the rest of the `try`, its `except` or `else`), and a guard that skips it would run what its failure "
+    "skips; " + _BY_HAND
 )
 _RECOVER_BATCH = f"{HELPER_PREFIX}recover_batch"
 _DROP_INVALID_INDEX = f"{HELPER_PREFIX}drop_invalid_index"
