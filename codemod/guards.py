@@ -221,12 +221,12 @@ def parts_needed(source: str) -> set[str]:
     return set(guards_need(source)[1])
 
 
-@lru_cache(maxsize=4096)
 def called_helpers(source: str) -> frozenset[str]:
     """The generated helpers that ``source`` (code) calls."""
     return frozenset(_HELPER_CALL.findall(source)) & _sources().keys()
 
 
+@lru_cache(maxsize=4096)
 def guards_need(source: str) -> tuple[frozenset[str], frozenset[str]]:
     """What the guards in ``source`` (an expression or statement) need: the helpers they call, with the finders
     of the kinds they check, and the parts of the helpers (see ``PARTS``). One walk of the source answers both.

@@ -73,11 +73,10 @@ class NodeLines:
 
     def __init__(self, module: cst.Module, source: bytes | None) -> None:
         self._module = module
-        self._lines: dict[int, int] = {}
         self._fallback: dict[int, int] | None = None
         self._expected: list[ast.Call | ast.If] | None = None
         self._next = 0
-        self._paired: dict[int, ast.Call | ast.If] = {}
+        self._paired: dict[int, ast.Call | ast.If] = {}  # by id of the LibCST node visited, Python's node
         self._source_lines: list[bytes] = []
         self.tree: ast.Module | None = None
         # ``ast.walk`` of the module and of each function: the questions asked of a whole module walk them
@@ -105,7 +104,6 @@ class NodeLines:
             self._expected = None
             return
         self._next += 1
-        self._lines[id(node)] = expected.lineno
         self._paired[id(node)] = expected
 
     def text(self, node: cst.Call) -> str | None:
@@ -122,13 +120,13 @@ class NodeLines:
 
     def calls_inside(self, node: _Node) -> list[ast.Call] | None:
         """The calls inside ``node``, just visited (Python's nodes); None when the pairing is not known."""
-        if self._expected is None or id(node) not in self._lines:
+        if self._expected is None or id(node) not in self._paired:
             return None
         return [found for found in self._expected[self._next : self._inside_end(node)] if isinstance(found, ast.Call)]
 
     def skip_children(self, node: _Node) -> None:
         """``node``, just visited, will not have its children visited: pass over the calls inside it."""
-        if self._expected is not None and id(node) in self._lines:
+        if self._expected is not None and id(node) in self._paired:
             self._next = self._inside_end(node)
 
     def _inside_end(self, node: _Node) -> int:
@@ -142,9 +140,9 @@ class NodeLines:
 
     def line(self, node: _Node) -> int:
         """The line ``node`` (a visited Call or If of the original module) starts on."""
-        known = self._lines.get(id(node)) if self._expected is not None else None
+        known = self._paired.get(id(node)) if self._expected is not None else None
         if known is not None:
-            return known
+            return known.lineno
         if self._fallback is None:
             positions = MetadataWrapper(self._module, unsafe_skip_copy=True).resolve(PositionProvider)
             self._fallback = {id(found): code_range.start.line for found, code_range in positions.items()}

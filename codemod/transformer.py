@@ -106,7 +106,6 @@ UNGUARDED_REASONS = {
     "execute": "raw SQL or a statement object is not guarded",
     "bulk_insert": "data change; only a seed insert into a table this function creates is guarded (while it is empty)",
 }
-# Attribute names whose calls may be ops: an op call's arguments are walked only when one is in them.
 _NodeT = TypeVar("_NodeT", bound=cst.CSTNode)
 # Nodes no op or guard can be inside of (only whitespace, comments, names, literals, punctuation, operators or
 # imports): the transformer has nothing to look at in them, nor, for the leaves, at them.
@@ -142,6 +141,7 @@ _NOTHING_INSIDE = frozenset(
         ),
     }
 )
+# Attribute names whose calls may be ops: an op call's arguments are walked only when one is in them.
 _OP_LIKE = frozenset({*SPECS, *UNGUARDED_REASONS, *_SCHEMA_ITEM_METHODS})
 
 
@@ -354,7 +354,13 @@ class GuardTransformer(cst.CSTTransformer):
         batch = {name for name in names if _looks_like_batch(name)}
         block = _BatchBlock([], BatchPlan())
         if batch and not self._helper_def_depth:
-            inner = {id(call) for statement in _nested_blocks(node.body) for call in _calls_within(statement)}
+            nested = _statements_within(node.body, lambda statement: not isinstance(statement, cst.With))
+            inner = {
+                id(call)
+                for statement in nested
+                if isinstance(statement, (cst.With, cst.FunctionDef, cst.ClassDef))
+                for call in _calls_within(statement)
+            }
             block = self._batch_block(
                 node.body.body if isinstance(node.body, cst.IndentedBlock) else (),
                 lambda found: id(found.call) not in inner and _receiver(found.call) in batch,
@@ -2926,27 +2932,19 @@ def _run_last(statements: Sequence[cst.BaseStatement]) -> set[int]:
     return found
 
 
-def _statements_within(node: cst.CSTNode) -> list[cst.BaseStatement]:
-    """The statements within ``node``, at any depth, but not those of a ``def`` or ``class`` in it."""
+def _statements_within(
+    node: cst.CSTNode, within: Callable[[cst.BaseStatement], bool] = lambda statement: True
+) -> list[cst.BaseStatement]:
+    """The statements within ``node``, at any depth, but not those in a ``def`` or ``class``, nor those in a
+    statement ``within`` says no to (which is listed)."""
     found: list[cst.BaseStatement] = []
     for child in node.children:
-        if isinstance(child, (cst.FunctionDef, cst.ClassDef)):
-            continue
         if isinstance(child, cst.BaseStatement):
             found.append(child)
+            if isinstance(child, (cst.FunctionDef, cst.ClassDef)) or not within(child):
+                continue
         if not isinstance(child, cst.BaseExpression):
-            found += _statements_within(child)
-    return found
-
-
-def _nested_blocks(node: cst.CSTNode) -> list[cst.With | cst.FunctionDef | cst.ClassDef]:
-    """The ``with``, ``def`` and ``class`` statements within ``node`` (not inside one another)."""
-    found: list[cst.With | cst.FunctionDef | cst.ClassDef] = []
-    for child in node.children:
-        if isinstance(child, (cst.With, cst.FunctionDef, cst.ClassDef)):
-            found.append(child)
-        elif not isinstance(child, cst.BaseExpression):
-            found += _nested_blocks(child)
+            found += _statements_within(child, within)
     return found
 
 
