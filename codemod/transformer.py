@@ -2894,22 +2894,27 @@ class _CallCollector(cst.CSTVisitor):
 
 def _ends_in_raise(body: cst.BaseSuite) -> bool:
     """Whether an ``except`` body ends by raising (again or anew)."""
-    last = body.body[-1] if isinstance(body, cst.IndentedBlock) and body.body else None
-    return isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Raise)
+    last: cst.CSTNode | None = body.body[-1] if body.body else None
+    if isinstance(last, cst.SimpleStatementLine):
+        last = last.body[-1]
+    return isinstance(last, cst.Raise)
 
 
 def _does_nothing(body: cst.BaseSuite) -> bool:
-    """Whether an ``except`` body only passes (``pass``, ``...``, a string): a failure and a skip then differ
-    in nothing but what follows the failing statement."""
-    statements = body.body if isinstance(body, cst.IndentedBlock) else [body]
+    """Whether an ``except`` body only passes (``pass``, ``...``, a string), on its line or on lines of its own:
+    a failure and a skip then differ in nothing but what follows the failing statement."""
+    if isinstance(body, cst.SimpleStatementSuite):
+        smalls: list[cst.BaseSmallStatement | None] = list(body.body)
+    else:
+        smalls = [
+            small
+            for statement in body.body
+            for small in (statement.body if isinstance(statement, cst.SimpleStatementLine) else [None])
+        ]
     return all(
-        isinstance(statement, cst.SimpleStatementLine)
-        and all(
-            isinstance(small, cst.Pass)
-            or (isinstance(small, cst.Expr) and isinstance(small.value, (cst.Ellipsis, cst.SimpleString)))
-            for small in statement.body
-        )
-        for statement in statements
+        isinstance(small, cst.Pass)
+        or (isinstance(small, cst.Expr) and isinstance(small.value, (cst.Ellipsis, cst.SimpleString)))
+        for small in smalls
     )
 
 

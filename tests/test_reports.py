@@ -704,3 +704,17 @@ def test_a_crlf_file_with_an_argument_over_lines_rewrites_as_its_lf_copy() -> No
     lf, _ = rewrite_source(source, Style())
     crlf, _ = rewrite_source(source.replace(b"\n", b"\r\n"), Style())
     assert crlf == lf.replace(b"\n", b"\r\n")
+
+
+def test_an_except_on_one_line_is_read_as_one_on_lines_of_its_own() -> None:
+    body = (
+        "    for name in ('ix_a', 'ix_b'):\n"  # the op the try ends with, under an except that passes: guarded
+        "        try:\n"
+        "            op.drop_index(name, table_name='t')\n"
+        "        except Exception: pass\n"
+        "    try:\n"  # a failure goes on up: both guarded
+        "        op.add_column('t', sa.Column('c', sa.Integer))\n"
+        "        op.create_index('ix_t_c', 't', ['c'])\n"
+        "    except Exception: raise\n"
+    )
+    assert [report.outcome for report in reports(body)] == [Outcome.GUARDED] * 3
