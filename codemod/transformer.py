@@ -225,6 +225,7 @@ class GuardTransformer(cst.CSTTransformer):
     helpers_needed: tuple[str, ...] = ()  # the generated helpers the file's guards need (a shared module's)
     _says_concurrently = True  # the file may build an index concurrently
     _helper_block = ""  # the code of the helper block the module ends with, if any (see ``code``)
+    _changed = False  # whether a node was left as another than LibCST rebuilt it (see ``on_leave``)
     _helper_def_depth = 0  # within how many generated helpers' ``def`` the visit is
     _planning_batch = False  # see _match_op
     _module = cst.Module(body=())  # the module visited (see visit_Module)
@@ -291,7 +292,9 @@ class GuardTransformer(cst.CSTTransformer):
     ) -> _NodeT | cst.RemovalSentinel | cst.FlattenSentinel[_NodeT]:
         if type(original_node) in _NOTHING_INSIDE:
             return updated_node
-        return super().on_leave(original_node, updated_node)
+        left = super().on_leave(original_node, updated_node)
+        self._changed = self._changed or left is not updated_node
+        return left
 
     # Context: the module, aliases of alembic.op, batch blocks, enclosing ifs, depth.
 
@@ -1596,8 +1599,11 @@ class GuardTransformer(cst.CSTTransformer):
 
     def code(self, module: cst.Module) -> bytes:
         """The bytes of ``module``, the result of this transformer's visit, with the helper block, which is
-        kept out of the tree (see ``_helper_block``): after the module's statements, before its last comments."""
+        kept out of the tree (see ``_helper_block``): after the module's statements, before its last comments.
+        A module the visit left as it was is the source it was parsed from (its code, without generating it)."""
         if not self._helper_block:
+            if not self._changed and self._source_bytes is not None:
+                return self._source_bytes
             return module.bytes
         code = module.with_changes(footer=(), has_trailing_newline=True).code + self._helper_block
         code += "".join(module.code_for_node(line) for line in module.footer)
