@@ -285,13 +285,22 @@ def helper_block_source(
     Each function's source goes through ``format_function`` (black) on its own.
     The helpers hold only the ``parts`` named (see ``PARTS``): by default, all.
     """
-    functions = helper_functions_source(used, format_function, parts)
-    return block_header(functions) + functions
+    functions = [format_function(source) for source in helper_function_sources(used, parts)]
+    return block_header(functions) + _one_after_another(functions)
 
 
-def block_header(functions: str) -> str:
-    """The block's first line, for the helper functions whose source is ``functions``."""
-    return BLOCK_HEADER.format(fingerprint=helpers_fingerprint(ast.parse(functions).body))
+def block_header(functions: Iterable[str]) -> str:
+    """The block's first line, for the helper functions whose sources are ``functions``, one function each:
+    the fingerprint ``helpers_fingerprint`` finds in the block, fed one function at a time, each parsed once."""
+    digest = hashlib.sha256()
+    for function in functions:
+        digest.update(_tree_dump(function))
+    return BLOCK_HEADER.format(fingerprint=digest.hexdigest()[:8])
+
+
+@cache
+def _tree_dump(function: str) -> bytes:
+    return ast.dump(ast.parse(function).body[0]).encode()
 
 
 def helpers_fingerprint(statements: Iterable[ast.stmt]) -> str:
@@ -328,8 +337,11 @@ def helper_functions_source(
     used: Iterable[str], format_function: Callable[[str], str] = str, parts: Iterable[str] = PARTS
 ) -> str:
     """The functions of ``helper_block_source`` without its header (a shared helpers module has its own)."""
-    functions = [format_function(source).strip("\n") for source in helper_function_sources(used, parts)]
-    return "\n\n\n".join(functions) + "\n"
+    return _one_after_another([format_function(source) for source in helper_function_sources(used, parts)])
+
+
+def _one_after_another(functions: Iterable[str]) -> str:
+    return "\n\n\n".join(function.strip("\n") for function in functions) + "\n"
 
 
 def helper_function_sources(used: Iterable[str], parts: Iterable[str] = PARTS) -> list[str]:

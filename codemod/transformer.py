@@ -1622,7 +1622,7 @@ def _helper_block(names: tuple[str, ...], parts: frozenset[str], style: Style, i
     LibCST's nodes; the block is code, never nodes (nothing looks into it).
     """
     formatted = [_formatted_function(source, style) for source in helper_function_sources(names, parts)]
-    header = block_header("\n\n".join(formatted))
+    header = block_header(formatted)
     functions = [function.strip("\n") + "\n" for function in formatted]
     if indent != "    ":
         functions = [reindent(function, indent) for function in functions]
