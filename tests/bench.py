@@ -6,7 +6,8 @@ there are 2,000, every copy a distinct file), else generated. Timed, each as
 its own process on all CPUs: LibCST's codemod runner doing nothing
 (``python -m libcst.tool codemod noop.NOOPCommand --no-format``), a cold
 ``idempotify --check`` and a cold rewrite (empty cache), and a warm
-``--check`` of the unchanged tree; peak memory is the largest sum of the
+``--check`` of the unchanged tree, in rounds (IDEMPOTIFY_BENCH_ROUNDS, 3),
+each run's median time reported; peak memory is the largest sum of the
 resident memory of the process and its workers, sampled every 50 ms.
 verify: chains of 10, 100 and 300 generated revisions (each creates a table
 with an index and adds a column to the previous one) on SQLite; the time per
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -226,38 +228,49 @@ def measure(command: list[str], environment: dict[str, str]) -> tuple[float, flo
 
 
 def bench_rewrite() -> None:
+    """Each run timed ``IDEMPOTIFY_BENCH_ROUNDS`` times (3 by default), the runs of a round one after another,
+    and the median taken: on a shared machine one run's time varies by a tenth or more, for the no-op runner
+    as for idempotify, so a ratio of two single runs says more about the moment than about the code."""
     jobs = default_jobs()
+    rounds = max(1, int(os.environ.get("IDEMPOTIFY_BENCH_ROUNDS", "3")))
     idempotify = [sys.executable, "-m", "codemod"]
+    noop = [sys.executable, "-m", "libcst.tool", "codemod", "noop.NOOPCommand", "--no-format", "--hide-progress"]
     with tempfile.TemporaryDirectory() as directory:
         base = Path(directory)
         origin = build_tree(base / "tree")
-        print(f"rewrite: {TREE_SIZE} files from {origin}; {jobs} jobs")
+        print(f"rewrite: {TREE_SIZE} files from {origin}; {jobs} jobs; median of {rounds} rounds")
         environment = {**os.environ, "XDG_CACHE_HOME": str(base / "cache")}
-        runs: list[tuple[str, float, float, float, int]] = []
+        runs: dict[str, list[tuple[float, float, float, int]]] = {}
 
         def timed(label: str, command: list[str], tree: Path, *, cold: bool) -> None:
             if cold:
                 shutil.rmtree(base / "cache", ignore_errors=True)
-            runs.append((label, *measure([*command, str(tree)], environment)))
+            runs.setdefault(label, []).append(measure([*command, str(tree)], environment))
 
         copy = base / "copy"
-        shutil.copytree(base / "tree", copy)
-        noop = [sys.executable, "-m", "libcst.tool", "codemod", "noop.NOOPCommand", "--no-format", "--hide-progress"]
-        timed("LibCST no-op runner", [*noop, "--jobs", str(jobs)], copy, cold=True)
-        timed("idempotify --check, cold", [*idempotify, "--check", "-q"], base / "tree", cold=True)
-        timed("idempotify --check, warm", [*idempotify, "--check", "-q"], base / "tree", cold=False)
-        shutil.rmtree(copy)
-        shutil.copytree(base / "tree", copy)
-        timed("idempotify rewrite, cold", [*idempotify, "-q"], copy, cold=True)
-    baseline = runs[0][1]
-    cold_check = runs[1][1]
-    print(f"{'':<28} {'seconds':>8} {'vs no-op':>9} {'vs cold':>8} {'RSS MB':>7} {'PSS MB':>7} {'exit':>5}")
-    for label, elapsed, peak, shared, code in runs:
+        for _ in range(rounds):
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(base / "tree", copy)
+            timed("LibCST no-op runner", [*noop, "--jobs", str(jobs)], copy, cold=True)
+            timed("idempotify --check, cold", [*idempotify, "--check", "-q"], base / "tree", cold=True)
+            timed("idempotify --check, warm", [*idempotify, "--check", "-q"], base / "tree", cold=False)
+            timed("idempotify rewrite, cold", [*idempotify, "-q"], copy, cold=True)
+    medians = {label: statistics.median(run[0] for run in each) for label, each in runs.items()}
+    baseline = medians["LibCST no-op runner"]
+    cold_check = medians["idempotify --check, cold"]
+    heading = f"{'':<28} {'seconds':>8} {'vs no-op':>9} {'vs cold':>8} {'RSS MB':>7} {'PSS MB':>7} {'exit':>5}"
+    print(f"{heading}  each run (s)")
+    for label, each in runs.items():
+        elapsed = medians[label]
         versus_cold = f"{elapsed / cold_check:>8.1%}" if "warm" in label else f"{'':>8}"
-        memory = f"{peak:>7.0f} {shared:>7.0f}"
-        print(f"{label:<28} {elapsed:>8.2f} {elapsed / baseline:>9.2f} {versus_cold} {memory} {code:>5}")
+        memory = f"{max(run[1] for run in each):>7.0f} {max(run[2] for run in each):>7.0f}"
+        codes = {run[3] for run in each}
+        code = str(codes.pop()) if len(codes) == 1 else "mixed"
+        spread = " ".join(f"{run[0]:.2f}" for run in each)
+        print(f"{label:<28} {elapsed:>8.2f} {elapsed / baseline:>9.2f} {versus_cold} {memory} {code:>5}  {spread}")
     print("targets: cold runs <= 1.00 x the no-op runner; warm check < 5% of the cold one; peak < 250 MB")
-    print("(RSS and PSS: peak sums over the process and its workers, sampled every 50 ms)")
+    print("(seconds: the median run; RSS and PSS: the largest peak sum over the process and its workers, sampled")
+    print("every 50 ms)")
 
 
 def main(parts: list[str]) -> None:
