@@ -58,14 +58,77 @@ class Style:
         call = _one_call(simple)
         if call is not None and len(call[0]) + 4 <= width:
             head, arguments = call
-            if len(arguments) + 4 <= width:
-                return f"if {head}(\n    {arguments}\n):\n    pass\n"
-            # Too long for one line of their own: black puts each argument on its own line, with a trailing comma.
-            each = _arguments(arguments)
-            if len(each) > 1 and all(len(argument) + 5 <= width for argument in each):
-                lines = "".join(f"    {argument},\n" for argument in each)
-                return f"if {head}(\n{lines}):\n    pass\n"
+            body = _call_body(arguments, width)
+            if body is not None:
+                return f"if {head}(\n{body}):\n    pass\n"
+        two = _two_calls(simple)
+        if two is not None:
+            header = _two_calls_header(*two, width)
+            if header is not None:
+                return header + "    pass\n"
         return self.format(f"if {test}:\n    pass\n", indent_width)
+
+
+def _call_body(arguments: str, width: int) -> str | None:
+    """The lines black gives the ``arguments`` of a call it splits after "(", one level in, or None when it
+    would split them further: on a line of their own, else one a line with a trailing comma."""
+    if len(arguments) + 4 <= width:
+        return f"    {arguments}\n"
+    each = _arguments(arguments)
+    if len(each) > 1 and all(len(argument) + 5 <= width for argument in each):
+        return "".join(f"    {argument},\n" for argument in each)
+    return None
+
+
+def _two_calls_header(first: str, operator: str, second: str, width: int) -> str | None:
+    """``if first and second:`` (or ``or``), two calls too long for one line, as black splits it, or None.
+
+    Black splits at the last call's brackets when the line up to them fits
+    (``if a(x) and b(`` / its arguments / ``):``); else, when the line from the
+    first call's closing bracket on fits, at the first call's brackets (``if
+    a(`` / its arguments / ``) and b(y):``); else at both.
+    """
+    first_call, second_call = _one_call(first), _one_call(second)
+    if first_call is None or second_call is None or not first_call[1] or not second_call[1]:
+        return None
+    (head, arguments), (second_head, second_arguments) = first_call, second_call
+    opened, closed = f"if {head}(", f") {operator} {second}:"
+    body, second_body = _call_body(arguments, width), _call_body(second_arguments, width)
+    if len(up_to_last := f"if {first} {operator} {second_head}(") <= width:
+        return None if second_body is None else f"{up_to_last}\n{second_body}):\n"
+    if body is None or len(opened) > width:
+        return None
+    if len(closed) <= width:
+        return f"{opened}\n{body}{closed}\n"
+    between = f") {operator} {second_head}("
+    if second_body is None or len(between) > width:
+        return None
+    return f"{opened}\n{body}{between}\n{second_body}):\n"
+
+
+def _two_calls(test: str | None) -> tuple[str, str, str] | None:
+    """``(first, "and", second)`` when ``test`` (as ``_black_stable`` prints it) is two operands joined by one
+    ``and`` or ``or`` outside brackets and strings; None otherwise."""
+    if test is None:
+        return None
+    found: list[tuple[int, str]] = []
+    depth, quote = 0, ""
+    for index, character in enumerate(test):
+        if quote:
+            quote = "" if character == quote else quote
+        elif character in "'\"":
+            quote = character
+        elif character in "([":
+            depth += 1
+        elif character in ")]":
+            depth -= 1
+        elif depth == 0 and character == " ":
+            word = test[index + 1 : index + 5]
+            found += [(index, operator) for operator in ("and", "or") if word.startswith(f"{operator} ")]
+    if len(found) != 1:
+        return None
+    index, operator = found[0]
+    return test[:index], operator, test[index + len(operator) + 2 :]
 
 
 _STRING = re.compile(r"\"[^\"]*\"|'[^']*'")

@@ -73,6 +73,21 @@ def test_if_header_splits_arguments_as_black_does(test: str, line_length: int, i
     assert style.if_header(test, indent) == style.format(f"if {test}:\n    pass\n", indent)
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    first=_guards(),
+    second=_guards(),
+    operator=st.sampled_from(["and", "or"]),
+    line_length=st.sampled_from([40, 60, 79, 88, 100, 120]),
+    indent=st.sampled_from([0, 4, 8, 12]),
+)
+def test_two_guards_split_as_black_does(first: str, second: str, operator: str, line_length: int, indent: int) -> None:
+    """A make after a drop, a rename's two names: most tests of two checks are too long for one line."""
+    style = Style(line_length=line_length)
+    test = f"{first} {operator} {second}"
+    assert style.if_header(test, indent) == style.format(f"if {test}:\n    pass\n", indent)
+
+
 @pytest.mark.parametrize(
     "test",
     [
