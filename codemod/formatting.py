@@ -11,6 +11,7 @@ import io
 import keyword
 import re
 import tokenize
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -111,27 +112,19 @@ def _two_calls(test: str | None) -> tuple[str, str, str] | None:
     ``and`` or ``or`` outside brackets and strings; None otherwise."""
     if test is None:
         return None
-    found: list[tuple[int, str]] = []
-    depth, quote = 0, ""
-    for index, character in enumerate(test):
-        if quote:
-            quote = "" if character == quote else quote
-        elif character in "'\"":
-            quote = character
-        elif character in "([":
-            depth += 1
-        elif character in ")]":
-            depth -= 1
-        elif depth == 0 and character == " ":
-            word = test[index + 1 : index + 5]
-            found += [(index, operator) for operator in ("and", "or") if word.startswith(f"{operator} ")]
+    found = [
+        (index, operator)
+        for index, character, depth in _outside_strings(test)
+        if depth == 0 and character == " "
+        for operator in ("and", "or")
+        if test.startswith(f"{operator} ", index + 1)
+    ]
     if len(found) != 1:
         return None
     index, operator = found[0]
     return test[:index], operator, test[index + len(operator) + 2 :]
 
 
-_STRING = re.compile(r"\"[^\"]*\"|'[^']*'")
 _CALLED = re.compile(r"(?:not )?[A-Za-z_]\w*\(")
 
 
@@ -140,12 +133,7 @@ def _one_call(test: str | None) -> tuple[str, str] | None:
     start = _CALLED.match(test or "")
     if test is None or start is None or not test.endswith(")"):
         return None
-    if any(bracket in literal for literal in _STRING.findall(test) for bracket in "()[]"):
-        # brackets inside strings would throw the count below: leave those to black
-        return None
-    depth = 0
-    for index, character in enumerate(test[start.end() - 1 :], start.end() - 1):
-        depth += (character in "([") - (character in ")]")
+    for index, _, depth in _outside_strings(test, start.end() - 1):
         if depth == 0 and index != len(test) - 1:
             return None  # the first call closes before the end: more follows it
     return test[: start.end() - 1], test[start.end() : -1]
@@ -154,21 +142,29 @@ def _one_call(test: str | None) -> tuple[str, str] | None:
 def _arguments(arguments: str) -> list[str]:
     """The arguments of a call, split at its own commas: ``a, f(b, c), "d,e"`` gives three."""
     found: list[str] = []
-    depth, start, quote = 0, 0, ""
-    for index, character in enumerate(arguments):
-        if quote:
-            quote = "" if character == quote else quote  # plain strings only (see _black_string)
-        elif character in "'\"":
-            quote = character
-        elif character in "([":
-            depth += 1
-        elif character in ")]":
-            depth -= 1
-        elif character == "," and depth == 0:
+    start = 0
+    for index, character, depth in _outside_strings(arguments):
+        if character == "," and depth == 0:
             found.append(arguments[start:index].strip())
             start = index + 1
     found.append(arguments[start:].strip())
     return found
+
+
+def _outside_strings(code: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """Each character of ``code`` from ``start`` that is not in a string, with its index, and the depth of
+    brackets after it. Strings are plain ones (see ``_black_string``): a quote ends at the next of its kind."""
+    depth, quote = 0, ""
+    for index in range(start, len(code)):
+        character = code[index]
+        if quote:
+            quote = "" if character == quote else quote
+            continue
+        if character in "'\"":
+            quote = character
+            continue
+        depth += (character in "([") - (character in ")]")
+        yield index, character, depth
 
 
 _NO_SPACE_BEFORE = frozenset({")", "]", ",", ".", "="})
@@ -227,13 +223,19 @@ def _black_stable(expression: str, *, string_normalization: bool) -> str | None:
 
 
 def _black_string(text: str, *, string_normalization: bool) -> str | None:
-    """A plain string literal as black prints it, or None for prefixes, escapes and triple quotes."""
+    """A plain string literal as black prints it, or None for escapes, triple quotes and prefixes other than
+    ``f`` on a string black leaves as it is (double quotes, or any when it does not normalize them)."""
+    if text.startswith("f") and (text[1:2] == '"' or not string_normalization):
+        text = text[1:]
+        prefix = "f"
+    else:
+        prefix = ""
     if "\\" in text or len(text) < 2 or text[0] not in "'\"" or text.startswith(("'''", '"""')):
         return None
     body = text[1:-1]
     if text[0] == "'" and string_normalization:
         return None if '"' in body else f'"{body}"'
-    return text
+    return prefix + text
 
 
 def style_for(path: Path) -> Style:

@@ -59,7 +59,13 @@ def test_if_header_agrees_with_black(test: str, line_length: int, indent: int, n
 def _guards() -> st.SearchStrategy[str]:
     """Guard calls as the transformer writes them: many plain arguments, often too many for one line."""
     words = st.text("abcxyz_", min_size=1, max_size=30)
-    string = st.one_of(words.map(lambda word: f'"{word}"'), words.map(lambda word: f"'{word}, {word}'"))
+    string = st.one_of(
+        words.map(lambda word: f'"{word}"'),
+        words.map(lambda word: f"'{word}, {word}'"),
+        words.map(lambda word: f'"({word}) IS NOT NULL"'),  # a check constraint's SQL
+        words.map(lambda word: f'f"ix_{{{word}}}"'),
+        words.map(lambda word: f"f'{word}_{{t}}'"),
+    )
     atom = st.one_of(string, NAMES, st.lists(string, min_size=1, max_size=3).map(lambda xs: f"[{', '.join(xs)}]"))
     argument = st.one_of(atom, st.tuples(NAMES.filter(str.isidentifier), atom).map("=".join))
     arguments = st.lists(argument, min_size=2, max_size=7).map(", ".join)
