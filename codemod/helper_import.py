@@ -23,12 +23,10 @@ from codemod.nodes import Code
 
 def is_helper_import(statement: cst.BaseStatement) -> bool:
     """``from X import _idempotify, ...``: an import of generated helpers only, none renamed."""
-    if not m.matches(statement, m.SimpleStatementLine(body=[m.ImportFrom()])):
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
         return False
-    assert isinstance(statement, cst.SimpleStatementLine)
     node = statement.body[0]
-    assert isinstance(node, cst.ImportFrom)
-    if isinstance(node.names, cst.ImportStar) or node.relative:
+    if not isinstance(node, cst.ImportFrom) or isinstance(node.names, cst.ImportStar) or node.relative:
         return False
     known = set(helper_names())
     return all(

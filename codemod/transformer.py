@@ -21,7 +21,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, lru_cache
 from typing import TypeVar
 
 import libcst as cst
@@ -459,8 +459,11 @@ class GuardTransformer(cst.CSTTransformer):
         if tables[0].schema is not None:
             arguments += f", schema={self._source(tables[0].schema)}"
         self._helpers_called.add(_RECOVER_BATCH)
-        newline = self._module.default_newline
-        statement = cst.parse_statement(f"{_RECOVER_BATCH}({arguments}){newline}", config=self._parsing)
+        call = f"{_RECOVER_BATCH}({arguments})"
+        if "\n" in call:  # as written, not indented anew as Code's lines after the first are
+            statement = cst.parse_statement(call + self._module.default_newline, config=self._parsing)
+        else:
+            statement = cst.SimpleStatementLine(body=[cst.Expr(Code(call))])
         return body.with_changes(body=[statement, *body.body])
 
     def visit_Try(self, node: cst.Try) -> None:
@@ -1755,12 +1758,24 @@ def _uses_name(statements: Sequence[cst.BaseStatement], name: str) -> bool:
 
 def _string_value(node: cst.BaseExpression) -> str | None:
     """The value of a string literal, or of ``op.f("...")`` around one; else None."""
-    if isinstance(node, cst.Call) and m.matches(node.func, m.Attribute(attr=m.Name("f"))) and len(node.args) == 1:
-        node = node.args[0].value
-    if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "f":
+        node = node.args[0].value if len(node.args) == 1 else node
+    value: str | bytes | None
+    if isinstance(node, cst.SimpleString):
+        value = _evaluated(node.value)
+    elif isinstance(node, cst.ConcatenatedString):
         value = node.evaluated_value
-        return value if isinstance(value, str) else None
-    return None
+    else:
+        return None
+    return value if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=4096)
+def _evaluated(literal: str) -> str | bytes:
+    """A string literal's value (LibCST's ``evaluated_value`` parses it anew on each use)."""
+    value = ast.literal_eval(literal)
+    assert isinstance(value, (str, bytes))
+    return value
 
 
 _BY_HAND = "guard it by hand, and mark it `# idempotify: skip`"
@@ -1801,6 +1816,7 @@ _TABLE_OPS = {
 }
 
 
+@lru_cache(maxsize=4096)
 def _string_key(value: str) -> str:
     """How a table named by a string is keyed in ``_tables_by_function``: as Python's tree dumps the literal,
     the form every other table expression there takes (``GuardTransformer._key`` matches it)."""
