@@ -52,6 +52,7 @@ test: install lint typecheck pytest
 lint: install
 	$(BIN)/ruff check codemod idempotify tests
 	$(BIN)/ruff format --check codemod idempotify tests
+	$(BIN)/black --quiet --check --line-length 88 codemod/runtime.py  # see Style.format_helper
 
 typecheck: install
 	$(BIN)/mypy

@@ -87,11 +87,21 @@ _PART_COMMENT = re.compile(r"[ \t]*#\s*part:\s*\w+[ \t]*$", re.MULTILINE)
 
 
 class _StripAnnotations(cst.CSTTransformer):
-    """Type hints are for mypy on ``codemod.runtime``; the copy in a migration goes without."""
+    """Type hints are for mypy on ``codemod.runtime``; the copy in a migration goes without, each signature on
+    one line (``runtime`` is laid out as black lays it out: see ``formatted_helper``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0  # of the functions the visit is in
 
     def leave_Param(self, original_node: cst.Param, updated_node: cst.Param) -> cst.Param:
+        nothing = cst.SimpleWhitespace("")
+        equal = cst.AssignEqual(whitespace_before=nothing, whitespace_after=nothing)
         return updated_node.with_changes(
-            annotation=None, equal=cst.MaybeSentinel.DEFAULT, comma=cst.MaybeSentinel.DEFAULT
+            annotation=None,
+            equal=cst.MaybeSentinel.DEFAULT if updated_node.default is None else equal,
+            comma=cst.MaybeSentinel.DEFAULT,
+            whitespace_after_param=nothing,
         )
 
     def leave_AnnAssign(self, original_node: cst.AnnAssign, updated_node: cst.AnnAssign) -> cst.Assign | cst.AnnAssign:
@@ -99,9 +109,15 @@ class _StripAnnotations(cst.CSTTransformer):
             return updated_node
         return cst.Assign(targets=[cst.AssignTarget(target=updated_node.target)], value=updated_node.value)
 
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.depth += 1
+
     def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef) -> cst.FunctionDef:
+        self.depth -= 1
         return updated_node.with_changes(
-            returns=None, leading_lines=(), whitespace_before_params=cst.SimpleWhitespace("")
+            returns=None,
+            leading_lines=updated_node.leading_lines if self.depth else (),  # a nested function keeps its own
+            whitespace_before_params=cst.SimpleWhitespace(""),
         )
 
 

@@ -39,7 +39,13 @@ HELPER_PREFIX = "_idempotify"
 # skip is logged, unless ``quiet``: of guards joined with ``or``, only the last
 # one skipping skips the op.
 def _idempotify(
-    guard: str, table: Any, name: Any = None, *args: Any, schema: Any = None, gone: bool = False, **kw: Any
+    guard: str,
+    table: Any,
+    name: Any = None,
+    *args: Any,
+    schema: Any = None,
+    gone: bool = False,
+    **kw: Any,
 ) -> bool:
     """Must the op run? ``guard`` says when: "op.add_column: no column"."""
     import sqlalchemy
@@ -89,7 +95,9 @@ def _idempotify(
 # and nullability; an index's columns and uniqueness; a unique constraint's
 # columns; a foreign key's columns and referred table and columns. What cannot
 # be read or matched says nothing; nothing here fails the op.
-def _idempotify_drift(db: Any, guard: str, what: str, table: Any, name: Any, schema: Any) -> None:
+def _idempotify_drift(
+    db: Any, guard: str, what: str, table: Any, name: Any, schema: Any
+) -> None:
     """Log a WARNING when what a skipped create found is not what it makes."""
     import warnings
 
@@ -201,7 +209,9 @@ def _idempotify_guarded_op(guard: str, name: Any) -> dict[str, Any]:
 # and a drop_index may not say its table. An index left invalid by a failed
 # CREATE INDEX CONCURRENTLY (PostgreSQL) makes a create run as written, unless
 # the file builds indexes concurrently: then it gets the helper that drops it.
-def _idempotify_index(db: Any, table: Any, name: Any, schema: Any, absent: bool = False, **kw: Any) -> bool | None:
+def _idempotify_index(
+    db: Any, table: Any, name: Any, schema: Any, absent: bool = False, **kw: Any
+) -> bool | None:
     """Whether the index is there."""
     import sqlalchemy
 
@@ -270,7 +280,13 @@ def _idempotify_lacking_indexes(
 # as Alembic names it; a name too long for the database is cut by PostgreSQL
 # (elsewhere the op fails as written).
 def _idempotify_index_name(
-    db: Any, table: Any, name: Any, schema: Any, columns: Any = None, unique: Any = False, **_: Any
+    db: Any,
+    table: Any,
+    name: Any,
+    schema: Any,
+    columns: Any = None,
+    unique: Any = False,
+    **_: Any,
 ) -> Any:
     """The index's name as the database stores it."""
     import sqlalchemy
@@ -314,7 +330,9 @@ def _idempotify_drop_invalid_index(db: Any, name: Any, schema: Any) -> bool:
 # the one of that name where the database reports names (a batch
 # create_primary_key under another name replaces it, as the original does),
 # else any. None when the table is missing.
-def _idempotify_has_constraint(db: Any, constraint: Any, type_: str | None) -> bool | None:
+def _idempotify_has_constraint(
+    db: Any, constraint: Any, type_: str | None
+) -> bool | None:
     """Whether ``constraint``, as Alembic builds it, is in the database."""
     import sqlalchemy
 
@@ -375,7 +393,9 @@ def _idempotify_has_constraint(db: Any, constraint: Any, type_: str | None) -> b
     return any(sorted(c or ()) == columns and r == referred for _, c, r in found)
 
 
-def _idempotify_unique_constraint(db: Any, table: Any, name: Any, schema: Any, columns: Any, **_: Any) -> Any:
+def _idempotify_unique_constraint(
+    db: Any, table: Any, name: Any, schema: Any, columns: Any, **_: Any
+) -> Any:
     """Whether it is there: by its name, or unnamed, by its columns."""
     from alembic import op
     from alembic.operations.schemaobj import SchemaObjects
@@ -385,7 +405,9 @@ def _idempotify_unique_constraint(db: Any, table: Any, name: Any, schema: Any, c
     return _idempotify_has_constraint(db, constraint, "unique")
 
 
-def _idempotify_primary_key(db: Any, table: Any, name: Any, schema: Any, columns: Any, **kw: Any) -> Any:
+def _idempotify_primary_key(
+    db: Any, table: Any, name: Any, schema: Any, columns: Any, **kw: Any
+) -> Any:
     """Whether the table has a primary key (of that name, if named)."""
     from alembic import op
     from alembic.operations.schemaobj import SchemaObjects
@@ -401,7 +423,14 @@ def _idempotify_primary_key(db: Any, table: Any, name: Any, schema: Any, columns
 
 
 def _idempotify_foreign_key(
-    db: Any, table: Any, name: Any, schema: Any, referent: Any, local: Any, remote: Any, **kw: Any
+    db: Any,
+    table: Any,
+    name: Any,
+    schema: Any,
+    referent: Any,
+    local: Any,
+    remote: Any,
+    **kw: Any,
 ) -> Any:
     """Whether it is there: by its name, or unnamed, by its columns."""
     from alembic import op
@@ -413,7 +442,9 @@ def _idempotify_foreign_key(
     return _idempotify_has_constraint(db, constraint, "foreignkey")
 
 
-def _idempotify_check_constraint(db: Any, table: Any, name: Any, schema: Any, condition: Any, **_: Any) -> Any:
+def _idempotify_check_constraint(
+    db: Any, table: Any, name: Any, schema: Any, condition: Any, **_: Any
+) -> Any:
     """Whether a check constraint of that name is there."""
     from alembic import op
     from alembic.operations.schemaobj import SchemaObjects
@@ -423,7 +454,9 @@ def _idempotify_check_constraint(db: Any, table: Any, name: Any, schema: Any, co
     return _idempotify_has_constraint(db, constraint, "check")
 
 
-def _idempotify_exclusion_constraint(db: Any, table: Any, name: Any, schema: Any, **_: Any) -> Any:
+def _idempotify_exclusion_constraint(
+    db: Any, table: Any, name: Any, schema: Any, **_: Any
+) -> Any:
     """Whether an exclusion constraint of that name is there."""
     from alembic import op
     from alembic.operations.schemaobj import SchemaObjects
@@ -433,7 +466,9 @@ def _idempotify_exclusion_constraint(db: Any, table: Any, name: Any, schema: Any
     return _idempotify_has_constraint(db, constraint, "exclude")
 
 
-def _idempotify_constraint(db: Any, table: Any, name: Any, schema: Any, type_: Any = None, **kw: Any) -> Any:
+def _idempotify_constraint(
+    db: Any, table: Any, name: Any, schema: Any, type_: Any = None, **kw: Any
+) -> Any:
     """Whether a constraint of that name (and type) is there."""
     from alembic import op
     from alembic.operations.schemaobj import SchemaObjects
@@ -450,7 +485,9 @@ def _idempotify_constraint(db: Any, table: Any, name: Any, schema: Any, type_: A
 # A batch block's naming_convention= names the constraints of the table Alembic
 # reflects (its recipe for dropping an unnamed SQLite foreign key), so the drop
 # finds it by that name.
-def _idempotify_named_by_convention(db: Any, constraint: Any, type_: Any, naming_convention: Any) -> bool:
+def _idempotify_named_by_convention(
+    db: Any, constraint: Any, type_: Any, naming_convention: Any
+) -> bool:
     """Whether a constraint reported unnamed gets this name by convention."""
     import sqlalchemy
 
@@ -462,13 +499,20 @@ def _idempotify_named_by_convention(db: Any, constraint: Any, type_: Any, naming
     }
     metadata = sqlalchemy.MetaData(naming_convention=naming_convention)
     table = constraint.table
-    reflected = sqlalchemy.Table(table.name, metadata, schema=table.schema, autoload_with=db.bind)
+    reflected = sqlalchemy.Table(
+        table.name, metadata, schema=table.schema, autoload_with=db.bind
+    )
     kind = kinds.get(type_ or "", sqlalchemy.Constraint)
     wanted = str(constraint.name)
-    return any(isinstance(found, kind) and str(found.name) == wanted for found in reflected.constraints)
+    return any(
+        isinstance(found, kind) and str(found.name) == wanted
+        for found in reflected.constraints
+    )
 
 
-def _idempotify_sequence(db: Any, table: None, name: Any, schema: Any, **_: Any) -> bool | None:
+def _idempotify_sequence(
+    db: Any, table: None, name: Any, schema: Any, **_: Any
+) -> bool | None:
     """Whether the sequence is there; None where there are no sequences."""
     try:
         return bool(db.has_sequence(name, schema=schema))
@@ -476,7 +520,9 @@ def _idempotify_sequence(db: Any, table: None, name: Any, schema: Any, **_: Any)
         return None
 
 
-def _idempotify_enum_type(db: Any, table: None, name: Any, schema: Any, **_: Any) -> bool | None:
+def _idempotify_enum_type(
+    db: Any, table: None, name: Any, schema: Any, **_: Any
+) -> bool | None:
     """Whether the enum type is there; None where there are no enum types."""
     if db.bind.dialect.name != "postgresql":
         return None
@@ -502,13 +548,21 @@ def _idempotify_view(db: Any, table: None, name: Any, schema: Any, **_: Any) -> 
     return name in db.get_view_names(schema=schema)
 
 
-def _idempotify_trigger(db: Any, table: Any, name: Any, schema: Any, **_: Any) -> bool | None:
+def _idempotify_trigger(
+    db: Any, table: Any, name: Any, schema: Any, **_: Any
+) -> bool | None:
     """Whether the trigger is there (on its table, where given)."""
     return _idempotify_catalog(db, "trigger", table, name, schema)
 
 
 def _idempotify_function(
-    db: Any, table: None, name: Any, schema: Any, arguments: Any = None, absent: bool = False, **_: Any
+    db: Any,
+    table: None,
+    name: Any,
+    schema: Any,
+    arguments: Any = None,
+    absent: bool = False,
+    **_: Any,
 ) -> bool | None:
     """Whether the function is there.
 
@@ -557,7 +611,9 @@ def _idempotify_function(
     return db.bind.execute(sqlalchemy.text(query), params).scalar() is not None
 
 
-def _idempotify_extension(db: Any, table: None, name: Any, schema: Any, **_: Any) -> bool | None:
+def _idempotify_extension(
+    db: Any, table: None, name: Any, schema: Any, **_: Any
+) -> bool | None:
     """Whether the extension is installed (PostgreSQL)."""
     return _idempotify_catalog(db, "extension", table, name, schema)
 
@@ -569,7 +625,9 @@ def _idempotify_enum_value(
     return _idempotify_catalog(db, "enum_value", table, name, schema, enum_name)
 
 
-def _idempotify_catalog(db: Any, kind: str, table: Any, name: Any, schema: Any, enum_name: Any = None) -> bool | None:
+def _idempotify_catalog(
+    db: Any, kind: str, table: Any, name: Any, schema: Any, enum_name: Any = None
+) -> bool | None:
     """Whether an object only SQL makes is there; None where there are none."""
     import sqlalchemy
 
@@ -610,7 +668,9 @@ def _idempotify_table(table_name: Any, schema: Any = None) -> Any:
     from alembic import op
 
     bind = op.get_bind()
-    return sqlalchemy.Table(table_name, sqlalchemy.MetaData(), schema=schema, autoload_with=bind)
+    return sqlalchemy.Table(
+        table_name, sqlalchemy.MetaData(), schema=schema, autoload_with=bind
+    )
 
 
 # Recreating a table, Alembic copies it into _alembic_tmp_<table>, drops it,
@@ -665,7 +725,10 @@ def _idempotify_reuse_enum_types(table_name: Any, schema: Any = None) -> bool:
             return
         for column in table.columns:
             impl = column.type.dialect_impl(connection.dialect)
-            key = (getattr(impl, "schema", None) or default, getattr(impl, "name", None))
+            key = (
+                getattr(impl, "schema", None) or default,
+                getattr(impl, "name", None),
+            )
             labels = list(getattr(impl, "enums", None) or ())
             if getattr(impl, "create_type", False) and existing.get(key) == labels:
                 impl.create_type = False  # The same type: reuse it.

@@ -143,7 +143,7 @@ def module_result(module: HelpersModule, needed: Iterable[str], style: Style) ->
         return None
     from codemod.guards import helper_functions_source  # noqa: PLC0415 - LibCST, deferred: see codemod.runner
 
-    source = HEADER + "\n\n" + helper_functions_source(wanted, style.format)
+    source = HEADER + "\n\n" + helper_functions_source(wanted, style.format_helper)
     rewritten = source.encode("utf-8")
     if rewritten == original:
         return FileResult(module.path, Status.UNCHANGED, original)

@@ -1635,7 +1635,7 @@ def _helper_block(names: tuple[str, ...], parts: frozenset[str], style: Style, i
 
 @cache
 def _formatted_function(source: str, style: Style) -> str:
-    return style.format(source)
+    return style.format_helper(source)
 
 
 def _op_aliases(module: cst.Module) -> Iterator[str]:

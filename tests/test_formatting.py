@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,3 +128,28 @@ def test_the_generated_helpers_fit_the_line_length(line_length: int) -> None:
     block = _helper_block(helper_names(), PARTS, Style(line_length=line_length), "    ", "\n")
     long_lines = [line for line in block.splitlines() if len(line) > line_length]
     assert long_lines == []
+
+
+def _helpers_cut_every_way() -> list[Any]:  # pytest.param's type is pytest's own
+    from codemod.guards import _sources  # noqa: PLC0415
+
+    cases = []
+    for name, source in _sources().items():
+        own = sorted(set(re.findall(r"#\s*part:\s*(\w+)", source)))
+        for size in range(len(own) + 1):
+            cases += [
+                pytest.param(name, frozenset(kept), id=f"{name}[{'+'.join(kept)}]")
+                for kept in itertools.combinations(own, size)
+            ]
+    return cases
+
+
+@pytest.mark.parametrize(("name", "parts"), _helpers_cut_every_way())
+def test_with_black_s_defaults_each_helper_is_its_own_formatting(name: str, parts: frozenset[str]) -> None:
+    """What lets ``Style.format_helper`` skip black: each helper, cut to any set of its parts, is as black
+    formats it with its defaults."""
+    from codemod.guards import _sources, _with_parts  # noqa: PLC0415
+
+    source = _with_parts(_sources()[name], parts)
+    assert Style().format(source) == source
+    assert Style().format_helper(source) is source
