@@ -22,6 +22,7 @@ Name parts to run only those: ``python -m tests.bench rewrite`` (or verify, rati
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -189,14 +190,17 @@ def _generated(index: int) -> str:
     )
 
 
-def measure(command: list[str], environment: dict[str, str]) -> tuple[float, float, float, int]:
-    """Seconds, peak megabytes of the process tree (resident; proportional set size), and the exit code.
+def measure(command: list[str], environment: dict[str, str]) -> tuple[float, float, float, int, float]:
+    """Seconds, peak megabytes of the process tree (resident; proportional set size), the exit code, and the
+    CPU seconds of the process and its workers (user and system; a time the machine took the CPU away for does
+    not count, as it does in the seconds).
 
     Resident sizes count the pages workers share with the process they were
     forked from once per process; the proportional set size (Linux) divides
     them among the sharers, so its sum is the memory the run really holds.
     """
     start = time.perf_counter()
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = psutil.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = peak_shared = 0
     done = threading.Event()
@@ -224,7 +228,9 @@ def measure(command: list[str], environment: dict[str, str]) -> tuple[float, flo
     elapsed = time.perf_counter() - start
     done.set()
     sampler.join()
-    return elapsed, peak / 1e6, peak_shared / 1e6, code
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
+    return elapsed, peak / 1e6, peak_shared / 1e6, code, cpu
 
 
 def bench_rewrite() -> None:
@@ -240,7 +246,7 @@ def bench_rewrite() -> None:
         origin = build_tree(base / "tree")
         print(f"rewrite: {TREE_SIZE} files from {origin}; {jobs} jobs; median of {rounds} rounds")
         environment = {**os.environ, "XDG_CACHE_HOME": str(base / "cache")}
-        runs: dict[str, list[tuple[float, float, float, int]]] = {}
+        runs: dict[str, list[tuple[float, float, float, int, float]]] = {}
 
         def timed(label: str, command: list[str], tree: Path, *, cold: bool) -> None:
             if cold:
@@ -256,10 +262,11 @@ def bench_rewrite() -> None:
             timed("idempotify --check, warm", [*idempotify, "--check", "-q"], base / "tree", cold=False)
             timed("idempotify rewrite, cold", [*idempotify, "-q"], copy, cold=True)
     medians = {label: statistics.median(run[0] for run in each) for label, each in runs.items()}
-    baseline = medians["LibCST no-op runner"]
+    cpu = {label: statistics.median(run[4] for run in each) for label, each in runs.items()}
+    baseline, cpu_baseline = medians["LibCST no-op runner"], cpu["LibCST no-op runner"]
     cold_check = medians["idempotify --check, cold"]
     heading = f"{'':<28} {'seconds':>8} {'vs no-op':>9} {'vs cold':>8} {'RSS MB':>7} {'PSS MB':>7} {'exit':>5}"
-    print(f"{heading}  each run (s)")
+    print(f"{heading} {'CPU s':>7} {'vs no-op':>9}  each run (s)")
     for label, each in runs.items():
         elapsed = medians[label]
         versus_cold = f"{elapsed / cold_check:>8.1%}" if "warm" in label else f"{'':>8}"
@@ -267,10 +274,11 @@ def bench_rewrite() -> None:
         codes = {run[3] for run in each}
         code = str(codes.pop()) if len(codes) == 1 else "mixed"
         spread = " ".join(f"{run[0]:.2f}" for run in each)
-        print(f"{label:<28} {elapsed:>8.2f} {elapsed / baseline:>9.2f} {versus_cold} {memory} {code:>5}  {spread}")
+        work = f"{code:>5} {cpu[label]:>7.2f} {cpu[label] / cpu_baseline:>9.2f}"
+        print(f"{label:<28} {elapsed:>8.2f} {elapsed / baseline:>9.2f} {versus_cold} {memory} {work}  {spread}")
     print("targets: cold runs <= 1.00 x the no-op runner; warm check < 5% of the cold one; peak < 250 MB")
     print("(seconds: the median run; RSS and PSS: the largest peak sum over the process and its workers, sampled")
-    print("every 50 ms)")
+    print("every 50 ms; CPU s: the median of the CPU time of the process and its workers, user and system)")
 
 
 def main(parts: list[str]) -> None:
