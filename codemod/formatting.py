@@ -7,6 +7,7 @@ they look like the project's own code; nothing the user wrote is reformatted.
 
 from __future__ import annotations
 
+import ast
 import io
 import keyword
 import re
@@ -54,7 +55,7 @@ class Style:
         """
         if self.line_length == DEFAULT_LINE_LENGTH and self.string_normalization:
             return source
-        return self.format(source)
+        return self.format(_without_split_tuple_commas(source))
 
     def if_header(self, test: str, indent_width: int = 0) -> str:
         """``if <test>:`` followed by a ``pass`` body, formatted as black would.
@@ -139,6 +140,26 @@ def _two_calls(test: str | None) -> tuple[str, str, str] | None:
 
 
 _CALLED = re.compile(r"(?:not )?[A-Za-z_]\w*\(")
+
+
+def _without_split_tuple_commas(source: str) -> str:
+    """``source`` without the trailing comma of a tuple split one item a line: black put it in at 88, where the
+    tuple does not fit one line (``codemod.runtime`` is laid out so), and would keep the tuple split at any
+    line length; without it, black joins the tuple where it fits, as the tuple was written. Where the comma
+    makes the tuple (one item), it stays."""
+    lines = source.split("\n")
+    tree = None
+    for index, line in enumerate(lines):
+        if line.endswith("= ("):  # a tuple assigned, on lines of its own up to the ")" at the line's indent
+            closing = line[: len(line) - len(line.lstrip())] + ")"
+            end = next((after for after in range(index + 1, len(lines)) if lines[after] == closing), None)
+            if end is None or not lines[end - 1].endswith(","):
+                continue
+            tree = tree or ast.dump(ast.parse(source))
+            without = [*lines[: end - 1], lines[end - 1][:-1], *lines[end:]]
+            if ast.dump(ast.parse("\n".join(without))) == tree:
+                lines = without
+    return "\n".join(lines)
 
 
 def _one_call(test: str | None) -> tuple[str, str] | None:

@@ -153,3 +153,20 @@ def test_with_black_s_defaults_each_helper_is_its_own_formatting(name: str, part
     source = _with_parts(_sources()[name], parts)
     assert Style().format(source) == source
     assert Style().format_helper(source) is source
+
+
+def test_at_another_line_length_a_helper_s_tuple_is_joined_where_it_fits() -> None:
+    """Black splits a tuple at 88 with a trailing comma, which would keep it split at any line length: the
+    helpers are formatted without it elsewhere, as they were written."""
+    from codemod.guards import _sources  # noqa: PLC0415
+
+    joined = 'key = (getattr(impl, "schema", None) or default, getattr(impl, "name", None))'
+    source = _sources()["_idempotify_reuse_enum_types"]
+    assert joined not in source
+    assert joined in Style(line_length=120).format_helper(source)
+    assert joined not in Style(line_length=79).format_helper(source)
+
+
+def test_a_one_item_tuple_keeps_its_comma() -> None:
+    source = "def f():\n    x = (\n        a,\n    )\n    y = (\n        b,\n        c,\n    )\n"
+    assert Style(line_length=120).format_helper(source) == "def f():\n    x = (a,)\n    y = (b, c)\n"

@@ -48,6 +48,19 @@ def test_a_module_left_as_it_was_is_its_source_not_code_generated_anew(
     assert rewrite_source(source, Style())[0] == source
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        b'revision = "a"\rdown_revision = None\r\r\rdef upgrade():\r    pass\r',  # old Mac newlines
+        b'revision = "a"\ndown_revision = None\n\n\n\x0cdef upgrade():\n    pass\n',  # a form feed
+        b'revision = "a"\ndown_revision = None\n\n\ndef upgrade():\n    pass\n\n\n  \n\n',
+    ],
+    ids=["cr", "form-feed", "blank-lines-at-the-end"],
+)
+def test_a_module_that_needs_nothing_keeps_even_the_bytes_libcst_would_print_otherwise(source: bytes) -> None:
+    assert rewrite_source(source, Style()) == (source, [])
+
+
 @pytest.mark.parametrize("golden", GOLDENS, ids=lambda golden: golden.id)
 def test_output_compiles(golden: Golden) -> None:
     compile(golden.output, str(golden.path), "exec")
