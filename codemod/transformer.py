@@ -2821,9 +2821,10 @@ def _names(objects: dict[tuple[str, str], str]) -> str:
 
 
 def _normalized(source: str) -> str:
-    """An expression's source with formatting and quoting normalised away."""
+    """An expression's source with formatting and quoting normalised away. In parentheses: an argument's source
+    may go over lines (``a\n    or b``), as only the brackets of the call it is in allow."""
     try:
-        return ast.dump(ast.parse(source.strip(), mode="eval"))
+        return ast.dump(ast.parse(f"(\n{source.strip()}\n)", mode="eval"))
     except SyntaxError:
         return source
 

@@ -61,6 +61,39 @@ def test_a_module_that_needs_nothing_keeps_even_the_bytes_libcst_would_print_oth
     assert rewrite_source(source, Style()) == (source, [])
 
 
+@pytest.mark.parametrize("line_length", [79, 120])
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda golden: golden.id)
+def test_second_pass_changes_nothing_at_another_line_length(golden: Golden, line_length: int) -> None:
+    """A guard's arguments are laid out anew at the project's line length: a second pass must still know them
+    for the op's own (an argument over lines, ``a(...)\n or "b"``, joined on one line at 120)."""
+    style = Style(line_length=line_length)
+    once, _ = rewrite_source(golden.input.encode("utf-8"), style)
+    assert rewrite_source(once, style)[0] == once
+
+
+def test_a_name_over_lines_that_the_guard_joins_is_known_on_a_second_pass() -> None:
+    """Superset's f231d82b9b26 at line length 120: the second pass wrapped the guarded drop in a second guard."""
+    source = b"""revision = "a"
+down_revision = None
+
+from alembic import op
+
+
+def upgrade():
+    insp = None
+    with op.batch_alter_table("tables") as batch_op:
+        batch_op.drop_constraint(
+            generic_find_uq_constraint_name("tables", {"column", "datasource_id"}, insp)
+            or "uq_tables_column",
+            type_="unique",
+        )
+"""
+    style = Style(line_length=120)
+    once, _ = rewrite_source(source, style)
+    assert b'insp) or "uq_tables_column",' in once  # the guard's argument, on one line
+    assert rewrite_source(once, style)[0] == once
+
+
 @pytest.mark.parametrize("golden", GOLDENS, ids=lambda golden: golden.id)
 def test_output_compiles(golden: Golden) -> None:
     compile(golden.output, str(golden.path), "exec")
