@@ -1151,13 +1151,18 @@ class GuardTransformer(cst.CSTTransformer):
     def _wrap(self, test: str, statements: Sequence[cst.BaseStatement], otherwise: str | None = None) -> cst.If:
         """``if <test>:`` around ``statements``, with ``else: <otherwise>`` when given."""
         indent_width = sum(len(indent.expandtabs(8)) for indent in self._indents)
-        # Code taken from a CRLF file keeps its line ends; the header is written with "\n" (then the file's).
-        header = self.style.if_header(test.replace("\r\n", "\n"), indent_width)
+        # Code taken from a CRLF (or CR) file keeps its line ends; the header is written with "\n" (then the file's),
+        # as Python reads them.
+        header = self.style.if_header(test.replace("\r\n", "\n").replace("\r", "\n"), indent_width)
         self._note_guards(test)
         newline = self._module.default_newline
         formatted = header.removeprefix("if ").removesuffix(":\n    pass\n")
-        assert len(formatted) == len(header) - len("if :\n    pass\n"), header
-        parsed = Code(formatted.replace("\n", newline))
+        parsed: cst.BaseExpression = Code(formatted.replace("\n", newline))
+        if len(formatted) != len(header) - len("if :\n    pass\n"):
+            # A comment in an argument, which black moves after the colon: the guard's test goes without it.
+            guard = cst.parse_statement(header.replace("\n", newline), config=self._parsing)
+            assert isinstance(guard, cst.If), header
+            parsed = guard.test
         first, *rest = statements
         assert isinstance(first, cst.SimpleStatementLine)
         body = [first.with_changes(leading_lines=()), *rest]
@@ -1604,13 +1609,15 @@ class GuardTransformer(cst.CSTTransformer):
         """The bytes of ``module``, the result of this transformer's visit, with the helper block, which is
         kept out of the tree (see ``_helper_block``): after the module's statements, before its last comments.
         A module the visit left as it was is the source it was parsed from (its code, without generating it)."""
+        # LibCST reads a file of old Mac line ends ("\r") as one without a line end after its last line.
+        ends_a_line = module.has_trailing_newline or (self._source_bytes or b"").endswith(b"\r")
         if not self._helper_block:
             if not self._changed and self._source_bytes is not None:
                 return self._source_bytes
-            return module.bytes
+            return module.with_changes(has_trailing_newline=ends_a_line).bytes
         code = module.with_changes(footer=(), has_trailing_newline=True).code + self._helper_block
         code += "".join(module.code_for_node(line) for line in module.footer)
-        if not module.has_trailing_newline:
+        if not ends_a_line:
             code = code.removesuffix(module.default_newline)
         return code.encode(module.encoding)
 

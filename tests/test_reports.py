@@ -706,6 +706,26 @@ def test_a_crlf_file_with_an_argument_over_lines_rewrites_as_its_lf_copy() -> No
     assert crlf == lf.replace(b"\n", b"\r\n")
 
 
+def test_a_file_with_old_mac_line_ends_and_an_argument_over_lines_rewrites_as_its_lf_copy() -> None:
+    """An internal error before (review of stop 28): the header was cut at "\\n" only."""
+    body = "    op.add_column(\n        't'\n        'able',\n        sa.Column('x', sa.Integer),\n    )\n"
+    source = (HEADER + body).encode()
+    lf, _ = rewrite_source(source, Style())
+    cr, _ = rewrite_source(source.replace(b"\n", b"\r"), Style())
+    assert b"if _idempotify(" in lf
+    assert cr == lf.replace(b"\n", b"\r")
+
+
+def test_a_comment_in_an_argument_a_guard_copies_is_left_out_of_the_guard() -> None:
+    """Black moves the comment after the guard's colon: an internal error before (review of stop 28)."""
+    body = "    with op.batch_alter_table(('t'  # the table\n    )) as batch_op:\n        batch_op.drop_column('x')\n"
+    once, reports = rewrite_source((HEADER + body).encode(), Style())
+    assert b'if _idempotify("batch_op.drop_column: column", ("t"), "x"):' in once
+    assert [report.outcome for report in reports] == [Outcome.GUARDED]
+    compile(once, "migration.py", "exec")
+    assert rewrite_source(once, Style())[0] == once
+
+
 def test_an_except_on_one_line_is_read_as_one_on_lines_of_its_own() -> None:
     body = (
         "    for name in ('ix_a', 'ix_b'):\n"  # the op the try ends with, under an except that passes: guarded
