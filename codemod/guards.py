@@ -88,7 +88,7 @@ _PART_COMMENT = re.compile(r"[ \t]*#\s*part:\s*\w+[ \t]*$", re.MULTILINE)
 
 class _StripAnnotations(cst.CSTTransformer):
     """Type hints are for mypy on ``codemod.runtime``; the copy in a migration goes without, each signature on
-    one line (``runtime`` is laid out as black lays it out: see ``formatted_helper``)."""
+    one line (``runtime`` is laid out as black lays it out: see ``Style.format_helper``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -301,7 +301,7 @@ def helper_block_source(
     Each function's source goes through ``format_function`` (black) on its own.
     The helpers hold only the ``parts`` named (see ``PARTS``): by default, all.
     """
-    functions = [format_function(source) for source in helper_function_sources(used, parts)]
+    functions = _formatted(used, format_function, parts)
     return block_header(functions) + _one_after_another(functions)
 
 
@@ -353,7 +353,11 @@ def helper_functions_source(
     used: Iterable[str], format_function: Callable[[str], str] = str, parts: Iterable[str] = PARTS
 ) -> str:
     """The functions of ``helper_block_source`` without its header (a shared helpers module has its own)."""
-    return _one_after_another([format_function(source) for source in helper_function_sources(used, parts)])
+    return _one_after_another(_formatted(used, format_function, parts))
+
+
+def _formatted(used: Iterable[str], format_function: Callable[[str], str], parts: Iterable[str]) -> list[str]:
+    return [format_function(source) for source in helper_function_sources(used, parts)]
 
 
 def _one_after_another(functions: Iterable[str]) -> str:
